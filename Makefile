@@ -1,0 +1,48 @@
+# Flow: `make up` runs the whole platform, `make test` runs every test.
+SHELL := /bin/bash
+PY := .venv/bin/python
+FLOWCTL := $(PY) scripts/flowctl.py
+
+.PHONY: help setup up down restart status migrate logs lint test test-unit test-e2e
+
+help:
+	@echo "make up       set up this machine and start every Flow service"
+	@echo "make down     stop the services make up started"
+	@echo "make test     lint, type-check and run every test (what CI runs)"
+	@echo "make lint     ruff + mypy"
+	@echo "make migrate  provision the database and run every migration"
+	@echo "make logs     follow every service's JSON log"
+
+setup:
+	@bash scripts/setup.sh
+
+up: setup
+	@$(FLOWCTL) up
+
+down:
+	@if [ -x $(PY) ]; then $(FLOWCTL) down; fi
+
+restart: down up
+
+status:
+	@$(FLOWCTL) status
+
+migrate: setup
+	@$(FLOWCTL) migrate
+
+logs:
+	@tail -n 50 -F var/log/*.log
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+test: lint
+	.venv/bin/pytest
+
+test-unit: setup
+	.venv/bin/pytest -m "not e2e"
+
+test-e2e: setup
+	.venv/bin/pytest -m e2e

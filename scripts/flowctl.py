@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Run the Flow fleet on this machine: provision, migrate, start, stop.
+
+`make up` / `make down` / `make migrate` call this; the end-to-end tests call
+it too, so they start the platform exactly as an operator does. The fleet is
+described by services.toml; configuration comes from .env, else .env.example.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_SECONDS = 90.0
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    package: str
+    schema: str | None
+    callers: list[str] = field(default_factory=list)
+
+    @property
+    def short(self) -> str:
+        return self.name.removesuffix("-service").replace("-", "_").upper()
+
+    @property
+    def url_variable(self) -> str:
+        return self.name.replace("-", "_").upper() + "_URL"
+
+    @property
+    def directory(self) -> Path:
+        return ROOT / self.name
+
+
+def load_services() -> list[Service]:
+    data = tomllib.loads((ROOT / "services.toml").read_text())
+    return [
+        Service(
+            name=name,
+            port=int(spec["port"]),
+            package=spec["package"],
+            schema=spec.get("schema"),
+            callers=list(spec.get("callers", [])),
+        )
+        for name, spec in data["services"].items()
+    ]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def load_config(env_file: Path | None = None) -> dict[str, str]:
+    """The .env file (or .env.example), overridden by the process environment."""
+    if env_file is None:
+        env_file = ROOT / ".env" if (ROOT / ".env").exists() else ROOT / ".env.example"
+    config = read_env_file(env_file)
+    config.update({k: v for k, v in os.environ.items() if k in config or k.startswith("FLOW_")})
+    return config
+
+
+class Fleet:
+    def __init__(self, config: dict[str, str], port_offset: int = 0) -> None:
+        self.config = config
+        self.services = load_services()
+        self.port_offset = port_offset
+        self.run_dir = self._path(config.get("FLOW_RUN_DIR", "var/run"))
+        self.log_dir = self._path(config.get("FLOW_LOG_DIR", "var/log"))
+        self.keys_dir = self._path(config.get("JWT_KEYS_DIR", "var/keys"))
+
+    @staticmethod
+    def _path(value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else ROOT / path
+
+    def port(self, service: Service) -> int:
+        return service.port + self.port_offset
+
+    def url(self, service: Service) -> str:
+        return f"http://127.0.0.1:{self.port(service)}"
+
+    def by_name(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    def database_url(self, service: Service, driver: str = "postgresql+asyncpg") -> str:
+        assert service.schema is not None
+        password = self.config[f"DB_PASSWORD_{service.schema.upper()}"]
+        host = self.config.get("POSTGRES_HOST", "127.0.0.1")
+        port = self.config.get("POSTGRES_PORT", "5432")
+        database = self.config.get("POSTGRES_DB", "flow")
+        return f"{driver}://flow_{service.schema}:{password}@{host}:{port}/{database}"
+
+    def service_env(self, service: Service) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.config)
+        env["SERVICE_NAME"] = service.name
+        for other in self.services:
+            env[other.url_variable] = self.url(other)
+        user = self.by_name("user-service")
+        env["JWKS_URL"] = f"{self.url(user)}/.well-known/jwks.json"
+        env["JWT_KEYS_DIR"] = str(self.keys_dir)
+        env["SERVICE_KEY"] = self.config[f"SERVICE_KEY_{service.short}"]
+        env["TRUSTED_SERVICE_KEYS"] = ",".join(
+            self.config[f"SERVICE_KEY_{self.by_name(c).short}"] for c in service.callers
+        )
+        if service.schema:
+            env["DATABASE_URL"] = self.database_url(service)
+            env["DB_SCHEMA"] = service.schema
+        return env
+
+    # --- provisioning and migrations -------------------------------------------------
+
+    def provision(self) -> None:
+        from flow_shared.provisioning import SchemaGrant, provision, role_for_schema
+
+        grants = [
+            SchemaGrant(
+                s.schema, role_for_schema(s.schema), self.config[f"DB_PASSWORD_{s.schema.upper()}"]
+            )
+            for s in self.services
+            if s.schema
+        ]
+        asyncio.run(
+            provision(
+                self.config["POSTGRES_ADMIN_DSN"], self.config.get("POSTGRES_DB", "flow"), grants
+            )
+        )
+
+    def migrate(self) -> None:
+        for service in self.services:
+            if not service.schema:
+                continue
+            print(f"migrating {service.name}")
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "alembic",
+                    "-c",
+                    str(service.directory / "alembic.ini"),
+                    "upgrade",
+                    "head",
+                ],
+                cwd=service.directory,
+                env=self.service_env(service),
+                check=True,
+            )
+
+    def ensure_keys(self) -> None:
+        """A local RS256 key pair on first run; production keys come from the key script."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.keys_dir.mkdir(parents=True, exist_ok=True)
+        if any(self.keys_dir.glob("*.pem")):
+            return
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        kid = dt.datetime.now(dt.UTC).strftime("k%Y%m%d") + "-" + secrets.token_hex(4)
+        path = self.keys_dir / f"{kid}.pem"
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        path.chmod(0o600)
+        print(f"generated JWT signing key {kid}")
+
+    # --- processes -----------------------------------------------------------------------
+
+    def pid_file(self, service: Service) -> Path:
+        return self.run_dir / f"{service.name}.pid"
+
+    def running_pid(self, service: Service) -> int | None:
+        try:
+            pid = int(self.pid_file(service).read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        # Only a process that is still ours counts: PIDs get reused.
+        return pid if service.package.encode() in cmdline else None
+
+    def start(self, service: Service) -> None:
+        if self.running_pid(service) is not None:
+            print(f"{service.name} already running")
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        workers = self.config.get("WEB_CONCURRENCY", "1")
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"{service.package}.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port(service)),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--workers",
+            workers,
+            "--timeout-graceful-shutdown",
+            "20",
+            "--no-access-log",
+            "--no-server-header",
+        ]
+        log = (self.log_dir / f"{service.name}.log").open("ab")
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=self.service_env(service),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.pid_file(service).write_text(str(process.pid))
+        print(f"started {service.name} (pid {process.pid}) on :{self.port(service)}")
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(self.services)
+        while pending and time.monotonic() < deadline:
+            for service in list(pending):
+                if self.running_pid(service) is None:
+                    log_file = self.log_dir / f"{service.name}.log"
+                    raise SystemExit(f"{service.name} exited during start-up; see {log_file}")
+                try:
+                    with urllib.request.urlopen(
+                        f"{self.url(service)}/health/ready", timeout=2
+                    ) as r:
+                        if r.status == 200:
+                            pending.remove(service)
+                except (urllib.error.URLError, OSError):
+                    pass
+            time.sleep(0.3)
+        if pending:
+            raise SystemExit("not ready in time: " + ", ".join(s.name for s in pending))
+
+    def stop(self, service: Service) -> None:
+        pid = self.running_pid(service)
+        if pid is None:
+            self.pid_file(service).unlink(missing_ok=True)
+            return
+        os.kill(pid, signal.SIGTERM)  # uvicorn drains in-flight requests, then shuts down
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and self.running_pid(service) == pid:
+            if _reap(pid):
+                break
+            time.sleep(0.1)
+        if self.running_pid(service) == pid:
+            print(f"{service.name} did not stop in {STOP_TIMEOUT_SECONDS}s; killing")
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file(service).unlink(missing_ok=True)
+        print(f"stopped {service.name}")
+
+    def up(self) -> None:
+        self.ensure_keys()
+        self.provision()
+        self.migrate()
+        # Identity first: every other service verifies tokens with its JWKS.
+        for service in sorted(self.services, key=lambda s: s.name != "user-service"):
+            self.start(service)
+        self.wait_ready()
+        print("\nFlow is up:")
+        for service in self.services:
+            print(f"  {service.name:<22} {self.url(service)}")
+        print(f"  API docs               {self.url(self.by_name('api-gateway'))}/docs")
+        print(f"  logs                   {self.log_dir}/<service>.log")
+
+    def down(self) -> None:
+        for service in reversed(self.services):
+            self.stop(service)
+
+    def restart(self, names: list[str]) -> None:
+        """Restart some services (e.g. user-service after a signing-key rotation)."""
+        chosen = [self.by_name(name) for name in names] or self.services
+        for service in chosen:
+            self.stop(service)
+            self.start(service)
+        self.wait_ready()
+
+
+def _reap(pid: int) -> bool:
+    """True once `pid` has exited (reaping it if it is our child)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        return not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "command", choices=["up", "down", "restart", "migrate", "provision", "keys", "status"]
+    )
+    parser.add_argument("services", nargs="*", help="for restart: which services (default all)")
+    parser.add_argument("--env-file", type=Path, default=None)
+    parser.add_argument(
+        "--port-offset", type=int, default=int(os.environ.get("FLOW_PORT_OFFSET", "0"))
+    )
+    args = parser.parse_args()
+    fleet = Fleet(load_config(args.env_file), port_offset=args.port_offset)
+    if args.command == "up":
+        fleet.up()
+    elif args.command == "down":
+        fleet.down()
+    elif args.command == "restart":
+        fleet.restart(args.services)
+    elif args.command == "migrate":
+        fleet.provision()
+        fleet.migrate()
+    elif args.command == "provision":
+        fleet.provision()
+    elif args.command == "keys":
+        fleet.ensure_keys()
+    else:
+        for service in fleet.services:
+            pid = fleet.running_pid(service)
+            print(f"{service.name:<22} {'running pid ' + str(pid) if pid else 'stopped'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Make this machine ready for Flow: Python environment, PostgreSQL with PostGIS,
+# Redis and RabbitMQ installed and running on localhost. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  # Try the local package lists first; refresh them only when that fails.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" \
+    || { as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"; }
+}
+
+# --- Python environment (uv, from the lock file) -----------------------------------
+if command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+else
+  if ! python3 -m uv --version >/dev/null 2>&1; then
+    say "installing uv"
+    python3 -m pip install --quiet --disable-pip-version-check uv
+  fi
+  UV=(python3 -m uv)
+fi
+say "installing Python dependencies from uv.lock"
+"${UV[@]}" sync --frozen --all-packages --quiet
+
+# --- PostgreSQL with PostGIS --------------------------------------------------------
+pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
+if [ -z "$(pg_version)" ]; then
+  say "installing PostgreSQL"
+  apt_install postgresql
+fi
+PG=$(pg_version)
+if ! dpkg -s "postgresql-${PG}-postgis-3" >/dev/null 2>&1; then
+  say "installing PostGIS for PostgreSQL ${PG}"
+  apt_install "postgresql-${PG}-postgis-3"
+fi
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  say "starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$PG" main start
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+
+# --- Redis ----------------------------------------------------------------------------
+command -v redis-server >/dev/null 2>&1 || { say "installing Redis"; apt_install redis-server; }
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  say "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 1 20); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+
+# --- RabbitMQ -------------------------------------------------------------------------
+command -v rabbitmq-server >/dev/null 2>&1 || { say "installing RabbitMQ"; apt_install rabbitmq-server; }
+rabbit_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+if ! rabbit_up; then
+  say "starting RabbitMQ"
+  as_root rabbitmq-server -detached
+  for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
+  as_root rabbitmqctl await_startup >/dev/null 2>&1 || true
+fi
+
+say "infrastructure ready: PostgreSQL ${PG} + PostGIS, Redis, RabbitMQ"

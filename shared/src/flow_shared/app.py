@@ -1,0 +1,225 @@
+"""`create_service_app`: one call that gives a Flow service every shared default.
+
+Logging, correlation ids, problem+json errors, security headers, body limit,
+trusted hosts, CORS, metrics, health, JWT verification, service-key auth for
+`/internal`, the database, Redis, the outbox relay and event consumers, and a
+graceful shutdown that stops them in order. A service's `main.py` is a few lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import Table
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from flow_shared.auth import (
+    JWKSCache,
+    JWKSFetcher,
+    TokenVerifier,
+    http_jwks_fetcher,
+    require_service_key,
+)
+from flow_shared.config import BaseServiceSettings
+from flow_shared.correlation import CorrelationIdMiddleware
+from flow_shared.db import Database, create_engine
+from flow_shared.errors import install_error_handlers
+from flow_shared.health import HealthRegistry
+from flow_shared.health import router as health_router
+from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.logging import configure_logging
+from flow_shared.metrics import MetricsMiddleware, metrics_endpoint
+from flow_shared.security import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+
+if TYPE_CHECKING:
+    from flow_shared.events.consumer import EventHandler
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+log = structlog.get_logger("flow.app")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """What a service publishes (its outbox) and consumes (its inbox and handlers)."""
+
+    outbox: Table | None = None
+    inbox: Table | None = None
+    handlers: Mapping[str, EventHandler] = field(default_factory=dict)
+
+
+def create_redis(settings: BaseServiceSettings) -> Redis:
+    return Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        health_check_interval=30,
+    )
+
+
+def create_service_app(
+    settings: BaseServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    internal_routers: Sequence[APIRouter] = (),
+    events: EventsConfig | None = None,
+    jwks_fetcher: JWKSFetcher | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    version: str = "1.0.0",
+) -> FastAPI:
+    configure_logging(settings.service_name, settings.log_level)
+    events = events or EventsConfig()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await _start(app, settings, events, jwks_fetcher)
+        try:
+            for hook in on_startup:
+                await hook(app)
+            log.info("service_started")
+            yield
+        finally:
+            # Uvicorn has stopped accepting and drained in-flight requests by now.
+            for hook in on_shutdown:
+                await hook(app)
+            await _stop(app)
+            log.info("service_stopped")
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        # Only the gateway serves docs; services expose their OpenAPI for it to merge.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    app.state.settings = settings
+    app.state.health = HealthRegistry()
+    install_error_handlers(app)
+
+    app.include_router(health_router)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    for router in routers:
+        app.include_router(router)
+    for router in internal_routers:
+        app.include_router(
+            router, include_in_schema=False, dependencies=[Depends(require_service_key)]
+        )
+
+    install_middleware(app, settings)
+    return app
+
+
+def install_middleware(app: FastAPI, settings: BaseServiceSettings) -> None:
+    """Added innermost first: the last one added sees the request first."""
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials="*" not in settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        MetricsMiddleware,
+        service=settings.service_name,
+        skip_paths=frozenset({"/health/live", "/health/ready", "/metrics"}),
+    )
+    app.add_middleware(CorrelationIdMiddleware)
+
+
+async def _start(
+    app: FastAPI,
+    settings: BaseServiceSettings,
+    events: EventsConfig,
+    jwks_fetcher: JWKSFetcher | None,
+) -> None:
+    health: HealthRegistry = app.state.health
+    redis = create_redis(settings)
+    app.state.redis = redis
+    health.add("redis", redis.ping)
+
+    database: Database | None = None
+    if settings.database_url is not None:
+        engine = create_engine(
+            settings.database_url.get_secret_value(),
+            schema=settings.db_schema,
+            application_name=settings.service_name,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        database = Database(engine)
+        health.add("database", database.ping)
+    app.state.database = database
+
+    jwks = JWKSCache(
+        jwks_fetcher or http_jwks_fetcher(settings.jwks_url),
+        algorithms=settings.jwt_algorithms,
+        cache_seconds=settings.jwks_cache_seconds,
+        refetch_cooldown_seconds=settings.jwks_refetch_cooldown_seconds,
+    )
+    app.state.token_verifier = TokenVerifier(
+        jwks,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        algorithms=settings.jwt_algorithms,
+        redis=redis,
+        redis_prefix=settings.redis_key_prefix,
+    )
+
+    app.state.relay = None
+    app.state.consumer = None
+    if database is not None and events.outbox is not None:
+        from flow_shared.events.relay import OutboxRelay
+
+        relay = OutboxRelay(
+            database=database,
+            outbox=events.outbox,
+            amqp_url=settings.amqp_url.get_secret_value(),
+            exchange=settings.events_exchange,
+            service=settings.service_name,
+        )
+        await relay.start()
+        app.state.relay = relay
+        # The outbox keeps events while the broker is away, so this is reported, not fatal.
+        health.add("broker", relay.check_connected, critical=False)
+    if database is not None and events.inbox is not None and events.handlers:
+        from flow_shared.events.consumer import EventConsumer
+
+        consumer = EventConsumer(
+            database=database,
+            inbox=events.inbox,
+            amqp_url=settings.amqp_url.get_secret_value(),
+            exchange=settings.events_exchange,
+            service=settings.service_name,
+            handlers=events.handlers,
+        )
+        await consumer.start()
+        app.state.consumer = consumer
+        health.add("broker_consumer", consumer.check_connected)
+
+
+async def _stop(app: FastAPI) -> None:
+    # Consumers first (finish and ack what is in hand), then the relay, then the pools.
+    if app.state.consumer is not None:
+        await app.state.consumer.stop()
+    if app.state.relay is not None:
+        await app.state.relay.stop()
+    if app.state.database is not None:
+        await app.state.database.dispose()
+    await app.state.redis.aclose()

@@ -1,0 +1,90 @@
+"""Async SQLAlchemy: one engine per service, bound to the service's own schema.
+
+A request gets one session and one transaction (`DbSession`); the transaction
+commits before the response is sent, or rolls back on any error. Business
+functions only flush.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+# Named constraints keep Alembic diffs stable and make violations readable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def service_metadata(schema: str) -> MetaData:
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def create_engine(
+    url: str,
+    *,
+    schema: str | None,
+    application_name: str,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    **kwargs: Any,
+) -> AsyncEngine:
+    server_settings = {"application_name": application_name}
+    if schema:
+        # The role can only use its own schema; public stays for PostGIS types.
+        server_settings["search_path"] = f"{schema},public"
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        connect_args={"server_settings": server_settings},
+        **kwargs,
+    )
+
+
+class Database:
+    """The engine and session factory of one service."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def get_database(request: Request) -> Database:
+    database: Database | None = getattr(request.app.state, "database", None)
+    if database is None:
+        raise RuntimeError("this service has no database configured")
+    return database
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database = get_database(request)
+    async with database.sessionmaker() as session, session.begin():
+        # Leaving `begin()` commits, or rolls back if the handler raised.
+        yield session
+
+
+# scope="function" runs the cleanup (the commit) before the response is sent,
+# so a client never sees a success whose transaction later failed.
+DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]

@@ -1,0 +1,164 @@
+"""Isolated slices of the real infrastructure for one test session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tomllib
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from flow_shared.provisioning import SchemaGrant, drop_database, provision, role_for_schema
+
+TEST_DB_PASSWORD = "flow-test-password"  # trust auth locally; a real value in CI secrets
+
+
+def repo_root() -> Path:
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "services.toml").exists():
+            return candidate
+    raise RuntimeError("services.toml not found above the working directory")
+
+
+def service_schemas() -> dict[str, str]:
+    """service name -> schema, from services.toml."""
+    data = tomllib.loads((repo_root() / "services.toml").read_text())
+    return {name: spec["schema"] for name, spec in data["services"].items() if "schema" in spec}
+
+
+@dataclass
+class TestInfra:
+    admin_dsn: str
+    pg_host: str
+    pg_port: int
+    database: str
+    redis_url: str
+    redis_prefix: str
+    amqp_url: str
+    vhost: str
+
+    def database_url(self, schema: str, driver: str = "postgresql+asyncpg") -> str:
+        role = role_for_schema(schema)
+        return f"{driver}://{role}:{TEST_DB_PASSWORD}@{self.pg_host}:{self.pg_port}/{self.database}"
+
+    def settings_kwargs(self, service: str, **overrides: Any) -> dict[str, Any]:
+        """Constructor arguments for a service's Settings pointing at this session's slice."""
+        kwargs: dict[str, Any] = {
+            "environment": "test",
+            "redis_url": self.redis_url,
+            "redis_key_prefix": self.redis_prefix,
+            "amqp_url": self.amqp_url,
+            "service_key": f"test-key-{service}",
+            "trusted_service_keys": ["test-trusted-caller-key"],
+        }
+        schema = service_schemas().get(service)
+        if schema:
+            kwargs["database_url"] = self.database_url(schema)
+            kwargs["db_schema"] = schema
+        kwargs.update(overrides)
+        return kwargs
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+def create_vhost(vhost: str) -> None:
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+
+
+def delete_vhost(vhost: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
+def migrate_all(infra: TestInfra) -> None:
+    root = repo_root()
+    for service, schema in service_schemas().items():
+        env = dict(os.environ, DATABASE_URL=infra.database_url(schema), DB_SCHEMA=schema)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "alembic",
+                "-c",
+                str(root / service / "alembic.ini"),
+                "upgrade",
+                "head",
+            ],
+            cwd=root / service,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"migrations of {service} failed:\n{result.stderr[-3000:]}")
+
+
+def start_infra(worker: str) -> TestInfra:
+    admin_dsn = os.environ.get(
+        "FLOW_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    parsed = urllib.parse.urlparse(admin_dsn)
+    suffix = uuid.uuid4().hex[:8]
+    vhost = f"flow-test-{worker}-{suffix}"
+    amqp_base = os.environ.get("FLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    infra = TestInfra(
+        admin_dsn=admin_dsn,
+        pg_host=parsed.hostname or "127.0.0.1",
+        pg_port=parsed.port or 5432,
+        # Unique per session: parallel runs on one machine must not drop each other's database.
+        database=f"flow_test_{worker}_{suffix}",
+        redis_url=os.environ.get("FLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_prefix=f"flowtest:{suffix}:",
+        amqp_url=amqp_base.rstrip("/") + "/" + urllib.parse.quote(vhost, safe=""),
+        vhost=vhost,
+    )
+    grants = [
+        SchemaGrant(schema, role_for_schema(schema), TEST_DB_PASSWORD)
+        for schema in service_schemas().values()
+    ]
+    asyncio.run(drop_database(admin_dsn, infra.database))
+    asyncio.run(provision(admin_dsn, infra.database, grants, reset_passwords=False))
+    migrate_all(infra)
+    create_vhost(vhost)
+    return infra
+
+
+def stop_infra(infra: TestInfra) -> None:
+    delete_vhost(infra.vhost)
+    asyncio.run(drop_database(infra.admin_dsn, infra.database))
+
+    async def clear_redis() -> None:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(infra.redis_url)
+        async for key in redis.scan_iter(match=infra.redis_prefix + "*", count=500):
+            await redis.delete(key)
+        await redis.aclose()
+
+    asyncio.run(clear_redis())
+
+
+@asynccontextmanager
+async def asgi_client(app: FastAPI, **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to `app` in-process, with its lifespan running."""
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        # Starlette re-raises after sending the 500; the client must see the response.
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", **kwargs
+        ) as client:
+            yield client

@@ -1,0 +1,278 @@
+"""Identity, organisations and vendor verification through the gateway, on the real fleet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+
+PASSWORD = "correct horse battery staple"
+
+
+def _email(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}@e2e.flow.test"
+
+
+async def _register(
+    gateway: httpx.AsyncClient, kind: str, email: str | None = None
+) -> dict[str, Any]:
+    email = email or _email(kind)
+    response = await gateway.post(
+        "/api/v1/auth/register",
+        json={
+            "email": email,
+            "password": PASSWORD,
+            "full_name": f"E2E {kind}",
+            "organization": {
+                "name": f"E2E {kind} {uuid.uuid4().hex[:6]}",
+                "kind": kind,
+                "license_number": "LIC-42" if kind == "vendor" else None,
+            },
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    body["email"] = email
+    return body
+
+
+async def _login(
+    gateway: httpx.AsyncClient, email: str, password: str = PASSWORD
+) -> dict[str, str]:
+    response = await gateway.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_register_login_and_read_profile_through_the_gateway(
+    gateway: httpx.AsyncClient,
+) -> None:
+    registered = await _register(gateway, "hospital")
+    assert registered["user"]["email"] == registered["email"]
+    assert registered["organization"]["kind"] == "hospital"
+
+    login = await gateway.post(
+        "/api/v1/auth/login", json={"email": registered["email"], "password": PASSWORD}
+    )
+    assert login.status_code == 200
+    tokens = login.json()
+    assert tokens["token_type"] == "bearer"
+    assert tokens["expires_in"] == 900
+
+    me = await gateway.get(
+        "/api/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert me.status_code == 200
+    assert me.json()["email"] == registered["email"]
+    assert me.json()["role"] == "org_admin"
+
+
+async def test_bad_input_is_problem_json_and_changes_nothing(gateway: httpx.AsyncClient) -> None:
+    email = _email("weak")
+    weak = await gateway.post(
+        "/api/v1/auth/register",
+        json={
+            "email": email,
+            "password": "short",
+            "full_name": "W",
+            "organization": {"name": "W", "kind": "hospital"},
+        },
+    )
+    assert weak.status_code == 422
+    assert weak.headers["content-type"].startswith("application/problem+json")
+    assert weak.json()["errors"]
+    # Mass assignment: a role in the body is refused, not applied.
+    sneaky = await gateway.post(
+        "/api/v1/auth/register",
+        json={
+            "email": email,
+            "password": PASSWORD,
+            "full_name": "S",
+            "role": "platform_admin",
+            "organization": {"name": "S", "kind": "hospital"},
+        },
+    )
+    assert sneaky.status_code == 422
+    refused = await gateway.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert refused.status_code == 401
+
+    taken = await _register(gateway, "hospital")
+    again = await gateway.post(
+        "/api/v1/auth/register",
+        json={
+            "email": taken["email"].upper(),
+            "password": PASSWORD,
+            "full_name": "T",
+            "organization": {"name": "T", "kind": "hospital"},
+        },
+    )
+    assert again.status_code == 409
+
+
+async def test_organisations_are_private_and_admin_routes_need_a_platform_admin(
+    gateway: httpx.AsyncClient,
+) -> None:
+    mine = await _register(gateway, "hospital")
+    other = await _register(gateway, "hospital")
+    headers = await _login(gateway, mine["email"])
+
+    own = await gateway.get(f"/api/v1/organizations/{mine['organization']['id']}", headers=headers)
+    assert own.status_code == 200
+    foreign = await gateway.get(
+        f"/api/v1/organizations/{other['organization']['id']}", headers=headers
+    )
+    assert foreign.status_code == 404
+    assert foreign.headers["content-type"].startswith("application/problem+json")
+
+    # A forged identity header changes nothing: the token decides who you are.
+    forged = await gateway.get(
+        f"/api/v1/organizations/{other['organization']['id']}",
+        headers={
+            **headers,
+            "X-User-Id": other["user"]["id"],
+            "X-Org-Id": other["organization"]["id"],
+        },
+    )
+    assert forged.status_code == 404
+
+    for path in (
+        "/api/v1/admin/vendors",
+        f"/api/v1/admin/vendors/{other['organization']['id']}/verify",
+    ):
+        method = gateway.get if path.endswith("vendors") else gateway.post
+        response = await method(path, headers=headers)
+        assert response.status_code == 403, path
+
+
+async def test_internal_routes_are_never_reachable_from_outside(
+    gateway: httpx.AsyncClient, fleet: Any
+) -> None:
+    for path in (
+        "/internal/organizations/vendors",
+        "/api/v1/internal/organizations/vendors",
+        "/api/v1/organizations/../../internal/organizations/vendors",
+    ):
+        response = await gateway.get(
+            path, headers={"X-Service-Key": "local-admin-service-key-4e8a07"}
+        )
+        assert response.status_code in (403, 404), path
+        assert "items" not in response.text
+    async with httpx.AsyncClient(base_url=fleet.user_service) as direct:
+        no_key = await direct.get("/internal/organizations/vendors")
+        assert no_key.status_code == 401
+
+
+async def test_request_id_is_echoed_and_logged_by_the_service(
+    gateway: httpx.AsyncClient, fleet: Any
+) -> None:
+    request_id = "e2e-" + uuid.uuid4().hex
+    response = await gateway.post(
+        "/api/v1/auth/login",
+        json={"email": _email("nobody"), "password": PASSWORD},
+        headers={"X-Request-ID": request_id},
+    )
+    assert response.status_code == 401
+    assert response.headers["x-request-id"] == request_id
+    assert response.json()["correlation_id"] == request_id
+    log_file: Path = fleet.log_dir / "user-service.log"
+    for _ in range(50):
+        lines = [
+            json.loads(line) for line in log_file.read_text().splitlines() if request_id in line
+        ]
+        if lines:
+            break
+        await asyncio.sleep(0.1)
+    assert lines, "user-service logged no line with the request id"
+    assert all(line["correlation_id"] == request_id for line in lines)
+    assert PASSWORD not in log_file.read_text()
+
+
+async def test_security_headers_and_body_limit_at_the_edge(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/auth/jwks")
+    assert response.status_code == 200
+    assert response.json()["keys"]
+    for header in (
+        "strict-transport-security",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+        "content-security-policy",
+    ):
+        assert header in response.headers, header
+    too_big = await gateway.post(
+        "/api/v1/auth/register",
+        content=b"{" + b" " * 2_000_000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert too_big.status_code == 413
+
+
+async def test_vendor_verification_by_the_platform_admin(
+    gateway: httpx.AsyncClient, fleet: Any
+) -> None:
+    connection = await aio_pika.connect(fleet.amqp_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(
+        "flow.events", aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(exchange, routing_key="organization.*")
+
+    vendor = await _register(gateway, "vendor")
+    vendor_org = vendor["organization"]["id"]
+    assert vendor["organization"]["verified"] is False
+    vendor_headers = await _login(gateway, vendor["email"])
+    admin_headers = await _login(gateway, fleet.admin_email, fleet.admin_password)
+
+    waiting = await gateway.get(
+        "/api/v1/admin/vendors",
+        params={"verified": "false", "page_size": 100},
+        headers=admin_headers,
+    )
+    assert waiting.status_code == 200
+    listed = waiting.json()
+    assert {"items", "page", "page_size", "total"} <= listed.keys()
+    assert vendor_org in {item["id"] for item in listed["items"]}
+
+    verified = await gateway.post(
+        f"/api/v1/admin/vendors/{vendor_org}/verify", headers=admin_headers
+    )
+    assert verified.status_code == 200
+    org = await gateway.get(f"/api/v1/organizations/{vendor_org}", headers=vendor_headers)
+    assert org.json()["verified"] is True
+
+    event = await _next_event(queue, "organization.verified", vendor_org)
+    assert event["producer"] == "user-service"
+    assert event["correlation_id"] == verified.headers["x-request-id"]
+
+    suspended = await gateway.post(
+        f"/api/v1/admin/vendors/{vendor_org}/suspend", headers=admin_headers
+    )
+    assert suspended.status_code == 200
+    await _next_event(queue, "organization.suspended", vendor_org)
+    cannot_login = await gateway.post(
+        "/api/v1/auth/login", json={"email": vendor["email"], "password": PASSWORD}
+    )
+    assert cannot_login.status_code in (401, 403)
+    old_token = await gateway.get("/api/v1/users/me", headers=vendor_headers)
+    assert old_token.status_code == 401
+    await connection.close()
+
+
+async def _next_event(
+    queue: aio_pika.abc.AbstractQueue, event_type: str, org_id: str
+) -> dict[str, Any]:
+    async with asyncio.timeout(20):
+        async with queue.iterator() as messages:
+            async for message in messages:
+                async with message.process():
+                    event: dict[str, Any] = json.loads(message.body)
+                if event["type"] == event_type and event["data"].get("org_id") == org_id:
+                    return event
+    raise AssertionError(f"{event_type} never arrived")
