@@ -1,4 +1,4 @@
-"""SIGTERM is a graceful stop: in-flight requests finish, new ones are refused, exit 0."""
+"""SIGTERM is a graceful stop: in-flight requests finish and the lifespan shuts down."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ async def test_sigterm_lets_in_flight_requests_finish(infra: TestInfra) -> None:
             responses = await asyncio.gather(*in_flight)
         assert [r.status_code for r in responses] == [200] * 5
         assert all(r.json() == {"status": "done"} for r in responses)
-        assert process.wait(timeout=15) == 0
+        # uvicorn re-raises the caught SIGTERM after its graceful shutdown completes.
+        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
         output = process.stdout.read().decode() if process.stdout else ""
         assert '"event": "service_stopped"' in output
     finally:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_shared.provisioning import SchemaGrant, drop_database, provision, role_for_schema
 
@@ -40,6 +40,7 @@ def service_schemas() -> dict[str, str]:
 
 @dataclass
 class TestInfra:
+    __test__ = False  # a fixture value, not a test class
     admin_dsn: str
     pg_host: str
     pg_port: int
@@ -152,10 +153,26 @@ def stop_infra(infra: TestInfra) -> None:
     asyncio.run(clear_redis())
 
 
+def _per_request_state(app: ASGIApp) -> ASGIApp:
+    """Give each request its own copy of the lifespan state, as uvicorn does.
+
+    asgi-lifespan hands every request the same dict, so anything a request stores
+    in `request.state` (the verified principal, say) would leak into the next one.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and "state" in scope:
+            scope = {**scope, "state": dict(scope["state"])}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 @asynccontextmanager
-async def asgi_client(app: FastAPI, **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def asgi_client(app: ASGIApp, **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to `app` in-process, with its lifespan running."""
-    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+    wrapped = _per_request_state(app)  # inside the manager's state injection
+    async with LifespanManager(wrapped, startup_timeout=30, shutdown_timeout=30) as manager:
         # Starlette re-raises after sending the 500; the client must see the response.
         transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(

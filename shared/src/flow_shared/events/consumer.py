@@ -1,0 +1,473 @@
+"""The event consumer: a durable queue per service, an inbox, bounded retries, a DLQ.
+
+Topology (declared on every connect, idempotently), for service `S`:
+
+- `S.events`: durable queue bound to the events exchange with one routing key per
+  handled event type. Messages are acked manually, only after the handler's
+  transaction has committed (or after the message was safely moved elsewhere).
+- `S.events.retry`: durable queue without consumers. A failed message is
+  republished here with a per-message expiration of `retry_delay_ms`; when it
+  expires the broker dead-letters it back to `S.events`. Other events keep
+  flowing meanwhile. Every message gets the same delay, so expiry order is
+  arrival order (per-message TTL only expires messages at the head of a queue).
+- `S.events.dlq`: durable queue for poison messages (not a valid envelope) and
+  for events whose handler still failed after the first attempt and `max_retries`
+  retries. A failure because the database is unreachable does not count as an
+  attempt: during an outage good events wait in the retry loop, not in the DLQ.
+
+Handling one event happens in one database transaction: the inbox row
+(consumer, event_id) is inserted with ON CONFLICT DO NOTHING, and only if it is
+new does the handler run, in the same transaction. A redelivered event finds
+its inbox row and has no second effect; a handler that fails rolls back its
+effects together with the inbox row, so the retry starts clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    ConsumerTag,
+    HeadersType,
+)
+from pydantic import ValidationError
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.correlation import set_correlation_id
+from flow_shared.db import Database
+from flow_shared.events.envelope import EventEnvelope
+from flow_shared.events.relay import (
+    CONNECT_TIMEOUT_SECONDS,
+    PUBLISH_TIMEOUT_SECONDS,
+    Backoff,
+    BrokerUnavailable,
+    declare_events_exchange,
+    wait_for_event,
+)
+from flow_shared.metrics import business_counter, business_gauge
+
+EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+
+log = structlog.get_logger("flow.events.consumer")
+
+ATTEMPTS_HEADER = "x-flow-attempts"
+ERROR_HEADER = "x-flow-error"
+DEAD_LETTER_REASON_HEADER = "x-flow-dead-letter-reason"
+# Broker bookkeeping from the retry queue's dead-lettering; not carried forward.
+_BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+MAX_ERROR_HEADER_LENGTH = 500
+INVALID_EVENT_TYPE = "<invalid>"
+
+EVENTS_CONSUMED = business_counter(
+    "flow_events_consumed_total",
+    "Events taken off the service's queue, by outcome "
+    "(handled, duplicate, ignored, retried, dead_lettered).",
+    ("service", "event_type", "outcome"),
+)
+EVENT_HANDLER_FAILURES = business_counter(
+    "flow_event_handler_failures_total",
+    "Event handler runs that raised (the event is retried, then dead-lettered).",
+    ("service", "event_type"),
+)
+DLQ_DEPTH = business_gauge(
+    "flow_events_dlq_depth",
+    "Messages waiting in the service's dead-letter queue.",
+    ("service",),
+)
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        inbox: Table,
+        amqp_url: str,
+        exchange: str,
+        service: str,
+        handlers: Mapping[str, EventHandler],
+        max_retries: int = 5,
+        retry_delay_ms: int = 1000,
+        prefetch: int = 16,
+        reconnect_initial_delay: float = 0.5,
+        reconnect_max_delay: float = 10.0,
+        dlq_refresh_interval: float = 15.0,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.inbox = inbox
+        self.amqp_url = amqp_url
+        self.exchange_name = exchange
+        self.service = service
+        self.handlers = dict(handlers)
+        self.max_retries = max_retries
+        self.retry_delay_ms = retry_delay_ms
+        self.prefetch = prefetch
+        self.dlq_refresh_interval = dlq_refresh_interval
+        self.stop_timeout = stop_timeout
+        self.queue_name = f"{service}.events"
+        self.retry_queue_name = f"{service}.events.retry"
+        self.dlq_name = f"{service}.events.dlq"
+        self._backoff = Backoff(reconnect_initial_delay, reconnect_max_delay)
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._inspect_channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._consumer_tag: ConsumerTag | None = None
+        self._stopping = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._dlq_depth = DLQ_DEPTH.labels(service)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start consuming in the background; never waits for the broker."""
+        if self._task is not None:
+            return
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=f"event-consumer-{self.service}")
+
+    async def stop(self) -> None:
+        """Stop taking messages, let in-flight handlers finish and ack, then close."""
+        self._stopping.set()
+        await self._cancel_consuming()
+        if self._in_flight:
+            _done, pending = await asyncio.wait(set(self._in_flight), timeout=self.stop_timeout)
+            for handler_task in pending:
+                # Unacked, so the broker redelivers it; the inbox guards against doubles.
+                handler_task.cancel()
+            if pending:
+                log.warning("consumer_stop_timeout", abandoned=len(pending))
+                await asyncio.wait(pending)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._disconnect()
+
+    @property
+    def is_connected(self) -> bool:
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._connection.connected.is_set()
+            and self._channel is not None
+            and not self._channel.is_closed
+            and self._consumer_tag is not None
+        )
+
+    async def check_connected(self) -> None:
+        if not self.is_connected:
+            raise BrokerUnavailable(f"consumer of {self.queue_name} is not connected")
+
+    async def refresh_dlq_depth(self) -> int:
+        """Read the dead-letter queue's depth from the broker and publish it as a gauge."""
+        channel = self._inspect_channel
+        if channel is None or channel.is_closed:
+            raise BrokerUnavailable("consumer is not connected to the broker")
+        queue = await channel.declare_queue(self.dlq_name, passive=True)
+        depth = int(queue.declaration_result.message_count or 0)
+        self._dlq_depth.set(depth)
+        return depth
+
+    # -- connection ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._connect()
+            except Exception as exc:
+                await self._disconnect()
+                delay = self._backoff.next_delay()
+                log.warning(
+                    "consumer_broker_unavailable",
+                    queue=self.queue_name,
+                    error=repr(exc),
+                    retry_in=round(delay, 2),
+                )
+                await wait_for_event(self._stopping, delay)
+                continue
+            self._backoff.reset()
+            log.info("consumer_started", queue=self.queue_name, events=sorted(self.handlers))
+            await self._watch_connection()
+            if not self._stopping.is_set():
+                log.warning("consumer_connection_lost", queue=self.queue_name)
+                await self._disconnect()
+
+    async def _watch_connection(self) -> None:
+        """Refresh the DLQ gauge now and then until the connection is lost or we stop."""
+        while not self._stopping.is_set() and not self._lost.is_set():
+            try:
+                await self.refresh_dlq_depth()
+            except Exception as exc:
+                log.warning("dlq_depth_refresh_failed", error=repr(exc))
+            waiters = [
+                asyncio.create_task(self._lost.wait()),
+                asyncio.create_task(self._stopping.wait()),
+            ]
+            try:
+                await asyncio.wait(
+                    waiters,
+                    timeout=self.dlq_refresh_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _connect(self) -> None:
+        self._lost.clear()
+        connection = await aio_pika.connect(self.amqp_url, timeout=CONNECT_TIMEOUT_SECONDS)
+        self._connection = connection
+        connection.close_callbacks.add(self._on_closed)
+        # Unroutable retry/DLQ publishes must raise, never vanish.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._channel = channel
+        channel.close_callbacks.add(self._on_closed)
+        await channel.set_qos(prefetch_count=self.prefetch)
+        exchange = await declare_events_exchange(channel, self.exchange_name)
+        await channel.declare_queue(self.dlq_name, durable=True)
+        await channel.declare_queue(
+            self.retry_queue_name,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.queue_name,
+            },
+        )
+        # A message the broker itself rejects (never by us) still lands in the DLQ.
+        queue = await channel.declare_queue(
+            self.queue_name,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.dlq_name,
+            },
+        )
+        for event_type in sorted(self.handlers):
+            await queue.bind(exchange, routing_key=event_type)
+        self._inspect_channel = await connection.channel(publisher_confirms=False)
+        self._queue = queue
+        self._consumer_tag = await queue.consume(self._on_message)
+
+    def _on_closed(self, _sender: Any, _exc: BaseException | None = None) -> None:
+        self._lost.set()
+
+    async def _cancel_consuming(self) -> None:
+        queue, tag = self._queue, self._consumer_tag
+        self._consumer_tag = None
+        if queue is None or tag is None or queue.channel.is_closed:
+            return
+        try:
+            await queue.cancel(tag, timeout=CONNECT_TIMEOUT_SECONDS)
+        except Exception as exc:
+            log.warning("consumer_cancel_failed", error=repr(exc))
+
+    async def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        self._channel = None
+        self._inspect_channel = None
+        self._queue = None
+        self._consumer_tag = None
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    # -- handling ------------------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._stopping.is_set():
+            # Delivered between our cancel and the broker's cancel-ok: give it back.
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        channel = self._channel
+        if channel is None:
+            return
+        # Our own task, so closing the channel on stop never cancels a handler mid-way.
+        task = asyncio.create_task(self._process(message, channel))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _process(self, message: AbstractIncomingMessage, channel: AbstractChannel) -> None:
+        try:
+            envelope = EventEnvelope.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.warning("event_poison", message_id=message.message_id, error=str(exc)[:200])
+            await self._move(
+                message,
+                channel,
+                self.dlq_name,
+                attempts=_attempts(message),
+                error=f"invalid envelope: {exc}",
+                reason="poison",
+                event_type=INVALID_EVENT_TYPE,
+            )
+            return
+
+        set_correlation_id(envelope.correlation_id)
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            # Only a stale binding from an older deployment routes such an event here.
+            log.warning(
+                "event_without_handler", event_id=str(envelope.id), event_type=envelope.type
+            )
+            EVENTS_CONSUMED.labels(self.service, envelope.type, "ignored").inc()
+            await _settle(message.ack())
+            return
+
+        try:
+            handled = await self._handle(handler, envelope)
+        except Exception as exc:
+            EVENT_HANDLER_FAILURES.labels(self.service, envelope.type).inc()
+            outage = is_infrastructure_outage(exc)
+            # An unreachable database is not the event's fault: it must not use up the
+            # event's attempts and push a good event into the DLQ during an outage.
+            failures = _attempts(message) + (0 if outage else 1)
+            log.warning(
+                "event_handler_failed",
+                event_id=str(envelope.id),
+                event_type=envelope.type,
+                failures=failures,
+                outage=outage,
+                error=repr(exc),
+                exc_info=not outage,
+            )
+            if failures <= self.max_retries:
+                await self._move(
+                    message,
+                    channel,
+                    self.retry_queue_name,
+                    attempts=failures,
+                    error=repr(exc),
+                    reason=None,
+                    event_type=envelope.type,
+                    expiration_ms=self.retry_delay_ms,
+                )
+            else:
+                log.error(
+                    "event_dead_lettered",
+                    event_id=str(envelope.id),
+                    event_type=envelope.type,
+                    failures=failures,
+                )
+                await self._move(
+                    message,
+                    channel,
+                    self.dlq_name,
+                    attempts=failures,
+                    error=repr(exc),
+                    reason="max_retries",
+                    event_type=envelope.type,
+                )
+            return
+
+        outcome = "handled" if handled else "duplicate"
+        EVENTS_CONSUMED.labels(self.service, envelope.type, outcome).inc()
+        log.info(
+            "event_handled" if handled else "event_duplicate",
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+        )
+        # If this ack is lost the event comes back, and the inbox row makes it a no-op.
+        await _settle(message.ack())
+
+    async def _handle(self, handler: EventHandler, envelope: EventEnvelope) -> bool:
+        """Run the handler once per event. False when the inbox says it already ran."""
+        async with self.database.sessionmaker() as session, session.begin():
+            inserted = (
+                await session.execute(
+                    pg_insert(self.inbox)
+                    .values(consumer=self.service, event_id=envelope.id, event_type=envelope.type)
+                    .on_conflict_do_nothing()
+                    .returning(self.inbox.c.event_id)
+                )
+            ).scalar_one_or_none()
+            if inserted is None:
+                return False
+            await handler(session, envelope)
+        return True
+
+    async def _move(
+        self,
+        message: AbstractIncomingMessage,
+        channel: AbstractChannel,
+        queue_name: str,
+        *,
+        attempts: int,
+        error: str,
+        reason: str | None,
+        event_type: str,
+        expiration_ms: int | None = None,
+    ) -> None:
+        """Republish to the retry queue or the DLQ, and ack the original only once the
+        broker has confirmed the copy; on any failure the original goes back to its queue."""
+        headers: HeadersType = {
+            key: value
+            for key, value in (message.headers or {}).items()
+            if not key.startswith(_BROKER_DEATH_HEADERS)
+        }
+        headers[ATTEMPTS_HEADER] = attempts
+        headers[ERROR_HEADER] = error[:MAX_ERROR_HEADER_LENGTH]
+        if reason is not None:
+            headers[DEAD_LETTER_REASON_HEADER] = reason
+        copy = aio_pika.Message(
+            message.body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            type=message.type,
+            app_id=message.app_id,
+            expiration=expiration_ms / 1000 if expiration_ms is not None else None,
+        )
+        try:
+            await channel.default_exchange.publish(
+                copy, routing_key=queue_name, timeout=PUBLISH_TIMEOUT_SECONDS
+            )
+        except Exception as exc:
+            log.warning("event_requeue_failed", queue=queue_name, error=repr(exc))
+            await _settle(message.nack(requeue=True))
+            return
+        outcome = "retried" if reason is None else "dead_lettered"
+        EVENTS_CONSUMED.labels(self.service, event_type, outcome).inc()
+        await _settle(message.ack())
+
+
+def is_infrastructure_outage(exc: BaseException) -> bool:
+    """The database (or the network to it) is away, as opposed to the handler failing."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc, OSError | TimeoutError | OperationalError | InterfaceError | PoolTimeoutError
+    )
+
+
+def _attempts(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(ATTEMPTS_HEADER)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+async def _settle(operation: Awaitable[None]) -> None:
+    """Ack/nack on a channel that may be gone: the broker then redelivers by itself."""
+    try:
+        await operation
+    except Exception as exc:
+        log.warning("event_settle_failed", error=repr(exc))

@@ -1,0 +1,340 @@
+"""The outbox relay: publishes committed outbox rows to the topic exchange.
+
+Each pass claims the oldest unpublished rows with `FOR UPDATE SKIP LOCKED`
+(so several relays on one outbox never take the same row), publishes each with
+publisher confirms, and marks it published in the same transaction. A row is
+only marked once the broker has confirmed it, so a crash or a lost broker means
+a later pass publishes it again: delivery is at least once, and consumers
+de-duplicate with their inbox.
+
+The broker may be away for any length of time: start-up never waits for it,
+and the background loop reconnects with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    HeadersType,
+)
+from sqlalchemy import Table, func, select, update
+
+from flow_shared.db import Database
+from flow_shared.jsonutil import dumps
+from flow_shared.metrics import business_counter, business_gauge
+
+log = structlog.get_logger("flow.events.relay")
+
+CORRELATION_HEADER = "x-correlation-id"
+CONNECT_TIMEOUT_SECONDS = 5.0
+PUBLISH_TIMEOUT_SECONDS = 10.0
+# Counting pending rows is cheap (partial index) but needs no more than this pace.
+PENDING_GAUGE_INTERVAL_SECONDS = 5.0
+MAX_ERROR_LENGTH = 1000
+
+OUTBOX_PENDING = business_gauge(
+    "flow_outbox_pending_events",
+    "Outbox rows committed but not yet published to the broker.",
+    ("service",),
+)
+EVENTS_PUBLISHED = business_counter(
+    "flow_events_published_total",
+    "Events published to the broker and confirmed by it.",
+    ("service", "event_type"),
+)
+RELAY_PUBLISH_FAILURES = business_counter(
+    "flow_outbox_publish_failures_total",
+    "Outbox rows whose publication failed (they are retried on a later pass).",
+    ("service",),
+)
+
+
+class BrokerUnavailable(RuntimeError):
+    """Not connected to RabbitMQ (yet, or any more)."""
+
+
+class Backoff:
+    """Exponential backoff with full jitter for reconnect attempts."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def next_delay(self) -> float:
+        delay = random.uniform(self.initial / 2, self._next)
+        self._next = min(self._next * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+
+async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`, waking early when `event` is set. True if it was set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()
+
+
+async def declare_events_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
+    return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
+def build_event_message(
+    event_id: uuid.UUID, event_type: str, payload: dict[str, Any], producer: str
+) -> aio_pika.Message:
+    correlation_id = payload.get("correlation_id")
+    headers: HeadersType = {"x-producer": producer}
+    if isinstance(correlation_id, str):
+        headers[CORRELATION_HEADER] = correlation_id
+    return aio_pika.Message(
+        dumps(payload),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(event_id),
+        correlation_id=correlation_id if isinstance(correlation_id, str) else None,
+        type=event_type,
+        app_id=producer,
+        headers=headers,
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        outbox: Table,
+        amqp_url: str,
+        exchange: str,
+        service: str,
+        poll_interval: float = 0.2,
+        batch_size: int = 100,
+        reconnect_initial_delay: float = 0.5,
+        reconnect_max_delay: float = 10.0,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        self.database = database
+        self.outbox = outbox
+        self.amqp_url = amqp_url
+        self.exchange_name = exchange
+        self.service = service
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.stop_timeout = stop_timeout
+        self._backoff = Backoff(reconnect_initial_delay, reconnect_max_delay)
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._connect_lock = asyncio.Lock()
+        # Serialises passes within one relay; other relays are kept apart by SKIP LOCKED.
+        self._pass_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._in_pass = False
+        self._pending_refreshed_at = 0.0
+        self._pending_gauge = OUTBOX_PENDING.labels(service)
+        self._failures = RELAY_PUBLISH_FAILURES.labels(service)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the background loop and return at once, whether or not the broker is up."""
+        if self._task is not None:
+            return
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, then close the channel and the connection."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            if not self._in_pass:
+                # Sleeping or connecting: nothing is in hand, so cancelling loses nothing.
+                task.cancel()
+            try:
+                await asyncio.wait_for(task, self.stop_timeout)
+            except asyncio.CancelledError:
+                pass
+            except TimeoutError:
+                log.warning("relay_stop_timeout", service=self.service)
+            except Exception:
+                log.exception("relay_stopped_with_error", service=self.service)
+        await self._disconnect()
+
+    @property
+    def is_connected(self) -> bool:
+        return (
+            self._connection is not None
+            and not self._connection.is_closed
+            and self._connection.connected.is_set()
+            and self._channel is not None
+            and not self._channel.is_closed
+            and self._exchange is not None
+        )
+
+    async def check_connected(self) -> None:
+        if not self.is_connected:
+            raise BrokerUnavailable("outbox relay is not connected to the broker")
+
+    # -- publishing ----------------------------------------------------------------
+
+    async def publish_pending(self) -> int:
+        """One pass: publish up to `batch_size` unpublished rows, oldest first.
+
+        Raises BrokerUnavailable when the broker cannot be reached; rows then stay
+        unpublished for a later pass. Returns how many rows were published.
+        """
+        exchange = await self._ensure_connected()
+        async with self._pass_lock:
+            self._in_pass = True
+            try:
+                return await self._publish_batch(exchange)
+            finally:
+                self._in_pass = False
+
+    async def _publish_batch(self, exchange: AbstractExchange) -> int:
+        outbox = self.outbox
+        published: list[int] = []
+        async with self.database.sessionmaker() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.payload)
+                    .where(outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                message = build_event_message(
+                    row.event_id, row.event_type, row.payload, self.service
+                )
+                try:
+                    # Not mandatory: an event nobody subscribes to yet is not an error.
+                    await exchange.publish(
+                        message,
+                        routing_key=row.event_type,
+                        mandatory=False,
+                        timeout=PUBLISH_TIMEOUT_SECONDS,
+                    )
+                except Exception as exc:
+                    self._failures.inc()
+                    log.warning(
+                        "outbox_publish_failed",
+                        event_id=str(row.event_id),
+                        event_type=row.event_type,
+                        error=repr(exc),
+                    )
+                    await session.execute(
+                        update(outbox)
+                        .where(outbox.c.seq == row.seq)
+                        .values(
+                            attempts=outbox.c.attempts + 1,
+                            last_error=repr(exc)[:MAX_ERROR_LENGTH],
+                        )
+                    )
+                    # Keep order: later rows wait for this one. A broken channel is rebuilt.
+                    if not self.is_connected:
+                        await self._disconnect()
+                    break
+                published.append(row.seq)
+                EVENTS_PUBLISHED.labels(self.service, row.event_type).inc()
+            if published:
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.seq.in_(published))
+                    .values(published_at=func.now(), attempts=outbox.c.attempts + 1)
+                )
+        if published:
+            log.debug("outbox_published", count=len(published))
+        return len(published)
+
+    async def refresh_pending_gauge(self) -> int:
+        async with self.database.sessionmaker() as session:
+            pending = (
+                await session.execute(
+                    select(func.count())
+                    .select_from(self.outbox)
+                    .where(self.outbox.c.published_at.is_(None))
+                )
+            ).scalar_one()
+        self._pending_gauge.set(pending)
+        self._pending_refreshed_at = time.monotonic()
+        return int(pending)
+
+    # -- connection ----------------------------------------------------------------
+
+    async def _ensure_connected(self) -> AbstractExchange:
+        async with self._connect_lock:
+            if self.is_connected and self._exchange is not None:
+                return self._exchange
+            await self._disconnect()
+            try:
+                connection = await aio_pika.connect(self.amqp_url, timeout=CONNECT_TIMEOUT_SECONDS)
+            except Exception as exc:
+                raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
+            try:
+                channel = await connection.channel(publisher_confirms=True)
+                exchange = await declare_events_exchange(channel, self.exchange_name)
+            except Exception as exc:
+                await connection.close()
+                raise BrokerUnavailable(f"cannot open the events channel: {exc!r}") from exc
+            self._connection, self._channel, self._exchange = connection, channel, exchange
+            log.info("relay_connected", exchange=self.exchange_name)
+            return exchange
+
+    async def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        channel, self._channel = self._channel, None
+        self._exchange = None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    # -- background loop -----------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                published = await self.publish_pending()
+            except BrokerUnavailable as exc:
+                delay = self._backoff.next_delay()
+                log.warning("relay_broker_unavailable", error=str(exc), retry_in=round(delay, 2))
+                await self._refresh_pending_gauge_quietly()
+                await wait_for_event(self._stopping, delay)
+                continue
+            except Exception:
+                # A database error: the rows are still there; try again after a pause.
+                delay = self._backoff.next_delay()
+                log.exception("relay_pass_failed", retry_in=round(delay, 2))
+                await wait_for_event(self._stopping, delay)
+                continue
+            self._backoff.reset()
+            if published < self.batch_size:
+                await self._refresh_pending_gauge_quietly()
+                await wait_for_event(self._stopping, self.poll_interval)
+
+    async def _refresh_pending_gauge_quietly(self) -> None:
+        if time.monotonic() - self._pending_refreshed_at < PENDING_GAUGE_INTERVAL_SECONDS:
+            return
+        try:
+            await self.refresh_pending_gauge()
+        except Exception as exc:
+            log.warning("outbox_pending_count_failed", error=repr(exc))

@@ -1,0 +1,672 @@
+"""The outbox relay and the event consumer against the real PostgreSQL and RabbitMQ.
+
+Promises (issue 2, section 7, "outbox"): an event written in a rolled-back
+transaction is never published; with the broker unreachable events wait and are
+published once it is back; two relays never double-publish; a consumer that
+fails mid-handler gets the event again and the effect happens once (and a
+redelivered event has no second effect); a poison event ends in the dead-letter
+queue and later events still flow; stop() lets an in-flight handler finish and ack.
+
+Every test gets its own scratch schema (outbox, inbox, effects), its own exchange
+and its own service name (so its own queues and metric labels), inside the test
+session's database and RabbitMQ vhost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import urllib.parse
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from prometheus_client import REGISTRY
+from sqlalchemy import BigInteger, Column, Identity, String, Table, func, insert, select, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.db import Database, create_engine, service_metadata
+from flow_shared.events.consumer import (
+    ATTEMPTS_HEADER,
+    DEAD_LETTER_REASON_HEADER,
+    EventConsumer,
+    EventHandler,
+)
+from flow_shared.events.envelope import EventEnvelope
+from flow_shared.events.outbox import add_event, define_inbox_table, define_outbox_table
+from flow_shared.events.relay import BrokerUnavailable, OutboxRelay, build_event_message
+
+if TYPE_CHECKING:
+    from flow_shared.testing.infra import TestInfra
+
+PRODUCER = "events-test"
+WAIT_SECONDS = 20.0
+
+
+# -- scratch database ------------------------------------------------------------------
+
+
+@dataclass
+class Scratch:
+    schema: str
+    database: Database
+    outbox: Table
+    inbox: Table
+    effects: Table
+
+    async def add_events(self, count: int, event_type: str = "test.created") -> list[uuid.UUID]:
+        async with self.database.sessionmaker() as session, session.begin():
+            envelopes = [
+                await add_event(
+                    session, self.outbox, event_type=event_type, data={"n": n}, producer=PRODUCER
+                )
+                for n in range(count)
+            ]
+        return [envelope.id for envelope in envelopes]
+
+    async def unpublished_ids(self) -> set[uuid.UUID]:
+        async with self.database.sessionmaker() as session:
+            rows = await session.execute(
+                select(self.outbox.c.event_id).where(self.outbox.c.published_at.is_(None))
+            )
+            return set(rows.scalars())
+
+    async def effect_count(self, event_id: uuid.UUID) -> int:
+        async with self.database.sessionmaker() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(self.effects)
+                .where(self.effects.c.event_id == event_id)
+            )
+            return int(count or 0)
+
+    async def effect_count_is(self, event_id: uuid.UUID, expected: int) -> bool:
+        return await self.effect_count(event_id) == expected
+
+    async def inbox_has(self, consumer: str, event_id: uuid.UUID) -> bool:
+        async with self.database.sessionmaker() as session:
+            found = await session.scalar(
+                select(self.inbox.c.event_id).where(
+                    self.inbox.c.consumer == consumer, self.inbox.c.event_id == event_id
+                )
+            )
+            return found is not None
+
+    async def apply_effect(self, session: AsyncSession, envelope: EventEnvelope) -> None:
+        await session.execute(insert(self.effects).values(event_id=envelope.id, note=envelope.type))
+
+
+@pytest.fixture
+async def scratch(infra: TestInfra) -> AsyncIterator[Scratch]:
+    schema = f"events_test_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(
+        f"postgresql+asyncpg://postgres@{infra.pg_host}:{infra.pg_port}/{infra.database}",
+        schema=schema,
+        application_name="events-test",
+        pool_size=4,
+        max_overflow=4,
+    )
+    metadata = service_metadata(schema)
+    outbox = define_outbox_table(metadata)
+    inbox = define_inbox_table(metadata)
+    # No unique key on purpose: a second application of an event must show as a second row.
+    effects = Table(
+        "effects",
+        metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("event_id", UUID(as_uuid=True), nullable=False),
+        Column("note", String(100), nullable=False),
+    )
+    async with engine.begin() as connection:
+        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        await connection.run_sync(metadata.create_all)
+    try:
+        yield Scratch(schema, Database(engine), outbox, inbox, effects)
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await engine.dispose()
+
+
+# -- broker helpers --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Names:
+    exchange: str
+    service: str
+
+
+@pytest.fixture
+def names() -> Names:
+    suffix = uuid.uuid4().hex[:10]
+    return Names(exchange=f"flow.events.test.{suffix}", service=f"evtest-{suffix}")
+
+
+@pytest.fixture
+async def channel(infra: TestInfra) -> AsyncIterator[AbstractChannel]:
+    connection = await aio_pika.connect(infra.amqp_url)
+    try:
+        yield await connection.channel()
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Tap:
+    """A test queue bound to every routing key of an exchange, recording what arrives."""
+
+    channel: AbstractChannel
+    exchange: str
+    messages: list[AbstractIncomingMessage] = field(default_factory=list)
+
+    async def start(self) -> None:
+        exchange = await self.channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="#")
+        await queue.consume(self._record, no_ack=True)
+
+    async def _record(self, message: AbstractIncomingMessage) -> None:
+        self.messages.append(message)
+
+    def ids(self) -> list[str]:
+        return [m.message_id for m in self.messages if m.message_id is not None]
+
+    async def everything_published_so_far(self) -> list[str]:
+        """All ids that reached the queue before now, in order, without the marker.
+
+        A confirmed publish is already in the queue, so once a marker published
+        afterwards arrives, nothing published before it can still be on its way."""
+        marker = f"marker-{uuid.uuid4().hex}"
+        exchange = await self.channel.get_exchange(self.exchange)
+        await exchange.publish(aio_pika.Message(b"{}", message_id=marker), routing_key="marker")
+        await eventually(lambda: marker in self.ids())
+        ids = self.ids()
+        return [i for i in ids[: ids.index(marker)] if not i.startswith("marker-")]
+
+
+@pytest.fixture
+async def tap(channel: AbstractChannel, names: Names) -> Tap:
+    tap = Tap(channel, names.exchange)
+    await tap.start()
+    return tap
+
+
+async def eventually(
+    predicate: Callable[[], bool] | Callable[[], Awaitable[bool]], what: str = "condition"
+) -> None:
+    """Poll until the predicate holds; fail the test if it never does."""
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class TcpProxy:
+    """A loopback TCP proxy to RabbitMQ that the test can take down and bring back,
+    so the relay loses the broker without stopping the shared RabbitMQ server."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                self.target_host, self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, upstream_writer))
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+
+def consumed(service: str, event_type: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "flow_events_consumed_total",
+        {"service": service, "event_type": event_type, "outcome": outcome},
+    )
+    return value or 0.0
+
+
+async def publish(channel: AbstractChannel, exchange: str, envelope: EventEnvelope) -> None:
+    """Publish an envelope exactly as the relay does."""
+    target = await channel.get_exchange(exchange)
+    message = build_event_message(
+        envelope.id, envelope.type, envelope.model_dump(mode="json"), PRODUCER
+    )
+    await target.publish(message, routing_key=envelope.type)
+
+
+async def queue_depth(channel: AbstractChannel, name: str) -> int:
+    queue: AbstractQueue = await channel.declare_queue(name, passive=True)
+    return int(queue.declaration_result.message_count or 0)
+
+
+@contextlib.asynccontextmanager
+async def running_consumer(
+    infra: TestInfra,
+    scratch: Scratch,
+    names: Names,
+    handlers: dict[str, EventHandler],
+    **options: Any,
+) -> AsyncIterator[EventConsumer]:
+    consumer = EventConsumer(
+        database=scratch.database,
+        inbox=scratch.inbox,
+        amqp_url=infra.amqp_url,
+        exchange=names.exchange,
+        service=names.service,
+        handlers=handlers,
+        **options,
+    )
+    await consumer.start()
+    try:
+        await eventually(lambda: consumer.is_connected, "the consumer to connect")
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+def make_relay(
+    infra: TestInfra, scratch: Scratch, names: Names, amqp_url: str | None = None, **options: Any
+) -> OutboxRelay:
+    return OutboxRelay(
+        database=scratch.database,
+        outbox=scratch.outbox,
+        amqp_url=amqp_url or infra.amqp_url,
+        exchange=names.exchange,
+        service=names.service,
+        **options,
+    )
+
+
+# -- relay -----------------------------------------------------------------------------
+
+
+async def test_event_in_rolled_back_transaction_is_never_published(
+    infra: TestInfra, scratch: Scratch, names: Names, tap: Tap
+) -> None:
+    async with scratch.database.sessionmaker() as session:
+        transaction = await session.begin()
+        rolled_back = await add_event(
+            session, scratch.outbox, event_type="test.created", data={"n": 1}, producer=PRODUCER
+        )
+        await transaction.rollback()
+    async with scratch.database.sessionmaker() as session, session.begin():
+        committed = await add_event(
+            session, scratch.outbox, event_type="test.created", data={"n": 2}, producer=PRODUCER
+        )
+
+    relay = make_relay(infra, scratch, names)
+    try:
+        assert await relay.refresh_pending_gauge() == 1
+        assert await relay.publish_pending() == 1
+        assert await relay.publish_pending() == 0
+        assert await relay.refresh_pending_gauge() == 0
+    finally:
+        await relay.stop()
+
+    assert await tap.everything_published_so_far() == [str(committed.id)]
+    assert str(rolled_back.id) not in tap.ids()
+    message = tap.messages[0]
+    assert message.routing_key == "test.created"
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.content_type == "application/json"
+    assert EventEnvelope.model_validate_json(message.body) == committed
+    published = REGISTRY.get_sample_value(
+        "flow_events_published_total", {"service": names.service, "event_type": "test.created"}
+    )
+    assert published == 1.0
+
+
+async def test_events_wait_while_broker_is_unreachable_and_are_published_once_it_is_back(
+    infra: TestInfra, scratch: Scratch, names: Names, tap: Tap
+) -> None:
+    broker = urllib.parse.urlsplit(infra.amqp_url)
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    credentials = broker.netloc.rpartition("@")[0]
+    await proxy.open()
+    await proxy.close()  # keep the port: the relay's broker is "down" from the start
+    relay = make_relay(
+        infra,
+        scratch,
+        names,
+        amqp_url=broker._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}").geturl(),
+        poll_interval=0.05,
+        reconnect_initial_delay=0.05,
+        reconnect_max_delay=0.3,
+    )
+    try:
+        await relay.start()  # returns at once although the broker is unreachable
+        assert not relay.is_connected
+        with pytest.raises(BrokerUnavailable):
+            await relay.check_connected()
+
+        first = await scratch.add_events(3)
+        with pytest.raises(BrokerUnavailable):
+            await relay.publish_pending()
+        assert await scratch.unpublished_ids() == set(first)
+        assert tap.ids() == []
+
+        await proxy.open()
+        await eventually(lambda: set(map(str, first)) <= set(tap.ids()), "the first events")
+        await eventually(lambda: relay.is_connected, "the relay to report connected")
+
+        # The broker goes away while the relay is connected: it must notice and reconnect.
+        await proxy.close()
+        await eventually(lambda: not relay.is_connected, "the relay to notice the loss")
+        second = await scratch.add_events(3)
+        with pytest.raises(BrokerUnavailable):
+            await relay.publish_pending()
+        assert await scratch.unpublished_ids() == set(second)
+
+        await proxy.open()
+        await eventually(lambda: set(map(str, second)) <= set(tap.ids()), "the second events")
+    finally:
+        await relay.stop()
+        await proxy.close()
+
+    received = Counter(await tap.everything_published_so_far())
+    assert received == Counter(str(i) for i in first + second)  # each exactly once
+    assert await scratch.unpublished_ids() == set()
+
+
+async def test_two_relays_on_one_outbox_never_double_publish(
+    infra: TestInfra, scratch: Scratch, names: Names, tap: Tap
+) -> None:
+    event_ids = await scratch.add_events(200)
+    relays = [
+        make_relay(infra, scratch, names, batch_size=10, poll_interval=0.01) for _ in range(2)
+    ]
+    try:
+        await asyncio.gather(*(relay.start() for relay in relays))
+        await eventually(
+            lambda: len(set(tap.ids())) >= len(event_ids), "all events to be published"
+        )
+    finally:
+        await asyncio.gather(*(relay.stop() for relay in relays))
+
+    received = Counter(await tap.everything_published_so_far())
+    assert set(received) == {str(i) for i in event_ids}
+    assert max(received.values()) == 1
+    assert await scratch.unpublished_ids() == set()
+
+
+# -- consumer --------------------------------------------------------------------------
+
+
+async def test_handler_failing_mid_way_gets_the_event_again_and_the_effect_happens_once(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    calls: Counter[uuid.UUID] = Counter()
+
+    async def apply_then_crash_once(session: AsyncSession, envelope: EventEnvelope) -> None:
+        await scratch.apply_effect(session, envelope)
+        calls[envelope.id] += 1
+        if calls[envelope.id] == 1:
+            raise RuntimeError("crashed after writing the effect")
+
+    handlers: dict[str, EventHandler] = {"test.flaky": apply_then_crash_once}
+    async with running_consumer(infra, scratch, names, handlers, max_retries=3, retry_delay_ms=100):
+        envelope = EventEnvelope(type="test.flaky", producer=PRODUCER, data={"k": "v"})
+        await publish(channel, names.exchange, envelope)
+        await eventually(
+            lambda: consumed(names.service, "test.flaky", "handled") == 1, "the retry to succeed"
+        )
+        assert calls[envelope.id] == 2
+        assert await scratch.effect_count(envelope.id) == 1
+        assert await scratch.inbox_has(names.service, envelope.id)
+
+        # The same event delivered again (a relay re-publish) has no second effect.
+        await publish(channel, names.exchange, envelope)
+        await eventually(
+            lambda: consumed(names.service, "test.flaky", "duplicate") == 1,
+            "the duplicate to be seen",
+        )
+        assert calls[envelope.id] == 2
+        assert await scratch.effect_count(envelope.id) == 1
+
+
+async def test_poison_event_ends_in_dead_letter_queue_and_later_events_still_flow(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    poison_calls = 0
+
+    async def always_fail(session: AsyncSession, envelope: EventEnvelope) -> None:
+        nonlocal poison_calls
+        poison_calls += 1
+        raise ValueError("this event can never be handled")
+
+    handlers: dict[str, EventHandler] = {
+        "test.poison": always_fail,
+        "test.applied": scratch.apply_effect,
+    }
+    async with running_consumer(
+        infra, scratch, names, handlers, max_retries=2, retry_delay_ms=100
+    ) as consumer:
+        poison = EventEnvelope(type="test.poison", producer=PRODUCER, data={})
+        await publish(channel, names.exchange, poison)
+        # Not even an envelope: straight to the DLQ, no handler runs.
+        exchange = await channel.get_exchange(names.exchange)
+        await exchange.publish(
+            aio_pika.Message(b"{not json", message_id="garbage"), routing_key="test.applied"
+        )
+        later = [
+            EventEnvelope(type="test.applied", producer=PRODUCER, data={"n": n}) for n in range(5)
+        ]
+        for envelope in later:
+            await publish(channel, names.exchange, envelope)
+
+        async def settled() -> bool:
+            counts = [await scratch.effect_count(e.id) for e in later]
+            return counts == [1] * len(later) and await consumer.refresh_dlq_depth() == 2
+
+        await eventually(settled, "later events handled and two messages dead-lettered")
+        assert poison_calls == 3  # the first attempt and max_retries=2 retries
+        dlq_gauge = REGISTRY.get_sample_value("flow_events_dlq_depth", {"service": names.service})
+        assert dlq_gauge == 2.0
+
+        # After the poison event is parked, events still flow.
+        after = EventEnvelope(type="test.applied", producer=PRODUCER, data={"n": 99})
+        await publish(channel, names.exchange, after)
+        await eventually(
+            lambda: scratch.effect_count_is(after.id, 1), "an event after the dead-lettering"
+        )
+
+    dlq = await channel.declare_queue(f"{names.service}.events.dlq", passive=True)
+    parked: dict[str | None, AbstractIncomingMessage] = {}
+    for _ in range(2):
+        message = await dlq.get(no_ack=True, fail=True)
+        assert message is not None
+        parked[message.message_id] = message
+    assert set(parked) == {str(poison.id), "garbage"}
+    assert parked[str(poison.id)].headers[ATTEMPTS_HEADER] == 3
+    assert parked[str(poison.id)].headers[DEAD_LETTER_REASON_HEADER] == "max_retries"
+    assert EventEnvelope.model_validate_json(parked[str(poison.id)].body) == poison
+    assert parked["garbage"].headers[DEAD_LETTER_REASON_HEADER] == "poison"
+    assert parked["garbage"].body == b"{not json"
+
+
+async def test_later_events_flow_while_a_failing_event_is_being_retried(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    release = asyncio.Event()
+    stuck_failures = 0
+
+    async def fail_until_released(session: AsyncSession, envelope: EventEnvelope) -> None:
+        nonlocal stuck_failures
+        if not release.is_set():
+            stuck_failures += 1
+            raise RuntimeError("downstream not ready yet")
+        await scratch.apply_effect(session, envelope)
+
+    handlers: dict[str, EventHandler] = {
+        "test.stuck": fail_until_released,
+        "test.applied": scratch.apply_effect,
+    }
+    # So many retries that the stuck event cannot reach the DLQ during the test.
+    async with running_consumer(
+        infra, scratch, names, handlers, max_retries=10_000, retry_delay_ms=100
+    ):
+        stuck = EventEnvelope(type="test.stuck", producer=PRODUCER, data={})
+        await publish(channel, names.exchange, stuck)
+        await eventually(lambda: stuck_failures >= 2, "the stuck event to be retried")
+
+        later = [
+            EventEnvelope(type="test.applied", producer=PRODUCER, data={"n": n}) for n in range(5)
+        ]
+        for envelope in later:
+            await publish(channel, names.exchange, envelope)
+
+        async def later_handled() -> bool:
+            return [await scratch.effect_count(e.id) for e in later] == [1] * len(later)
+
+        await eventually(later_handled, "later events to be handled")
+        assert await scratch.effect_count(stuck.id) == 0  # still being retried
+
+        release.set()
+        await eventually(lambda: scratch.effect_count_is(stuck.id, 1), "the stuck event")
+
+
+async def test_database_outage_does_not_use_up_an_events_retries(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    # The consumer reaches PostgreSQL through a proxy the test takes down and brings back.
+    proxy = TcpProxy(infra.pg_host, infra.pg_port)
+    await proxy.open()
+    engine = create_engine(
+        f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/{infra.database}",
+        schema=scratch.schema,
+        application_name="events-test-outage",
+        pool_size=2,
+        max_overflow=0,
+    )
+    await proxy.close()
+    consumer = EventConsumer(
+        database=Database(engine),
+        inbox=scratch.inbox,
+        amqp_url=infra.amqp_url,
+        exchange=names.exchange,
+        service=names.service,
+        handlers={"test.applied": scratch.apply_effect},
+        max_retries=1,
+        retry_delay_ms=50,
+    )
+
+    def failures() -> float:
+        value = REGISTRY.get_sample_value(
+            "flow_event_handler_failures_total",
+            {"service": names.service, "event_type": "test.applied"},
+        )
+        return value or 0.0
+
+    await consumer.start()
+    try:
+        await eventually(lambda: consumer.is_connected, "the consumer to connect")
+        envelope = EventEnvelope(type="test.applied", producer=PRODUCER, data={})
+        await publish(channel, names.exchange, envelope)
+        await eventually(lambda: failures() >= 4, "attempts during the outage")  # > 1 + 1
+        assert await consumer.refresh_dlq_depth() == 0
+
+        await proxy.open()
+        await eventually(lambda: scratch.effect_count_is(envelope.id, 1), "the event handled")
+        assert await consumer.refresh_dlq_depth() == 0
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+        await proxy.close()
+
+
+async def test_stop_lets_an_in_flight_handler_finish_and_ack(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+    calls: Counter[uuid.UUID] = Counter()
+
+    async def slow(session: AsyncSession, envelope: EventEnvelope) -> None:
+        calls[envelope.id] += 1
+        started.set()
+        await release.wait()
+        await scratch.apply_effect(session, envelope)
+
+    handlers: dict[str, EventHandler] = {"test.slow": slow}
+    envelope = EventEnvelope(type="test.slow", producer=PRODUCER, data={})
+    consumer = EventConsumer(
+        database=scratch.database,
+        inbox=scratch.inbox,
+        amqp_url=infra.amqp_url,
+        exchange=names.exchange,
+        service=names.service,
+        handlers=handlers,
+    )
+    await consumer.start()
+    try:
+        await eventually(lambda: consumer.is_connected, "the consumer to connect")
+        await publish(channel, names.exchange, envelope)
+        await asyncio.wait_for(started.wait(), WAIT_SECONDS)
+        stopping = asyncio.create_task(consumer.stop())
+        await asyncio.sleep(0.2)
+        assert not stopping.done()  # stop() waits for the handler in hand
+        release.set()
+        await asyncio.wait_for(stopping, WAIT_SECONDS)
+    finally:
+        release.set()
+        await consumer.stop()
+
+    assert await scratch.effect_count(envelope.id) == 1
+    assert await queue_depth(channel, f"{names.service}.events") == 0
+
+    # A new consumer of the same queue sees no redelivery of the completed event:
+    # with prefetch 1 it would reach the handler before the marker published after it.
+    async with running_consumer(infra, scratch, names, handlers, prefetch=1):
+        marker = EventEnvelope(type="test.slow", producer=PRODUCER, data={"marker": True})
+        await publish(channel, names.exchange, marker)
+        await eventually(lambda: scratch.effect_count_is(marker.id, 1), "the marker event")
+    assert calls == Counter({envelope.id: 1, marker.id: 1})
+    assert consumed(names.service, "test.slow", "duplicate") == 0
