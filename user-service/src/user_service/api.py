@@ -1,0 +1,358 @@
+"""Public HTTP API (/api/v1): parse, authorise, call service.py, shape the answer."""
+
+from __future__ import annotations
+
+import urllib.parse
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import OAuth2PasswordBearer
+from pydantic import ValidationError
+
+from flow_shared.auth import CurrentPrincipal
+from flow_shared.db import DbSession
+from flow_shared.jsonutil import ORJSONResponse
+from user_service import service
+from user_service.deps import (
+    DatabaseDep,
+    PageNumber,
+    PageSize,
+    PasswordsDep,
+    RedisDep,
+    SettingsDep,
+    SigningKeysDep,
+)
+from user_service.models import Organization, User
+from user_service.schemas import (
+    AddMemberRequest,
+    ChangePasswordRequest,
+    LoginRequest,
+    LogoutRequest,
+    MeOut,
+    OrganizationOut,
+    Page,
+    RefreshRequest,
+    RegisterRequest,
+    RegisterResponse,
+    TokenResponse,
+    UpdateMeRequest,
+    UserOut,
+)
+
+# Only for the docs' Authorize button; CurrentPrincipal does the verifying.
+_docs_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+_authenticated = [Depends(_docs_oauth2)]
+
+auth_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+users_router = APIRouter(prefix="/api/v1/users", tags=["users"], dependencies=_authenticated)
+organizations_router = APIRouter(
+    prefix="/api/v1/organizations", tags=["organizations"], dependencies=_authenticated
+)
+well_known_router = APIRouter(tags=["auth"])
+
+# Token answers must never be cached (RFC 6749 section 5.1).
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+JWKS_MAX_AGE_SECONDS = 60
+
+
+def _token_answer(
+    outcome: service.TokenPair | service.Refused, response: Response
+) -> TokenResponse:
+    if isinstance(outcome, service.Refused):
+        raise outcome.error
+    response.headers.update(_NO_STORE)
+    return TokenResponse(
+        access_token=outcome.access_token,
+        refresh_token=outcome.refresh_token,
+        expires_in=outcome.expires_in,
+    )
+
+
+def _me(user: User, organization: Organization) -> MeOut:
+    return MeOut(
+        **UserOut.model_validate(user).model_dump(),
+        organization=OrganizationOut.model_validate(organization),
+    )
+
+
+# --- auth -------------------------------------------------------------------------------
+
+
+@auth_router.post("/register", status_code=201)
+async def register(
+    body: RegisterRequest, session: DbSession, passwords: PasswordsDep
+) -> RegisterResponse:
+    user, organization = await service.register(session, passwords, body)
+    return RegisterResponse(
+        user=UserOut.model_validate(user),
+        organization=OrganizationOut.model_validate(organization),
+    )
+
+
+async def _password_login(
+    credentials: LoginRequest,
+    *,
+    response: Response,
+    database: DatabaseDep,
+    redis: RedisDep,
+    passwords: PasswordsDep,
+    keys: SigningKeysDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    # This handler owns the transaction: a refused login still commits its failure count.
+    async with database.sessionmaker() as session, session.begin():
+        outcome = await service.login(
+            session,
+            redis=redis,
+            passwords=passwords,
+            keys=keys,
+            settings=settings,
+            email=credentials.email,
+            password=credentials.password,
+        )
+    return _token_answer(outcome, response)
+
+
+@auth_router.post(
+    "/login",
+    responses={
+        401: {"description": "Wrong e-mail or password (one answer for both)"},
+        403: {"description": "The organisation is suspended"},
+        423: {"description": "Locked after repeated failures; see Retry-After"},
+    },
+)
+async def login(
+    body: LoginRequest,
+    response: Response,
+    database: DatabaseDep,
+    redis: RedisDep,
+    passwords: PasswordsDep,
+    keys: SigningKeysDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    return await _password_login(
+        body,
+        response=response,
+        database=database,
+        redis=redis,
+        passwords=passwords,
+        keys=keys,
+        settings=settings,
+    )
+
+
+_TOKEN_FORM_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["username", "password"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["password"]},
+                        "username": {"type": "string", "description": "The e-mail"},
+                        "password": {"type": "string", "format": "password"},
+                        "scope": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+async def _token_form(request: Request) -> LoginRequest:
+    """The OAuth2 password form, parsed by hand: python-multipart is not a dependency,
+    and a urlencoded body of four short fields needs nothing more than the stdlib."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "Expected an application/x-www-form-urlencoded body."}]
+        )
+    try:
+        fields = urllib.parse.parse_qs(
+            (await request.body()).decode(), keep_blank_values=True, max_num_fields=10
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestValidationError(
+            [{"loc": ("body",), "msg": "The form body is not valid."}]
+        ) from exc
+    grant_type = fields.get("grant_type", ["password"])[0]
+    if grant_type != "password":
+        raise RequestValidationError(
+            [{"loc": ("body", "grant_type"), "msg": "Only grant_type=password is supported."}]
+        )
+    try:
+        return LoginRequest(
+            email=fields.get("username", [""])[0], password=fields.get("password", [""])[0]
+        )
+    except ValidationError as exc:
+        form_name = {"email": "username", "password": "password"}
+        raise RequestValidationError(
+            [
+                {"loc": ("body", form_name.get(str(err["loc"][0]), "")), "msg": err["msg"]}
+                for err in exc.errors()
+            ]
+        ) from exc
+
+
+@auth_router.post("/token", openapi_extra=_TOKEN_FORM_SCHEMA)
+async def token(
+    request: Request,
+    response: Response,
+    database: DatabaseDep,
+    redis: RedisDep,
+    passwords: PasswordsDep,
+    keys: SigningKeysDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    """The login as an OAuth2 password grant (`username` is the e-mail)."""
+    return await _password_login(
+        await _token_form(request),
+        response=response,
+        database=database,
+        redis=redis,
+        passwords=passwords,
+        keys=keys,
+        settings=settings,
+    )
+
+
+@auth_router.post("/refresh")
+async def refresh(
+    body: RefreshRequest,
+    response: Response,
+    database: DatabaseDep,
+    keys: SigningKeysDep,
+    settings: SettingsDep,
+) -> TokenResponse:
+    # Owns its transaction: detecting reuse revokes the family and still answers 401.
+    async with database.sessionmaker() as session, session.begin():
+        outcome = await service.refresh(
+            session, keys=keys, settings=settings, refresh_token=body.refresh_token
+        )
+    return _token_answer(outcome, response)
+
+
+@auth_router.post("/logout", status_code=204, dependencies=_authenticated)
+async def logout(
+    principal: CurrentPrincipal,
+    session: DbSession,
+    redis: RedisDep,
+    settings: SettingsDep,
+    body: LogoutRequest | None = None,
+) -> None:
+    await service.logout(
+        session,
+        redis=redis,
+        settings=settings,
+        principal=principal,
+        refresh_token=body.refresh_token if body else None,
+    )
+
+
+def _jwks_response(keys: SigningKeysDep) -> ORJSONResponse:
+    return ORJSONResponse(
+        keys.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
+    )
+
+
+@auth_router.get("/jwks")
+async def jwks(keys: SigningKeysDep) -> ORJSONResponse:
+    """The public keys that verify Flow access tokens (by `kid`)."""
+    return _jwks_response(keys)
+
+
+@well_known_router.get("/.well-known/jwks.json", include_in_schema=False)
+async def well_known_jwks(keys: SigningKeysDep) -> ORJSONResponse:
+    return _jwks_response(keys)
+
+
+# --- the current user -------------------------------------------------------------------
+
+
+@users_router.get("/me")
+async def get_me(principal: CurrentPrincipal, session: DbSession) -> MeOut:
+    return _me(*await service.get_me(session, principal))
+
+
+@users_router.patch("/me")
+async def update_me(
+    body: UpdateMeRequest, principal: CurrentPrincipal, session: DbSession
+) -> MeOut:
+    return _me(*await service.update_me(session, principal, full_name=body.full_name))
+
+
+@users_router.post(
+    "/me/password",
+    status_code=204,
+    responses={422: {"description": "The current password is wrong"}, 423: {}},
+)
+async def change_password(
+    body: ChangePasswordRequest,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    passwords: PasswordsDep,
+    settings: SettingsDep,
+) -> None:
+    """Other sessions end: their refresh tokens are revoked."""
+    # Owns its transaction: a wrong current password still counts towards the lockout.
+    async with database.sessionmaker() as session, session.begin():
+        refused = await service.change_password(
+            session,
+            passwords=passwords,
+            settings=settings,
+            principal=principal,
+            current_password=body.current_password,
+            new_password=body.new_password,
+        )
+    if refused is not None:
+        raise refused.error
+
+
+# --- organisations ------------------------------------------------------------------------
+
+
+@organizations_router.get("/{org_id}")
+async def get_organization(
+    org_id: uuid.UUID, principal: CurrentPrincipal, session: DbSession
+) -> OrganizationOut:
+    organization = await service.get_organization(session, principal, org_id)
+    return OrganizationOut.model_validate(organization)
+
+
+@organizations_router.get("/{org_id}/members")
+async def list_members(
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    page: PageNumber = 1,
+    page_size: PageSize = 20,
+) -> Page[UserOut]:
+    users, total = await service.list_members(
+        session, principal, org_id, page=page, page_size=page_size
+    )
+    return Page[UserOut](
+        items=[UserOut.model_validate(u) for u in users],
+        page=page,
+        page_size=page_size,
+        total=total,
+    )
+
+
+@organizations_router.post("/{org_id}/members", status_code=201)
+async def add_member(
+    org_id: uuid.UUID,
+    body: AddMemberRequest,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    passwords: PasswordsDep,
+) -> UserOut:
+    user = await service.add_member(session, passwords, principal, org_id, body)
+    return UserOut.model_validate(user)
+
+
+routers = [auth_router, users_router, organizations_router, well_known_router]

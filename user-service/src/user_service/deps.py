@@ -1,0 +1,45 @@
+"""Typed access to what the app built at start-up (settings, keys, hasher, Redis, database)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from redis.asyncio import Redis
+
+from flow_shared.db import Database, get_database
+from user_service.config import Settings
+from user_service.keys import SigningKeys
+from user_service.passwords import Passwords
+from user_service.schemas import MAX_PAGE_SIZE
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _signing_keys(request: Request) -> SigningKeys:
+    keys: SigningKeys = request.app.state.signing_keys
+    return keys
+
+
+def _passwords(request: Request) -> Passwords:
+    passwords: Passwords = request.app.state.passwords
+    return passwords
+
+
+def _redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SigningKeysDep = Annotated[SigningKeys, Depends(_signing_keys)]
+PasswordsDep = Annotated[Passwords, Depends(_passwords)]
+RedisDep = Annotated[Redis, Depends(_redis)]
+# For handlers that own their transaction (an error answer whose writes must commit).
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+PageNumber = Annotated[int, Query(ge=1, le=100_000)]
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]

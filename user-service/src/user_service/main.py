@@ -1,0 +1,41 @@
+"""user-service: identity, JWT issuing (and its JWKS), organisations and members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from flow_shared.app import EventsConfig, create_service_app
+from flow_shared.auth import JWKSFetcher
+from user_service import api, bootstrap, internal
+from user_service.config import Settings
+from user_service.keys import SigningKeys
+from user_service.models import outbox
+from user_service.passwords import Passwords
+
+
+def create_app(
+    settings: Settings | None = None, *, jwks_fetcher: JWKSFetcher | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    # Fails here, before serving anything, when the key folder is missing or empty.
+    keys = SigningKeys.load(settings.jwt_keys_dir, settings.jwt_active_kid)
+
+    async def own_jwks() -> dict[str, Any]:
+        # user-service verifies its own tokens without an HTTP call to itself.
+        return keys.jwks()
+
+    app = create_service_app(
+        settings,
+        title="Flow user-service",
+        routers=api.routers,
+        internal_routers=[internal.router],
+        events=EventsConfig(outbox=outbox),
+        jwks_fetcher=jwks_fetcher or own_jwks,
+        on_startup=[bootstrap.on_startup],
+        on_shutdown=[bootstrap.on_shutdown],
+    )
+    app.state.signing_keys = keys
+    app.state.passwords = Passwords.from_settings(settings)
+    return app

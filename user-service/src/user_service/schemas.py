@@ -1,0 +1,167 @@
+"""Request and response bodies. Every input model forbids unknown fields (no mass assignment)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MIN_PASSWORD_LENGTH = 12
+# Argon2 accepts any length; the cap only keeps request bodies and hashing time sane.
+MAX_PASSWORD_LENGTH = 256
+MAX_PAGE_SIZE = 100
+EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+EMAIL_PATTERN = re.compile(EMAIL_REGEX)
+
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, max_length=254, pattern=EMAIL_REGEX),
+]
+NewPassword = Annotated[
+    str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+]
+# Login checks a password, it does not set one: any non-empty value gets the same 401.
+GivenPassword = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LicenseNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+]
+Phone = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ().-]{2,38}$")
+]
+OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+OrgKind = Literal["hospital", "vendor", "platform"]
+Role = Literal["org_admin", "staff", "platform_admin"]
+
+T = TypeVar("T")
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- auth -----------------------------------------------------------------------------
+
+
+class OrganizationRegistration(Input):
+    name: OrgName
+    # Platform organisations are never self-registered: only the bootstrap makes one.
+    kind: Literal["hospital", "vendor"]
+    license_number: LicenseNumber | None = None
+    phone: Phone | None = None
+
+
+class RegisterRequest(Input):
+    email: Email
+    password: NewPassword
+    full_name: FullName
+    organization: OrganizationRegistration
+
+
+class LoginRequest(Input):
+    email: Email
+    password: GivenPassword
+
+
+class RefreshRequest(Input):
+    refresh_token: OpaqueToken
+
+
+class LogoutRequest(Input):
+    refresh_token: OpaqueToken | None = None
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+# --- users and organisations -------------------------------------------------------------
+
+
+class OrganizationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    kind: OrgKind
+    license_number: str | None
+    phone: str | None
+    verified: bool
+    suspended: bool
+    verified_at: datetime | None
+    suspended_at: datetime | None
+    created_at: datetime
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str
+    role: Role
+    org_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+
+
+class MeOut(UserOut):
+    organization: OrganizationOut
+
+
+class RegisterResponse(BaseModel):
+    user: UserOut
+    organization: OrganizationOut
+
+
+class UpdateMeRequest(Input):
+    full_name: FullName
+
+
+class ChangePasswordRequest(Input):
+    current_password: GivenPassword
+    new_password: NewPassword
+
+
+class AddMemberRequest(Input):
+    email: Email
+    full_name: FullName
+    password: NewPassword
+    role: Literal["staff", "org_admin"]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    page: int
+    page_size: int
+    total: int
+
+
+# --- internal (admin-service) --------------------------------------------------------------
+
+
+class VendorItem(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    license_number: str | None
+    verified: bool
+    suspended: bool
+    created_at: datetime
+
+
+class VerifyVendorRequest(Input):
+    actor_id: uuid.UUID
+
+
+class SuspendVendorRequest(Input):
+    actor_id: uuid.UUID
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None

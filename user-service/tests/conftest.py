@@ -1,0 +1,172 @@
+"""user-service tests run the app in-process against the session's real PostgreSQL,
+Redis and RabbitMQ slice (the `infra` fixture), with signing keys in a temp folder."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from flow_shared.testing.infra import TestInfra, asgi_client
+from user_service.config import Settings
+from user_service.main import create_app
+
+PASSWORD = "correct horse battery staple"
+INTERNAL_KEY = "test-trusted-caller-key"  # infra.settings_kwargs trusts this one
+
+
+def write_signing_key(directory: Path, kid: str) -> rsa.RSAPrivateKey:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{kid}.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return key
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("jwt-keys")
+    write_signing_key(directory, "k20261124-0000aaaa")
+    return directory
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(infra: TestInfra, keys_dir: Path) -> SettingsFactory:
+    def make(**overrides: Any) -> Settings:
+        kwargs: dict[str, Any] = {
+            "jwt_keys_dir": keys_dir,
+            # Cheap Argon2 for tests; production strength is the default.
+            "argon2_time_cost": 1,
+            "argon2_memory_cost": 1024,
+            "argon2_parallelism": 1,
+        }
+        kwargs.update(overrides)
+        return Settings(**infra.settings_kwargs("user-service", **kwargs))
+
+    return make
+
+
+# The in-process client, running the app's lifespan (per-request state included).
+serve = asgi_client
+
+
+@pytest.fixture
+async def client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(create_app(make_settings())) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+async def users_db(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
+    """The users schema as user-service's own role, for checking what was stored."""
+    engine = create_async_engine(
+        infra.database_url("users"),
+        connect_args={"server_settings": {"search_path": "users,public"}},
+    )
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def redis(infra: TestInfra) -> AsyncIterator[Redis]:
+    client = Redis.from_url(infra.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def unique_email(label: str = "user") -> str:
+    return f"{label}-{uuid.uuid4().hex[:12]}@example.org"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Account:
+    email: str
+    password: str
+    user: dict[str, Any]
+    organization: dict[str, Any]
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return bearer(self.access_token)
+
+
+async def register(
+    http: httpx.AsyncClient,
+    *,
+    kind: str = "hospital",
+    email: str | None = None,
+    password: str = PASSWORD,
+    log_in: bool = True,
+) -> Account:
+    email = email or unique_email(kind)
+    response = await http.post(
+        "/api/v1/auth/register",
+        json={
+            "email": email,
+            "password": password,
+            "full_name": "Test Person",
+            "organization": {"name": f"{kind} {uuid.uuid4().hex[:6]}", "kind": kind},
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    access_token = refresh_token = ""
+    if log_in:
+        tokens = await login(http, email, password)
+        access_token, refresh_token = tokens["access_token"], tokens["refresh_token"]
+    return Account(
+        email=email,
+        password=password,
+        user=body["user"],
+        organization=body["organization"],
+        access_token=access_token,
+        refresh_token=refresh_token,
+    )
+
+
+async def login(http: httpx.AsyncClient, email: str, password: str) -> dict[str, Any]:
+    response = await http.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    tokens: dict[str, Any] = response.json()
+    return tokens
+
+
+@pytest.fixture
+def accounts() -> type[AccountHelpers]:
+    return AccountHelpers
+
+
+class AccountHelpers:
+    """Test helpers as a fixture (tests directories are not packages)."""
+
+    serve = staticmethod(serve)
+    register = staticmethod(register)
+    login = staticmethod(login)
+    unique_email = staticmethod(unique_email)
+    bearer = staticmethod(bearer)
+    write_signing_key = staticmethod(write_signing_key)
+    password = PASSWORD
+    internal_key = INTERNAL_KEY
