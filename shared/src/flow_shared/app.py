@@ -18,7 +18,6 @@ from fastapi import APIRouter, Depends, FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import Table
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from flow_shared.auth import (
     JWKSCache,
@@ -36,7 +35,11 @@ from flow_shared.health import router as health_router
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.logging import configure_logging
 from flow_shared.metrics import MetricsMiddleware, metrics_endpoint
-from flow_shared.security import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from flow_shared.security import (
+    BodySizeLimitMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+)
 
 if TYPE_CHECKING:
     from flow_shared.events.consumer import EventHandler

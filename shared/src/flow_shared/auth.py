@@ -264,7 +264,14 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-PlatformAdmin = Annotated[Principal, Depends(require_role("platform_admin"))]
+async def require_platform_admin(principal: CurrentPrincipal) -> Principal:
+    # Both claims, not just the role: a platform role outside the platform org is refused.
+    if not principal.is_platform_admin:
+        raise Forbidden("This action is for platform admins.")
+    return principal
+
+
+PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]
 
 
 def service_key_matches(presented: str, trusted: Iterable[str]) -> bool:

@@ -162,12 +162,17 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # Imported here: security.py builds its own problems with this module.
+    from flow_shared.security import security_headers
+
     log.error("unhandled_exception", path=request.url.path, exc_info=exc)
+    # This answer is sent outside the middleware stack, so it brings its own headers.
     return problem_response(
         request,
         status=500,
         code="internal-error",
         detail="An unexpected error occurred. Quote the correlation_id when reporting it.",
+        headers=security_headers(request.url.path),
     )
 
 

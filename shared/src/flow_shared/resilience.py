@@ -65,6 +65,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probes_in_flight = 0
+        self._probe_started_at = 0.0
         self._gauge = BREAKER_STATE.labels(service, upstream)
         self._gauge.set(0)
 
@@ -86,8 +87,12 @@ class CircuitBreaker:
             if self._state is BreakerState.OPEN:
                 self._set(BreakerState.HALF_OPEN)
                 self._probes_in_flight = 0
+            # A probe that never reported back (cancelled, say) must not wedge the breaker.
+            if self._clock() - self._probe_started_at >= self.reset_timeout:
+                self._probes_in_flight = 0
             if self._probes_in_flight < self.half_open_max_calls:
                 self._probes_in_flight += 1
+                self._probe_started_at = self._clock()
                 return
         raise CircuitOpen(
             f"{self.upstream} is unavailable (circuit open); try again shortly.",
@@ -122,7 +127,7 @@ def retrying(
     """Exponential backoff with jitter; callers decide what is safe to retry."""
     return AsyncRetrying(
         stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=initial_wait, max=max_wait),
+        wait=wait_exponential_jitter(multiplier=initial_wait, max=max_wait, jitter=initial_wait),
         retry=retry_if_exception(retry_on),
         reraise=True,
     )

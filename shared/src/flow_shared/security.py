@@ -24,6 +24,17 @@ _BASE_HEADERS: list[tuple[bytes, bytes]] = [
 _DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json", "/static/swagger")
 
 
+def _csp_for(path: str) -> str:
+    return DOCS_CSP if path.startswith(_DOCS_PREFIXES) else API_CSP
+
+
+def security_headers(path: str) -> dict[str, str]:
+    """The headers every response carries, for responses built outside the middleware."""
+    headers = {k.decode(): v.decode() for k, v in _BASE_HEADERS}
+    headers["content-security-policy"] = _csp_for(path)
+    return headers
+
+
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,7 +43,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"].startswith(_DOCS_PREFIXES) else API_CSP
+        csp = _csp_for(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -45,6 +56,39 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class TrustedHostMiddleware:
+    """Refuse requests for hosts we do not serve (Host-header attacks), as a problem."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allow_any = "*" in allowed_hosts
+        self.exact = {h.lower() for h in allowed_hosts if not h.startswith("*.")}
+        self.suffixes = tuple(h[1:].lower() for h in allowed_hosts if h.startswith("*."))
+
+    def _allowed(self, host: str) -> bool:
+        return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.allow_any or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1").lower()
+                break
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if self._allowed(hostname):
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+
+        response = problem_response(
+            Request(scope), status=400, code="invalid-host", detail="This host is not served here."
+        )
+        await response(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):

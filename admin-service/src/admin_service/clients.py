@@ -1,0 +1,76 @@
+"""Typed client of user-service's internal organisation API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from admin_service.config import Settings
+from admin_service.errors import UserServiceBadResponse, VendorNotFound
+from admin_service.schemas import VendorOrganization, VendorPage
+from flow_shared.http import ServiceClient
+
+USER_SERVICE = "user-service"
+_Model = TypeVar("_Model", bound=BaseModel)
+
+log = structlog.get_logger("admin_service.clients")
+
+
+class UserServiceClient:
+    def __init__(
+        self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        service_key = settings.service_key.get_secret_value() if settings.service_key else None
+        self._http = ServiceClient(
+            USER_SERVICE,
+            settings.user_service_url,
+            service_key=service_key,
+            caller=settings.service_name,
+            connect_timeout=settings.user_service_connect_timeout_seconds,
+            read_timeout=settings.user_service_read_timeout_seconds,
+            attempts=settings.user_service_attempts,
+            transport=transport,
+        )
+
+    async def list_vendors(self, *, verified: bool | None, page: int, page_size: int) -> VendorPage:
+        params: dict[str, Any] = {"page": page, "page_size": page_size}
+        if verified is not None:
+            params["verified"] = "true" if verified else "false"
+        response = await self._http.get("/internal/organizations/vendors", params=params)
+        return _parse(response, VendorPage)
+
+    async def verify_vendor(self, org_id: uuid.UUID, *, actor_id: uuid.UUID) -> VendorOrganization:
+        response = await self._http.post(
+            f"/internal/organizations/{org_id}/verify", json={"actor_id": str(actor_id)}
+        )
+        return _parse(response, VendorOrganization)
+
+    async def suspend_vendor(
+        self, org_id: uuid.UUID, *, actor_id: uuid.UUID, reason: str | None
+    ) -> VendorOrganization:
+        body: dict[str, str] = {"actor_id": str(actor_id)}
+        if reason is not None:
+            body["reason"] = reason
+        response = await self._http.post(f"/internal/organizations/{org_id}/suspend", json=body)
+        return _parse(response, VendorOrganization)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _parse(response: httpx.Response, model: type[_Model]) -> _Model:
+    if response.status_code == 404:
+        raise VendorNotFound("No vendor organisation has this id.")
+    if response.status_code != 200:
+        # 401/403/422 here mean a misconfigured key or a contract drift, not the client's fault.
+        log.error("user_service_unexpected_status", status=response.status_code)
+        raise UserServiceBadResponse(f"{USER_SERVICE} answered {response.status_code}.")
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError:
+        log.error("user_service_bad_body", model=model.__name__)
+        raise UserServiceBadResponse(f"{USER_SERVICE} sent an unreadable answer.") from None

@@ -1,0 +1,16 @@
+"""admin-service's domain errors (turned into problem+json by flow_shared.errors)."""
+
+from __future__ import annotations
+
+from flow_shared.errors import DomainError, NotFound
+
+
+class VendorNotFound(NotFound):
+    code = "vendor-not-found"
+    title = "Vendor not found"
+
+
+class UserServiceBadResponse(DomainError):
+    """user-service answered, but not as its internal API promises (e.g. a rejected key)."""
+
+    status, code, title = 502, "bad-upstream-response", "Bad gateway"

@@ -1,0 +1,399 @@
+"""JWT verification that the token cannot steer, revocation in Redis, role and org-kind
+dependencies, service keys for /internal, and a JWKS cache that a kid flood cannot hammer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from redis.asyncio import Redis
+
+from flow_shared.auth import (
+    JWKSCache,
+    Principal,
+    TokenVerifier,
+    revoked_jti_key,
+    suspended_org_key,
+)
+from flow_shared.errors import ServiceUnavailable, Unauthorized
+from flow_shared.testing.tokens import AUDIENCE, ISSUER, TokenIssuer
+
+if TYPE_CHECKING:
+    from conftest import ShowcaseClientFactory
+
+    from flow_shared.testing.infra import TestInfra
+
+ALGORITHMS = ["RS256"]
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "aud", "iss", "org", "org_kind", "role"]
+TRUSTED_CALLER_KEY = "test-trusted-caller-key"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned_parts(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+
+
+@pytest.fixture(scope="module")
+def issuer() -> TokenIssuer:
+    return TokenIssuer.create()
+
+
+@pytest.fixture
+async def revocation_redis(infra: TestInfra) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(infra.redis_url, decode_responses=True)
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+def jwks(issuer: TokenIssuer) -> JWKSCache:
+    return JWKSCache(issuer.fetch_jwks, algorithms=ALGORITHMS, refetch_cooldown_seconds=30)
+
+
+@pytest.fixture
+def verifier(jwks: JWKSCache, revocation_redis: Redis, infra: TestInfra) -> TokenVerifier:
+    return TokenVerifier(
+        jwks,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=ALGORITHMS,
+        redis=revocation_redis,
+        redis_prefix=infra.redis_prefix,
+    )
+
+
+async def assert_refused(verifier: TokenVerifier, token: str) -> Unauthorized:
+    with pytest.raises(Unauthorized) as refused:
+        await verifier.verify(token)
+    assert refused.value.status == 401
+    return refused.value
+
+
+async def test_a_valid_token_gives_the_principal(
+    verifier: TokenVerifier, issuer: TokenIssuer
+) -> None:
+    user_id, org_id = uuid.uuid4(), uuid.uuid4()
+
+    principal = await verifier.verify(
+        issuer.token(org_kind="vendor", role="staff", user_id=user_id, org_id=org_id)
+    )
+
+    assert isinstance(principal, Principal)
+    assert (principal.user_id, principal.org_id) == (user_id, org_id)
+    assert (principal.org_kind, principal.role) == ("vendor", "staff")
+    assert not principal.is_platform_admin
+
+
+async def test_alg_none_is_refused(verifier: TokenVerifier, issuer: TokenIssuer) -> None:
+    header = {"alg": "none", "typ": "JWT", "kid": issuer.active_kid}
+    token = unsigned_parts(header, issuer.claims(role="platform_admin")) + "."
+
+    await assert_refused(verifier, token)
+
+
+async def test_hs256_signed_with_the_public_key_is_refused(
+    verifier: TokenVerifier, issuer: TokenIssuer
+) -> None:
+    public_pem = (
+        issuer.keys[issuer.active_kid]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    header = {"alg": "HS256", "typ": "JWT", "kid": issuer.active_kid}
+    signing_input = unsigned_parts(header, issuer.claims(role="platform_admin"))
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+
+    await assert_refused(verifier, f"{signing_input}.{b64url(signature)}")
+
+
+async def test_a_token_from_an_unknown_key_is_refused(verifier: TokenVerifier) -> None:
+    stranger = TokenIssuer.create()
+
+    await assert_refused(verifier, stranger.token())
+
+
+@pytest.mark.parametrize("kid", ["../../../etc/passwd", "keys/main", "a b", "k" * 65])
+async def test_a_path_like_or_odd_kid_is_refused_without_fetching_keys(
+    verifier: TokenVerifier, jwks: JWKSCache, issuer: TokenIssuer, kid: str
+) -> None:
+    key = issuer.keys[issuer.active_kid]
+    token = jwt.encode(issuer.claims(), key, algorithm="RS256", headers={"kid": kid})
+
+    await assert_refused(verifier, token)
+    assert jwks.fetch_count == 0
+
+
+async def test_an_expired_token_is_refused(verifier: TokenVerifier, issuer: TokenIssuer) -> None:
+    await assert_refused(verifier, issuer.token(ttl=-1))
+
+
+@pytest.mark.parametrize(("claim", "value"), [("aud", "other-platform"), ("iss", "evil-issuer")])
+async def test_a_token_for_another_audience_or_issuer_is_refused(
+    verifier: TokenVerifier, issuer: TokenIssuer, claim: str, value: str
+) -> None:
+    await assert_refused(verifier, issuer.token(**{claim: value}))
+
+
+async def test_a_tampered_payload_is_refused(verifier: TokenVerifier, issuer: TokenIssuer) -> None:
+    header, _payload, signature = issuer.token(role="staff").split(".")
+    forged = b64url(json.dumps(issuer.claims(role="platform_admin")).encode())
+
+    await assert_refused(verifier, f"{header}.{forged}.{signature}")
+
+
+async def test_an_oversized_token_is_refused(verifier: TokenVerifier, issuer: TokenIssuer) -> None:
+    # Correctly signed, but large enough to be an abuse of every service's CPU and memory.
+    token = issuer.token(padding="x" * 5000)
+
+    refused = await assert_refused(verifier, token)
+    assert "large" in refused.detail
+
+
+@pytest.mark.parametrize("claim", REQUIRED_CLAIMS)
+async def test_a_token_missing_a_required_claim_is_refused(
+    verifier: TokenVerifier, issuer: TokenIssuer, claim: str
+) -> None:
+    claims = issuer.claims()
+    del claims[claim]
+
+    await assert_refused(verifier, issuer.sign(claims))
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"), [("org_kind", "martian"), ("role", "superuser"), ("sub", "not-a-uuid")]
+)
+async def test_a_token_with_an_invalid_claim_value_is_refused(
+    verifier: TokenVerifier, issuer: TokenIssuer, claim: str, value: str
+) -> None:
+    await assert_refused(verifier, issuer.token(**{claim: value}))
+
+
+async def test_a_revoked_jti_is_refused(
+    verifier: TokenVerifier, issuer: TokenIssuer, revocation_redis: Redis, infra: TestInfra
+) -> None:
+    claims = issuer.claims()
+    token = issuer.sign(claims)
+    await verifier.verify(token)
+
+    await revocation_redis.set(revoked_jti_key(infra.redis_prefix, claims["jti"]), "1", ex=60)
+
+    refused = await assert_refused(verifier, token)
+    assert "revoked" in refused.detail
+
+
+async def test_a_suspended_organisations_token_is_refused(
+    verifier: TokenVerifier, issuer: TokenIssuer, revocation_redis: Redis, infra: TestInfra
+) -> None:
+    org_id = uuid.uuid4()
+    token = issuer.token(org_id=org_id)
+    await verifier.verify(token)
+
+    await revocation_redis.set(suspended_org_key(infra.redis_prefix, org_id), "1", ex=60)
+
+    refused = await assert_refused(verifier, token)
+    assert "suspended" in refused.detail
+
+
+async def test_revocation_unknowable_without_redis_fails_closed(
+    jwks: JWKSCache, issuer: TokenIssuer, infra: TestInfra
+) -> None:
+    redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    verifier = TokenVerifier(
+        jwks,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=ALGORITHMS,
+        redis=redis,
+        redis_prefix=infra.redis_prefix,
+    )
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await verifier.verify(issuer.token())
+    finally:
+        await redis.aclose()
+
+
+async def test_a_rotated_in_key_is_found_on_its_first_use_with_one_fetch() -> None:
+    issuer = TokenIssuer.create()
+    jwks = JWKSCache(issuer.fetch_jwks, algorithms=ALGORITHMS, refetch_cooldown_seconds=30)
+    old_kid = issuer.active_kid
+    assert await jwks.get(old_kid) is not None
+    fetches = jwks.fetch_count
+
+    new_kid = issuer.rotate()
+
+    assert await jwks.get(new_kid) is not None
+    assert jwks.fetch_count == fetches + 1
+    # The old key stays published, so tokens it signed keep working until they expire.
+    assert await jwks.get(old_kid) is not None
+    assert jwks.fetch_count == fetches + 1
+
+
+async def test_a_flood_of_random_kids_costs_at_most_one_fetch_per_cooldown(
+    issuer: TokenIssuer, verifier: TokenVerifier, jwks: JWKSCache
+) -> None:
+    await verifier.verify(issuer.token())
+    fetches = jwks.fetch_count
+    key = issuer.keys[issuer.active_kid]
+    flood = [
+        jwt.encode(issuer.claims(), key, algorithm="RS256", headers={"kid": uuid.uuid4().hex})
+        for _ in range(50)
+    ]
+
+    results = await asyncio.gather(*(verifier.verify(t) for t in flood), return_exceptions=True)
+
+    assert all(isinstance(r, Unauthorized) for r in results)
+    assert jwks.fetch_count <= fetches + 1
+
+
+async def test_an_unknown_kid_is_looked_up_again_after_the_cooldown() -> None:
+    issuer = TokenIssuer.create()
+    jwks = JWKSCache(issuer.fetch_jwks, algorithms=ALGORITHMS, refetch_cooldown_seconds=0.05)
+    await jwks.get(issuer.active_kid)
+    assert await jwks.get("not-yet-published") is None
+    fetches = jwks.fetch_count
+
+    await asyncio.sleep(0.1)
+    assert await jwks.get("still-not-published") is None
+
+    assert jwks.fetch_count == fetches + 1
+
+
+async def test_a_failing_jwks_endpoint_keeps_the_known_keys_in_service() -> None:
+    issuer = TokenIssuer.create()
+    calls = 0
+
+    async def flaky_fetch() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise httpx.ConnectError("user-service is down")
+        return issuer.jwks()
+
+    # cache_seconds=0: every lookup tries to refresh, and every refresh after the first fails.
+    jwks = JWKSCache(flaky_fetch, algorithms=ALGORITHMS, cache_seconds=0)
+    assert await jwks.get(issuer.active_kid) is not None
+
+    assert await jwks.get(issuer.active_kid) is not None
+    assert calls == 2
+
+
+async def test_jwks_entries_with_other_algorithms_or_odd_kids_are_ignored() -> None:
+    issuer = TokenIssuer.create()
+    [rsa_key] = issuer.jwks()["keys"]
+
+    async def fetch() -> dict[str, Any]:
+        return {
+            "keys": [
+                {"kty": "oct", "kid": "hmac", "alg": "HS256", "k": b64url(b"shared-secret")},
+                {**rsa_key, "kid": "../escape"},
+                {**rsa_key, "kid": "good"},
+            ]
+        }
+
+    jwks = JWKSCache(fetch, algorithms=ALGORITHMS)
+
+    assert await jwks.get("good") is not None
+    assert await jwks.get("hmac") is None
+    assert await jwks.get("../escape") is None
+
+
+async def test_a_request_without_a_bearer_token_is_401(showcase: httpx.AsyncClient) -> None:
+    for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "}):
+        response = await showcase.get("/whoami", headers=headers)
+
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_request_with_a_forged_token_is_401(
+    showcase: httpx.AsyncClient, token_issuer: TokenIssuer
+) -> None:
+    header, _payload, signature = token_issuer.token().split(".")
+    forged = b64url(json.dumps(token_issuer.claims(role="platform_admin")).encode())
+
+    response = await showcase.get(
+        "/admin-only", headers={"Authorization": f"Bearer {header}.{forged}.{signature}"}
+    )
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "org_kind", "role", "status"),
+    [
+        ("/hospital-only", "vendor", "org_admin", 403),
+        ("/hospital-only", "platform", "platform_admin", 403),
+        ("/hospital-only", "hospital", "staff", 200),
+        ("/admin-only", "hospital", "org_admin", 403),
+        ("/admin-only", "vendor", "org_admin", 403),
+        ("/admin-only", "platform", "platform_admin", 200),
+    ],
+)
+async def test_org_kind_and_role_dependencies(
+    showcase: httpx.AsyncClient,
+    token_issuer: TokenIssuer,
+    path: str,
+    org_kind: str,
+    role: str,
+    status: int,
+) -> None:
+    response = await showcase.get(path, headers=token_issuer.headers(org_kind=org_kind, role=role))
+
+    assert response.status_code == status
+    if status == 403:
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_one_requests_principal_never_serves_the_next_request(
+    showcase: httpx.AsyncClient, token_issuer: TokenIssuer
+) -> None:
+    admin = token_issuer.headers(org_kind="platform", role="platform_admin")
+    assert (await showcase.get("/admin-only", headers=admin)).status_code == 200
+
+    anonymous = await showcase.get("/admin-only")
+
+    assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize("key", [None, "", "wrong-key", TRUSTED_CALLER_KEY + "x"])
+async def test_internal_routes_need_a_trusted_service_key(
+    showcase: httpx.AsyncClient, token_issuer: TokenIssuer, key: str | None
+) -> None:
+    # A user token is not a substitute for a service key.
+    headers = token_issuer.headers(org_kind="platform", role="platform_admin")
+    if key is not None:
+        headers["X-Service-Key"] = key
+
+    response = await showcase.get("/internal/ping", headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_internal_routes_accept_a_trusted_service_key(showcase: httpx.AsyncClient) -> None:
+    response = await showcase.get("/internal/ping", headers={"X-Service-Key": TRUSTED_CALLER_KEY})
+
+    assert response.status_code == 200
+
+
+async def test_internal_routes_refuse_everyone_when_no_key_is_trusted(
+    showcase_client_for: ShowcaseClientFactory,
+) -> None:
+    async with showcase_client_for(trusted_service_keys=[]) as client:
+        response = await client.get("/internal/ping", headers={"X-Service-Key": ""})
+
+    assert response.status_code == 401

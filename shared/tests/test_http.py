@@ -1,0 +1,256 @@
+"""ServiceClient, the one way a service calls another: correlation id and service key on every
+call, retries for idempotent methods only, 4xx back to the caller, failures as a 503 naming the
+upstream, and a breaker that stops calling a dead upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from flow_shared.correlation import set_correlation_id
+from flow_shared.errors import ServiceUnavailable
+from flow_shared.http import ServiceClient, UpstreamUnavailable
+from flow_shared.resilience import BreakerState, CircuitBreaker, CircuitOpen
+
+
+class Upstream:
+    """A stubbed upstream: answers from a script of responses/exceptions, records requests."""
+
+    def __init__(self, *script: httpx.Response | type[httpx.TransportError]) -> None:
+        self.script = list(script)
+        self.requests: list[httpx.Request] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(step, httpx.Response):
+            return step
+        raise step("upstream failure", request=request)
+
+
+def client_for(upstream: Upstream, **kwargs: Any) -> ServiceClient:
+    kwargs.setdefault("service_key", "caller-key-123")
+    return ServiceClient(
+        "inventory-service",
+        "http://inventory.test",
+        caller="http-test",
+        transport=httpx.MockTransport(upstream.handle),
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def request_id() -> Iterator[str]:
+    set_correlation_id("corr-http-1")
+    yield "corr-http-1"
+    set_correlation_id(None)
+
+
+async def test_every_call_carries_the_correlation_id_and_service_key(request_id: str) -> None:
+    upstream = Upstream(httpx.Response(200, json={"ok": True}))
+    client = client_for(upstream)
+
+    await client.get("/internal/stock", params={"depot": "7"})
+    await client.post("/internal/reservations", json={"order_id": "o-1"})
+
+    for sent in upstream.requests:
+        assert sent.headers["X-Request-ID"] == request_id
+        assert sent.headers["X-Service-Key"] == "caller-key-123"
+    assert upstream.requests[0].url == "http://inventory.test/internal/stock?depot=7"
+    assert json.loads(upstream.requests[1].content) == {"order_id": "o-1"}
+    await client.aclose()
+
+
+async def test_no_service_key_header_when_the_caller_has_none() -> None:
+    upstream = Upstream(httpx.Response(200))
+    client = client_for(upstream, service_key=None)
+
+    await client.get("/public")
+
+    assert "X-Service-Key" not in upstream.requests[0].headers
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "first_failure", [httpx.ConnectError, httpx.ReadTimeout, httpx.Response(503)]
+)
+async def test_a_get_is_retried_after_transient_failures(
+    first_failure: httpx.Response | type[httpx.TransportError],
+) -> None:
+    upstream = Upstream(first_failure, first_failure, httpx.Response(200, json={"stock": 5}))
+    client = client_for(upstream, attempts=3)
+
+    response = await client.get("/internal/stock")
+
+    assert response.status_code == 200
+    assert response.json() == {"stock": 5}
+    assert len(upstream.requests) == 3
+    await client.aclose()
+
+
+async def test_a_put_is_idempotent_and_retried() -> None:
+    upstream = Upstream(httpx.ConnectError, httpx.Response(200))
+    client = client_for(upstream, attempts=3)
+
+    response = await client.put("/internal/stock/1", json={"on_hand": 3})
+
+    assert response.status_code == 200
+    assert len(upstream.requests) == 2
+    await client.aclose()
+
+
+@pytest.mark.parametrize("failure", [httpx.ConnectError, httpx.ReadTimeout, httpx.Response(502)])
+async def test_a_post_is_never_sent_twice(
+    failure: httpx.Response | type[httpx.TransportError],
+) -> None:
+    upstream = Upstream(failure, httpx.Response(201))
+    client = client_for(upstream, attempts=3)
+
+    with pytest.raises(UpstreamUnavailable):
+        await client.post("/internal/reservations", json={"order_id": "o-1"})
+
+    assert len(upstream.requests) == 1
+    await client.aclose()
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 409, 422])
+async def test_client_errors_come_back_to_the_caller_untouched(status: int) -> None:
+    upstream = Upstream(httpx.Response(status, json={"title": "nope"}))
+    client = client_for(upstream, attempts=3)
+
+    response = await client.get("/internal/thing")
+
+    assert response.status_code == status
+    assert response.json() == {"title": "nope"}
+    assert len(upstream.requests) == 1
+    # A 4xx is an answer, not a sign of a sick upstream.
+    assert client.breaker.state is BreakerState.CLOSED
+    await client.aclose()
+
+
+async def test_an_upstream_that_keeps_failing_is_a_503_naming_it() -> None:
+    upstream = Upstream(httpx.Response(500))
+    client = client_for(upstream, attempts=2)
+
+    with pytest.raises(UpstreamUnavailable) as failure:
+        await client.get("/internal/stock")
+
+    assert isinstance(failure.value, ServiceUnavailable)
+    assert failure.value.status == 503
+    assert failure.value.code == "upstream-unavailable"
+    assert "inventory-service" in failure.value.detail
+    assert len(upstream.requests) == 2
+    await client.aclose()
+
+
+async def test_the_breaker_opens_and_then_fails_without_calling() -> None:
+    upstream = Upstream(httpx.ConnectError)
+    breaker = CircuitBreaker("inventory-service", failure_threshold=3, reset_timeout=30)
+    client = client_for(upstream, attempts=1, breaker=breaker)
+
+    for _ in range(3):
+        with pytest.raises(UpstreamUnavailable):
+            await client.post("/internal/reservations", json={})
+    assert breaker.state is BreakerState.OPEN
+    calls_when_opened = len(upstream.requests)
+
+    with pytest.raises(CircuitOpen) as refused:
+        await client.get("/internal/stock")
+
+    assert len(upstream.requests) == calls_when_opened == 3
+    assert refused.value.status == 503
+    assert "inventory-service" in refused.value.detail
+    await client.aclose()
+
+
+async def test_the_breaker_closes_again_after_a_good_probe() -> None:
+    now = [0.0]
+    upstream = Upstream(httpx.Response(503), httpx.Response(503), httpx.Response(200))
+    breaker = CircuitBreaker(
+        "inventory-service", failure_threshold=2, reset_timeout=5, clock=lambda: now[0]
+    )
+    client = client_for(upstream, attempts=1, breaker=breaker)
+    for _ in range(2):
+        with pytest.raises(UpstreamUnavailable):
+            await client.get("/internal/stock")
+    assert breaker.state is BreakerState.OPEN
+
+    now[0] += 5
+    response = await client.get("/internal/stock")
+
+    assert response.status_code == 200
+    assert breaker.state is BreakerState.CLOSED
+    await client.aclose()
+
+
+async def test_a_cancelled_probe_does_not_keep_the_breaker_open_forever() -> None:
+    now = [0.0]
+    probe_arrived = asyncio.Event()
+    calls: list[httpx.Request] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 2:  # the probe: hangs until its caller gives up
+            probe_arrived.set()
+            await asyncio.Event().wait()
+        return httpx.Response(503 if len(calls) == 1 else 200)
+
+    breaker = CircuitBreaker(
+        "inventory-service", failure_threshold=1, reset_timeout=5, clock=lambda: now[0]
+    )
+    client = ServiceClient(
+        "inventory-service",
+        "http://inventory.test",
+        service_key=None,
+        attempts=1,
+        breaker=breaker,
+        transport=httpx.MockTransport(handle),
+    )
+    with pytest.raises(UpstreamUnavailable):
+        await client.get("/internal/stock")
+    now[0] += 5
+    probe = asyncio.create_task(client.get("/internal/stock"))
+    await probe_arrived.wait()
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+
+    now[0] += 60
+    try:
+        response = await client.get("/internal/stock")
+    finally:
+        await client.aclose()
+
+    assert response.status_code == 200
+
+
+async def test_a_silent_upstream_times_out_into_a_503_instead_of_hanging() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = ServiceClient(
+        "slow-service",
+        f"http://127.0.0.1:{port}",
+        service_key=None,
+        read_timeout=0.3,
+        attempts=1,
+    )
+    try:
+        with pytest.raises(UpstreamUnavailable, match="slow-service"):
+            await client.get("/anything")
+    finally:
+        await client.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert len(accepted) == 1
