@@ -12,6 +12,7 @@ from admin_service.deps import UserService
 from admin_service.schemas import SuspendVendorRequest, VendorOrganization, VendorPage
 from flow_shared.auth import PlatformAdmin
 from flow_shared.db import DbSession
+from flow_shared.pagination import Pagination
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -20,13 +21,12 @@ router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 async def list_vendors(
     _admin: PlatformAdmin,
     users: UserService,
+    pagination: Pagination,
     verified: Annotated[
         bool | None, Query(description="false lists vendors awaiting verification")
     ] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> VendorPage:
-    return await service.list_vendors(users, verified=verified, page=page, page_size=page_size)
+    return await service.list_vendors(users, verified=verified, params=pagination)
 
 
 @router.post("/vendors/{org_id}/verify")

@@ -13,6 +13,7 @@ from admin_service.config import Settings
 from admin_service.errors import UserServiceBadResponse, VendorNotFound
 from admin_service.schemas import VendorOrganization, VendorPage
 from flow_shared.http import ServiceClient
+from flow_shared.pagination import PageParams
 
 USER_SERVICE = "user-service"
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -36,11 +37,11 @@ class UserServiceClient:
             transport=transport,
         )
 
-    async def list_vendors(self, *, verified: bool | None, page: int, page_size: int) -> VendorPage:
-        params: dict[str, Any] = {"page": page, "page_size": page_size}
+    async def list_vendors(self, *, verified: bool | None, params: PageParams) -> VendorPage:
+        query: dict[str, Any] = {"page": params.page, "page_size": params.page_size}
         if verified is not None:
-            params["verified"] = "true" if verified else "false"
-        response = await self._http.get("/internal/organizations/vendors", params=params)
+            query["verified"] = "true" if verified else "false"
+        response = await self._http.get("/internal/organizations/vendors", params=query)
         return _parse(response, VendorPage)
 
     async def verify_vendor(self, org_id: uuid.UUID, *, actor_id: uuid.UUID) -> VendorOrganization:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from flow_shared.pagination import Page
+
 
 class VendorOrganization(BaseModel):
     """A vendor organisation as user-service reports it (unknown extra fields are ignored)."""
@@ -20,11 +22,7 @@ class VendorOrganization(BaseModel):
     created_at: datetime
 
 
-class VendorPage(BaseModel):
-    items: list[VendorOrganization]
-    page: int
-    page_size: int
-    total: int
+VendorPage = Page[VendorOrganization]
 
 
 class SuspendVendorRequest(BaseModel):

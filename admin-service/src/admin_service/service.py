@@ -11,12 +11,13 @@ from admin_service.models import AdminAction, AdminActionKind
 from admin_service.schemas import VendorOrganization, VendorPage
 from flow_shared.auth import Principal
 from flow_shared.correlation import get_correlation_id
+from flow_shared.pagination import PageParams
 
 
 async def list_vendors(
-    users: UserServiceClient, *, verified: bool | None, page: int, page_size: int
+    users: UserServiceClient, *, verified: bool | None, params: PageParams
 ) -> VendorPage:
-    return await users.list_vendors(verified=verified, page=page, page_size=page_size)
+    return await users.list_vendors(verified=verified, params=params)
 
 
 async def verify_vendor(

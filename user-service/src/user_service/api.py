@@ -14,11 +14,10 @@ from pydantic import ValidationError
 from flow_shared.auth import CurrentPrincipal
 from flow_shared.db import DbSession
 from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.pagination import Page, Pagination
 from user_service import service
 from user_service.deps import (
     DatabaseDep,
-    PageNumber,
-    PageSize,
     PasswordsDep,
     RedisDep,
     SettingsDep,
@@ -32,7 +31,6 @@ from user_service.schemas import (
     LogoutRequest,
     MeOut,
     OrganizationOut,
-    Page,
     RefreshRequest,
     RegisterRequest,
     RegisterResponse,
@@ -329,18 +327,10 @@ async def list_members(
     org_id: uuid.UUID,
     principal: CurrentPrincipal,
     session: DbSession,
-    page: PageNumber = 1,
-    page_size: PageSize = 20,
+    pagination: Pagination,
 ) -> Page[UserOut]:
-    users, total = await service.list_members(
-        session, principal, org_id, page=page, page_size=page_size
-    )
-    return Page[UserOut](
-        items=[UserOut.model_validate(u) for u in users],
-        page=page,
-        page_size=page_size,
-        total=total,
-    )
+    users, total = await service.list_members(session, principal, org_id, pagination)
+    return Page[UserOut].of([UserOut.model_validate(u) for u in users], pagination, total)
 
 
 @organizations_router.post("/{org_id}/members", status_code=201)

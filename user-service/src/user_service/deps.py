@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from redis.asyncio import Redis
 
 from flow_shared.db import Database, get_database
 from user_service.config import Settings
 from user_service.keys import SigningKeys
 from user_service.passwords import Passwords
-from user_service.schemas import MAX_PAGE_SIZE
 
 
 def _settings(request: Request) -> Settings:
@@ -40,6 +39,3 @@ PasswordsDep = Annotated[Passwords, Depends(_passwords)]
 RedisDep = Annotated[Redis, Depends(_redis)]
 # For handlers that own their transaction (an error answer whose writes must commit).
 DatabaseDep = Annotated[Database, Depends(get_database)]
-
-PageNumber = Annotated[int, Query(ge=1, le=100_000)]
-PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]

@@ -12,9 +12,10 @@ import uuid
 from fastapi import APIRouter
 
 from flow_shared.db import DbSession
+from flow_shared.pagination import Page, Pagination
 from user_service import service
-from user_service.deps import PageNumber, PageSize, RedisDep, SettingsDep
-from user_service.schemas import Page, SuspendVendorRequest, VendorItem, VerifyVendorRequest
+from user_service.deps import RedisDep, SettingsDep
+from user_service.schemas import SuspendVendorRequest, VendorItem, VerifyVendorRequest
 
 router = APIRouter(prefix="/internal/organizations", tags=["internal"])
 
@@ -22,20 +23,12 @@ router = APIRouter(prefix="/internal/organizations", tags=["internal"])
 @router.get("/vendors")
 async def list_vendors(
     session: DbSession,
+    pagination: Pagination,
     verified: bool | None = None,
-    page: PageNumber = 1,
-    page_size: PageSize = 20,
 ) -> Page[VendorItem]:
     """Vendor organisations, oldest first; `verified=false` is the verification queue."""
-    vendors, total = await service.list_vendors(
-        session, verified=verified, page=page, page_size=page_size
-    )
-    return Page[VendorItem](
-        items=[VendorItem.model_validate(v) for v in vendors],
-        page=page,
-        page_size=page_size,
-        total=total,
-    )
+    vendors, total = await service.list_vendors(session, verified=verified, params=pagination)
+    return Page[VendorItem].of([VendorItem.model_validate(v) for v in vendors], pagination, total)
 
 
 @router.post("/{org_id}/verify")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 MIN_PASSWORD_LENGTH = 12
 # Argon2 accepts any length; the cap only keeps request bodies and hashing time sane.
 MAX_PASSWORD_LENGTH = 256
-MAX_PAGE_SIZE = 100
 EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 EMAIL_PATTERN = re.compile(EMAIL_REGEX)
 
@@ -36,8 +35,6 @@ Phone = Annotated[
 OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 OrgKind = Literal["hospital", "vendor", "platform"]
 Role = Literal["org_admin", "staff", "platform_admin"]
-
-T = TypeVar("T")
 
 
 class Input(BaseModel):
@@ -135,13 +132,6 @@ class AddMemberRequest(Input):
     full_name: FullName
     password: NewPassword
     role: Literal["staff", "org_admin"]
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    page: int
-    page_size: int
-    total: int
 
 
 # --- internal (admin-service) --------------------------------------------------------------

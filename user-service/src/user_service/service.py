@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, case, func, select, update
+from sqlalchemy import ColumnElement, case, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flow_shared.auth import Principal, revoked_jti_key, suspended_org_key
 from flow_shared.errors import DomainError, ServiceUnavailable
 from flow_shared.metrics import business_counter
+from flow_shared.pagination import PageParams, fetch_page
 from user_service import events
 from user_service.config import Settings
 from user_service.errors import (
@@ -497,18 +498,11 @@ async def get_organization(
 
 
 async def list_members(
-    session: AsyncSession, principal: Principal, org_id: uuid.UUID, *, page: int, page_size: int
+    session: AsyncSession, principal: Principal, org_id: uuid.UUID, params: PageParams
 ) -> tuple[Sequence[User], int]:
     await get_organization(session, principal, org_id)
-    total = await session.scalar(select(func.count()).where(User.org_id == org_id))
-    users = await session.scalars(
-        select(User)
-        .where(User.org_id == org_id)
-        .order_by(User.created_at, User.id)
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    )
-    return users.all(), total or 0
+    statement = select(User).where(User.org_id == org_id).order_by(User.created_at, User.id)
+    return await fetch_page(session, statement, params)
 
 
 async def add_member(
@@ -540,20 +534,15 @@ async def add_member(
 
 
 async def list_vendors(
-    session: AsyncSession, *, verified: bool | None, page: int, page_size: int
+    session: AsyncSession, *, verified: bool | None, params: PageParams
 ) -> tuple[Sequence[Organization], int]:
     conditions = [Organization.kind == "vendor"]
     if verified is not None:
         conditions.append(Organization.verified.is_(verified))
-    total = await session.scalar(select(func.count()).select_from(Organization).where(*conditions))
-    vendors = await session.scalars(
-        select(Organization)
-        .where(*conditions)
-        .order_by(Organization.created_at, Organization.id)
-        .limit(page_size)
-        .offset((page - 1) * page_size)
+    statement = (
+        select(Organization).where(*conditions).order_by(Organization.created_at, Organization.id)
     )
-    return vendors.all(), total or 0
+    return await fetch_page(session, statement, params)
 
 
 async def _vendor_for_update(session: AsyncSession, org_id: uuid.UUID) -> Organization:
