@@ -186,17 +186,17 @@ async def test_limiter_asks_redis_again_once_it_is_back(infra: TestInfra) -> Non
         )
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
+    during_outage = await limiter.hit("login", "10.0.0.4", limit)
+    server = await asyncio.start_server(forward, "127.0.0.1", port)
     try:
-        during_outage = await limiter.hit("login", "10.0.0.4", limit)
-        server = await asyncio.start_server(forward, "127.0.0.1", port)
-        try:
-            await asyncio.sleep(0.3)
-            first = await limiter.hit("login", "10.0.0.4", limit)
-            second = await limiter.hit("login", "10.0.0.4", limit)
-        finally:
-            server.close()
+        await asyncio.sleep(0.3)
+        first = await limiter.hit("login", "10.0.0.4", limit)
+        second = await limiter.hit("login", "10.0.0.4", limit)
     finally:
+        # Client first: its connection closing ends the forwarding pipes before the server.
         await client.aclose()
+        server.close()
+        await server.wait_closed()
 
     assert not during_outage.allowed
     assert during_outage.limiter_unavailable

@@ -1,0 +1,166 @@
+"""The edge: which requests may pass, to which service, as whom, how often.
+
+Every request under `/api/v1/` goes through the same steps, in order:
+1. the path is checked (no `/internal` segment, no dot segments or encoded
+   slashes: such paths are 404 and never proxied);
+2. its first segment picks the owning service from the route table (404 when
+   unknown or when that service has no URL configured yet);
+3. the JWT is verified, except on the public routes;
+4. the rate-limit rules that match are counted (429 with `Retry-After`);
+5. the request is proxied (see `proxy.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from api_gateway.config import API_PREFIX, RateRule, Settings
+from api_gateway.proxy import ClientInfo, Upstream, UpstreamProxy
+from flow_shared.auth import Principal, TokenVerifier, bearer_token
+from flow_shared.errors import NotFound, Unauthorized
+from flow_shared.ratelimit import RateLimit, RateLimiter, enforce
+
+PROXIED_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
+# Encoded forms that could turn into a separator or a traversal after one more decoding.
+_FORBIDDEN_RAW = ("%2f", "%5c", "%2e", "%00", "\\")
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    name: str
+    rule: RateRule
+    limit: RateLimit
+    prefix: str
+
+    def matches(self, method: str, path: str, principal: Principal | None) -> bool:
+        if self.rule.methods is not None and method not in self.rule.methods:
+            return False
+        if not (path == self.prefix or path.startswith(self.prefix + "/")):
+            return False
+        if self.rule.per == "user":
+            return principal is not None and (
+                self.rule.roles is None or principal.role in self.rule.roles
+            )
+        return not (self.rule.anonymous_only and principal is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class EdgePolicy:
+    """The settings the edge reads on every request, prepared once at start-up."""
+
+    routes: dict[str, str]
+    public_routes: frozenset[str]
+    rules: tuple[_CompiledRule, ...]
+    trusted_proxy_hops: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EdgePolicy:
+        rules = tuple(
+            _CompiledRule(name, rule, rule.limit, rule.path_prefix.rstrip("/"))
+            for name, rule in settings.rate_limits.items()
+        )
+        return cls(
+            routes=dict(settings.routes),
+            public_routes=frozenset(settings.public_routes),
+            rules=rules,
+            trusted_proxy_hops=settings.trusted_proxy_hops,
+        )
+
+    def is_public(self, method: str, path: str) -> bool:
+        method = "GET" if method == "HEAD" else method
+        return f"{method} {path.rstrip('/')}" in self.public_routes
+
+
+def api_route_prefix(raw_path: bytes, path: str) -> str:
+    """The route-table prefix of a safe `/api/v1/<prefix>/...` path; 404 for anything else."""
+    refused = NotFound("No API is served at this path.")
+    raw = raw_path.decode("latin-1").lower()
+    if any(bad in raw for bad in _FORBIDDEN_RAW) or not path.startswith(API_PREFIX):
+        raise refused
+    segments = path[len(API_PREFIX) :].split("/")
+    for index, segment in enumerate(segments):
+        is_last = index == len(segments) - 1
+        # One trailing slash is allowed; `//`, `.` and `..` are not.
+        if (segment == "" and not (is_last and index > 0)) or segment in (".", ".."):
+            raise refused
+        if segment.split(";", 1)[0].lower() == "internal":
+            raise refused
+    return segments[0]
+
+
+def client_info(request: Request, trusted_proxy_hops: int) -> ClientInfo:
+    """The client's address: the TCP peer, unless trusted proxies in front of us say more."""
+    peer = request.client.host if request.client is not None else "unknown"
+    host = request.headers.get("host")
+    if trusted_proxy_hops == 0:
+        return ClientInfo(ip=peer, forwarded_for=peer, proto=request.url.scheme, host=host)
+    chain = [
+        part.strip()
+        for value in request.headers.getlist("x-forwarded-for")
+        for part in value.split(",")
+        if part.strip()
+    ]
+    # Each trusted proxy appended the address it saw; the one `hops` from the end is the client.
+    ip = chain[-trusted_proxy_hops] if len(chain) >= trusted_proxy_hops else peer
+    trusted_chain = chain[-trusted_proxy_hops:] if chain else []
+    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
+    return ClientInfo(
+        ip=ip, forwarded_for=", ".join([*trusted_chain, peer]), proto=proto, host=host
+    )
+
+
+def resolve_upstream(policy: EdgePolicy, proxy: UpstreamProxy, prefix: str) -> Upstream:
+    service = policy.routes.get(prefix)
+    upstream = proxy.upstream(service) if service is not None else None
+    if upstream is None:
+        raise NotFound("No API is served at this path.")
+    return upstream
+
+
+async def authenticate(
+    request: Request, policy: EdgePolicy, verifier: TokenVerifier
+) -> Principal | None:
+    """The verified caller, or None on a public route (whose token is left to the service)."""
+    if policy.is_public(request.method, request.scope["path"]):
+        return None
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("A bearer token is required.")
+    principal = await verifier.verify(token)
+    request.state.principal = principal
+    return principal
+
+
+async def apply_rate_limits(
+    limiter: RateLimiter,
+    policy: EdgePolicy,
+    method: str,
+    path: str,
+    principal: Principal | None,
+    client_ip: str,
+) -> None:
+    for compiled in policy.rules:
+        if not compiled.matches(method, path, principal):
+            continue
+        subject = str(principal.user_id) if compiled.rule.per == "user" and principal else client_ip
+        await enforce(limiter, compiled.name, subject, compiled.limit)
+
+
+router = APIRouter()
+
+
+@router.api_route("/api/v1/{path:path}", methods=PROXIED_METHODS, include_in_schema=False)
+async def proxy_api(request: Request) -> Response:
+    state = request.app.state
+    policy: EdgePolicy = state.edge_policy
+    path: str = request.scope["path"]
+    prefix = api_route_prefix(request.scope.get("raw_path") or path.encode(), path)
+    upstream = resolve_upstream(policy, state.proxy, prefix)
+    principal = await authenticate(request, policy, state.token_verifier)
+    client = client_info(request, policy.trusted_proxy_hops)
+    await apply_rate_limits(state.rate_limiter, policy, request.method, path, principal, client.ip)
+    proxy: UpstreamProxy = state.proxy
+    return await proxy.forward(request, upstream, client)
