@@ -232,6 +232,9 @@ class Fleet:
             "20",
             "--no-access-log",
             "--no-server-header",
+            # Client-sent X-Forwarded-For must not pick the client address (rate limits
+            # are per IP); the gateway trusts only TRUSTED_PROXY_HOPS of its own.
+            "--no-proxy-headers",
         ]
         log = (self.log_dir / f"{service.name}.log").open("ab")
         process = subprocess.Popen(

@@ -5,6 +5,7 @@ Tests talk only to the gateway (plus a few deliberate probes of a service's port
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -77,6 +78,24 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
         "FLOW_LOG_DIR": str(work / "log"),
         "BOOTSTRAP_ADMIN_EMAIL": "admin@flow.local",
         "BOOTSTRAP_ADMIN_PASSWORD": admin_password,
+        # Every test reaches the gateway from 127.0.0.1: give login and register room;
+        # auth-token keeps its default so the limit itself is tested.
+        "RATE_LIMITS": json.dumps(
+            {
+                name: {
+                    "per": "ip",
+                    "path_prefix": path,
+                    "methods": ["POST"],
+                    "requests": 300,
+                    "per_seconds": 60,
+                    "fail_closed": True,
+                }
+                for name, path in (
+                    ("auth-login", "/api/v1/auth/login"),
+                    ("auth-register", "/api/v1/auth/register"),
+                )
+            }
+        ),
     }
     lines = []
     for raw in (root / ".env.example").read_text().splitlines():

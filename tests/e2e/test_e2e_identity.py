@@ -276,3 +276,49 @@ async def _next_event(
                 if event["type"] == event_type and event["data"].get("org_id") == org_id:
                     return event
     raise AssertionError(f"{event_type} never arrived")
+
+
+async def test_credential_endpoints_are_rate_limited_per_ip(gateway: httpx.AsyncClient) -> None:
+    statuses = []
+    for _ in range(30):
+        response = await gateway.post(
+            "/api/v1/auth/token", data={"username": _email("guess"), "password": "wrong password!"}
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.headers["content-type"].startswith("application/problem+json")
+            break
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) <= {401, 423}
+
+
+async def test_refresh_rotates_and_logout_revokes_through_the_gateway(
+    gateway: httpx.AsyncClient,
+) -> None:
+    account = await _register(gateway, "hospital")
+    login = await gateway.post(
+        "/api/v1/auth/login", json={"email": account["email"], "password": PASSWORD}
+    )
+    first = login.json()
+    rotated = await gateway.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert rotated.status_code == 200
+    second = rotated.json()
+    assert second["refresh_token"] != first["refresh_token"]
+    # Replaying the spent token is theft: the whole family dies, the new token too.
+    replay = await gateway.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert replay.status_code == 401
+    dead = await gateway.post(
+        "/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}
+    )
+    assert dead.status_code == 401
+
+    auth = {"Authorization": f"Bearer {second['access_token']}"}
+    assert (await gateway.get("/api/v1/users/me", headers=auth)).status_code == 200
+    logout = await gateway.post("/api/v1/auth/logout", headers=auth, json={})
+    assert logout.status_code in (200, 204)
+    assert (await gateway.get("/api/v1/users/me", headers=auth)).status_code == 401
