@@ -205,6 +205,13 @@ class Fleet:
         # Only a process that is still ours counts: PIDs get reused.
         return pid if service.package.encode() in cmdline else None
 
+    def _alive(self, service: Service) -> bool:
+        try:
+            pid = int(self.pid_file(service).read_text().strip())
+        except (OSError, ValueError):
+            return False
+        return not _reap(pid)
+
     def start(self, service: Service) -> None:
         if self.running_pid(service) is not None:
             print(f"{service.name} already running")
@@ -254,7 +261,8 @@ class Fleet:
         pending = list(self.services)
         while pending and time.monotonic() < deadline:
             for service in list(pending):
-                if self.running_pid(service) is None:
+                # Not running_pid(): just after fork the child's cmdline is still ours.
+                if not self._alive(service):
                     log_file = self.log_dir / f"{service.name}.log"
                     raise SystemExit(f"{service.name} exited during start-up; see {log_file}")
                 try:

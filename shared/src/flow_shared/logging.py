@@ -62,6 +62,14 @@ def _redact_processor(
     return redact(event_dict)  # type: ignore[no-any-return]
 
 
+def _drop_console_extras(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # uvicorn adds an ANSI-coloured copy of each message for terminals.
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
 def _add_correlation_id(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -88,6 +96,7 @@ def configure_logging(service_name: str, level: str = "INFO") -> None:
         add_service,
         _add_correlation_id,
         structlog.processors.format_exc_info,
+        _drop_console_extras,
         _redact_processor,
     ]
     structlog.configure(

@@ -1,0 +1,97 @@
+"""One transaction per request, committed before the response is sent.
+
+A success means the change is durable; a failure — raised by the handler or by
+the commit itself — means nothing was kept.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from flow_shared.app import create_service_app
+from flow_shared.config import BaseServiceSettings
+from flow_shared.db import DbSession
+from flow_shared.errors import Conflict
+from flow_shared.testing.infra import TestInfra, asgi_client
+
+router = APIRouter()
+
+
+@router.post("/notes/{body}", status_code=201)
+async def add_note(body: str, session: DbSession, fail: str | None = None) -> dict[str, str]:
+    await session.execute(text("INSERT INTO notes (body) VALUES (:body)"), {"body": body})
+    await session.flush()
+    if fail == "domain":
+        raise Conflict("The note was refused after it was written.")
+    if fail == "crash":
+        raise RuntimeError("unexpected failure after the write")
+    return {"body": body}
+
+
+class DbTestSettings(BaseServiceSettings):
+    service_name: str = "db-test"
+
+
+@pytest.fixture
+async def scratch(infra: TestInfra) -> AsyncIterator[tuple[str, str]]:
+    """A scratch schema with a `notes` table whose uniqueness is checked only at commit."""
+    schema = "dbtest_" + uuid.uuid4().hex[:8]
+    dsn = infra.admin_dsn.rsplit("/", 1)[0] + "/" + infra.database
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(f"CREATE SCHEMA {schema}")
+    await conn.execute(
+        f"CREATE TABLE {schema}.notes (body text, "
+        "CONSTRAINT notes_body_unique UNIQUE (body) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    try:
+        yield schema, dsn
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
+
+
+async def _stored(dsn: str, schema: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(f"SELECT body FROM {schema}.notes ORDER BY 1")  # noqa: S608
+        return [r["body"] for r in rows]
+    finally:
+        await conn.close()
+
+
+async def test_success_is_committed_and_failures_keep_nothing(
+    infra: TestInfra, scratch: tuple[str, str]
+) -> None:
+    schema, dsn = scratch
+    settings = DbTestSettings(
+        **infra.settings_kwargs(
+            "db-test",
+            database_url=dsn.replace("postgresql://", "postgresql+asyncpg://"),
+            db_schema=schema,
+        )
+    )
+    app = create_service_app(settings, title="db test", routers=[router])
+    async with asgi_client(app) as client:
+        created = await client.post("/notes/kept")
+        assert created.status_code == 201
+        # Visible to another connection as soon as the client has the answer.
+        assert await _stored(dsn, schema) == ["kept"]
+
+        refused = await client.post("/notes/refused", params={"fail": "domain"})
+        assert refused.status_code == 409
+        crashed = await client.post("/notes/crashed", params={"fail": "crash"})
+        assert crashed.status_code == 500
+        assert "unexpected failure" not in crashed.text
+
+        # The duplicate is only detected by COMMIT: the client must not be told 201.
+        duplicate = await client.post("/notes/kept")
+        assert duplicate.status_code == 500
+        assert duplicate.headers["content-type"].startswith("application/problem+json")
+
+    assert await _stored(dsn, schema) == ["kept"]
