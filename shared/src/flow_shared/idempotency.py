@@ -1,0 +1,118 @@
+"""`Idempotency-Key`: the same key and body replays the first answer; another body is 422.
+
+Enforced by a constraint, not check-then-insert: the key's row is inserted in
+the request's own transaction. A concurrent request with the same key blocks
+on the unique index until the first transaction ends; then it either sees the
+stored answer (first committed) or takes the key over (first rolled back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.errors import UnprocessableEntity
+from flow_shared.jsonutil import dumps, loads
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_TABLE = "idempotency_keys"
+MAX_KEY_LENGTH = 200
+
+
+class IdempotencyKeyReused(UnprocessableEntity):
+    code = "idempotency-key-reused"
+    title = "Idempotency key reused"
+
+
+class InvalidIdempotencyKey(UnprocessableEntity):
+    code = "invalid-idempotency-key"
+    title = "Invalid idempotency key"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: Any
+
+
+def define_idempotency_table(metadata: MetaData) -> Table:
+    return Table(
+        IDEMPOTENCY_TABLE,
+        metadata,
+        # The scope includes the caller's organisation: keys never collide across tenants.
+        Column("scope", String(200), primary_key=True),
+        Column("key", String(MAX_KEY_LENGTH), primary_key=True),
+        Column("fingerprint", String(64), nullable=False),
+        Column("status_code", Integer, nullable=True),
+        Column("response", JSONB, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def request_fingerprint(value: Any) -> str:
+    """SHA-256 of the canonical JSON of the request (sorted keys)."""
+
+    return hashlib.sha256(
+        orjson.dumps(loads(dumps(value)), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+
+
+def validate_key(key: str) -> str:
+    key = key.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise InvalidIdempotencyKey(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters."
+        )
+    return key
+
+
+async def claim_idempotency_key(
+    session: AsyncSession, table: Table, *, scope: str, key: str, fingerprint: str
+) -> StoredResponse | None:
+    """Own `key` for this transaction (None), or get the answer to replay.
+
+    Raises `IdempotencyKeyReused` (422) when the key was used with another body.
+    """
+    key = validate_key(key)
+    inserted = await session.execute(
+        insert(table)
+        .values(scope=scope, key=key, fingerprint=fingerprint)
+        .on_conflict_do_nothing(index_elements=[table.c.scope, table.c.key])
+        .returning(table.c.key)
+    )
+    if inserted.first() is not None:
+        return None
+    # The row was committed by an earlier request (we waited for it if it was in flight).
+    row = (
+        await session.execute(
+            select(table.c.fingerprint, table.c.status_code, table.c.response).where(
+                table.c.scope == scope, table.c.key == key
+            )
+        )
+    ).one()
+    if row.fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            f"This {IDEMPOTENCY_HEADER} was already used with a different request body."
+        )
+    if row.status_code is None:
+        # Committed without an answer cannot happen through store_idempotent_response;
+        # refuse rather than run the request twice.
+        raise IdempotencyKeyReused(f"This {IDEMPOTENCY_HEADER} has no stored answer.")
+    return StoredResponse(status_code=row.status_code, body=row.response)
+
+
+async def store_idempotent_response(
+    session: AsyncSession, table: Table, *, scope: str, key: str, status_code: int, body: Any
+) -> None:
+    """Keep the answer in the same transaction as the change it describes."""
+    await session.execute(
+        update(table)
+        .where(table.c.scope == scope, table.c.key == validate_key(key))
+        .values(status_code=status_code, response=loads(dumps(body)))
+    )

@@ -1,0 +1,61 @@
+"""Background work inside a service process: `PeriodicTask` runs a job every interval.
+
+Used for sweepers (expired holds, unconfirmed orders). A failing run is logged
+and retried next interval; `stop()` lets a run in progress finish, so a
+SIGTERM never leaves a half-done batch (each run is its own transaction).
+Jobs must be safe with several processes running them (`SKIP LOCKED`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger("flow.lifecycle")
+
+
+class PeriodicTask:
+    def __init__(
+        self,
+        name: str,
+        interval_seconds: float,
+        run_once: Callable[[], Awaitable[object]],
+        *,
+        stop_timeout_seconds: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.interval_seconds = interval_seconds
+        self._run_once = run_once
+        self._stop_timeout = stop_timeout_seconds
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._loop(), name=f"periodic:{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self._stop_timeout)
+        except TimeoutError:
+            log.warning("periodic_task_stop_timeout", task=self.name)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self._run_once()
+            except Exception:
+                log.exception("periodic_task_failed", task=self.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_seconds)
