@@ -1,0 +1,51 @@
+"""Request dependencies of location-service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from location_service.config import Settings
+from location_service.geocoding import Geocoder
+from location_service.schemas import Priority
+from location_service.service import Coordinates
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _geocoder(request: Request) -> Geocoder:
+    geocoder: Geocoder = request.app.state.geocoder
+    return geocoder
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+GeocoderDep = Annotated[Geocoder, Depends(_geocoder)]
+
+LatitudeQuery = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)]
+LongitudeQuery = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteQuery:
+    origin: Coordinates
+    destination: Coordinates
+    priority: Priority
+
+
+def _route_query(
+    from_lat: LatitudeQuery,
+    from_lon: LongitudeQuery,
+    to_lat: LatitudeQuery,
+    to_lon: LongitudeQuery,
+    priority: Priority = "routine",
+) -> RouteQuery:
+    return RouteQuery(Coordinates(from_lat, from_lon), Coordinates(to_lat, to_lon), priority)
+
+
+# The same parameters (and the same validation) on the public and the internal route.
+RouteQueryDep = Annotated[RouteQuery, Depends(_route_query)]

@@ -1,0 +1,49 @@
+"""/internal API for order-service and pricing-service (X-Service-Key enforced by the app).
+
+GET  /internal/sites/{site_id}?org_id=                   -> {id, org_id, name, address, lat, lon}
+GET  /internal/routes/estimate?from_lat&from_lon&to_lat&to_lon&priority=
+                                                          -> {distance_km, duration_min, source}
+POST /internal/routes/batch {to, origins: [{id, lat, lon}], priority}
+                                                          -> {routes: [{id, distance_km, ...}]}
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from flow_shared.db import DbSession
+from location_service import service
+from location_service.deps import RouteQueryDep, SettingsDep
+from location_service.schemas import (
+    BatchRouteRequest,
+    BatchRouteResponse,
+    InternalSiteOut,
+    RouteEstimate,
+)
+
+router = APIRouter(prefix="/internal", tags=["internal"])
+
+
+@router.get("/sites/{site_id}")
+async def get_site(
+    site_id: uuid.UUID,
+    org_id: Annotated[uuid.UUID, Query(description="the hospital that must own the site")],
+    session: DbSession,
+) -> InternalSiteOut:
+    site = await service.get_site(session, site_id, org_id=org_id)
+    return InternalSiteOut.model_validate(site)
+
+
+@router.get("/routes/estimate")
+async def estimate_route(query: RouteQueryDep, settings: SettingsDep) -> RouteEstimate:
+    return service.estimate_route(settings, query.origin, query.destination, query.priority)
+
+
+@router.post("/routes/batch")
+async def estimate_routes(body: BatchRouteRequest, settings: SettingsDep) -> BatchRouteResponse:
+    destination = service.Coordinates(body.to.lat, body.to.lon)
+    routes = service.estimate_routes_to(settings, body.origins, destination, body.priority)
+    return BatchRouteResponse(routes=routes)
