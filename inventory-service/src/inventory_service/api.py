@@ -1,0 +1,229 @@
+"""Public HTTP API (/api/v1): parse, authorise, call the service functions, shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.security import OAuth2PasswordBearer
+
+from flow_shared.auth import CurrentPrincipal, PlatformAdmin
+from flow_shared.db import DbSession
+from flow_shared.pagination import Page, Pagination
+from inventory_service.deps import (
+    CatalogWriteSession,
+    DatabaseDep,
+    RedisDep,
+    SettingsDep,
+    VendorUser,
+)
+from inventory_service.errors import ProductNotFound
+from inventory_service.models import Product, ProductCategory
+from inventory_service.schemas import (
+    DepotCreate,
+    DepotOut,
+    MovementOut,
+    NearbyItem,
+    ProductCreate,
+    ProductOut,
+    StockAdjust,
+    StockOut,
+    StockSet,
+    VendorAvailability,
+)
+from inventory_service.service import catalog, stock
+from inventory_service.service.stock import StockView
+
+# Only for the docs' Authorize button; CurrentPrincipal does the verifying.
+_docs_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+_authenticated = [Depends(_docs_oauth2)]
+
+catalog_router = APIRouter(prefix="/api/v1/catalog", tags=["catalog"], dependencies=_authenticated)
+inventory_router = APIRouter(
+    prefix="/api/v1/inventory", tags=["inventory"], dependencies=_authenticated
+)
+vendors_router = APIRouter(prefix="/api/v1/vendors", tags=["catalog"], dependencies=_authenticated)
+
+MAX_RADIUS_KM = 500.0
+
+
+def _product(product: Product) -> ProductOut:
+    return ProductOut.model_validate(product)
+
+
+def _stock(view: StockView) -> StockOut:
+    return StockOut(
+        depot_id=view.depot_id,
+        product_id=view.product_id,
+        sku=view.sku,
+        product_name=view.product_name,
+        on_hand=view.on_hand,
+        reserved=view.reserved,
+        available=view.available,
+        low_stock_threshold=view.low_stock_threshold,
+        updated_at=view.updated_at,
+    )
+
+
+# --- catalogue ------------------------------------------------------------------------
+
+
+@catalog_router.get("/products")
+async def list_products(
+    _principal: CurrentPrincipal,
+    session: DbSession,
+    pagination: Pagination,
+    category: ProductCategory | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> Page[ProductOut]:
+    products, total = await catalog.list_products(
+        session, pagination, category=category, q=q.strip() if q else None
+    )
+    return Page[ProductOut].of([_product(p) for p in products], pagination, total)
+
+
+@catalog_router.post("/products", status_code=201)
+async def create_product(
+    body: ProductCreate, _admin: PlatformAdmin, session: DbSession
+) -> ProductOut:
+    return _product(await catalog.create_product(session, body))
+
+
+@catalog_router.get("/products/{product_id}")
+async def get_product(
+    product_id: uuid.UUID, _principal: CurrentPrincipal, session: DbSession
+) -> ProductOut:
+    product = await session.get(Product, product_id)
+    if product is None:
+        raise ProductNotFound()
+    return _product(product)
+
+
+async def nearby_page(
+    database: DatabaseDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    pagination: Pagination,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+    radius_km: Annotated[float, Query(gt=0, le=MAX_RADIUS_KM)] = 25.0,
+    product_id: uuid.UUID | None = None,
+    category: ProductCategory | None = None,
+    min_quantity: Annotated[int, Query(ge=0)] = 1,
+) -> Response:
+    """Shared by the public and the internal nearby routes: same query, same cache."""
+    body, cached = await catalog.cached_nearby(
+        database,
+        redis,
+        redis_prefix=settings.redis_key_prefix,
+        cache_seconds=settings.nearby_cache_seconds,
+        query=catalog.NearbyQuery(
+            lat=lat,
+            lon=lon,
+            radius_km=radius_km,
+            product_id=product_id,
+            category=category,
+            min_quantity=min_quantity,
+        ),
+        params=pagination,
+    )
+    # X-Cache lets clients (and the integration check) see the cache at work.
+    return Response(
+        content=body,
+        media_type="application/json",
+        headers={"X-Cache": "hit" if cached else "miss"},
+    )
+
+
+NearbyPage = Annotated[Response, Depends(nearby_page)]
+
+
+@catalog_router.get("/nearby", response_model=Page[NearbyItem])
+async def nearby(_principal: CurrentPrincipal, page: NearbyPage) -> Response:
+    """Stock of verified vendors within radius_km, nearest first; a stock change is
+    visible on the next call (the cache key moves with every change)."""
+    return page
+
+
+@vendors_router.get("/{vendor_id}/availability")
+async def vendor_availability(
+    vendor_id: uuid.UUID, _principal: CurrentPrincipal, session: DbSession
+) -> VendorAvailability:
+    return await catalog.vendor_availability(session, vendor_id)
+
+
+# --- depots and stock (the vendor's own) ----------------------------------------------
+
+
+@inventory_router.post("/depots", status_code=201)
+async def create_depot(body: DepotCreate, vendor: VendorUser, session: DbSession) -> DepotOut:
+    depot = await stock.create_depot(session, vendor.org_id, body)
+    return DepotOut.model_validate(depot)
+
+
+@inventory_router.get("/depots")
+async def list_depots(
+    vendor: VendorUser, session: DbSession, pagination: Pagination
+) -> Page[DepotOut]:
+    depots, total = await stock.list_depots(session, vendor.org_id, pagination)
+    return Page[DepotOut].of([DepotOut.model_validate(d) for d in depots], pagination, total)
+
+
+@inventory_router.get("/depots/{depot_id}")
+async def get_depot(depot_id: uuid.UUID, vendor: VendorUser, session: DbSession) -> DepotOut:
+    return DepotOut.model_validate(await stock.vendor_depot(session, vendor.org_id, depot_id))
+
+
+@inventory_router.put("/depots/{depot_id}/stock/{product_id}")
+async def set_stock(
+    depot_id: uuid.UUID,
+    product_id: uuid.UUID,
+    body: StockSet,
+    vendor: VendorUser,
+    session: CatalogWriteSession,
+) -> StockOut:
+    depot = await stock.vendor_depot(session, vendor.org_id, depot_id)
+    view = await stock.set_stock(session, depot, product_id, body, actor=str(vendor.user_id))
+    return _stock(view)
+
+
+@inventory_router.post("/depots/{depot_id}/stock/{product_id}/adjust")
+async def adjust_stock(
+    depot_id: uuid.UUID,
+    product_id: uuid.UUID,
+    body: StockAdjust,
+    vendor: VendorUser,
+    session: CatalogWriteSession,
+) -> StockOut:
+    depot = await stock.vendor_depot(session, vendor.org_id, depot_id)
+    view = await stock.adjust_stock(session, depot, product_id, body, actor=str(vendor.user_id))
+    return _stock(view)
+
+
+@inventory_router.get("/depots/{depot_id}/stock")
+async def list_stock(
+    depot_id: uuid.UUID, vendor: VendorUser, session: DbSession, pagination: Pagination
+) -> Page[StockOut]:
+    depot = await stock.vendor_depot(session, vendor.org_id, depot_id)
+    views, total = await stock.list_stock(session, depot, pagination)
+    return Page[StockOut].of([_stock(v) for v in views], pagination, total)
+
+
+@inventory_router.get("/depots/{depot_id}/stock/{product_id}/movements")
+async def list_movements(
+    depot_id: uuid.UUID,
+    product_id: uuid.UUID,
+    vendor: VendorUser,
+    session: DbSession,
+    pagination: Pagination,
+) -> Page[MovementOut]:
+    """Every change of this stock row, newest first."""
+    depot = await stock.vendor_depot(session, vendor.org_id, depot_id)
+    movements, total = await stock.list_movements(session, depot, product_id, pagination)
+    return Page[MovementOut].of(
+        [MovementOut.model_validate(m) for m in movements], pagination, total
+    )
+
+
+routers = [catalog_router, inventory_router, vendors_router]

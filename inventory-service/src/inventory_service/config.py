@@ -1,0 +1,23 @@
+"""inventory-service configuration: the shared settings plus the nearby cache and
+the reservation sweeper."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from flow_shared.config import BaseServiceSettings
+
+
+class Settings(BaseServiceSettings):
+    service_name: str = "inventory-service"
+    db_schema: str | None = "inventory"
+
+    # NEARBY_CACHE_SECONDS: upper bound on a cached nearby page's life. Freshness does not
+    # depend on it: every stock change moves the catalogue generation, which is in the key.
+    nearby_cache_seconds: int = Field(default=60, ge=0, le=3600)
+    # RESERVATION_SWEEP_INTERVAL_SECONDS / _BATCH_SIZE: how often expired holds are
+    # released, and how many per transaction.
+    reservation_sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    reservation_sweep_batch_size: int = Field(default=200, ge=1, le=5000)
+    # Largest hold a caller may ask for (routine orders wait up to 24 h for the vendor).
+    reservation_max_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)

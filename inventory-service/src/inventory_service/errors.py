@@ -1,0 +1,79 @@
+"""inventory-service's domain errors (turned into problem+json by flow_shared.errors)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from flow_shared.errors import Conflict, NotFound
+
+
+class ProductNotFound(NotFound):
+    code, title = "product-not-found", "Product not found"
+
+
+class DepotNotFound(NotFound):
+    code, title = "depot-not-found", "Depot not found"
+
+
+class VendorNotFound(NotFound):
+    code, title = "vendor-not-found", "Vendor not found"
+
+
+class ReservationNotFound(NotFound):
+    code, title = "reservation-not-found", "Reservation not found"
+
+
+class DuplicateSku(Conflict):
+    code, title = "duplicate-sku", "A product with this SKU exists"
+
+
+class StockBelowReserved(Conflict):
+    """on_hand may not go below what is reserved for orders (nor below zero)."""
+
+    code, title = "stock-below-reserved", "Stock cannot go below the reserved quantity"
+
+
+class VendorUnavailable(Conflict):
+    code, title = "vendor-unavailable", "The vendor is not verified or is suspended"
+
+
+class ReservationMismatch(Conflict):
+    code, title = "reservation-mismatch", "This order already has a different reservation"
+
+
+class ReservationNotHeld(Conflict):
+    code, title = "reservation-not-held", "The reservation is no longer held"
+
+
+class ReservationCommitted(Conflict):
+    code, title = "reservation-committed", "The reservation is committed and cannot be released"
+
+
+@dataclass(frozen=True, slots=True)
+class ShortItem:
+    product_id: uuid.UUID
+    requested: int
+    available: int
+
+
+class InsufficientStock(Conflict):
+    code, title = "insufficient-stock", "Not enough stock"
+
+    def __init__(self, short_items: Sequence[ShortItem]) -> None:
+        self.short_items = list(short_items)
+        super().__init__(
+            "Not enough stock for: "
+            + ", ".join(f"{s.product_id} ({s.available} of {s.requested})" for s in short_items),
+            extra={
+                "short_items": [
+                    {
+                        "product_id": str(s.product_id),
+                        "requested": s.requested,
+                        "available": s.available,
+                    }
+                    for s in self.short_items
+                ]
+            },
+        )

@@ -1,0 +1,105 @@
+"""/internal API for order-service and pricing-service (X-Service-Key is enforced by the
+shared app).
+
+POST /internal/reservations                       -> 201 ReservationOut (200 on a replay)
+GET  /internal/reservations/{id}                  -> ReservationOut
+POST /internal/reservations/{id}/commit           -> {reservation_id, status: "committed"}
+POST /internal/reservations/{id}/release          -> {reservation_id, status: "released"|"expired"}
+GET  /internal/depots/{depot_id}                  -> InternalDepotOut
+GET  /internal/catalog/nearby?...                 -> the public nearby page
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from flow_shared.db import DbSession
+from flow_shared.pagination import Page
+from inventory_service.api import NearbyPage
+from inventory_service.deps import CatalogWriteSession, SettingsDep
+from inventory_service.schemas import (
+    InternalDepotOut,
+    NearbyItem,
+    ReservationCreate,
+    ReservationItemOut,
+    ReservationOut,
+    ReservationStatusOut,
+)
+from inventory_service.service import reservations, stock
+from inventory_service.service.reservations import ReservationView
+
+router = APIRouter(prefix="/internal", tags=["internal"])
+
+# Reservation movements name the caller as a service, not a user.
+INTERNAL_ACTOR = "service:internal"
+
+
+def _reservation(view: ReservationView) -> ReservationOut:
+    return ReservationOut(
+        reservation_id=view.id,
+        order_id=view.order_id,
+        depot_id=view.depot_id,
+        vendor_id=view.vendor_id,
+        status=view.status,
+        expires_at=view.expires_at,
+        items=[ReservationItemOut(product_id=p, quantity=q) for p, q in view.items.items()],
+    )
+
+
+@router.post(
+    "/reservations",
+    status_code=201,
+    responses={
+        200: {"description": "A replay: this order's reservation already existed"},
+        409: {"description": "Short stock (short_items), vendor unavailable, or mismatch"},
+    },
+)
+async def create_reservation(
+    body: ReservationCreate,
+    response: Response,
+    session: CatalogWriteSession,
+    settings: SettingsDep,
+) -> ReservationOut:
+    view, created = await reservations.reserve(
+        session,
+        body,
+        actor=INTERNAL_ACTOR,
+        max_ttl_seconds=settings.reservation_max_ttl_seconds,
+    )
+    if not created:
+        response.status_code = 200
+    return _reservation(view)
+
+
+@router.get("/reservations/{reservation_id}")
+async def get_reservation(reservation_id: uuid.UUID, session: DbSession) -> ReservationOut:
+    return _reservation(await reservations.get_reservation(session, reservation_id))
+
+
+@router.post("/reservations/{reservation_id}/commit")
+async def commit_reservation(
+    reservation_id: uuid.UUID, session: CatalogWriteSession
+) -> ReservationStatusOut:
+    status = await reservations.commit_reservation(session, reservation_id, actor=INTERNAL_ACTOR)
+    return ReservationStatusOut(reservation_id=reservation_id, status=status)
+
+
+@router.post("/reservations/{reservation_id}/release")
+async def release_reservation(
+    reservation_id: uuid.UUID, session: CatalogWriteSession
+) -> ReservationStatusOut:
+    status = await reservations.release_reservation(session, reservation_id, actor=INTERNAL_ACTOR)
+    return ReservationStatusOut(reservation_id=reservation_id, status=status)
+
+
+@router.get("/depots/{depot_id}")
+async def get_depot(depot_id: uuid.UUID, session: DbSession) -> InternalDepotOut:
+    row = await stock.depot_summary(session, depot_id)
+    return InternalDepotOut.model_validate(row)
+
+
+@router.get("/catalog/nearby", response_model=Page[NearbyItem])
+async def nearby(page: NearbyPage) -> Response:
+    return page

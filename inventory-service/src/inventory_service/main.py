@@ -1,0 +1,75 @@
+"""inventory-service app factory (`uvicorn inventory_service.main:create_app --factory`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.app import EventsConfig, create_service_app
+from flow_shared.auth import JWKSFetcher
+from flow_shared.events.consumer import EventHandler
+from flow_shared.events.envelope import EventEnvelope
+from flow_shared.lifecycle import PeriodicTask
+from inventory_service import api, internal
+from inventory_service.cache import bump_generation_after_commit
+from inventory_service.config import Settings
+from inventory_service.events import EVENT_HANDLERS
+from inventory_service.models import inbox, outbox
+from inventory_service.sweeper import ReservationSweeper
+
+
+def create_app(
+    settings: Settings | None = None, *, jwks_fetcher: JWKSFetcher | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    app: FastAPI
+    # Cache bumps scheduled after the consumer's commits, kept referenced until done.
+    bump_tasks: set[asyncio.Task[None]] = set()
+
+    def invalidating(handler: EventHandler) -> EventHandler:
+        """A projection change is a catalogue change: bump the generation once committed."""
+
+        async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
+            await handler(session, envelope)
+            bump_generation_after_commit(
+                session, app.state.redis, settings.redis_key_prefix, bump_tasks
+            )
+
+        return handle
+
+    async def start_sweeper(app: FastAPI) -> None:
+        sweeper = ReservationSweeper(
+            app.state.database,
+            app.state.redis,
+            redis_prefix=settings.redis_key_prefix,
+            batch_size=settings.reservation_sweep_batch_size,
+        )
+        task = PeriodicTask(
+            "reservation-sweeper", settings.reservation_sweep_interval_seconds, sweeper.run_once
+        )
+        app.state.sweeper = sweeper
+        app.state.sweeper_task = task
+        await task.start()
+
+    async def stop_sweeper(app: FastAPI) -> None:
+        await app.state.sweeper_task.stop()
+        if bump_tasks:
+            await asyncio.gather(*bump_tasks, return_exceptions=True)
+
+    app = create_service_app(
+        settings,
+        title="Flow inventory-service",
+        routers=api.routers,
+        internal_routers=[internal.router],
+        events=EventsConfig(
+            outbox=outbox,
+            inbox=inbox,
+            handlers={name: invalidating(fn) for name, fn in EVENT_HANDLERS.items()},
+        ),
+        jwks_fetcher=jwks_fetcher,
+        on_startup=[start_sweeper],
+        on_shutdown=[stop_sweeper],
+    )
+    return app

@@ -1,0 +1,204 @@
+"""Request and response bodies of inventory-service's API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from inventory_service.models import ProductCategory, ReservationStatus
+
+MAX_QUANTITY = 1_000_000_000
+MAX_RESERVATION_LINES = 100
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- products -------------------------------------------------------------------------
+
+
+class ProductCreate(_Input):
+    # Upper-case letters, digits, dots and dashes: SKUs appear in URLs, logs and invoices.
+    sku: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[A-Z0-9][A-Z0-9.\-]*$"
+        ),
+    ]
+    name: Name
+    category: ProductCategory
+    unit: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+
+
+class ProductOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    sku: str
+    name: str
+    category: ProductCategory
+    unit: str
+    description: str
+
+
+# --- depots and stock -----------------------------------------------------------------
+
+
+class DepotCreate(_Input):
+    name: Name
+    lat: Latitude
+    lon: Longitude
+    address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    service_radius_km: float = Field(gt=0, le=1000)
+
+
+class DepotOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    vendor_id: uuid.UUID
+    name: str
+    address: str | None
+    lat: float
+    lon: float
+    service_radius_km: float
+    created_at: datetime
+
+
+class StockSet(_Input):
+    on_hand: int = Field(ge=0, le=MAX_QUANTITY)
+    # Left out: the row keeps its threshold (0 for a new row).
+    low_stock_threshold: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+
+
+class StockAdjust(_Input):
+    delta: int = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+    @field_validator("delta")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("delta must not be zero")
+        return value
+
+
+class StockOut(BaseModel):
+    depot_id: uuid.UUID
+    product_id: uuid.UUID
+    sku: str
+    product_name: str
+    on_hand: int
+    reserved: int
+    available: int
+    low_stock_threshold: int
+    updated_at: datetime
+
+
+class MovementOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    delta: int
+    on_hand_after: int
+    reserved_after: int
+    reason: str | None
+    reference: str | None
+    actor: str
+    at: datetime
+
+
+# --- catalogue reads ------------------------------------------------------------------
+
+
+class NearbyItem(BaseModel):
+    depot_id: uuid.UUID
+    depot_name: str
+    vendor_id: uuid.UUID
+    vendor_name: str
+    product_id: uuid.UUID
+    sku: str
+    product_name: str
+    available: int
+    updated_at: datetime
+    distance_km: float
+    lat: float
+    lon: float
+
+
+class AvailabilityProduct(BaseModel):
+    product_id: uuid.UUID
+    sku: str
+    available: int
+    updated_at: datetime
+
+
+class AvailabilityDepot(BaseModel):
+    depot_id: uuid.UUID
+    name: str
+    lat: float
+    lon: float
+    products: list[AvailabilityProduct]
+
+
+class VendorAvailability(BaseModel):
+    vendor_id: uuid.UUID
+    vendor_name: str
+    depots: list[AvailabilityDepot]
+
+
+# --- internal -------------------------------------------------------------------------
+
+
+class ReservationLine(_Input):
+    product_id: uuid.UUID
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+
+
+class ReservationCreate(_Input):
+    order_id: uuid.UUID
+    depot_id: uuid.UUID
+    items: list[ReservationLine] = Field(min_length=1, max_length=MAX_RESERVATION_LINES)
+    ttl_seconds: int = Field(ge=1)
+
+
+class ReservationItemOut(BaseModel):
+    product_id: uuid.UUID
+    quantity: int
+
+
+class ReservationOut(BaseModel):
+    reservation_id: uuid.UUID
+    order_id: uuid.UUID
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    status: ReservationStatus
+    expires_at: datetime
+    items: list[ReservationItemOut]
+
+
+class ReservationStatusOut(BaseModel):
+    reservation_id: uuid.UUID
+    status: ReservationStatus
+
+
+class InternalDepotOut(BaseModel):
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    vendor_name: str | None
+    name: str
+    lat: float
+    lon: float
+    service_radius_km: float
+    # Verified and not suspended: only then can the depot take reservations.
+    vendor_active: bool

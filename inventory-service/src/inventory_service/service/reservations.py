@@ -1,0 +1,413 @@
+"""Reservations: holds on stock for an order, committed on delivery, released on
+cancellation, expired by the sweeper.
+
+Never oversold, whatever the concurrency: a hold is an atomic conditional UPDATE
+(`... WHERE on_hand - reserved >= q`), backed by the CHECK on the stock table.
+Rows are locked in one global order, (depot_id, product_id), by every writer,
+so two reservations for [A, B] and [B, A] cannot deadlock. A reservation row is
+locked before its stock rows, and the sweeper skips reservation rows others hold.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.errors import UnprocessableEntity
+from inventory_service import events
+from inventory_service.errors import (
+    DepotNotFound,
+    InsufficientStock,
+    ProductNotFound,
+    ReservationCommitted,
+    ReservationMismatch,
+    ReservationNotFound,
+    ReservationNotHeld,
+    ShortItem,
+    VendorUnavailable,
+)
+from inventory_service.models import (
+    Depot,
+    MovementKind,
+    Product,
+    Reservation,
+    ReservationItem,
+    ReservationStatus,
+    Stock,
+    Vendor,
+)
+from inventory_service.schemas import ReservationCreate, ReservationLine
+from inventory_service.service.stock import STOCK_COLUMNS, StockState, record_stock_change
+
+SWEEPER_ACTOR = "reservation-sweeper"
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationView:
+    id: uuid.UUID
+    order_id: uuid.UUID
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    status: ReservationStatus
+    expires_at: datetime
+    # product_id -> quantity, ascending product_id
+    items: dict[uuid.UUID, int]
+
+
+def sum_lines(lines: Iterable[ReservationLine]) -> dict[uuid.UUID, int]:
+    """Lines of one product count together: [A:3, A:3] against 5 in stock is short."""
+    totals: dict[uuid.UUID, int] = defaultdict(int)
+    for line in lines:
+        totals[line.product_id] += line.quantity
+    return dict(sorted(totals.items()))
+
+
+async def _view(session: AsyncSession, reservation: Reservation) -> ReservationView:
+    items = (
+        await session.execute(
+            select(ReservationItem.product_id, ReservationItem.quantity)
+            .where(ReservationItem.reservation_id == reservation.id)
+            .order_by(ReservationItem.product_id)
+        )
+    ).all()
+    return ReservationView(
+        id=reservation.id,
+        order_id=reservation.order_id,
+        depot_id=reservation.depot_id,
+        vendor_id=reservation.vendor_id,
+        status=ReservationStatus(reservation.status),
+        expires_at=reservation.expires_at,
+        items={row.product_id: row.quantity for row in items},
+    )
+
+
+async def _replay(
+    session: AsyncSession, order_id: uuid.UUID, depot_id: uuid.UUID, wanted: Mapping[uuid.UUID, int]
+) -> ReservationView | None:
+    reservation = await session.scalar(
+        select(Reservation)
+        .where(Reservation.order_id == order_id)
+        .execution_options(populate_existing=True)
+    )
+    if reservation is None:
+        return None
+    view = await _view(session, reservation)
+    if view.depot_id != depot_id or view.items != dict(wanted):
+        raise ReservationMismatch(
+            f"Order {order_id} already holds reservation {view.id} with other items."
+        )
+    return view
+
+
+async def reserve(
+    session: AsyncSession, body: ReservationCreate, *, actor: str, max_ttl_seconds: int
+) -> tuple[ReservationView, bool]:
+    """Hold the items for the order. Returns (reservation, created); a replay of the same
+    order returns the first reservation, whatever its status now."""
+    if body.ttl_seconds > max_ttl_seconds:
+        raise UnprocessableEntity(f"ttl_seconds may be at most {max_ttl_seconds}.")
+    wanted = sum_lines(body.items)
+    replay = await _replay(session, body.order_id, body.depot_id, wanted)
+    if replay is not None:
+        return replay, False
+
+    depot = (
+        await session.execute(
+            select(Depot.id, Depot.vendor_id, Vendor.verified, Vendor.suspended)
+            .outerjoin(Vendor, Vendor.vendor_id == Depot.vendor_id)
+            .where(Depot.id == body.depot_id)
+        )
+    ).one_or_none()
+    if depot is None:
+        raise DepotNotFound()
+    if not depot.verified or depot.suspended:
+        raise VendorUnavailable("This depot's vendor is not verified or is suspended.")
+    products = await session.execute(
+        select(Product.id, Product.sku).where(Product.id.in_(list(wanted)))
+    )
+    skus = {row.id: row.sku for row in products}
+    unknown = [str(pid) for pid in wanted if pid not in skus]
+    if unknown:
+        raise ProductNotFound(f"Unknown products: {', '.join(unknown)}.")
+
+    # The reservation row first: UNIQUE(order_id) makes a concurrent duplicate wait here
+    # for the first one's outcome before either touches stock.
+    reservation_id = uuid.uuid4()
+    inserted = (
+        await session.execute(
+            pg_insert(Reservation)
+            .values(
+                id=reservation_id,
+                order_id=body.order_id,
+                depot_id=body.depot_id,
+                vendor_id=depot.vendor_id,
+                status=ReservationStatus.HELD.value,
+                expires_at=func.now() + timedelta(seconds=body.ttl_seconds),
+            )
+            .on_conflict_do_nothing(index_elements=[Reservation.order_id])
+            .returning(Reservation.expires_at)
+        )
+    ).one_or_none()
+    if inserted is None:
+        replay = await _replay(session, body.order_id, body.depot_id, wanted)
+        if replay is None:  # DO NOTHING means a committed row holds this order_id
+            raise ReservationMismatch("A concurrent reservation for this order vanished.")
+        return replay, False
+
+    held: list[tuple[StockState, int]] = []
+    short: list[ShortItem] = []
+    for product_id, quantity in wanted.items():  # ascending product_id: the lock order
+        returned = (
+            await session.execute(
+                update(Stock)
+                .where(
+                    Stock.depot_id == body.depot_id,
+                    Stock.product_id == product_id,
+                    Stock.on_hand - Stock.reserved >= quantity,
+                )
+                .values(reserved=Stock.reserved + quantity, updated_at=func.clock_timestamp())
+                .returning(*STOCK_COLUMNS)
+            )
+        ).one_or_none()
+        if returned is None:
+            available = await session.scalar(
+                select(Stock.on_hand - Stock.reserved).where(
+                    Stock.depot_id == body.depot_id, Stock.product_id == product_id
+                )
+            )
+            short.append(ShortItem(product_id, quantity, max(available or 0, 0)))
+        else:
+            held.append((StockState.of(returned), quantity))
+    if short:
+        # The caller's transaction rolls back: the holds above and the row go with it.
+        raise InsufficientStock(short)
+
+    await session.execute(
+        pg_insert(ReservationItem),
+        [
+            {"reservation_id": reservation_id, "product_id": pid, "quantity": q}
+            for pid, q in wanted.items()
+        ],
+    )
+    for row, quantity in held:
+        await record_stock_change(
+            session,
+            row,
+            vendor_id=depot.vendor_id,
+            sku=skus[row.product_id],
+            kind=MovementKind.RESERVE,
+            delta=quantity,
+            reference=str(reservation_id),
+            actor=actor,
+        )
+    view = ReservationView(
+        id=reservation_id,
+        order_id=body.order_id,
+        depot_id=body.depot_id,
+        vendor_id=depot.vendor_id,
+        status=ReservationStatus.HELD,
+        expires_at=inserted.expires_at,
+        items=wanted,
+    )
+    return view, True
+
+
+async def get_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> ReservationView:
+    reservation = await session.get(Reservation, reservation_id)
+    if reservation is None:
+        raise ReservationNotFound()
+    return await _view(session, reservation)
+
+
+async def _lock_reservation(
+    session: AsyncSession, reservation_id: uuid.UUID
+) -> tuple[Reservation, bool]:
+    """The reservation, locked, and whether its hold is still live by the database clock."""
+    row = (
+        await session.execute(
+            select(Reservation, (Reservation.expires_at > func.now()).label("live"))
+            .where(Reservation.id == reservation_id)
+            .with_for_update(of=Reservation)
+            .execution_options(populate_existing=True)
+        )
+    ).one_or_none()
+    if row is None:
+        raise ReservationNotFound()
+    return row[0], bool(row[1])
+
+
+async def _apply_to_stock(
+    session: AsyncSession,
+    reservation: Reservation,
+    *,
+    kind: MovementKind,
+    actor: str,
+) -> None:
+    """Give back (release, expire) or take off (commit) the reservation's goods,
+    stock rows in ascending product order."""
+    items = (
+        await session.execute(
+            select(ReservationItem.product_id, ReservationItem.quantity, Product.sku)
+            .join(Product, Product.id == ReservationItem.product_id)
+            .where(ReservationItem.reservation_id == reservation.id)
+            .order_by(ReservationItem.product_id)
+        )
+    ).all()
+    for item in items:
+        await _move_reserved(
+            session,
+            reservation,
+            product_id=item.product_id,
+            sku=item.sku,
+            quantity=item.quantity,
+            kind=kind,
+            actor=actor,
+        )
+
+
+async def _move_reserved(
+    session: AsyncSession,
+    reservation: Reservation,
+    *,
+    product_id: uuid.UUID,
+    sku: str,
+    quantity: int,
+    kind: MovementKind,
+    actor: str,
+) -> None:
+    values: dict[str, Any] = {"reserved": Stock.reserved - quantity}
+    if kind is MovementKind.COMMIT:
+        values["on_hand"] = Stock.on_hand - quantity
+    returned = (
+        await session.execute(
+            update(Stock)
+            .where(Stock.depot_id == reservation.depot_id, Stock.product_id == product_id)
+            .values(**values, updated_at=func.clock_timestamp())
+            .returning(*STOCK_COLUMNS)
+        )
+    ).one()
+    await record_stock_change(
+        session,
+        StockState.of(returned),
+        vendor_id=reservation.vendor_id,
+        sku=sku,
+        kind=kind,
+        delta=-quantity,
+        reference=str(reservation.id),
+        actor=actor,
+    )
+
+
+async def _set_status(
+    session: AsyncSession, reservation: Reservation, status: ReservationStatus
+) -> None:
+    await session.execute(
+        update(Reservation)
+        .where(Reservation.id == reservation.id)
+        .values(status=status.value, updated_at=func.now())
+    )
+    reservation.status = status.value
+
+
+async def commit_reservation(
+    session: AsyncSession, reservation_id: uuid.UUID, *, actor: str
+) -> ReservationStatus:
+    """Take the goods off on_hand (delivery). Idempotent; an expired hold cannot be
+    committed even before the sweeper has released it."""
+    reservation, live = await _lock_reservation(session, reservation_id)
+    if reservation.status == ReservationStatus.COMMITTED:
+        return ReservationStatus.COMMITTED
+    if reservation.status != ReservationStatus.HELD or not live:
+        state = reservation.status if reservation.status != ReservationStatus.HELD else "expired"
+        raise ReservationNotHeld(f"The reservation is {state}; its stock is not held any more.")
+    await _apply_to_stock(session, reservation, kind=MovementKind.COMMIT, actor=actor)
+    await _set_status(session, reservation, ReservationStatus.COMMITTED)
+    return ReservationStatus.COMMITTED
+
+
+async def release_reservation(
+    session: AsyncSession, reservation_id: uuid.UUID, *, actor: str
+) -> ReservationStatus:
+    """Give the goods back (cancellation, failed saga). Idempotent: a released or expired
+    reservation stays as it is (its stock is back already)."""
+    reservation, _live = await _lock_reservation(session, reservation_id)
+    status = ReservationStatus(reservation.status)
+    if status in (ReservationStatus.RELEASED, ReservationStatus.EXPIRED):
+        return status
+    if status == ReservationStatus.COMMITTED:
+        raise ReservationCommitted("The goods of a committed reservation have left the depot.")
+    await _apply_to_stock(session, reservation, kind=MovementKind.RELEASE, actor=actor)
+    await _set_status(session, reservation, ReservationStatus.RELEASED)
+    return ReservationStatus.RELEASED
+
+
+async def expire_due_reservations(session: AsyncSession, *, batch_size: int) -> int:
+    """One batch of the sweeper: release holds whose time is up. Safe with many sweepers
+    at once: each takes the rows nobody else holds (SKIP LOCKED)."""
+    due = list(
+        (
+            await session.scalars(
+                select(Reservation)
+                .where(
+                    Reservation.status == ReservationStatus.HELD.value,
+                    Reservation.expires_at <= func.now(),
+                )
+                .order_by(Reservation.expires_at)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+    )
+    if not due:
+        return 0
+    by_id = {reservation.id: reservation for reservation in due}
+    items = (
+        await session.execute(
+            select(
+                ReservationItem.reservation_id,
+                ReservationItem.product_id,
+                ReservationItem.quantity,
+                Product.sku,
+            )
+            .join(Product, Product.id == ReservationItem.product_id)
+            .where(ReservationItem.reservation_id.in_(list(by_id)))
+        )
+    ).all()
+    # Across the whole batch, stock rows in the global (depot_id, product_id) order.
+    ordered = sorted(
+        items, key=lambda i: (by_id[i.reservation_id].depot_id, i.product_id, i.reservation_id)
+    )
+    for item in ordered:
+        await _move_reserved(
+            session,
+            by_id[item.reservation_id],
+            product_id=item.product_id,
+            sku=item.sku,
+            quantity=item.quantity,
+            kind=MovementKind.EXPIRE,
+            actor=SWEEPER_ACTOR,
+        )
+    for reservation in due:
+        await _set_status(session, reservation, ReservationStatus.EXPIRED)
+        await events.reservation_expired(
+            session,
+            reservation_id=reservation.id,
+            order_id=reservation.order_id,
+            depot_id=reservation.depot_id,
+            vendor_id=reservation.vendor_id,
+            items=[
+                {"product_id": str(i.product_id), "quantity": i.quantity}
+                for i in items
+                if i.reservation_id == reservation.id
+            ],
+        )
+    return len(due)
