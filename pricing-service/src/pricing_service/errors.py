@@ -1,0 +1,55 @@
+"""pricing-service's domain errors (turned into problem+json by flow_shared.errors)."""
+
+from __future__ import annotations
+
+from flow_shared.errors import Conflict, DomainError, NotFound
+
+
+class DepotNotFound(NotFound):
+    code = "depot-not-found"
+    title = "Depot not found"
+
+
+class QuoteNotFound(NotFound):
+    code = "quote-not-found"
+    title = "Quote not found"
+
+
+class RouteNotFound(NotFound):
+    code = "route-not-found"
+    title = "Route not found"
+
+
+class VendorUnavailable(Conflict):
+    """The vendor is not verified or is suspended: it cannot be quoted."""
+
+    code = "vendor-unavailable"
+    title = "Vendor unavailable"
+
+
+class NoPrice(Conflict):
+    """The vendor has no price for one or more requested products (named in `product_ids`)."""
+
+    code = "no-price"
+    title = "No price"
+
+
+class MixedCurrency(Conflict):
+    code = "mixed-currency"
+    title = "Prices in different currencies"
+
+
+class OutOfDeliveryRange(Conflict):
+    code = "out-of-delivery-range"
+    title = "Outside the depot's delivery range"
+
+
+class BadUpstreamResponse(DomainError):
+    """An upstream answered, but not as its internal API promises (e.g. a rejected key)."""
+
+    status, code, title = 502, "bad-upstream-response", "Bad gateway"
+
+
+class ProductNotFound(NotFound):
+    code = "product-not-found"
+    title = "Product not found"

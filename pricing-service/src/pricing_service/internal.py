@@ -1,0 +1,33 @@
+"""/internal routes (service key required): quotes for order-service."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, status
+
+from flow_shared.db import DbSession
+from pricing_service import service
+from pricing_service.deps import AppSettings, Inventory, Location
+from pricing_service.schemas import QuoteOut, QuoteRequest
+
+router = APIRouter(prefix="/internal", tags=["internal"])
+
+
+@router.post("/quotes", status_code=status.HTTP_201_CREATED)
+async def create_quote(
+    body: QuoteRequest,
+    session: DbSession,
+    inventory: Inventory,
+    location: Location,
+    settings: AppSettings,
+) -> QuoteOut:
+    quote = await service.create_quote(
+        session, inventory, location, settings, body, service.QuoteSource(kind="internal")
+    )
+    return service.quote_out(quote)
+
+
+@router.get("/quotes/{quote_id}")
+async def get_quote(quote_id: uuid.UUID, session: DbSession) -> QuoteOut:
+    return service.quote_out(await service.get_quote(session, quote_id))

@@ -1,0 +1,40 @@
+"""pricing-service app factory (`uvicorn pricing_service.main:create_app --factory`)."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from flow_shared.app import create_service_app
+from flow_shared.auth import JWKSFetcher
+from pricing_service import api, internal
+from pricing_service.clients import InventoryClient, LocationClient
+from pricing_service.config import Settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    jwks_fetcher: JWKSFetcher | None = None,
+    inventory_transport: httpx.AsyncBaseTransport | None = None,
+    location_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    async def open_clients(app: FastAPI) -> None:
+        app.state.inventory = InventoryClient(settings, transport=inventory_transport)
+        app.state.location = LocationClient(settings, transport=location_transport)
+
+    async def close_clients(app: FastAPI) -> None:
+        await app.state.inventory.aclose()
+        await app.state.location.aclose()
+
+    return create_service_app(
+        settings,
+        title="Flow pricing-service",
+        routers=[api.router],
+        internal_routers=[internal.router],
+        jwks_fetcher=jwks_fetcher,
+        on_startup=[open_clients],
+        on_shutdown=[close_clients],
+    )

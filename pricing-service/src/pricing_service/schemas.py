@@ -1,0 +1,213 @@
+"""Request and response bodies of pricing-service, and the upstream answers it reads.
+
+Money is `Decimal` end to end: inputs are decimal strings (JSON floats are refused),
+outputs are strings with exactly two decimals.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
+
+from flow_shared.pagination import Page
+
+CENT = Decimal("0.01")
+Priority = Literal["routine", "urgent", "emergency"]
+MAX_QUANTITY = 100_000
+MAX_QUOTE_LINES = 50
+
+
+def money_str(value: Decimal) -> str:
+    return str(value.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def _refuse_float(value: object) -> object:
+    # A binary float has already lost cents; money must arrive as a decimal string.
+    if isinstance(value, float):
+        raise ValueError('send amounts as decimal strings, e.g. "12.50"')
+    return value
+
+
+def _plain_decimal(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+MoneyOut = Annotated[Decimal, PlainSerializer(money_str, return_type=str)]
+MoneyIn = Annotated[
+    Decimal,
+    BeforeValidator(_refuse_float),
+    Field(ge=0, max_digits=12, decimal_places=2),
+]
+PercentIn = Annotated[
+    Decimal, BeforeValidator(_refuse_float), Field(ge=0, le=100, decimal_places=2)
+]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+
+# ----- prices -----
+
+
+class PriceInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit_price: MoneyIn
+    currency: Currency
+    delivery_fee_per_km: MoneyIn
+    min_delivery_fee: MoneyIn
+    emergency_surcharge_pct: PercentIn
+
+
+class PriceOut(BaseModel):
+    vendor_id: uuid.UUID
+    product_id: uuid.UUID
+    unit_price: MoneyOut
+    currency: str
+    delivery_fee_per_km: MoneyOut
+    min_delivery_fee: MoneyOut
+    emergency_surcharge_pct: MoneyOut
+    # Increases on every change; `valid_from` is when this version took effect.
+    version: int
+    valid_from: datetime
+    updated_at: datetime
+
+
+PricePage = Page[PriceOut]
+
+
+# ----- quotes -----
+
+
+class QuoteItemInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: uuid.UUID
+    quantity: Annotated[int, Field(gt=0, le=MAX_QUANTITY, strict=True)]
+
+
+class DeliveryPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: Latitude
+    lon: Longitude
+
+
+class QuoteRequest(BaseModel):
+    """What a quote is asked for; prices and totals always come from the server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    items: Annotated[list[QuoteItemInput], Field(min_length=1, max_length=MAX_QUOTE_LINES)]
+    delivery: DeliveryPoint
+    priority: Priority = "routine"
+
+
+class QuoteItemOut(BaseModel):
+    product_id: uuid.UUID
+    quantity: int
+    unit_price: MoneyOut
+    line_total: MoneyOut
+
+
+class QuoteOut(BaseModel):
+    quote_id: uuid.UUID
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    priority: Priority
+    # Road distance estimate, km (a measurement, not money: a JSON number).
+    distance_km: float
+    items: list[QuoteItemOut]
+    subtotal: MoneyOut
+    delivery_fee: MoneyOut
+    surcharge: MoneyOut
+    # The rate applied, as a fraction ("0.05" = 5 %).
+    tax_rate: Annotated[Decimal, PlainSerializer(_plain_decimal, return_type=str)]
+    tax: MoneyOut
+    total: MoneyOut
+    currency: str
+    created_at: datetime
+    expires_at: datetime
+
+
+# ----- compare -----
+
+
+class CompareItem(BaseModel):
+    vendor_id: uuid.UUID
+    vendor_name: str
+    depot_id: uuid.UUID
+    depot_name: str
+    distance_km: float
+    available: int
+    quote: QuoteOut
+
+
+class CompareOut(BaseModel):
+    items: list[CompareItem]
+    product_id: uuid.UUID
+    quantity: int
+    priority: Priority
+    radius_km: float
+    # When this answer was computed: it may be served from cache for a few seconds.
+    generated_at: datetime
+
+
+# ----- upstream answers (unknown extra fields are ignored) -----
+
+
+class UpstreamDepot(BaseModel):
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    vendor_name: str
+    name: str
+    lat: float
+    lon: float
+    service_radius_km: float | None = None
+    vendor_active: bool
+
+
+class UpstreamRoute(BaseModel):
+    distance_km: float
+    duration_min: float
+    source: str
+
+
+class UpstreamBatchRoute(UpstreamRoute):
+    id: str
+
+
+class UpstreamBatchRoutes(BaseModel):
+    routes: list[UpstreamBatchRoute]
+
+
+class UpstreamNearbyItem(BaseModel):
+    depot_id: uuid.UUID
+    depot_name: str
+    vendor_id: uuid.UUID
+    vendor_name: str
+    product_id: uuid.UUID
+    available: int
+    distance_km: float
+    lat: float
+    lon: float
+
+
+class UpstreamNearbyPage(BaseModel):
+    items: list[UpstreamNearbyItem]
+    page: int
+    page_size: int
+    total: int

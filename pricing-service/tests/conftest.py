@@ -1,0 +1,335 @@
+"""Fixtures for pricing-service: the app on the real database and Redis, with
+inventory-service and location-service stubbed at their HTTP boundary."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.tokens import TokenIssuer
+from pricing_service.config import Settings
+from pricing_service.main import create_app
+
+INVENTORY_URL = "http://inventory-service.test"
+LOCATION_URL = "http://location-service.test"
+PRICING_KEY = "test-key-pricing-service"
+CALLER_KEY = "test-trusted-caller-key"
+
+
+def _problem(status: int, title: str) -> httpx.Response:
+    return httpx.Response(
+        status,
+        json={"title": title, "status": status, "detail": title},
+        headers={"content-type": "application/problem+json"},
+    )
+
+
+@dataclass
+class Depot:
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    vendor_name: str
+    name: str
+    lat: float
+    lon: float
+    # Road distance location-service answers from this depot to any delivery point.
+    distance_km: float
+    available: int = 100
+    vendor_active: bool = True
+    service_radius_km: float = 50.0
+
+
+@dataclass
+class InventoryStub:
+    """Answers like inventory-service's /internal API; records every request."""
+
+    depots: dict[uuid.UUID, Depot] = field(default_factory=dict)
+    requests: list[httpx.Request] = field(default_factory=list)
+    failure: type[httpx.TransportError] | None = None
+
+    def add_depot(
+        self,
+        *,
+        vendor_id: uuid.UUID | None = None,
+        distance_km: float = 10.0,
+        available: int = 100,
+        vendor_active: bool = True,
+        vendor_name: str = "Oxy Vendor",
+    ) -> Depot:
+        index = len(self.depots)
+        depot = Depot(
+            depot_id=uuid.uuid4(),
+            vendor_id=vendor_id or uuid.uuid4(),
+            vendor_name=vendor_name,
+            name=f"Depot {index}",
+            # Distinct coordinates so the location stub can tell depots apart.
+            lat=10.0 + index * 0.01,
+            lon=20.0 + index * 0.01,
+            distance_km=distance_km,
+            available=available,
+            vendor_active=vendor_active,
+        )
+        self.depots[depot.depot_id] = depot
+        return depot
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.failure is not None:
+            raise self.failure("connection refused", request=request)
+        if request.headers.get("X-Service-Key") != PRICING_KEY:
+            return _problem(401, "Unauthorized")
+        path = request.url.path
+        if request.method == "GET" and path.startswith("/internal/depots/"):
+            depot = self.depots.get(uuid.UUID(path.rsplit("/", 1)[1]))
+            if depot is None:
+                return _problem(404, "Not found")
+            return httpx.Response(200, json=self._depot_body(depot))
+        if request.method == "GET" and path == "/internal/catalog/nearby":
+            return self._nearby(request)
+        return _problem(404, "Not found")
+
+    @staticmethod
+    def _depot_body(depot: Depot) -> dict[str, Any]:
+        return {
+            "depot_id": str(depot.depot_id),
+            "vendor_id": str(depot.vendor_id),
+            "vendor_name": depot.vendor_name,
+            "name": depot.name,
+            "lat": depot.lat,
+            "lon": depot.lon,
+            "service_radius_km": depot.service_radius_km,
+            "vendor_active": depot.vendor_active,
+        }
+
+    def _nearby(self, request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        product_id = params["product_id"]
+        min_quantity = int(params["min_quantity"])
+        page, page_size = int(params["page"]), int(params["page_size"])
+        rows = sorted(
+            (d for d in self.depots.values() if d.vendor_active and d.available >= min_quantity),
+            key=lambda d: d.distance_km,
+        )
+        items = [
+            {
+                "depot_id": str(d.depot_id),
+                "depot_name": d.name,
+                "vendor_id": str(d.vendor_id),
+                "vendor_name": d.vendor_name,
+                "product_id": product_id,
+                "sku": "O2-CYL-D",
+                "product_name": "Oxygen cylinder D",
+                "available": d.available,
+                "updated_at": "2026-11-24T10:00:00Z",
+                # Straight-line distance: smaller than the road distance on purpose.
+                "distance_km": round(d.distance_km / 1.3, 1),
+                "lat": d.lat,
+                "lon": d.lon,
+            }
+            for d in rows
+        ]
+        start = (page - 1) * page_size
+        body = {
+            "items": items[start : start + page_size],
+            "page": page,
+            "page_size": page_size,
+            "total": len(items),
+        }
+        return httpx.Response(200, json=body)
+
+
+@dataclass
+class LocationStub:
+    """Answers like location-service's /internal routes, with each depot's fixed distance."""
+
+    inventory: InventoryStub
+    requests: list[httpx.Request] = field(default_factory=list)
+    failure: type[httpx.TransportError] | None = None
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def _route(self, depot: Depot) -> dict[str, Any]:
+        return {
+            "distance_km": depot.distance_km,
+            "duration_min": round(depot.distance_km / 40 * 60 + 10),
+            "source": "geodesic-wgs84x1.30",
+        }
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.failure is not None:
+            raise self.failure("connection refused", request=request)
+        if request.headers.get("X-Service-Key") != PRICING_KEY:
+            return _problem(401, "Unauthorized")
+        depots = list(self.inventory.depots.values())
+        if request.method == "GET" and request.url.path == "/internal/routes/estimate":
+            params = request.url.params
+            origin = (float(params["from_lat"]), float(params["from_lon"]))
+            for depot in depots:
+                if (depot.lat, depot.lon) == origin:
+                    return httpx.Response(200, json=self._route(depot))
+            return httpx.Response(
+                200, json={"distance_km": 1.0, "duration_min": 12, "source": "geodesic-wgs84x1.30"}
+            )
+        if request.method == "POST" and request.url.path == "/internal/routes/batch":
+            body = httpx.Response(200, content=request.content).json()
+            by_id = {str(d.depot_id): d for d in depots}
+            routes = [{"id": o["id"], **self._route(by_id[o["id"]])} for o in body["origins"]]
+            return httpx.Response(200, json={"routes": routes})
+        return _problem(404, "Not found")
+
+
+PricingClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@pytest.fixture
+def inventory() -> InventoryStub:
+    return InventoryStub()
+
+
+@pytest.fixture
+def location(inventory: InventoryStub) -> LocationStub:
+    return LocationStub(inventory)
+
+
+@pytest.fixture
+def pricing_client_for(
+    infra: TestInfra, token_issuer: TokenIssuer, inventory: InventoryStub, location: LocationStub
+) -> PricingClientFactory:
+    """Opens pricing-service in-process; keyword overrides change its settings."""
+
+    @asynccontextmanager
+    async def open_client(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        kwargs = infra.settings_kwargs(
+            "pricing-service",
+            inventory_service_url=INVENTORY_URL,
+            location_service_url=LOCATION_URL,
+            # One attempt keeps "upstream down" tests quick; retries are ServiceClient's job.
+            upstream_attempts=1,
+        )
+        kwargs.update(overrides)
+        app = create_app(
+            Settings(**kwargs),
+            jwks_fetcher=token_issuer.fetch_jwks,
+            inventory_transport=inventory.transport(),
+            location_transport=location.transport(),
+        )
+        async with asgi_client(app) as client:
+            yield client
+
+    return open_client
+
+
+@pytest.fixture
+async def pricing_client(
+    pricing_client_for: PricingClientFactory,
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with pricing_client_for() as client:
+        yield client
+
+
+@pytest.fixture
+def vendor_headers(token_issuer: TokenIssuer) -> Callable[[uuid.UUID], dict[str, str]]:
+    def headers(vendor_id: uuid.UUID) -> dict[str, str]:
+        return token_issuer.headers(org_kind="vendor", role="org_admin", org_id=vendor_id)
+
+    return headers
+
+
+@pytest.fixture
+def hospital_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+@pytest.fixture
+def hospital(token_issuer: TokenIssuer, hospital_id: uuid.UUID) -> dict[str, str]:
+    return token_issuer.headers(org_kind="hospital", role="staff", org_id=hospital_id)
+
+
+@pytest.fixture
+def service_headers() -> dict[str, str]:
+    return {"X-Service-Key": CALLER_KEY}
+
+
+def price_body(
+    unit_price: str = "100.00",
+    *,
+    currency: str = "USD",
+    per_km: str = "2.00",
+    min_fee: str = "15.00",
+    pct: str = "10",
+) -> dict[str, str]:
+    return {
+        "unit_price": unit_price,
+        "currency": currency,
+        "delivery_fee_per_km": per_km,
+        "min_delivery_fee": min_fee,
+        "emergency_surcharge_pct": pct,
+    }
+
+
+PriceBody = Callable[..., dict[str, str]]
+QuoteBody = Callable[..., dict[str, Any]]
+SetPrice = Callable[..., Any]
+
+
+@pytest.fixture
+def make_price_body() -> PriceBody:
+    return price_body
+
+
+@pytest.fixture
+def make_quote_body() -> QuoteBody:
+    return quote_body
+
+
+@pytest.fixture
+def set_price(
+    pricing_client: httpx.AsyncClient, vendor_headers: Callable[[uuid.UUID], dict[str, str]]
+) -> SetPrice:
+    """PUTs a vendor's price through the API and asserts it was accepted."""
+
+    async def put(vendor_id: uuid.UUID, product_id: uuid.UUID, **body: Any) -> dict[str, Any]:
+        response = await pricing_client.put(
+            f"/api/v1/pricing/prices/{product_id}",
+            json=price_body(**body),
+            headers=vendor_headers(vendor_id),
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    return put
+
+
+def quote_body(
+    depot: Depot, items: list[tuple[uuid.UUID, int]], *, priority: str = "routine"
+) -> dict[str, Any]:
+    return {
+        "vendor_id": str(depot.vendor_id),
+        "depot_id": str(depot.depot_id),
+        "items": [{"product_id": str(p), "quantity": q} for p, q in items],
+        "delivery": {"lat": 9.5, "lon": 19.5},
+        "priority": priority,
+    }
+
+
+@pytest.fixture(scope="session")
+async def pricing_engine(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
+    """Connected as pricing-service's own role, to read what requests committed."""
+    # No search_path: tables are named with their schema, and reflection keeps it.
+    engine = create_async_engine(infra.database_url("pricing"))
+    yield engine
+    await engine.dispose()

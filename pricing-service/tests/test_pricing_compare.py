@@ -1,0 +1,283 @@
+"""Compare: vendors with the stock nearby, each fully quoted, cheapest total first, cached."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import InventoryStub, LocationStub, PricingClientFactory, SetPrice
+
+
+def compare_params(product_id: uuid.UUID, quantity: int = 2, **extra: Any) -> dict[str, Any]:
+    return {
+        "product_id": str(product_id),
+        "quantity": quantity,
+        "lat": 9.5,
+        "lon": 19.5,
+        **extra,
+    }
+
+
+async def test_vendors_are_ranked_by_total_and_those_without_a_price_are_skipped(
+    pricing_client: httpx.AsyncClient,
+    inventory: InventoryStub,
+    set_price: SetPrice,
+    hospital: dict[str, str],
+    service_headers: dict[str, str],
+) -> None:
+    product = uuid.uuid4()
+    # Nearest first, inventory lists: no_price (1 km), near (2), mid (5), far (20), short (0.5).
+    far = inventory.add_depot(distance_km=20.0, vendor_name="Far Gas")
+    mid = inventory.add_depot(distance_km=5.0, vendor_name="Mid Gas")
+    near = inventory.add_depot(distance_km=2.0, vendor_name="Near Gas")
+    no_price = inventory.add_depot(distance_km=1.0, vendor_name="Unpriced Gas")
+    short = inventory.add_depot(distance_km=0.5, available=1, vendor_name="Short Gas")
+    await set_price(far.vendor_id, product, unit_price="50.00", per_km="2.00", min_fee="0")
+    await set_price(mid.vendor_id, product, unit_price="100.00", per_km="2.00", min_fee="0")
+    await set_price(near.vendor_id, product, unit_price="80.00", per_km="2.00", min_fee="0")
+    await set_price(short.vendor_id, product, unit_price="1.00", per_km="0", min_fee="0")
+    # The unpriced vendor has a price for something else only.
+    await set_price(no_price.vendor_id, uuid.uuid4(), unit_price="1.00")
+
+    response = await pricing_client.get(
+        "/api/v1/pricing/compare", params=compare_params(product, 2), headers=hospital
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["product_id"] == str(product)
+    assert body["quantity"] == 2
+    assert body["priority"] == "routine"
+    totals = [(i["vendor_name"], i["quote"]["total"]) for i in body["items"]]
+    # far: (100 + 40) x 1.05; near: (160 + 4) x 1.05; mid: (200 + 10) x 1.05
+    assert totals == [("Far Gas", "147.00"), ("Near Gas", "172.20"), ("Mid Gas", "220.50")]
+    first = body["items"][0]
+    assert first["vendor_id"] == str(far.vendor_id)
+    assert first["depot_id"] == str(far.depot_id)
+    assert first["depot_name"] == far.name
+    assert first["distance_km"] == 20.0  # the road distance, as the fee used
+    assert first["available"] == 100
+    assert first["quote"]["items"] == [
+        {"product_id": str(product), "quantity": 2, "unit_price": "50.00", "line_total": "100.00"}
+    ]
+    # inventory was asked only for depots holding the whole quantity.
+    nearby_calls = [r for r in inventory.requests if r.url.path == "/internal/catalog/nearby"]
+    assert nearby_calls
+    assert nearby_calls[0].url.params["min_quantity"] == "2"
+    # Each quote is stored, so it can be read back as order-service would.
+    stored = await pricing_client.get(
+        f"/internal/quotes/{first['quote']['quote_id']}", headers=service_headers
+    )
+    assert stored.status_code == 200
+    assert stored.json() == first["quote"]
+
+
+async def test_equal_totals_are_ranked_nearest_first(
+    pricing_client: httpx.AsyncClient,
+    inventory: InventoryStub,
+    set_price: SetPrice,
+    hospital: dict[str, str],
+) -> None:
+    product = uuid.uuid4()
+    farther = inventory.add_depot(distance_km=8.0)
+    nearer = inventory.add_depot(distance_km=3.0)
+    for depot in (farther, nearer):
+        # The minimum fee dominates at both distances: identical totals.
+        await set_price(depot.vendor_id, product, unit_price="10.00", per_km="1.00", min_fee="30")
+
+    body = (
+        await pricing_client.get(
+            "/api/v1/pricing/compare", params=compare_params(product, 1), headers=hospital
+        )
+    ).json()
+
+    assert [i["quote"]["total"] for i in body["items"]] == ["42.00", "42.00"]
+    assert [i["depot_id"] for i in body["items"]] == [str(nearer.depot_id), str(farther.depot_id)]
+
+
+async def test_emergency_compare_includes_each_vendors_surcharge(
+    pricing_client: httpx.AsyncClient,
+    inventory: InventoryStub,
+    set_price: SetPrice,
+    hospital: dict[str, str],
+) -> None:
+    product = uuid.uuid4()
+    cheap_but_steep = inventory.add_depot(distance_km=1.0)
+    pricier_flat = inventory.add_depot(distance_km=1.0)
+    await set_price(cheap_but_steep.vendor_id, product, unit_price="90.00", min_fee="0", pct="50")
+    await set_price(pricier_flat.vendor_id, product, unit_price="100.00", min_fee="0", pct="0")
+
+    body = (
+        await pricing_client.get(
+            "/api/v1/pricing/compare",
+            params=compare_params(product, 1, priority="emergency"),
+            headers=hospital,
+        )
+    ).json()
+
+    assert body["priority"] == "emergency"
+    assert [i["depot_id"] for i in body["items"]] == [
+        str(pricier_flat.depot_id),
+        str(cheap_but_steep.depot_id),
+    ]
+    assert body["items"][1]["quote"]["surcharge"] == "45.00"
+
+
+async def test_compare_is_cached_so_a_repeat_does_not_call_upstreams(
+    pricing_client: httpx.AsyncClient,
+    inventory: InventoryStub,
+    location: LocationStub,
+    set_price: SetPrice,
+    hospital: dict[str, str],
+) -> None:
+    product = uuid.uuid4()
+    depot = inventory.add_depot(distance_km=4.0)
+    await set_price(depot.vendor_id, product)
+    params = compare_params(product, 3)
+
+    first = await pricing_client.get("/api/v1/pricing/compare", params=params, headers=hospital)
+    calls = (len(inventory.requests), len(location.requests))
+    # Equivalent coordinates (same to ~1 m) share the entry.
+    second = await pricing_client.get(
+        "/api/v1/pricing/compare", params={**params, "lat": "9.500000001"}, headers=hospital
+    )
+
+    assert calls[0] >= 1
+    assert calls[1] >= 1
+    assert second.status_code == 200
+    assert second.json() == first.json()
+    assert (len(inventory.requests), len(location.requests)) == calls
+
+    other_quantity = await pricing_client.get(
+        "/api/v1/pricing/compare", params=compare_params(product, 4), headers=hospital
+    )
+    assert other_quantity.status_code == 200
+    assert len(inventory.requests) > calls[0]
+
+
+async def test_with_caching_off_every_compare_asks_inventory_again(
+    pricing_client_for: PricingClientFactory,
+    inventory: InventoryStub,
+    set_price: SetPrice,
+    hospital: dict[str, str],
+) -> None:
+    product = uuid.uuid4()
+    depot = inventory.add_depot()
+    await set_price(depot.vendor_id, product)
+
+    async with pricing_client_for(compare_cache_seconds=0) as client:
+        for _ in range(2):
+            response = await client.get(
+                "/api/v1/pricing/compare", params=compare_params(product), headers=hospital
+            )
+            assert response.status_code == 200
+
+    nearby_calls = [r for r in inventory.requests if r.url.path == "/internal/catalog/nearby"]
+    assert len(nearby_calls) == 2
+
+
+async def test_compare_reads_every_page_of_nearby_depots_up_to_the_cap(
+    pricing_client_for: PricingClientFactory,
+    inventory: InventoryStub,
+    set_price: SetPrice,
+    hospital: dict[str, str],
+) -> None:
+    product = uuid.uuid4()
+    depots = [inventory.add_depot(distance_km=float(km)) for km in range(1, 6)]
+    for depot in depots:
+        await set_price(depot.vendor_id, product, unit_price="10.00")
+
+    async with pricing_client_for(compare_nearby_page_size=2) as client:
+        everything = await client.get(
+            "/api/v1/pricing/compare", params=compare_params(product), headers=hospital
+        )
+    async with pricing_client_for(compare_nearby_page_size=2, compare_max_depots=3) as client:
+        capped = await client.get(
+            "/api/v1/pricing/compare", params=compare_params(product, 1), headers=hospital
+        )
+
+    assert {i["depot_id"] for i in everything.json()["items"]} == {str(d.depot_id) for d in depots}
+    # The cap keeps the nearest three.
+    assert {i["depot_id"] for i in capped.json()["items"]} == {str(d.depot_id) for d in depots[:3]}
+
+
+async def test_nothing_nearby_is_an_empty_list(
+    pricing_client: httpx.AsyncClient, location: LocationStub, hospital: dict[str, str]
+) -> None:
+    response = await pricing_client.get(
+        "/api/v1/pricing/compare", params=compare_params(uuid.uuid4()), headers=hospital
+    )
+
+    assert response.status_code == 200
+    assert response.json()["items"] == []
+    assert location.requests == []  # no depots, no routes to ask for
+
+
+@pytest.mark.parametrize(
+    ("org_kind", "role"), [("vendor", "org_admin"), ("platform", "platform_admin")]
+)
+async def test_compare_is_for_hospitals_only(
+    pricing_client: httpx.AsyncClient,
+    inventory: InventoryStub,
+    token_issuer: Any,
+    org_kind: str,
+    role: str,
+) -> None:
+    response = await pricing_client.get(
+        "/api/v1/pricing/compare",
+        params=compare_params(uuid.uuid4()),
+        headers=token_issuer.headers(org_kind=org_kind, role=role),
+    )
+
+    assert response.status_code == 403
+    assert inventory.requests == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"quantity": 0}, {"lat": 91}, {"lon": -181}, {"radius_km": 0}, {"priority": "asap"}],
+)
+async def test_invalid_compare_parameters_are_422(
+    pricing_client: httpx.AsyncClient, hospital: dict[str, str], bad: dict[str, Any]
+) -> None:
+    response = await pricing_client.get(
+        "/api/v1/pricing/compare", params={**compare_params(uuid.uuid4()), **bad}, headers=hospital
+    )
+    assert response.status_code == 422
+
+
+async def test_compare_with_inventory_down_is_503_naming_it(
+    pricing_client: httpx.AsyncClient, inventory: InventoryStub, hospital: dict[str, str]
+) -> None:
+    inventory.failure = httpx.ConnectError
+
+    response = await pricing_client.get(
+        "/api/v1/pricing/compare", params=compare_params(uuid.uuid4()), headers=hospital
+    )
+
+    assert response.status_code == 503
+    assert "inventory-service" in response.json()["detail"]
+
+
+async def test_compare_with_location_down_is_503_naming_it(
+    pricing_client: httpx.AsyncClient,
+    inventory: InventoryStub,
+    location: LocationStub,
+    set_price: SetPrice,
+    hospital: dict[str, str],
+) -> None:
+    product = uuid.uuid4()
+    depot = inventory.add_depot()
+    await set_price(depot.vendor_id, product)
+    location.failure = httpx.ConnectError
+
+    response = await pricing_client.get(
+        "/api/v1/pricing/compare", params=compare_params(product), headers=hospital
+    )
+
+    assert response.status_code == 503
+    assert "location-service" in response.json()["detail"]
