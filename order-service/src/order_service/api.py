@@ -1,0 +1,180 @@
+"""Public order API: parse, authorize, call the service, shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.security import OAuth2PasswordBearer
+
+from flow_shared.auth import CurrentPrincipal
+from flow_shared.db import DbSession
+from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.pagination import Page, Pagination
+from order_service import queries
+from order_service.deps import (
+    DatabaseDep,
+    HospitalUser,
+    IdempotencyKey,
+    SettingsDep,
+    UpstreamsDep,
+    VendorUser,
+)
+from order_service.models import OrderStatus
+from order_service.schemas import (
+    CancelRequest,
+    ConfirmRequest,
+    DirectOrderCreate,
+    DirectOrderOut,
+    OrderCreate,
+    OrderOut,
+    RejectRequest,
+)
+from order_service.service import direct, fulfilment, placement
+from order_service.service.placement import Answer
+from order_service.uow import unit_of_work
+
+# Only for the docs' Authorize button; CurrentPrincipal does the verifying.
+_docs_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"], dependencies=[Depends(_docs_oauth2)])
+
+_PLACEMENT_ERRORS: dict[int | str, dict[str, str]] = {
+    404: {"description": "Unknown delivery site, depot or product"},
+    409: {"description": "Not enough stock (`short_items`), vendor unavailable or no price"},
+    422: {"description": "Invalid body (client-sent prices included) or Idempotency-Key reused"},
+    503: {"description": "A service the order needs is down; nothing was left held"},
+}
+
+
+def _created(answer: Answer, order_id: object) -> ORJSONResponse:
+    headers = {"Location": f"/api/v1/orders/{order_id}"}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return ORJSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+
+
+@router.post("", status_code=201, response_model=OrderOut, responses=_PLACEMENT_ERRORS)
+async def create_order(
+    body: OrderCreate,
+    hospital: HospitalUser,
+    database: DatabaseDep,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ORJSONResponse:
+    async with unit_of_work(database) as uow:
+        answer = await placement.create_order(
+            uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
+        )
+    return _created(answer, answer.body["id"])
+
+
+@router.post("/direct", status_code=201, response_model=DirectOrderOut, responses=_PLACEMENT_ERRORS)
+async def create_direct_order(
+    body: DirectOrderCreate,
+    hospital: HospitalUser,
+    database: DatabaseDep,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ORJSONResponse:
+    async with unit_of_work(database) as uow:
+        answer = await direct.create_direct_order(
+            uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
+        )
+    return _created(answer, answer.body["order"]["id"])
+
+
+@router.get("")
+async def list_orders(
+    principal: CurrentPrincipal,
+    session: DbSession,
+    pagination: Pagination,
+    status: Annotated[OrderStatus | None, Query()] = None,
+) -> Page[OrderOut]:
+    return await queries.list_orders(session, principal, status=status, params=pagination)
+
+
+@router.get("/{order_id}", responses={404: {"description": "Unknown, or not yours"}})
+async def get_order(
+    order_id: uuid.UUID, principal: CurrentPrincipal, session: DbSession
+) -> OrderOut:
+    return OrderOut.of(await queries.get_order(session, principal, order_id))
+
+
+_MOVE_ERRORS: dict[int | str, dict[str, str]] = {
+    403: {"description": "Not this kind of organisation's move"},
+    404: {"description": "Unknown, or not yours"},
+    409: {"description": "Illegal transition from the order's current status"},
+}
+
+
+@router.post("/{order_id}/cancel", responses=_MOVE_ERRORS)
+async def cancel_order(
+    order_id: uuid.UUID,
+    hospital: HospitalUser,
+    database: DatabaseDep,
+    upstreams: UpstreamsDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> OrderOut:
+    async with unit_of_work(database) as uow:
+        order = await fulfilment.cancel(
+            uow,
+            upstreams.inventory,
+            hospital,
+            order_id,
+            reason=body.reason if body is not None else None,
+        )
+        answer = OrderOut.of(order)
+    return answer
+
+
+@router.post("/{order_id}/confirm", responses=_MOVE_ERRORS)
+async def confirm_order(
+    order_id: uuid.UUID,
+    vendor: VendorUser,
+    database: DatabaseDep,
+    body: Annotated[ConfirmRequest | None, Body()] = None,
+) -> OrderOut:
+    async with unit_of_work(database) as uow:
+        order = await fulfilment.confirm(
+            uow, vendor, order_id, eta_minutes=body.eta_minutes if body is not None else None
+        )
+        answer = OrderOut.of(order)
+    return answer
+
+
+@router.post("/{order_id}/reject", responses=_MOVE_ERRORS)
+async def reject_order(
+    order_id: uuid.UUID,
+    body: RejectRequest,
+    vendor: VendorUser,
+    database: DatabaseDep,
+    upstreams: UpstreamsDep,
+) -> OrderOut:
+    async with unit_of_work(database) as uow:
+        order = await fulfilment.reject(
+            uow, upstreams.inventory, vendor, order_id, reason=body.reason
+        )
+        answer = OrderOut.of(order)
+    return answer
+
+
+@router.post("/{order_id}/dispatch", responses=_MOVE_ERRORS)
+async def dispatch_order(
+    order_id: uuid.UUID, vendor: VendorUser, database: DatabaseDep
+) -> OrderOut:
+    async with unit_of_work(database) as uow:
+        answer = OrderOut.of(await fulfilment.dispatch(uow, vendor, order_id))
+    return answer
+
+
+@router.post("/{order_id}/deliver", responses=_MOVE_ERRORS)
+async def deliver_order(
+    order_id: uuid.UUID, vendor: VendorUser, database: DatabaseDep, upstreams: UpstreamsDep
+) -> OrderOut:
+    async with unit_of_work(database) as uow:
+        answer = OrderOut.of(await fulfilment.deliver(uow, upstreams.inventory, vendor, order_id))
+    return answer

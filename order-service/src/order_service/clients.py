@@ -1,0 +1,404 @@
+"""Typed clients of the internal APIs order-service calls: location, inventory, pricing.
+
+Every call goes through flow_shared's ServiceClient (timeouts, a breaker per
+upstream, retries for idempotent methods only). Upstream 4xx problems become
+this service's own errors; an answer that breaks the contract is a 502.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from flow_shared.http import ServiceClient
+from flow_shared.resilience import CircuitBreaker
+from order_service.config import Settings
+from order_service.errors import (
+    BadUpstreamResponse,
+    DepotOrProductNotFound,
+    InsufficientStock,
+    PriceUnavailable,
+    QuoteRefused,
+    ReservationNotHeld,
+    ReservationRefused,
+    SiteNotFound,
+    VendorUnavailable,
+)
+
+LOCATION_SERVICE = "location-service"
+INVENTORY_SERVICE = "inventory-service"
+PRICING_SERVICE = "pricing-service"
+
+_Model = TypeVar("_Model", bound=BaseModel)
+log = structlog.get_logger("order_service.clients")
+
+
+# What order-service reads from the answers (unknown fields are ignored, so callees may add).
+class Site(BaseModel):
+    id: uuid.UUID
+    org_id: uuid.UUID
+    name: str | None = None
+    address: str | None = None
+    lat: float
+    lon: float
+
+
+class Route(BaseModel):
+    id: str
+    distance_km: float
+    duration_min: float
+    source: str | None = None
+
+
+class RouteBatch(BaseModel):
+    routes: list[Route]
+
+
+class StockLine(BaseModel):
+    product_id: uuid.UUID
+    quantity: int
+
+
+class Reservation(BaseModel):
+    reservation_id: uuid.UUID
+    order_id: uuid.UUID
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    status: str
+    expires_at: datetime | None = None
+
+
+class NearbyStock(BaseModel):
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    product_id: uuid.UUID
+    available: int
+    distance_km: float
+    lat: float
+    lon: float
+    depot_name: str | None = None
+    vendor_name: str | None = None
+
+
+class NearbyPage(BaseModel):
+    items: list[NearbyStock]
+    total: int
+
+
+class QuoteLine(BaseModel):
+    product_id: uuid.UUID
+    quantity: int
+    unit_price: Decimal
+    line_total: Decimal
+
+
+class Quote(BaseModel):
+    quote_id: uuid.UUID
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    priority: str
+    distance_km: float | None = None
+    items: list[QuoteLine]
+    subtotal: Decimal
+    delivery_fee: Decimal
+    surcharge: Decimal
+    tax: Decimal
+    total: Decimal
+    currency: str
+    expires_at: datetime
+
+
+class ReleaseOutcome(StrEnum):
+    RELEASED = "released"
+    # inventory-service does not know the hold: nothing is held, nothing to do.
+    UNKNOWN = "unknown"
+    # Already committed (goods taken): cannot be given back by a release.
+    COMMITTED = "committed"
+
+
+def _service_client(
+    settings: Settings, upstream: str, base_url: str, transport: httpx.AsyncBaseTransport | None
+) -> ServiceClient:
+    service_key = settings.service_key.get_secret_value() if settings.service_key else None
+    return ServiceClient(
+        upstream,
+        base_url,
+        service_key=service_key,
+        caller=settings.service_name,
+        connect_timeout=settings.upstream_connect_timeout_seconds,
+        read_timeout=settings.upstream_read_timeout_seconds,
+        attempts=settings.upstream_attempts,
+        breaker=CircuitBreaker(
+            upstream,
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_timeout=settings.breaker_reset_timeout_seconds,
+            service=settings.service_name,
+        ),
+        transport=transport,
+    )
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _problem_code(problem: dict[str, Any]) -> str:
+    code = problem.get("code")
+    if isinstance(code, str):
+        return code
+    problem_type = problem.get("type")
+    return problem_type.rsplit("/", 1)[-1] if isinstance(problem_type, str) else ""
+
+
+def _detail(problem: dict[str, Any], default: str) -> str:
+    detail = problem.get("detail")
+    return detail if isinstance(detail, str) and detail else default
+
+
+_PROBLEM_MEMBERS = frozenset(
+    {"type", "title", "status", "detail", "instance", "correlation_id", "errors", "code"}
+)
+
+
+def _extensions(problem: dict[str, Any]) -> dict[str, Any]:
+    """The problem's own members (e.g. which products have no price), passed on to our client."""
+    return {k: v for k, v in problem.items() if k not in _PROBLEM_MEMBERS}
+
+
+def _unexpected(upstream: str, response: httpx.Response) -> BadUpstreamResponse:
+    # 401/403/422 here mean a misconfigured key or a contract drift, not the client's fault.
+    log.error("upstream_unexpected_status", upstream=upstream, status=response.status_code)
+    return BadUpstreamResponse(f"{upstream} answered {response.status_code}.")
+
+
+def _parse(upstream: str, response: httpx.Response, model: type[_Model]) -> _Model:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError:
+        log.error("upstream_bad_body", upstream=upstream, model=model.__name__)
+        raise BadUpstreamResponse(f"{upstream} sent an unreadable answer.") from None
+
+
+def _lines(items: Sequence[StockLine]) -> list[dict[str, Any]]:
+    return [{"product_id": str(line.product_id), "quantity": line.quantity} for line in items]
+
+
+class LocationClient:
+    def __init__(self, http: ServiceClient) -> None:
+        self.http = http
+
+    async def get_site(self, site_id: uuid.UUID, *, org_id: uuid.UUID) -> Site:
+        response = await self.http.get(f"/internal/sites/{site_id}", params={"org_id": str(org_id)})
+        if response.status_code == 404:
+            raise SiteNotFound("Your organisation has no delivery site with this id.")
+        if response.status_code != 200:
+            raise _unexpected(LOCATION_SERVICE, response)
+        return _parse(LOCATION_SERVICE, response, Site)
+
+    async def route_batch(
+        self,
+        *,
+        to_lat: float,
+        to_lon: float,
+        origins: Sequence[tuple[str, float, float]],
+        priority: str,
+    ) -> list[Route]:
+        body = {
+            "to": {"lat": to_lat, "lon": to_lon},
+            "origins": [{"id": id_, "lat": lat, "lon": lon} for id_, lat, lon in origins],
+            "priority": priority,
+        }
+        response = await self.http.post("/internal/routes/batch", json=body)
+        if response.status_code != 200:
+            raise _unexpected(LOCATION_SERVICE, response)
+        routes = _parse(LOCATION_SERVICE, response, RouteBatch).routes
+        if [route.id for route in routes] != [origin[0] for origin in origins]:
+            raise BadUpstreamResponse(f"{LOCATION_SERVICE} answered routes for other origins.")
+        return routes
+
+
+class InventoryClient:
+    def __init__(self, http: ServiceClient) -> None:
+        self.http = http
+
+    async def reserve(
+        self,
+        *,
+        order_id: uuid.UUID,
+        depot_id: uuid.UUID,
+        items: Sequence[StockLine],
+        ttl_seconds: int,
+    ) -> Reservation:
+        """Hold stock for an order. Idempotent on `order_id` at inventory-service."""
+        response = await self.http.post(
+            "/internal/reservations",
+            json={
+                "order_id": str(order_id),
+                "depot_id": str(depot_id),
+                "items": _lines(items),
+                "ttl_seconds": ttl_seconds,
+            },
+        )
+        if response.status_code in (200, 201):
+            return _parse(INVENTORY_SERVICE, response, Reservation)
+        problem = _problem(response)
+        if response.status_code == 404:
+            raise DepotOrProductNotFound(
+                _detail(problem, "The depot or one of the products does not exist.")
+            )
+        if response.status_code == 409:
+            if isinstance(problem.get("short_items"), list):
+                raise InsufficientStock(
+                    "The depot does not have enough stock for this order.",
+                    extra={"short_items": problem["short_items"]},
+                )
+            if _problem_code(problem) == "vendor-unavailable":
+                raise VendorUnavailable("This vendor cannot take orders right now.")
+            raise ReservationRefused(_detail(problem, "The stock could not be reserved."))
+        raise _unexpected(INVENTORY_SERVICE, response)
+
+    async def commit(self, reservation_id: uuid.UUID) -> None:
+        """Take the held goods off stock (idempotent)."""
+        response = await self.http.post(f"/internal/reservations/{reservation_id}/commit")
+        if response.status_code == 200:
+            return
+        if response.status_code == 409:
+            raise ReservationNotHeld(
+                "The stock hold of this order is no longer held (released or expired)."
+            )
+        raise _unexpected(INVENTORY_SERVICE, response)
+
+    async def release(self, reservation_id: uuid.UUID) -> ReleaseOutcome:
+        """Give held goods back (idempotent); any final answer is reported, not raised."""
+        response = await self.http.post(f"/internal/reservations/{reservation_id}/release")
+        if response.status_code == 200:
+            return ReleaseOutcome.RELEASED
+        if response.status_code == 404:
+            return ReleaseOutcome.UNKNOWN
+        if response.status_code == 409:
+            return ReleaseOutcome.COMMITTED
+        raise _unexpected(INVENTORY_SERVICE, response)
+
+    async def nearby(
+        self,
+        *,
+        lat: float,
+        lon: float,
+        radius_km: float,
+        product_id: uuid.UUID,
+        min_quantity: int,
+        page_size: int,
+    ) -> list[NearbyStock]:
+        """Depots with at least `min_quantity` available within the radius, nearest first."""
+        response = await self.http.get(
+            "/internal/catalog/nearby",
+            params={
+                "lat": lat,
+                "lon": lon,
+                "radius_km": radius_km,
+                "product_id": str(product_id),
+                "min_quantity": min_quantity,
+                "page": 1,
+                "page_size": page_size,
+            },
+        )
+        if response.status_code != 200:
+            raise _unexpected(INVENTORY_SERVICE, response)
+        return _parse(INVENTORY_SERVICE, response, NearbyPage).items
+
+
+class PricingClient:
+    def __init__(self, http: ServiceClient) -> None:
+        self.http = http
+
+    async def quote(
+        self,
+        *,
+        vendor_id: uuid.UUID,
+        depot_id: uuid.UUID,
+        items: Sequence[StockLine],
+        lat: float,
+        lon: float,
+        priority: str,
+    ) -> Quote:
+        response = await self.http.post(
+            "/internal/quotes",
+            json={
+                "vendor_id": str(vendor_id),
+                "depot_id": str(depot_id),
+                "items": _lines(items),
+                "delivery": {"lat": lat, "lon": lon},
+                "priority": priority,
+            },
+        )
+        if response.status_code in (200, 201):
+            return _parse(PRICING_SERVICE, response, Quote)
+        problem = _problem(response)
+        if response.status_code == 404:
+            raise DepotOrProductNotFound(
+                _detail(problem, "This vendor has no such depot or product.")
+            )
+        if response.status_code == 409:
+            code = _problem_code(problem)
+            if code == "vendor-unavailable":
+                raise VendorUnavailable("This vendor cannot take orders right now.")
+            if code == "no-price":
+                raise PriceUnavailable(
+                    _detail(problem, "The vendor has no price for every product."),
+                    extra=_extensions(problem),
+                )
+            raise QuoteRefused(
+                _detail(problem, "The order could not be priced."), extra=_extensions(problem)
+            )
+        raise _unexpected(PRICING_SERVICE, response)
+
+
+@dataclass
+class Upstreams:
+    location: LocationClient
+    inventory: InventoryClient
+    pricing: PricingClient
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        location_transport: httpx.AsyncBaseTransport | None = None,
+        inventory_transport: httpx.AsyncBaseTransport | None = None,
+        pricing_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Upstreams:
+        return cls(
+            location=LocationClient(
+                _service_client(
+                    settings, LOCATION_SERVICE, settings.location_service_url, location_transport
+                )
+            ),
+            inventory=InventoryClient(
+                _service_client(
+                    settings, INVENTORY_SERVICE, settings.inventory_service_url, inventory_transport
+                )
+            ),
+            pricing=PricingClient(
+                _service_client(
+                    settings, PRICING_SERVICE, settings.pricing_service_url, pricing_transport
+                )
+            ),
+        )
+
+    async def aclose(self) -> None:
+        for client in (self.location.http, self.inventory.http, self.pricing.http):
+            await client.aclose()

@@ -1,0 +1,59 @@
+"""order-service configuration: the shared settings plus its upstreams and order timing."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from flow_shared.config import BaseServiceSettings
+
+Priority = Literal["routine", "urgent", "emergency"]
+
+
+class Settings(BaseServiceSettings):
+    service_name: str = "order-service"
+    db_schema: str | None = "orders"
+
+    location_service_url: str = "http://127.0.0.1:8003"
+    inventory_service_url: str = "http://127.0.0.1:8004"
+    pricing_service_url: str = "http://127.0.0.1:8006"
+    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=5.0, gt=0)
+    upstream_attempts: int = Field(default=3, ge=1)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # How long a vendor has to confirm before the order expires and its stock returns (SPEC).
+    confirm_window_emergency_seconds: float = Field(default=15 * 60, gt=0)
+    confirm_window_urgent_seconds: float = Field(default=60 * 60, gt=0)
+    confirm_window_routine_seconds: float = Field(default=24 * 60 * 60, gt=0)
+    # The inventory hold lives for the confirm window plus this margin. Inventory cannot
+    # extend a hold yet, so the margin must also cover confirm -> deliver; the order
+    # sweeper releases unconfirmed orders' holds long before the hold's own expiry.
+    reservation_hold_margin_seconds: int = Field(default=24 * 60 * 60, ge=60)
+
+    order_sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    order_sweep_batch_size: int = Field(default=100, ge=1, le=1000)
+    # A release that failed (inventory down) is tried again after this long.
+    release_retry_after_seconds: float = Field(default=30.0, ge=0)
+
+    direct_default_radius_km: float = Field(default=50.0, gt=0, le=500)
+    # Direct orders look at this many nearest depots with enough stock.
+    direct_max_candidates: int = Field(default=20, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _needs_database_and_key(self) -> Settings:
+        # Without them every order request would fail later and less clearly.
+        required = {"DATABASE_URL": self.database_url, "SERVICE_KEY": self.service_key}
+        missing = [name for name, value in required.items() if value is None]
+        if missing:
+            raise ValueError(f"order-service needs {', '.join(missing)}")
+        return self
+
+    def confirm_window_seconds(self, priority: Priority) -> float:
+        return {
+            "emergency": self.confirm_window_emergency_seconds,
+            "urgent": self.confirm_window_urgent_seconds,
+            "routine": self.confirm_window_routine_seconds,
+        }[priority]

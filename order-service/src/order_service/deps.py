@@ -1,0 +1,37 @@
+"""Request dependencies of order-service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from flow_shared.auth import Principal, require_org_kind
+from flow_shared.db import Database, get_database
+from order_service.clients import Upstreams
+from order_service.config import Settings
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _upstreams(request: Request) -> Upstreams:
+    upstreams: Upstreams = request.app.state.upstreams
+    return upstreams
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+UpstreamsDep = Annotated[Upstreams, Depends(_upstreams)]
+# Handlers that call other services own their transaction (see uow.py).
+DatabaseDep = Annotated[Database, Depends(get_database)]
+HospitalUser = Annotated[Principal, Depends(require_org_kind("hospital"))]
+VendorUser = Annotated[Principal, Depends(require_org_kind("vendor"))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Same key and body replays the first answer; another body is 422.",
+    ),
+]

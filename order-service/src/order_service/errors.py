@@ -1,0 +1,77 @@
+"""order-service's domain errors (turned into problem+json by flow_shared.errors)."""
+
+from __future__ import annotations
+
+from flow_shared.errors import Conflict, DomainError, NotFound
+
+
+class OrderNotFound(NotFound):
+    code = "order-not-found"
+    title = "Order not found"
+
+
+class SiteNotFound(NotFound):
+    code = "site-not-found"
+    title = "Delivery site not found"
+
+
+class DepotOrProductNotFound(NotFound):
+    code = "depot-or-product-not-found"
+    title = "Depot or product not found"
+
+
+class InsufficientStock(Conflict):
+    """Carries `short_items: [{product_id, requested, available}]` from inventory-service."""
+
+    code = "insufficient-stock"
+    title = "Insufficient stock"
+
+
+class VendorUnavailable(Conflict):
+    code = "vendor-unavailable"
+    title = "Vendor unavailable"
+
+
+class PriceUnavailable(Conflict):
+    code = "no-price"
+    title = "No price"
+
+
+class NoSupplierInRange(Conflict):
+    code = "no-supplier-in-range"
+    title = "No supplier in range"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal-transition"
+    title = "Illegal status transition"
+
+
+class OrderExpired(Conflict):
+    code = "order-expired"
+    title = "Order expired"
+
+
+class ReservationNotHeld(Conflict):
+    code = "reservation-not-held"
+    title = "Reservation not held"
+
+
+class BadUpstreamResponse(DomainError):
+    """Another service answered, but not as its internal API promises."""
+
+    status, code, title = 502, "bad-upstream-response", "Bad gateway"
+
+
+class ReservationRefused(Conflict):
+    """inventory-service refused the hold for a reason other than short stock."""
+
+    code = "reservation-refused"
+    title = "Reservation refused"
+
+
+class QuoteRefused(Conflict):
+    """pricing-service refused to quote (e.g. the delivery point is out of the depot's range)."""
+
+    code = "quote-refused"
+    title = "Quote refused"

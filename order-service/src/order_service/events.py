@@ -1,0 +1,69 @@
+"""Events order-service publishes (through its outbox, in the caller's transaction).
+
+`data` is the contract with consumers: add fields, never rename or remove them.
+Every order event has the same shape, whatever the status; money is a string.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.events.outbox import add_event
+from order_service.models import Order, OrderStatus, outbox
+
+PRODUCER = "order-service"
+
+
+def event_type(status: OrderStatus) -> str:
+    return f"order.{status.value}"
+
+
+def rfc3339(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def order_event_data(order: Order, *, actor_id: uuid.UUID | None, at: datetime) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "order_id": str(order.id),
+        "hospital_org_id": str(order.hospital_org_id),
+        "vendor_id": str(order.vendor_id),
+        "depot_id": str(order.depot_id),
+        "status": order.status,
+        "priority": order.priority,
+        "payment_method": order.payment_method,
+        "total": str(order.total),
+        "currency": order.currency,
+        "items": [
+            {
+                "product_id": str(item.product_id),
+                "quantity": item.quantity,
+                "unit_price": str(item.unit_price),
+                "line_total": str(item.line_total),
+            }
+            for item in order.items
+        ],
+        "actor_id": str(actor_id) if actor_id is not None else None,
+        "at": rfc3339(at),
+    }
+    if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+        data["reason"] = order.reason
+    if order.status == OrderStatus.CONFIRMED:
+        data["eta_minutes"] = order.eta_minutes
+    return data
+
+
+async def order_status_changed(
+    session: AsyncSession, order: Order, *, actor_id: uuid.UUID | None, at: datetime
+) -> None:
+    """`order.<status>`, with the correlation id of the request (or sweep) that caused it."""
+    await add_event(
+        session,
+        outbox,
+        event_type=event_type(OrderStatus(order.status)),
+        producer=PRODUCER,
+        data=order_event_data(order, actor_id=actor_id, at=at),
+    )

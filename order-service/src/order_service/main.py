@@ -1,0 +1,55 @@
+"""order-service app factory (`uvicorn order_service.main:create_app --factory`)."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from flow_shared.app import EventsConfig, create_service_app
+from flow_shared.auth import JWKSFetcher
+from flow_shared.lifecycle import PeriodicTask
+from order_service.api import router
+from order_service.clients import Upstreams
+from order_service.config import Settings
+from order_service.models import outbox
+from order_service.service.expiry import OrderSweeper
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    jwks_fetcher: JWKSFetcher | None = None,
+    inventory_transport: httpx.AsyncBaseTransport | None = None,
+    pricing_transport: httpx.AsyncBaseTransport | None = None,
+    location_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+
+    async def start(app: FastAPI) -> None:
+        upstreams = Upstreams.create(
+            settings,
+            location_transport=location_transport,
+            inventory_transport=inventory_transport,
+            pricing_transport=pricing_transport,
+        )
+        app.state.upstreams = upstreams
+        sweeper = OrderSweeper(app.state.database, upstreams.inventory, settings)
+        app.state.order_sweeper = sweeper
+        app.state.order_sweep_task = PeriodicTask(
+            "order-sweeper", settings.order_sweep_interval_seconds, sweeper.run_once
+        )
+        await app.state.order_sweep_task.start()
+
+    async def stop(app: FastAPI) -> None:
+        await app.state.order_sweep_task.stop()
+        await app.state.upstreams.aclose()
+
+    return create_service_app(
+        settings,
+        title="Flow order-service",
+        routers=[router],
+        events=EventsConfig(outbox=outbox),
+        jwks_fetcher=jwks_fetcher,
+        on_startup=[start],
+        on_shutdown=[stop],
+    )

@@ -1,0 +1,182 @@
+"""Tables of the "orders" schema: orders, their lines, the outbox and idempotency keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from flow_shared.db import service_metadata
+from flow_shared.events.outbox import define_outbox_table
+from flow_shared.idempotency import define_idempotency_table
+
+SCHEMA = "orders"
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
+class OrderStatus(StrEnum):
+    PLACED = "placed"
+    CONFIRMED = "confirmed"
+    DISPATCHED = "dispatched"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class ReservationStatus(StrEnum):
+    """Where the order's hold at inventory-service stands, as far as this service knows."""
+
+    HELD = "held"
+    # The order left the flow; the hold must be released (retried until inventory answers).
+    RELEASE_PENDING = "release_pending"
+    RELEASED = "released"
+    COMMITTED = "committed"
+
+
+PRIORITIES = ("routine", "urgent", "emergency")
+PAYMENT_METHODS = ("invoice", "card", "cash_on_delivery")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+# Money: two decimals for amounts; unit prices keep the scale pricing-service gave them.
+Amount = Numeric(14, 2)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(_in("status", tuple(OrderStatus)), name="status"),
+        CheckConstraint(_in("reservation_status", tuple(ReservationStatus)), name="reservation"),
+        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
+        CheckConstraint(_in("payment_method", PAYMENT_METHODS), name="payment_method"),
+        # A total is exactly the sum of its parts, whatever pricing-service sent.
+        CheckConstraint("total = subtotal + delivery_fee + surcharge + tax", name="total_sum"),
+        CheckConstraint(
+            "subtotal >= 0 AND delivery_fee >= 0 AND surcharge >= 0 AND tax >= 0",
+            name="amounts_non_negative",
+        ),
+        Index("ix_orders_hospital_org_id_created_at", "hospital_org_id", "created_at"),
+        Index("ix_orders_vendor_id_created_at", "vendor_id", "created_at"),
+        Index("ix_orders_created_at", "created_at"),
+        # The expiry sweeper scans only unconfirmed orders by deadline.
+        Index(
+            "ix_orders_placed_expires_at",
+            "expires_at",
+            postgresql_where=text("status = 'placed'"),
+        ),
+        Index(
+            "ix_orders_release_pending",
+            "release_attempted_at",
+            postgresql_where=text("reservation_status = 'release_pending'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    placed_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    vendor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    depot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    site_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    delivery_lat: Mapped[float] = mapped_column(Double)
+    delivery_lon: Mapped[float] = mapped_column(Double)
+    delivery_address: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(String(20))
+    payment_method: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    # [{status, at, actor}], appended by state.apply_transition only.
+    status_history: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+
+    reservation_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    reservation_status: Mapped[str] = mapped_column(String(20))
+    release_attempted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    quote_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[Decimal] = mapped_column(Amount)
+    delivery_fee: Mapped[Decimal] = mapped_column(Amount)
+    surcharge: Mapped[Decimal] = mapped_column(Amount)
+    tax: Mapped[Decimal] = mapped_column(Amount)
+    total: Mapped[Decimal] = mapped_column(Amount)
+    distance_km: Mapped[float | None] = mapped_column(Double)
+
+    notes: Mapped[str | None] = mapped_column(Text)
+    eta_minutes: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set in Python, not by the server: answers are built before the commit.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    items: Mapped[list[OrderItem]] = relationship(
+        lazy="selectin", order_by="OrderItem.line_no", cascade="all, delete-orphan"
+    )
+
+
+class OrderItem(Base):
+    """One line, at the price of the quote the order was placed on (never re-priced)."""
+
+    __tablename__ = "order_items"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_price >= 0 AND line_total >= 0", name="prices_non_negative"),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Numeric)
+    line_total: Mapped[Decimal] = mapped_column(Amount)
+
+
+class AbandonedHold(Base):
+    """A hold at inventory-service that a failed placement could not give back right away.
+
+    There is no order with this `order_id`. `reservation_id` is unknown when the
+    reservation's answer was lost; `reserve_request` then finds the hold again
+    (reservations are idempotent on order_id). The order sweeper releases these.
+    """
+
+    __tablename__ = "abandoned_holds"
+    __table_args__ = (Index("ix_abandoned_holds_attempted_at", "attempted_at"),)
+
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    reservation_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    # {depot_id, items: [{product_id, quantity}], ttl_seconds}, as sent to inventory-service.
+    reserve_request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # After this the hold has expired at inventory-service by itself.
+    hold_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+outbox = define_outbox_table(Base.metadata)
+idempotency_keys = define_idempotency_table(Base.metadata)

@@ -1,0 +1,201 @@
+"""Request and response bodies of the public order API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+
+from order_service.models import Order
+
+Priority = Literal["routine", "urgent", "emergency"]
+PaymentMethod = Literal["invoice", "card", "cash_on_delivery"]
+# Decimal end to end; on the wire a string such as "1250.00", never a float.
+Money = Annotated[Decimal, PlainSerializer(str, return_type=str, when_used="json")]
+Quantity = Annotated[int, Field(strict=True, gt=0, le=100_000)]
+
+MAX_ORDER_LINES = 20
+
+
+class DeliveryPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    address: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class OrderLineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: uuid.UUID
+    quantity: Quantity
+
+
+class _Destination(BaseModel):
+    """Where to deliver (a saved site XOR coordinates) and how the hospital will pay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    site_id: uuid.UUID | None = None
+    delivery: DeliveryPoint | None = None
+    payment_method: PaymentMethod
+    # Checked for presence only: payments come later and no card data is stored.
+    card_token: str | None = Field(default=None, min_length=1, max_length=200)
+    notes: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_destination_and_card_token_iff_card(self) -> Self:
+        if (self.site_id is None) == (self.delivery is None):
+            raise ValueError("give exactly one of site_id or delivery")
+        if self.payment_method == "card" and self.card_token is None:
+            raise ValueError("card_token is required when payment_method is card")
+        if self.payment_method != "card" and self.card_token is not None:
+            raise ValueError("card_token is only accepted when payment_method is card")
+        return self
+
+
+class OrderCreate(_Destination):
+    """Prices are never sent by the client (extra fields are refused): the server quotes."""
+
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    items: list[OrderLineIn] = Field(min_length=1, max_length=MAX_ORDER_LINES)
+    priority: Priority
+
+
+class DirectOrderCreate(_Destination):
+    product_id: uuid.UUID
+    quantity: Quantity
+    priority: Priority = "emergency"
+    max_distance_km: float | None = Field(default=None, gt=0, le=500, allow_inf_nan=False)
+    payment_method: PaymentMethod = "invoice"
+
+
+class ConfirmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    eta_minutes: int | None = Field(default=None, ge=1, le=7 * 24 * 60)
+
+
+class RejectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class StatusChange(BaseModel):
+    status: str
+    at: datetime
+    # The user who made the move, or "system" (expiry).
+    actor: str
+
+
+class DeliveryOut(BaseModel):
+    lat: float
+    lon: float
+    address: str | None
+
+
+class OrderItemOut(BaseModel):
+    product_id: uuid.UUID
+    quantity: int
+    unit_price: Money
+    line_total: Money
+
+
+class OrderOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    hospital_org_id: uuid.UUID
+    placed_by: uuid.UUID
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    site_id: uuid.UUID | None
+    delivery: DeliveryOut
+    priority: str
+    payment_method: str
+    items: list[OrderItemOut]
+    subtotal: Money
+    delivery_fee: Money
+    surcharge: Money
+    tax: Money
+    total: Money
+    currency: str
+    quote_id: uuid.UUID
+    reservation_id: uuid.UUID
+    distance_km: float | None
+    eta_minutes: int | None
+    notes: str | None
+    reason: str | None
+    status_history: list[StatusChange]
+    expires_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        return cls(
+            id=order.id,
+            status=order.status,
+            hospital_org_id=order.hospital_org_id,
+            placed_by=order.placed_by,
+            vendor_id=order.vendor_id,
+            depot_id=order.depot_id,
+            site_id=order.site_id,
+            delivery=DeliveryOut(
+                lat=order.delivery_lat, lon=order.delivery_lon, address=order.delivery_address
+            ),
+            priority=order.priority,
+            payment_method=order.payment_method,
+            items=[
+                OrderItemOut(
+                    product_id=item.product_id,
+                    quantity=item.quantity,
+                    unit_price=item.unit_price,
+                    line_total=item.line_total,
+                )
+                for item in order.items
+            ],
+            subtotal=order.subtotal,
+            delivery_fee=order.delivery_fee,
+            surcharge=order.surcharge,
+            tax=order.tax,
+            total=order.total,
+            currency=order.currency,
+            quote_id=order.quote_id,
+            reservation_id=order.reservation_id,
+            distance_km=order.distance_km,
+            eta_minutes=order.eta_minutes,
+            notes=order.notes,
+            reason=order.reason,
+            status_history=[StatusChange.model_validate(entry) for entry in order.status_history],
+            expires_at=order.expires_at,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+class Selection(BaseModel):
+    """Why a direct order went where it went."""
+
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    distance_km: float
+    # None when location-service could not estimate routes (ranked by straight distance).
+    eta_min: int | None
+    candidates_considered: int
+
+
+class DirectOrderOut(BaseModel):
+    order: OrderOut
+    selection: Selection

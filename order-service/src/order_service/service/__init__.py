@@ -1,0 +1,2 @@
+"""The business rules of order-service, by domain: placement (the saga), direct orders,
+fulfilment (the vendor's and hospital's moves), expiry, and stock holds."""

@@ -1,0 +1,123 @@
+"""The moves of a placed order: the hospital cancels; the vendor confirms, rejects,
+dispatches and delivers. Each locks the order row (SELECT ... FOR UPDATE) so two
+moves on one order never interleave.
+
+Stock holds and the order of operations:
+- cancel/reject record the new status and a pending release in one transaction;
+  the release happens after that commits. Releasing first could leave a live
+  order without a hold if the commit then failed; this way the worst case is a
+  hold kept a little longer (the sweeper retries the release), never an oversell.
+- deliver commits the hold at inventory-service first, then records `delivered`.
+  If recording fails the order stays `dispatched` and the vendor's retry finds
+  the hold already committed (commit is idempotent).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from sqlalchemy import select
+
+from flow_shared.auth import Principal
+from order_service.clients import InventoryClient
+from order_service.errors import OrderExpired, OrderNotFound
+from order_service.models import Order, OrderStatus, ReservationStatus
+from order_service.service.holds import release_after_commit, utcnow
+from order_service.state import apply_transition, ensure_can_move
+from order_service.uow import UnitOfWork
+
+Side = Literal["hospital", "vendor"]
+
+
+async def lock_order(
+    uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, side: Side
+) -> Order:
+    """The order, row-locked, if it is this hospital's (or this vendor's); else 404."""
+    owner = Order.hospital_org_id if side == "hospital" else Order.vendor_id
+    order = await uow.session.scalar(
+        select(Order).where(Order.id == order_id, owner == principal.org_id).with_for_update()
+    )
+    if order is None:
+        raise OrderNotFound("No order with this id is visible to you.")
+    return order
+
+
+async def cancel(
+    uow: UnitOfWork,
+    inventory: InventoryClient,
+    hospital: Principal,
+    order_id: uuid.UUID,
+    *,
+    reason: str | None,
+) -> Order:
+    order = await lock_order(uow, hospital, order_id, "hospital")
+    await apply_transition(
+        uow.session,
+        order,
+        OrderStatus.CANCELLED,
+        actor_id=hospital.user_id,
+        at=utcnow(),
+        reason=reason,
+    )
+    release_after_commit(uow, inventory, order, cause="cancelled")
+    return order
+
+
+async def confirm(
+    uow: UnitOfWork, vendor: Principal, order_id: uuid.UUID, *, eta_minutes: int | None
+) -> Order:
+    order = await lock_order(uow, vendor, order_id, "vendor")
+    now = utcnow()
+    ensure_can_move(order, OrderStatus.CONFIRMED)
+    if order.expires_at <= now:
+        # The sweeper has not got to it yet; the hospital was promised it would expire.
+        raise OrderExpired("This order was not confirmed in time and has expired.")
+    order.eta_minutes = eta_minutes
+    await apply_transition(
+        uow.session, order, OrderStatus.CONFIRMED, actor_id=vendor.user_id, at=now
+    )
+    return order
+
+
+async def reject(
+    uow: UnitOfWork,
+    inventory: InventoryClient,
+    vendor: Principal,
+    order_id: uuid.UUID,
+    *,
+    reason: str,
+) -> Order:
+    order = await lock_order(uow, vendor, order_id, "vendor")
+    await apply_transition(
+        uow.session,
+        order,
+        OrderStatus.REJECTED,
+        actor_id=vendor.user_id,
+        at=utcnow(),
+        reason=reason,
+    )
+    release_after_commit(uow, inventory, order, cause="rejected")
+    return order
+
+
+async def dispatch(uow: UnitOfWork, vendor: Principal, order_id: uuid.UUID) -> Order:
+    order = await lock_order(uow, vendor, order_id, "vendor")
+    await apply_transition(
+        uow.session, order, OrderStatus.DISPATCHED, actor_id=vendor.user_id, at=utcnow()
+    )
+    return order
+
+
+async def deliver(
+    uow: UnitOfWork, inventory: InventoryClient, vendor: Principal, order_id: uuid.UUID
+) -> Order:
+    order = await lock_order(uow, vendor, order_id, "vendor")
+    # Refuse an illegal move before touching the stock.
+    ensure_can_move(order, OrderStatus.DELIVERED)
+    if order.reservation_status != ReservationStatus.COMMITTED:
+        await inventory.commit(order.reservation_id)
+    await apply_transition(
+        uow.session, order, OrderStatus.DELIVERED, actor_id=vendor.user_id, at=utcnow()
+    )
+    return order

@@ -1,0 +1,645 @@
+"""Fixtures for order-service: the app on the real database, Redis and RabbitMQ, with
+location-, inventory- and pricing-service stubbed at their HTTP boundary.
+
+The stubs implement the internal contracts faithfully (and small): the fake
+inventory enforces stock and reservation states, the fake pricing computes
+quotes with Decimal, the fake location resolves sites per organisation and
+estimates routes. Each records the requests it received and can be "down".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.tokens import TokenIssuer
+from order_service.config import Settings
+from order_service.main import create_app
+
+LOCATION_URL = "http://location-service.test"
+INVENTORY_URL = "http://inventory-service.test"
+PRICING_URL = "http://pricing-service.test"
+ORDER_SERVICE_KEY = "test-key-order-service"
+CENT = Decimal("0.01")
+# A delivery point in Lagos; depots are placed around it.
+HOME = (6.5244, 3.3792)
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> httpx.Response:
+    body = {
+        "type": f"https://flow.example/problems/{code}",
+        "title": code,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return httpx.Response(status, json=body, headers={"content-type": "application/problem+json"})
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(a))
+
+
+def offset(km_north: float = 0.0, km_east: float = 0.0) -> tuple[float, float]:
+    """A point about that far from HOME."""
+    lat = HOME[0] + km_north / 111.2
+    lon = HOME[1] + km_east / (111.2 * math.cos(math.radians(HOME[0])))
+    return lat, lon
+
+
+class StubService:
+    """Shared plumbing: service-key check, request log, "down" switch."""
+
+    name = "stub"
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.down = False
+        # Paths whose next answer is lost after the work is done (a read timeout).
+        self.lose_answer_to: set[str] = set()
+        # Called first with every request; may raise a transport error to fail just that one.
+        self.on_request: Callable[[httpx.Request], None] | None = None
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self._handle)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        # Every attempt is logged, also those that find the service down.
+        self.requests.append(request)
+        if self.on_request is not None:
+            self.on_request(request)
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        if request.headers.get("X-Service-Key") != ORDER_SERVICE_KEY:
+            return problem(401, "unauthorized", "A valid service key is required.")
+        response = self.handle(request)
+        if request.url.path in self.lose_answer_to:
+            self.lose_answer_to.discard(request.url.path)
+            raise httpx.ReadTimeout("no answer in time", request=request)
+        return response
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        raise NotImplementedError
+
+    def calls(self, method: str, pattern: str) -> list[httpx.Request]:
+        return [
+            r for r in self.requests if r.method == method and re.fullmatch(pattern, r.url.path)
+        ]
+
+
+@dataclass
+class FakeDepot:
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    lat: float
+    lon: float
+    on_hand: dict[uuid.UUID, int]
+    reserved: dict[uuid.UUID, int] = field(default_factory=dict)
+    vendor_active: bool = True
+
+    def available(self, product_id: uuid.UUID) -> int:
+        return self.on_hand.get(product_id, 0) - self.reserved.get(product_id, 0)
+
+
+@dataclass
+class FakeReservation:
+    reservation_id: uuid.UUID
+    order_id: uuid.UUID
+    depot_id: uuid.UUID
+    vendor_id: uuid.UUID
+    items: dict[uuid.UUID, int]
+    body: dict[str, Any]
+    status: str
+    expires_at: datetime
+
+    def out(self) -> dict[str, Any]:
+        return {
+            "reservation_id": str(self.reservation_id),
+            "order_id": str(self.order_id),
+            "depot_id": str(self.depot_id),
+            "vendor_id": str(self.vendor_id),
+            "status": self.status,
+            "expires_at": self.expires_at.isoformat(),
+            "items": [{"product_id": str(p), "quantity": q} for p, q in self.items.items()],
+        }
+
+
+class FakeInventory(StubService):
+    """inventory-service's /internal API over in-memory depots that enforce stock."""
+
+    name = "inventory-service"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depots: dict[uuid.UUID, FakeDepot] = {}
+        self.reservations: dict[uuid.UUID, FakeReservation] = {}
+        self.by_order: dict[uuid.UUID, uuid.UUID] = {}
+        # Test hooks: hand out this reservation id next (a misbehaving inventory), and
+        # run this before a reservation is decided (another buyer racing us).
+        self.next_reservation_id: uuid.UUID | None = None
+        self.before_reserve: Callable[[FakeDepot], None] | None = None
+
+    def add_depot(
+        self, vendor_id: uuid.UUID, lat: float, lon: float, stock: dict[uuid.UUID, int]
+    ) -> FakeDepot:
+        depot = FakeDepot(uuid.uuid4(), vendor_id, lat, lon, dict(stock))
+        self.depots[depot.depot_id] = depot
+        return depot
+
+    def reservation(self, reservation_id: str | uuid.UUID) -> FakeReservation:
+        return self.reservations[uuid.UUID(str(reservation_id))]
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path == "/internal/reservations":
+            return self._reserve(json.loads(request.content))
+        match = re.fullmatch(r"/internal/reservations/([^/]+)/(commit|release)", path)
+        if request.method == "POST" and match:
+            reservation = self.reservations.get(uuid.UUID(match.group(1)))
+            if reservation is None:
+                return problem(404, "reservation-not-found", "No such reservation.")
+            return (
+                self._commit(reservation)
+                if match.group(2) == "commit"
+                else self._release(reservation)
+            )
+        if request.method == "GET" and path == "/internal/catalog/nearby":
+            return self._nearby(request.url.params)
+        return problem(404, "not-found", "No such route.")
+
+    def _reserve(self, body: dict[str, Any]) -> httpx.Response:
+        order_id = uuid.UUID(body["order_id"])
+        existing = self.by_order.get(order_id)
+        if existing is not None:
+            reservation = self.reservations[existing]
+            if reservation.body != body:
+                return problem(409, "reservation-mismatch", "Another body for this order.")
+            return httpx.Response(200, json=reservation.out())
+        depot = self.depots.get(uuid.UUID(body["depot_id"]))
+        if depot is None:
+            return problem(404, "depot-not-found", "No such depot.")
+        if not depot.vendor_active:
+            return problem(409, "vendor-unavailable", "The vendor is suspended.")
+        wanted: dict[uuid.UUID, int] = {}
+        for line in body["items"]:
+            product_id = uuid.UUID(line["product_id"])
+            wanted[product_id] = wanted.get(product_id, 0) + int(line["quantity"])
+        if self.before_reserve is not None:
+            self.before_reserve(depot)
+        short = [
+            {"product_id": str(p), "requested": q, "available": max(depot.available(p), 0)}
+            for p, q in wanted.items()
+            if depot.available(p) < q
+        ]
+        if short:
+            return problem(409, "insufficient-stock", "Not enough stock.", short_items=short)
+        for product_id, quantity in wanted.items():
+            depot.reserved[product_id] = depot.reserved.get(product_id, 0) + quantity
+        reservation = FakeReservation(
+            reservation_id=self.next_reservation_id or uuid.uuid4(),
+            order_id=order_id,
+            depot_id=depot.depot_id,
+            vendor_id=depot.vendor_id,
+            items=wanted,
+            body=body,
+            status="held",
+            expires_at=datetime.now(UTC) + timedelta(seconds=int(body["ttl_seconds"])),
+        )
+        self.next_reservation_id = None
+        self.reservations[reservation.reservation_id] = reservation
+        self.by_order[order_id] = reservation.reservation_id
+        return httpx.Response(201, json=reservation.out())
+
+    def _commit(self, reservation: FakeReservation) -> httpx.Response:
+        depot = self.depots[reservation.depot_id]
+        if reservation.status == "held":
+            for product_id, quantity in reservation.items.items():
+                depot.reserved[product_id] -= quantity
+                depot.on_hand[product_id] -= quantity
+            reservation.status = "committed"
+        elif reservation.status != "committed":
+            return problem(409, "reservation-not-held", "The reservation is no longer held.")
+        return httpx.Response(
+            200, json={"reservation_id": str(reservation.reservation_id), "status": "committed"}
+        )
+
+    def _release(self, reservation: FakeReservation) -> httpx.Response:
+        depot = self.depots[reservation.depot_id]
+        if reservation.status == "committed":
+            return problem(409, "reservation-committed", "Committed reservations stay.")
+        if reservation.status == "held":
+            for product_id, quantity in reservation.items.items():
+                depot.reserved[product_id] -= quantity
+            reservation.status = "released"
+        return httpx.Response(
+            200, json={"reservation_id": str(reservation.reservation_id), "status": "released"}
+        )
+
+    def _nearby(self, params: httpx.QueryParams) -> httpx.Response:
+        lat, lon = float(params["lat"]), float(params["lon"])
+        radius = float(params["radius_km"])
+        product_id = uuid.UUID(params["product_id"])
+        min_quantity = int(params.get("min_quantity", "1"))
+        page, page_size = int(params.get("page", "1")), int(params.get("page_size", "20"))
+        rows = []
+        for depot in self.depots.values():
+            distance = haversine_km(lat, lon, depot.lat, depot.lon)
+            available = depot.available(product_id)
+            if distance <= radius and available >= min_quantity and depot.vendor_active:
+                rows.append(
+                    {
+                        "depot_id": str(depot.depot_id),
+                        "depot_name": f"Depot {depot.depot_id.hex[:6]}",
+                        "vendor_id": str(depot.vendor_id),
+                        "vendor_name": f"Vendor {depot.vendor_id.hex[:6]}",
+                        "product_id": str(product_id),
+                        "sku": "O2-CYL-46L",
+                        "product_name": "Oxygen cylinder 46 L",
+                        "available": available,
+                        "updated_at": datetime.now(UTC).isoformat(),
+                        "distance_km": round(distance, 3),
+                        "lat": depot.lat,
+                        "lon": depot.lon,
+                    }
+                )
+        rows.sort(key=lambda r: r["distance_km"])
+        start = (page - 1) * page_size
+        body = {
+            "items": rows[start : start + page_size],
+            "page": page,
+            "page_size": page_size,
+            "total": len(rows),
+        }
+        return httpx.Response(200, json=body)
+
+
+class FakePricing(StubService):
+    """pricing-service's POST /internal/quotes with Decimal arithmetic, as the contract says."""
+
+    name = "pricing-service"
+    delivery_fee = Decimal("25.00")
+    emergency_surcharge_pct = Decimal(10)
+    tax_rate = Decimal("0.05")
+
+    def __init__(self, inventory: FakeInventory) -> None:
+        super().__init__()
+        self.inventory = inventory
+        self.prices: dict[tuple[uuid.UUID, uuid.UUID], Decimal] = {}
+        self.quotes: dict[str, dict[str, Any]] = {}
+        # Test hooks: answer this many quotes already expired (clock skew, a stale cache);
+        # refuse to quote for these depots (the delivery point is beyond their range).
+        self.expired_quotes_to_send = 0
+        self.out_of_range_depots: set[uuid.UUID] = set()
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/internal/quotes":
+            return self._quote(json.loads(request.content))
+        return problem(404, "not-found", "No such route.")
+
+    def _quote(self, body: dict[str, Any]) -> httpx.Response:
+        vendor_id, depot_id = uuid.UUID(body["vendor_id"]), uuid.UUID(body["depot_id"])
+        depot = self.inventory.depots.get(depot_id)
+        if depot is None or depot.vendor_id != vendor_id:
+            return problem(404, "depot-not-found", "This vendor has no such depot.")
+        if depot_id in self.out_of_range_depots:
+            return problem(409, "out-of-delivery-range", "Beyond the depot's delivery range.")
+        missing = [
+            line["product_id"]
+            for line in body["items"]
+            if (vendor_id, uuid.UUID(line["product_id"])) not in self.prices
+        ]
+        if missing:
+            return problem(409, "no-price", "No price for some products.", product_ids=missing)
+        lines = []
+        for line in body["items"]:
+            unit_price = self.prices[(vendor_id, uuid.UUID(line["product_id"]))]
+            line_total = (unit_price * line["quantity"]).quantize(CENT, ROUND_HALF_UP)
+            lines.append((line, unit_price, line_total))
+        subtotal = sum((lt for _, _, lt in lines), Decimal(0))
+        surcharge = Decimal("0.00")
+        if body["priority"] == "emergency":
+            surcharge = (subtotal * self.emergency_surcharge_pct / 100).quantize(
+                CENT, ROUND_HALF_UP
+            )
+        tax = ((subtotal + self.delivery_fee + surcharge) * self.tax_rate).quantize(
+            CENT, ROUND_HALF_UP
+        )
+        expires_at = datetime.now(UTC) + timedelta(minutes=15)
+        if self.expired_quotes_to_send > 0:
+            self.expired_quotes_to_send -= 1
+            expires_at = datetime.now(UTC) - timedelta(seconds=1)
+        distance = haversine_km(
+            depot.lat, depot.lon, body["delivery"]["lat"], body["delivery"]["lon"]
+        )
+        quote = {
+            "quote_id": str(uuid.uuid4()),
+            "vendor_id": str(vendor_id),
+            "depot_id": str(depot_id),
+            "priority": body["priority"],
+            "distance_km": round(distance * 1.3, 1),
+            "items": [
+                {
+                    "product_id": line["product_id"],
+                    "quantity": line["quantity"],
+                    "unit_price": str(unit_price),
+                    "line_total": str(line_total),
+                }
+                for line, unit_price, line_total in lines
+            ],
+            "subtotal": str(subtotal),
+            "delivery_fee": str(self.delivery_fee),
+            "surcharge": str(surcharge),
+            "tax_rate": str(self.tax_rate),
+            "tax": str(tax),
+            "total": str(subtotal + self.delivery_fee + surcharge + tax),
+            "currency": "NGN",
+            "created_at": datetime.now(UTC).isoformat(),
+            "expires_at": expires_at.isoformat(),
+        }
+        self.quotes[quote["quote_id"]] = quote
+        return httpx.Response(201, json=quote)
+
+
+class FakeLocation(StubService):
+    """location-service's sites (per organisation) and batch route estimates."""
+
+    name = "location-service"
+    road_factor = 1.3
+    speed_kmh = 60.0
+    handling_min = 10
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sites: dict[uuid.UUID, dict[str, Any]] = {}
+        # Per origin id: a duration that traffic imposes, overriding the estimate.
+        self.duration_overrides: dict[str, int] = {}
+
+    def add_site(self, org_id: uuid.UUID, lat: float, lon: float) -> uuid.UUID:
+        site_id = uuid.uuid4()
+        self.sites[site_id] = {
+            "id": str(site_id),
+            "org_id": str(org_id),
+            "name": "Main theatre",
+            "address": "1 Hospital Road, Lagos",
+            "lat": lat,
+            "lon": lon,
+        }
+        return site_id
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        match = re.fullmatch(r"/internal/sites/([^/]+)", path)
+        if request.method == "GET" and match:
+            site = self.sites.get(uuid.UUID(match.group(1)))
+            if site is None or site["org_id"] != request.url.params.get("org_id"):
+                return problem(404, "site-not-found", "No such site.")
+            return httpx.Response(200, json=site)
+        if request.method == "POST" and path == "/internal/routes/batch":
+            body = json.loads(request.content)
+            to = body["to"]
+            routes = []
+            for origin in body["origins"]:
+                distance = round(
+                    haversine_km(origin["lat"], origin["lon"], to["lat"], to["lon"])
+                    * self.road_factor,
+                    1,
+                )
+                duration = self.duration_overrides.get(
+                    origin["id"], round(distance / self.speed_kmh * 60) + self.handling_min
+                )
+                routes.append(
+                    {
+                        "id": origin["id"],
+                        "distance_km": distance,
+                        "duration_min": duration,
+                        "source": "haversine-x1.3",
+                    }
+                )
+            return httpx.Response(200, json={"routes": routes})
+        return problem(404, "not-found", "No such route.")
+
+
+@dataclass
+class Org:
+    org_id: uuid.UUID
+    user_id: uuid.UUID
+    headers: dict[str, str]
+
+    def with_request_id(self, request_id: str) -> dict[str, str]:
+        return {**self.headers, "X-Request-ID": request_id}
+
+
+@dataclass
+class Fleet:
+    """The three stubbed services and helpers to set up a small world in them."""
+
+    token_issuer: TokenIssuer
+    location: FakeLocation
+    inventory: FakeInventory
+    pricing: FakePricing
+
+    def org(self, kind: str, role: str = "staff") -> Org:
+        org_id, user_id = uuid.uuid4(), uuid.uuid4()
+        headers = self.token_issuer.headers(
+            org_kind=kind, role=role, org_id=org_id, user_id=user_id
+        )
+        return Org(org_id, user_id, headers)
+
+    def hospital(self) -> Org:
+        return self.org("hospital")
+
+    def vendor(self) -> Org:
+        return self.org("vendor")
+
+    def admin(self) -> Org:
+        return self.org("platform", "platform_admin")
+
+    home = HOME
+
+    @staticmethod
+    def point(km_north: float = 0.0, km_east: float = 0.0) -> tuple[float, float]:
+        return offset(km_north, km_east)
+
+    @staticmethod
+    def order_body(
+        vendor: Org, depot: FakeDepot, lines: list[tuple[uuid.UUID, int]], **fields: Any
+    ) -> dict[str, Any]:
+        """A valid POST /api/v1/orders body (delivery to HOME), with `fields` replaced."""
+        body: dict[str, Any] = {
+            "vendor_id": str(vendor.org_id),
+            "depot_id": str(depot.depot_id),
+            "delivery": {"lat": HOME[0], "lon": HOME[1], "address": "Ward 3, Lagos General"},
+            "items": [{"product_id": str(p), "quantity": q} for p, q in lines],
+            "priority": "urgent",
+            "payment_method": "invoice",
+        }
+        body.update(fields)
+        return body
+
+    def depot(
+        self,
+        vendor: Org,
+        stock: dict[uuid.UUID, int],
+        *,
+        price: Decimal | str = "100.00",
+        at: tuple[float, float] | None = None,
+    ) -> FakeDepot:
+        lat, lon = at or offset(km_north=3)
+        depot = self.inventory.add_depot(vendor.org_id, lat, lon, stock)
+        for product_id in stock:
+            self.pricing.prices[(vendor.org_id, product_id)] = Decimal(price)
+        return depot
+
+
+@pytest.fixture
+def fleet(token_issuer: TokenIssuer) -> Fleet:
+    inventory = FakeInventory()
+    return Fleet(token_issuer, FakeLocation(), inventory, FakePricing(inventory))
+
+
+def order_settings(infra: TestInfra, **overrides: Any) -> Settings:
+    kwargs: dict[str, Any] = {
+        "location_service_url": LOCATION_URL,
+        "inventory_service_url": INVENTORY_URL,
+        "pricing_service_url": PRICING_URL,
+        # Tests run the sweeper themselves (app.state.order_sweeper.run_once()).
+        "order_sweep_interval_seconds": 3600,
+    }
+    kwargs.update(overrides)
+    return Settings(**infra.settings_kwargs("order-service", **kwargs))
+
+
+@dataclass
+class OrderApp:
+    app: FastAPI
+    client: httpx.AsyncClient
+
+    async def sweep(self) -> Any:
+        return await self.app.state.order_sweeper.run_once()
+
+
+OrderAppFactory = Callable[..., AbstractAsyncContextManager[OrderApp]]
+
+
+@pytest.fixture
+def order_app_for(infra: TestInfra, token_issuer: TokenIssuer, fleet: Fleet) -> OrderAppFactory:
+    """Opens order-service in-process; keyword arguments override its settings."""
+
+    @asynccontextmanager
+    async def open_app(**overrides: Any) -> AsyncIterator[OrderApp]:
+        app = create_app(
+            order_settings(infra, **overrides),
+            jwks_fetcher=token_issuer.fetch_jwks,
+            location_transport=fleet.location.transport(),
+            inventory_transport=fleet.inventory.transport(),
+            pricing_transport=fleet.pricing.transport(),
+        )
+        async with asgi_client(app) as client:
+            yield OrderApp(app, client)
+
+    return open_app
+
+
+@pytest.fixture
+async def order_app(order_app_for: OrderAppFactory) -> AsyncIterator[OrderApp]:
+    async with order_app_for() as opened:
+        yield opened
+
+
+@pytest.fixture
+def client(order_app: OrderApp) -> httpx.AsyncClient:
+    return order_app.client
+
+
+@pytest.fixture(scope="session")
+async def orders_engine(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
+    """Connected as order-service's own role, to read what requests committed."""
+    engine = create_async_engine(infra.database_url("orders"))
+    yield engine
+    await engine.dispose()
+
+
+@dataclass
+class OrdersDb:
+    engine: AsyncEngine
+
+    async def order_ids_of(self, hospital_org_id: uuid.UUID) -> list[str]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT id FROM orders.orders WHERE hospital_org_id = :org"),
+                {"org": hospital_org_id},
+            )
+            return [str(row.id) for row in rows]
+
+    async def events_of(self, order_id: str) -> list[dict[str, Any]]:
+        """The outbox envelopes about one order, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT payload FROM orders.outbox "
+                    "WHERE payload->'data'->>'order_id' = :order_id ORDER BY seq"
+                ),
+                {"order_id": order_id},
+            )
+            return [row.payload for row in rows]
+
+    async def abandoned_holds_at(self, depot_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Holds failed placements at this depot left behind, not yet given back."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT order_id, reservation_id FROM orders.abandoned_holds "
+                    "WHERE reserve_request->>'depot_id' = :depot_id"
+                ),
+                {"depot_id": str(depot_id)},
+            )
+            return [dict(row._mapping) for row in rows]
+
+    async def reservation_status(self, order_id: str) -> str:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(
+                text("SELECT reservation_status FROM orders.orders WHERE id = :id"),
+                {"id": uuid.UUID(order_id)},
+            )
+            return str(value)
+
+
+@pytest.fixture
+def orders_db(orders_engine: AsyncEngine) -> OrdersDb:
+    return OrdersDb(orders_engine)
+
+
+PlaceOrder = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def place_order(client: httpx.AsyncClient) -> PlaceOrder:
+    """POST /api/v1/orders that must succeed; returns the order."""
+
+    async def place(hospital: Org, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+        response = await client.post(
+            "/api/v1/orders", json=body, headers={**hospital.headers, **headers}
+        )
+        assert response.status_code == 201, response.text
+        order: dict[str, Any] = response.json()
+        return order
+
+    return place
