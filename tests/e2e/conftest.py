@@ -36,6 +36,7 @@ class RunningFleet:
     admin_email: str
     admin_password: str
     env_file: Path
+    port_offset: int = PORT_OFFSET
 
     def flowctl(self, *args: str) -> None:
         subprocess.run(

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Order/inventory integration check against a running platform (`make up`).
+
+Creates what it needs through the gateway (a verified vendor with a depot, stock
+and prices; a hospital with a delivery site), then checks, one line each:
+  1 inventory health           2 catalog nearby: pagination and caching
+  3 reservation via an order   4 vendor availability
+  5 order-service health       6 the orders endpoint with authentication
+  7 a direct order end to end (confirm, dispatch, deliver; stock committed)
+Exits non-zero on the first failure. Usage:
+  .venv/bin/python scripts/test-order-inventory-integration.py [--env-file F] [--port-offset N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flowctl import Fleet, load_config
+
+PASSWORD = "integration-check-password"  # noqa: S105 (a throwaway test account)
+# A depot in central London and a hospital site about 3 km away.
+DEPOT = {"lat": 51.5074, "lon": -0.1278}
+SITE = {"lat": 51.5230, "lon": -0.0950}
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(condition: object, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def expect_status(response: httpx.Response, status: int) -> dict[str, Any]:
+    if response.status_code != status:
+        raise CheckFailed(
+            f"{response.request.method} {response.request.url.path} answered "
+            f"{response.status_code}, expected {status}: {response.text[:300]}"
+        )
+    body: dict[str, Any] = response.json() if response.content else {}
+    return body
+
+
+class Platform:
+    def __init__(self, gateway: str, admin_email: str, admin_password: str) -> None:
+        self.http = httpx.Client(base_url=gateway, timeout=20)
+        self.admin_email = admin_email
+        self.admin_password = admin_password
+
+    def login(self, email: str, password: str = PASSWORD) -> dict[str, str]:
+        tokens = expect_status(
+            self.http.post("/api/v1/auth/login", json={"email": email, "password": password}), 200
+        )
+        return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    def register(self, kind: str) -> tuple[str, dict[str, str]]:
+        email = f"integration-{kind}-{uuid.uuid4().hex[:10]}@flow.test"
+        body = expect_status(
+            self.http.post(
+                "/api/v1/auth/register",
+                json={
+                    "email": email,
+                    "password": PASSWORD,
+                    "full_name": f"Integration {kind}",
+                    "organization": {
+                        "name": f"Integration {kind} {email[:24]}",
+                        "kind": kind,
+                        "license_number": "LIC-INT-1",
+                    },
+                },
+            ),
+            201,
+        )
+        return body["organization"]["id"], self.login(email)
+
+
+def run(platform: Platform, fleet: Fleet) -> None:
+    http = platform.http
+    inventory_url = fleet.url(fleet.by_name("inventory-service"))
+    order_url = fleet.url(fleet.by_name("order-service"))
+
+    # --- set-up: a verified vendor with stock and prices, a hospital with a site ---------
+    vendor_id, vendor = platform.register("vendor")
+    admin = platform.login(platform.admin_email, platform.admin_password)
+    expect_status(http.post(f"/api/v1/admin/vendors/{vendor_id}/verify", headers=admin), 200)
+    products = expect_status(
+        http.get(
+            "/api/v1/catalog/products", params={"category": "oxygen_cylinder"}, headers=vendor
+        ),
+        200,
+    )
+    expect(products["total"] >= 2, "the seeded catalogue has cylinders")
+    product, other_product = products["items"][0], products["items"][1]
+    depot = expect_status(
+        http.post(
+            "/api/v1/inventory/depots",
+            headers=vendor,
+            json={"name": "Integration depot", **DEPOT, "service_radius_km": 30},
+        ),
+        201,
+    )
+    depot_id = depot.get("id") or depot["depot_id"]
+    for item in (product, other_product):
+        expect_status(
+            http.put(
+                f"/api/v1/inventory/depots/{depot_id}/stock/{item['id']}",
+                headers=vendor,
+                json={"on_hand": 10, "low_stock_threshold": 2},
+            ),
+            200,
+        )
+        expect_status(
+            http.put(
+                f"/api/v1/pricing/prices/{item['id']}",
+                headers=vendor,
+                json={
+                    "unit_price": "120.00",
+                    "currency": "GBP",
+                    "delivery_fee_per_km": "1.50",
+                    "min_delivery_fee": "15.00",
+                    "emergency_surcharge_pct": "10",
+                },
+            ),
+            200,
+        )
+    _, hospital = platform.register("hospital")
+    site = expect_status(
+        http.post("/api/v1/locations/sites", headers=hospital, json={"name": "Ward block", **SITE}),
+        201,
+    )
+
+    # 1 -----------------------------------------------------------------------------------
+    expect_status(httpx.get(f"{inventory_url}/health/ready", timeout=5), 200)
+    print("ok 1 inventory-service is ready")
+
+    # 2 -----------------------------------------------------------------------------------
+    nearby_params = {**SITE, "radius_km": 10, "page_size": 1}
+    first = expect_status(
+        http.get("/api/v1/catalog/nearby", params=nearby_params, headers=hospital), 200
+    )
+    mine = [row for row in first["items"] if row["depot_id"] == depot_id]
+    expect(first["page_size"] == 1 and len(first["items"]) <= 1, "nearby honours page_size")
+    expect(first["total"] >= 2, "nearby counts every matching row in total")
+    again = expect_status(
+        http.get("/api/v1/catalog/nearby", params=nearby_params, headers=hospital), 200
+    )
+    expect(again == first, "a repeated nearby call answers the same (cached) page")
+    filtered = {**SITE, "radius_km": 10, "product_id": product["id"], "page_size": 100}
+    rows = expect_status(http.get("/api/v1/catalog/nearby", params=filtered, headers=hospital), 200)
+    mine = [row for row in rows["items"] if row["depot_id"] == depot_id]
+    expect(len(mine) == 1 and mine[0]["available"] == 10, f"our depot offers 10: {mine}")
+    expect(all("updated_at" in row for row in rows["items"]), "every row says how fresh it is")
+    print("ok 2 catalog nearby pages, caches and filters")
+
+    # 3 -----------------------------------------------------------------------------------
+    order = expect_status(
+        http.post(
+            "/api/v1/orders",
+            headers={**hospital, "Idempotency-Key": uuid.uuid4().hex},
+            json={
+                "vendor_id": vendor_id,
+                "depot_id": depot_id,
+                "site_id": site["id"],
+                "items": [{"product_id": product["id"], "quantity": 3}],
+                "priority": "urgent",
+                "payment_method": "invoice",
+            },
+        ),
+        201,
+    )
+    expect(
+        order["status"] == "placed" and order.get("reservation_id"), "the order holds a reservation"
+    )
+    stock = expect_status(
+        http.get(f"/api/v1/inventory/depots/{depot_id}/stock", headers=vendor), 200
+    )
+    row = next(r for r in stock.get("items", stock) if r["product_id"] == product["id"])
+    expect(row["reserved"] == 3 and row["available"] == 7, f"3 reserved, 7 available: {row}")
+    rows = expect_status(http.get("/api/v1/catalog/nearby", params=filtered, headers=hospital), 200)
+    mine = [r for r in rows["items"] if r["depot_id"] == depot_id]
+    expect(mine and mine[0]["available"] == 7, "nearby shows the reservation on the next call")
+    print("ok 3 an order reserves stock, visible at once despite the cache")
+
+    # 4 -----------------------------------------------------------------------------------
+    availability = expect_status(
+        http.get(f"/api/v1/vendors/{vendor_id}/availability", headers=hospital), 200
+    )
+    depot_row = next(d for d in availability["depots"] if d["depot_id"] == depot_id)
+    by_product = {p["product_id"]: p["available"] for p in depot_row["products"]}
+    expect(
+        by_product.get(product["id"]) == 7 and by_product.get(other_product["id"]) == 10,
+        f"availability per product: {by_product}",
+    )
+    print("ok 4 vendor availability")
+
+    # 5 -----------------------------------------------------------------------------------
+    expect_status(httpx.get(f"{order_url}/health/ready", timeout=5), 200)
+    print("ok 5 order-service is ready")
+
+    # 6 -----------------------------------------------------------------------------------
+    expect(http.get("/api/v1/orders").status_code == 401, "orders need a token")
+    listed = expect_status(http.get("/api/v1/orders", headers=hospital), 200)
+    expect(order["id"] in {o["id"] for o in listed["items"]}, "the hospital sees its order")
+    to_vendor = expect_status(http.get("/api/v1/orders", headers=vendor), 200)
+    expect(order["id"] in {o["id"] for o in to_vendor["items"]}, "the vendor sees the order to it")
+    _, stranger = platform.register("hospital")
+    expect(
+        http.get(f"/api/v1/orders/{order['id']}", headers=stranger).status_code == 404,
+        "another hospital cannot see it",
+    )
+    print("ok 6 orders endpoint with authentication and per-organisation visibility")
+
+    # 7 -----------------------------------------------------------------------------------
+    direct = expect_status(
+        http.post(
+            "/api/v1/orders/direct",
+            headers=hospital,
+            json={
+                "product_id": other_product["id"],
+                "quantity": 4,
+                "site_id": site["id"],
+                "max_distance_km": 10,
+            },
+        ),
+        201,
+    )
+    selection, direct_order = direct["selection"], direct["order"]
+    expect(
+        selection["depot_id"] == depot_id and selection["candidates_considered"] >= 1,
+        f"the direct order chose our depot: {selection}",
+    )
+    expect(direct_order["priority"] == "emergency", "direct orders are emergencies by default")
+    for action in ("confirm", "dispatch", "deliver"):
+        moved = expect_status(
+            http.post(f"/api/v1/orders/{direct_order['id']}/{action}", headers=vendor, json={}), 200
+        )
+    expect(moved["status"] == "delivered", "the vendor delivered")
+    history = [h["status"] for h in moved["status_history"]]
+    expect(history == ["placed", "confirmed", "dispatched", "delivered"], f"history: {history}")
+    stock = expect_status(
+        http.get(f"/api/v1/inventory/depots/{depot_id}/stock", headers=vendor), 200
+    )
+    row = next(r for r in stock.get("items", stock) if r["product_id"] == other_product["id"])
+    expect(row["on_hand"] == 6 and row["reserved"] == 0, f"delivery took 4 off on_hand: {row}")
+    print("ok 7 direct order placed, confirmed, dispatched and delivered; stock committed")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--env-file", type=Path, default=None)
+    parser.add_argument(
+        "--port-offset", type=int, default=int(os.environ.get("FLOW_PORT_OFFSET", "0"))
+    )
+    args = parser.parse_args()
+    config = load_config(args.env_file)
+    fleet = Fleet(config, port_offset=args.port_offset)
+    platform = Platform(
+        fleet.url(fleet.by_name("api-gateway")),
+        config["BOOTSTRAP_ADMIN_EMAIL"],
+        config["BOOTSTRAP_ADMIN_PASSWORD"],
+    )
+    try:
+        run(platform, fleet)
+    except (CheckFailed, httpx.HTTPError, KeyError, StopIteration) as exc:
+        print(f"FAIL {type(exc).__name__}: {exc}")
+        return 1
+    print("all integration checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

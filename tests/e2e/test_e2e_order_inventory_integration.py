@@ -1,0 +1,31 @@
+"""The seed's integration check (scripts/test-order-inventory-integration.py) on the real fleet."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from flow_shared.testing.infra import repo_root
+
+
+def test_order_inventory_integration_script_passes(fleet: Any) -> None:
+    script = repo_root() / "scripts" / "test-order-inventory-integration.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--env-file",
+            str(fleet.env_file),
+            "--port-offset",
+            str(fleet.port_offset),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = [line for line in result.stdout.splitlines() if line.startswith("ok ")]
+    assert [line.split()[1] for line in passed] == ["1", "2", "3", "4", "5", "6", "7"]
