@@ -218,7 +218,10 @@ class Fleet:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        workers = self.config.get("WEB_CONCURRENCY", "1")
+        # WEB_CONCURRENCY_<SERVICE> (e.g. WEB_CONCURRENCY_INVENTORY) overrides the default.
+        workers = self.config.get(
+            f"WEB_CONCURRENCY_{service.short}", self.config.get("WEB_CONCURRENCY", "1")
+        )
         command = [
             sys.executable,
             "-m",

@@ -79,6 +79,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
         "FLOW_LOG_DIR": str(work / "log"),
         "BOOTSTRAP_ADMIN_EMAIL": "admin@flow.local",
         "BOOTSTRAP_ADMIN_PASSWORD": admin_password,
+        # Two inventory processes, so the no-oversell test races across processes.
+        "WEB_CONCURRENCY_INVENTORY": "2",
         # Every test reaches the gateway from 127.0.0.1: give login and register room;
         # auth-token keeps its default so the limit itself is tested.
         "RATE_LIMITS": json.dumps(
@@ -140,3 +142,66 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
 async def gateway(fleet: RunningFleet) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=fleet.gateway, timeout=15) as client:
         yield client
+
+
+E2E_PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Account:
+    email: str
+    user_id: str
+    org_id: str
+    headers: dict[str, str]
+
+
+class Accounts:
+    """Creates users through the gateway, as a client would."""
+
+    def __init__(self, gateway: httpx.AsyncClient, fleet: RunningFleet) -> None:
+        self.gateway = gateway
+        self.fleet = fleet
+
+    async def login(self, email: str, password: str = E2E_PASSWORD) -> dict[str, str]:
+        response = await self.gateway.post(
+            "/api/v1/auth/login", json={"email": email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    async def register(self, kind: str) -> Account:
+        email = f"{kind}-{uuid.uuid4().hex[:10]}@e2e.flow.test"
+        response = await self.gateway.post(
+            "/api/v1/auth/register",
+            json={
+                "email": email,
+                "password": E2E_PASSWORD,
+                "full_name": f"E2E {kind}",
+                "organization": {
+                    "name": f"E2E {kind} {uuid.uuid4().hex[:6]}",
+                    "kind": kind,
+                    "license_number": "LIC-42" if kind == "vendor" else None,
+                },
+            },
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return Account(
+            email, body["user"]["id"], body["organization"]["id"], await self.login(email)
+        )
+
+    async def admin(self) -> dict[str, str]:
+        return await self.login(self.fleet.admin_email, self.fleet.admin_password)
+
+    async def verified_vendor(self) -> Account:
+        vendor = await self.register("vendor")
+        verified = await self.gateway.post(
+            f"/api/v1/admin/vendors/{vendor.org_id}/verify", headers=await self.admin()
+        )
+        assert verified.status_code == 200, verified.text
+        return vendor
+
+
+@pytest.fixture
+def accounts(gateway: httpx.AsyncClient, fleet: RunningFleet) -> Accounts:
+    return Accounts(gateway, fleet)
