@@ -1,0 +1,4 @@
+from flow_shared.migrations import run_migrations
+from review_service.models import Base
+
+run_migrations(Base.metadata, schema="reviews")
