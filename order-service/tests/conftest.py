@@ -143,12 +143,19 @@ class FakeReservation:
 
 
 class FakeInventory(StubService):
-    """inventory-service's /internal API over in-memory depots that enforce stock."""
+    """inventory-service's /internal API over in-memory depots that enforce stock.
+
+    Holds expire by the fake's own clock (`advance` moves it on): an expired hold
+    cannot be committed or extended, and `expire_due` releases them as inventory's
+    sweeper does.
+    """
 
     name = "inventory-service"
+    max_ttl_seconds = 7 * 24 * 3600  # inventory's default RESERVATION_MAX_TTL_SECONDS
 
     def __init__(self) -> None:
         super().__init__()
+        self.clock_offset = timedelta(0)
         self.depots: dict[uuid.UUID, FakeDepot] = {}
         self.reservations: dict[uuid.UUID, FakeReservation] = {}
         self.by_order: dict[uuid.UUID, uuid.UUID] = {}
@@ -167,15 +174,36 @@ class FakeInventory(StubService):
     def reservation(self, reservation_id: str | uuid.UUID) -> FakeReservation:
         return self.reservations[uuid.UUID(str(reservation_id))]
 
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move inventory's clock on (order-service's clock is not affected)."""
+        self.clock_offset += timedelta(seconds=seconds)
+
+    def expire_due(self) -> list[uuid.UUID]:
+        """inventory's sweeper: held reservations past their expiry give their stock back."""
+        expired = []
+        for reservation in self.reservations.values():
+            if reservation.status == "held" and reservation.expires_at <= self.now():
+                depot = self.depots[reservation.depot_id]
+                for product_id, quantity in reservation.items.items():
+                    depot.reserved[product_id] -= quantity
+                reservation.status = "expired"
+                expired.append(reservation.reservation_id)
+        return expired
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if request.method == "POST" and path == "/internal/reservations":
             return self._reserve(json.loads(request.content))
-        match = re.fullmatch(r"/internal/reservations/([^/]+)/(commit|release)", path)
+        match = re.fullmatch(r"/internal/reservations/([^/]+)/(commit|release|extend)", path)
         if request.method == "POST" and match:
             reservation = self.reservations.get(uuid.UUID(match.group(1)))
             if reservation is None:
                 return problem(404, "reservation-not-found", "No such reservation.")
+            if match.group(2) == "extend":
+                return self._extend(reservation, json.loads(request.content))
             return (
                 self._commit(reservation)
                 if match.group(2) == "commit"
@@ -193,6 +221,8 @@ class FakeInventory(StubService):
             if reservation.body != body:
                 return problem(409, "reservation-mismatch", "Another body for this order.")
             return httpx.Response(200, json=reservation.out())
+        if not 1 <= int(body["ttl_seconds"]) <= self.max_ttl_seconds:
+            return problem(422, "validation-error", "ttl_seconds is out of range.")
         depot = self.depots.get(uuid.UUID(body["depot_id"]))
         if depot is None:
             return problem(404, "depot-not-found", "No such depot.")
@@ -221,16 +251,34 @@ class FakeInventory(StubService):
             items=wanted,
             body=body,
             status="held",
-            expires_at=datetime.now(UTC) + timedelta(seconds=int(body["ttl_seconds"])),
+            expires_at=self.now() + timedelta(seconds=int(body["ttl_seconds"])),
         )
         self.next_reservation_id = None
         self.reservations[reservation.reservation_id] = reservation
         self.by_order[order_id] = reservation.reservation_id
         return httpx.Response(201, json=reservation.out())
 
+    def _live(self, reservation: FakeReservation) -> bool:
+        return reservation.status == "held" and reservation.expires_at > self.now()
+
+    def _extend(self, reservation: FakeReservation, body: Any) -> httpx.Response:
+        ttl = body.get("ttl_seconds") if isinstance(body, dict) else None
+        if (
+            not isinstance(body, dict)
+            or set(body) != {"ttl_seconds"}
+            or not isinstance(ttl, int)
+            or not 1 <= ttl <= self.max_ttl_seconds
+        ):
+            return problem(422, "validation-error", "ttl_seconds is out of range.")
+        if not self._live(reservation):
+            return problem(409, "reservation-not-held", "The reservation is no longer held.")
+        # Never shortens a later expiry.
+        reservation.expires_at = max(reservation.expires_at, self.now() + timedelta(seconds=ttl))
+        return httpx.Response(200, json=reservation.out())
+
     def _commit(self, reservation: FakeReservation) -> httpx.Response:
         depot = self.depots[reservation.depot_id]
-        if reservation.status == "held":
+        if self._live(reservation):
             for product_id, quantity in reservation.items.items():
                 depot.reserved[product_id] -= quantity
                 depot.on_hand[product_id] -= quantity

@@ -77,6 +77,7 @@ async def test_an_overdue_order_cannot_be_confirmed_even_before_the_sweeper_runs
 
     assert late.status_code == 409
     assert late.json()["type"].endswith("/order-expired")
+    assert not fleet.inventory.calls("POST", r".*/extend")  # an expired order keeps no hold
     assert [e["type"] for e in await orders_db.events_of(order_id)] == [
         "order.placed",
         "order.expired",

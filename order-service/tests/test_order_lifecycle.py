@@ -164,6 +164,7 @@ async def test_illegal_moves_are_409_and_change_nothing(
     before = await client.get(f"/api/v1/orders/{order['id']}", headers=world.hospital.headers)
     events_before = await orders_db.events_of(order["id"])
     commits_before = len(world.fleet.inventory.calls("POST", r".*/commit"))
+    extends_before = len(world.fleet.inventory.calls("POST", r".*/extend"))
 
     body = {"reason": "no"} if action == "reject" else None
     actor = world.hospital if by == "hospital" else world.vendor
@@ -176,6 +177,8 @@ async def test_illegal_moves_are_409_and_change_nothing(
     assert await orders_db.events_of(order["id"]) == events_before
     # An illegal delivery never touches the stock.
     assert len(world.fleet.inventory.calls("POST", r".*/commit")) == commits_before
+    # Nor does an illegal confirmation touch the hold.
+    assert len(world.fleet.inventory.calls("POST", r".*/extend")) == extends_before
 
 
 async def test_only_the_two_organisations_and_admins_see_an_order(

@@ -19,5 +19,6 @@ class Settings(BaseServiceSettings):
     # released, and how many per transaction.
     reservation_sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     reservation_sweep_batch_size: int = Field(default=200, ge=1, le=5000)
-    # Largest hold a caller may ask for (routine orders wait up to 24 h for the vendor).
+    # Largest hold a caller may ask for, when reserving or extending (a confirmed order's
+    # hold is extended to cover the wait for delivery).
     reservation_max_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)

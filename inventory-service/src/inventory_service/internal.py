@@ -3,6 +3,7 @@ shared app).
 
 POST /internal/reservations                       -> 201 ReservationOut (200 on a replay)
 GET  /internal/reservations/{id}                  -> ReservationOut
+POST /internal/reservations/{id}/extend           -> ReservationOut (expires_at moved on)
 POST /internal/reservations/{id}/commit           -> {reservation_id, status: "committed"}
 POST /internal/reservations/{id}/release          -> {reservation_id, status: "released"|"expired"}
 GET  /internal/depots/{depot_id}                  -> InternalDepotOut
@@ -23,6 +24,7 @@ from inventory_service.schemas import (
     InternalDepotOut,
     NearbyItem,
     ReservationCreate,
+    ReservationExtend,
     ReservationItemOut,
     ReservationOut,
     ReservationStatusOut,
@@ -76,6 +78,27 @@ async def create_reservation(
 @router.get("/reservations/{reservation_id}")
 async def get_reservation(reservation_id: uuid.UUID, session: DbSession) -> ReservationOut:
     return _reservation(await reservations.get_reservation(session, reservation_id))
+
+
+@router.post(
+    "/reservations/{reservation_id}/extend",
+    responses={409: {"description": "The hold is no longer held (expired, released, committed)"}},
+)
+async def extend_reservation(
+    reservation_id: uuid.UUID,
+    body: ReservationExtend,
+    # No stock changes, so the catalogue cache stays valid: a plain session.
+    session: DbSession,
+    settings: SettingsDep,
+) -> ReservationOut:
+    view = await reservations.extend_reservation(
+        session,
+        reservation_id,
+        ttl_seconds=body.ttl_seconds,
+        max_ttl_seconds=settings.reservation_max_ttl_seconds,
+        actor=INTERNAL_ACTOR,
+    )
+    return _reservation(view)
 
 
 @router.post("/reservations/{reservation_id}/commit")

@@ -172,6 +172,11 @@ class ReservationCreate(_Input):
     ttl_seconds: int = Field(ge=1)
 
 
+class ReservationExtend(_Input):
+    # The upper bound is configuration (RESERVATION_MAX_TTL_SECONDS), checked by the service.
+    ttl_seconds: int = Field(ge=1)
+
+
 class ReservationItemOut(BaseModel):
     product_id: uuid.UUID
     quantity: int

@@ -131,16 +131,33 @@ async def cancel_order(
     return answer
 
 
-@router.post("/{order_id}/confirm", responses=_MOVE_ERRORS)
+@router.post(
+    "/{order_id}/confirm",
+    responses={
+        **_MOVE_ERRORS,
+        409: {
+            "description": "Illegal transition, the order expired, or its stock hold was lost"
+            " (`hold-lost`: the order stays placed until it expires)"
+        },
+        503: {"description": "inventory-service is down; the order is unchanged"},
+    },
+)
 async def confirm_order(
     order_id: uuid.UUID,
     vendor: VendorUser,
     database: DatabaseDep,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
     body: Annotated[ConfirmRequest | None, Body()] = None,
 ) -> OrderOut:
     async with unit_of_work(database) as uow:
         order = await fulfilment.confirm(
-            uow, vendor, order_id, eta_minutes=body.eta_minutes if body is not None else None
+            uow,
+            upstreams.inventory,
+            vendor,
+            order_id,
+            eta_minutes=body.eta_minutes if body is not None else None,
+            hold_seconds=settings.confirmed_hold_seconds,
         )
         answer = OrderOut.of(order)
     return answer

@@ -25,6 +25,7 @@ from order_service.config import Settings
 from order_service.errors import (
     BadUpstreamResponse,
     DepotOrProductNotFound,
+    HoldLost,
     InsufficientStock,
     PriceUnavailable,
     QuoteRefused,
@@ -268,6 +269,26 @@ class InventoryClient:
             if _problem_code(problem) == "vendor-unavailable":
                 raise VendorUnavailable("This vendor cannot take orders right now.")
             raise ReservationRefused(_detail(problem, "The stock could not be reserved."))
+        raise _unexpected(INVENTORY_SERVICE, response)
+
+    async def extend(self, reservation_id: uuid.UUID, *, ttl_seconds: int) -> Reservation:
+        """Keep a live hold for at least `ttl_seconds` from now (never shortened).
+
+        Sent once (a POST), but repeating it is harmless: a retry only moves the expiry on.
+        """
+        response = await self.http.post(
+            f"/internal/reservations/{reservation_id}/extend", json={"ttl_seconds": ttl_seconds}
+        )
+        if response.status_code == 200:
+            return _parse(INVENTORY_SERVICE, response, Reservation)
+        problem = _problem(response)
+        if response.status_code == 404 or (
+            response.status_code == 409 and _problem_code(problem) == "reservation-not-held"
+        ):
+            raise HoldLost(
+                "The stock held for this order has expired or been released; "
+                "it cannot be confirmed. Ask the hospital to order again."
+            )
         raise _unexpected(INVENTORY_SERVICE, response)
 
     async def commit(self, reservation_id: uuid.UUID) -> None:

@@ -10,6 +10,9 @@ from flow_shared.config import BaseServiceSettings
 
 Priority = Literal["routine", "urgent", "emergency"]
 
+# inventory-service's default RESERVATION_MAX_TTL_SECONDS: no hold may be asked for longer.
+INVENTORY_MAX_HOLD_SECONDS = 7 * 24 * 60 * 60
+
 
 class Settings(BaseServiceSettings):
     service_name: str = "order-service"
@@ -28,10 +31,16 @@ class Settings(BaseServiceSettings):
     confirm_window_emergency_seconds: float = Field(default=15 * 60, gt=0)
     confirm_window_urgent_seconds: float = Field(default=60 * 60, gt=0)
     confirm_window_routine_seconds: float = Field(default=24 * 60 * 60, gt=0)
-    # The inventory hold lives for the confirm window plus this margin. Inventory cannot
-    # extend a hold yet, so the margin must also cover confirm -> deliver; the order
-    # sweeper releases unconfirmed orders' holds long before the hold's own expiry.
-    reservation_hold_margin_seconds: int = Field(default=24 * 60 * 60, ge=60)
+    # RESERVATION_HOLD_MARGIN_SECONDS: the inventory hold taken at placement lives for the
+    # confirm window plus this margin. Kept short so that a hold orphaned by a crash frees
+    # its stock soon; the order sweeper releases unconfirmed orders' holds before that.
+    reservation_hold_margin_seconds: int = Field(default=5 * 60, ge=60)
+    # CONFIRMED_HOLD_SECONDS: confirming extends the hold to last this long from then on,
+    # covering the wait for dispatch and delivery. Inventory refuses more than its
+    # RESERVATION_MAX_TTL_SECONDS (7 days by default), hence the same bound here.
+    confirmed_hold_seconds: int = Field(
+        default=INVENTORY_MAX_HOLD_SECONDS, ge=60, le=INVENTORY_MAX_HOLD_SECONDS
+    )
 
     order_sweep_interval_seconds: float = Field(default=10.0, gt=0)
     order_sweep_batch_size: int = Field(default=100, ge=1, le=1000)

@@ -57,6 +57,14 @@ class ReservationNotHeld(Conflict):
     title = "Reservation not held"
 
 
+class HoldLost(Conflict):
+    """The order's stock hold at inventory-service expired or was released, so the vendor
+    cannot promise the goods: the order stays placed until it expires."""
+
+    code = "hold-lost"
+    title = "Stock hold lost"
+
+
 class BadUpstreamResponse(DomainError):
     """Another service answered, but not as its internal API promises."""
 

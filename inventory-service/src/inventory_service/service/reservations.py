@@ -6,6 +6,8 @@ Never oversold, whatever the concurrency: a hold is an atomic conditional UPDATE
 Rows are locked in one global order, (depot_id, product_id), by every writer,
 so two reservations for [A, B] and [B, A] cannot deadlock. A reservation row is
 locked before its stock rows, and the sweeper skips reservation rows others hold.
+A live hold can be extended (a confirmed order waiting for delivery); that moves
+only its expiry, never stock.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +51,8 @@ from inventory_service.schemas import ReservationCreate, ReservationLine
 from inventory_service.service.stock import STOCK_COLUMNS, StockState, record_stock_change
 
 SWEEPER_ACTOR = "reservation-sweeper"
+
+log = structlog.get_logger("inventory.reservations")
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,9 +354,65 @@ async def release_reservation(
     return ReservationStatus.RELEASED
 
 
+async def extend_reservation(
+    session: AsyncSession,
+    reservation_id: uuid.UUID,
+    *,
+    ttl_seconds: int,
+    max_ttl_seconds: int,
+    actor: str,
+) -> ReservationView:
+    """Keep a live hold until at least now + ttl (an existing later expiry stays).
+
+    One conditional UPDATE, so it cannot revive a hold that has expired, even one the
+    sweeper has not released yet. Racing the sweeper is safe either way round: if the
+    sweeper locked the row first, this waits and then finds it no longer held; if this
+    got the row first, the sweeper skips it (SKIP LOCKED) and, once this has committed,
+    its re-checked `expires_at <= now()` no longer matches.
+    """
+    if ttl_seconds > max_ttl_seconds:
+        raise UnprocessableEntity(f"ttl_seconds may be at most {max_ttl_seconds}.")
+    extended = (
+        await session.scalars(
+            update(Reservation)
+            .where(
+                Reservation.id == reservation_id,
+                Reservation.status == ReservationStatus.HELD.value,
+                Reservation.expires_at > func.now(),
+            )
+            .values(
+                expires_at=func.greatest(
+                    Reservation.expires_at, func.now() + timedelta(seconds=ttl_seconds)
+                ),
+                updated_at=func.now(),
+            )
+            .returning(Reservation)
+            .execution_options(populate_existing=True)
+        )
+    ).one_or_none()
+    if extended is None:
+        reservation = await session.get(Reservation, reservation_id)
+        if reservation is None:
+            raise ReservationNotFound()
+        state = reservation.status if reservation.status != ReservationStatus.HELD else "expired"
+        raise ReservationNotHeld(f"The reservation is {state}; it cannot be extended.")
+    # No stock moves, so no movement row; the log is the record of who kept it longer.
+    log.info(
+        "reservation_extended",
+        reservation_id=str(extended.id),
+        order_id=str(extended.order_id),
+        ttl_seconds=ttl_seconds,
+        expires_at=extended.expires_at.isoformat(),
+        actor=actor,
+    )
+    return await _view(session, extended)
+
+
 async def expire_due_reservations(session: AsyncSession, *, batch_size: int) -> int:
     """One batch of the sweeper: release holds whose time is up. Safe with many sweepers
-    at once: each takes the rows nobody else holds (SKIP LOCKED)."""
+    at once: each takes the rows nobody else holds (SKIP LOCKED). A row that changed
+    since the scan's snapshot is locked only if the WHERE still matches its newest
+    version (PostgreSQL re-checks it under the lock), so a hold extended meanwhile stays."""
     due = list(
         (
             await session.scalars(

@@ -7,6 +7,11 @@ Stock holds and the order of operations:
   the release happens after that commits. Releasing first could leave a live
   order without a hold if the commit then failed; this way the worst case is a
   hold kept a little longer (the sweeper retries the release), never an oversell.
+- confirm extends the hold at inventory-service (to CONFIRMED_HOLD_SECONDS) before
+  recording `confirmed`: the placement hold only outlives the confirm window by a
+  few minutes. A hold that is gone refuses the confirmation (409 hold-lost) and the
+  order stays placed until the sweeper expires it. If recording then fails, the
+  order stays placed with a longer hold; its expiry releases that hold as usual.
 - deliver commits the hold at inventory-service first, then records `delivered`.
   If recording fails the order stays `dispatched` and the vendor's retry finds
   the hold already committed (commit is idempotent).
@@ -17,17 +22,20 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
+import structlog
 from sqlalchemy import select
 
 from flow_shared.auth import Principal
 from order_service.clients import InventoryClient
-from order_service.errors import OrderExpired, OrderNotFound
+from order_service.errors import HoldLost, OrderExpired, OrderNotFound
 from order_service.models import Order, OrderStatus, ReservationStatus
 from order_service.service.holds import release_after_commit, utcnow
 from order_service.state import apply_transition, ensure_can_move
 from order_service.uow import UnitOfWork
 
 Side = Literal["hospital", "vendor"]
+
+log = structlog.get_logger("order_service.fulfilment")
 
 
 async def lock_order(
@@ -65,7 +73,13 @@ async def cancel(
 
 
 async def confirm(
-    uow: UnitOfWork, vendor: Principal, order_id: uuid.UUID, *, eta_minutes: int | None
+    uow: UnitOfWork,
+    inventory: InventoryClient,
+    vendor: Principal,
+    order_id: uuid.UUID,
+    *,
+    eta_minutes: int | None,
+    hold_seconds: int,
 ) -> Order:
     order = await lock_order(uow, vendor, order_id, "vendor")
     now = utcnow()
@@ -73,6 +87,21 @@ async def confirm(
     if order.expires_at <= now:
         # The sweeper has not got to it yet; the hospital was promised it would expire.
         raise OrderExpired("This order was not confirmed in time and has expired.")
+    try:
+        hold = await inventory.extend(order.reservation_id, ttl_seconds=hold_seconds)
+    except HoldLost:
+        log.warning(
+            "confirm_refused_hold_lost",
+            order_id=str(order.id),
+            reservation_id=str(order.reservation_id),
+        )
+        raise
+    log.info(
+        "hold_extended_on_confirm",
+        order_id=str(order.id),
+        reservation_id=str(order.reservation_id),
+        hold_expires_at=hold.expires_at.isoformat() if hold.expires_at else None,
+    )
     order.eta_minutes = eta_minutes
     await apply_transition(
         uow.session, order, OrderStatus.CONFIRMED, actor_id=vendor.user_id, at=now
