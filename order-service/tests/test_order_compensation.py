@@ -184,7 +184,8 @@ async def test_a_hold_that_cannot_be_released_at_once_is_released_by_the_sweeper
         [abandoned] = await orders_db.abandoned_holds_at(depot.depot_id)
 
         fleet.inventory.on_request = None
-        result = await opened.sweep()
+        # The app's own sweeper may also run now; whichever run gets there, it is released once.
+        await opened.sweep()
 
     assert response.status_code == 503
     assert await orders_db.order_ids_of(hospital.org_id) == []
@@ -193,7 +194,6 @@ async def test_a_hold_that_cannot_be_released_at_once_is_released_by_the_sweeper
         "order_id": reservation.order_id,
         "reservation_id": reservation.reservation_id,
     }
-    assert result.abandoned_holds_retried >= 1
     assert reservation.status == "released"
     assert depot.available(product) == 5
     assert await orders_db.abandoned_holds_at(depot.depot_id) == []

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
     from conftest import Fleet, OrdersDb, PlaceOrder
@@ -203,8 +205,12 @@ async def test_invalid_order_bodies_are_422_with_the_reason(
     assert fleet.inventory.requests == []
 
 
-async def test_card_payment_needs_a_token_that_is_never_stored_or_published(
-    client: httpx.AsyncClient, fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb
+async def test_card_payment_needs_a_token_that_is_never_stored_and_only_sent_to_payments(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    place_order: PlaceOrder,
+    orders_db: OrdersDb,
+    orders_engine: AsyncEngine,
 ) -> None:
     hospital, vendor = fleet.hospital(), fleet.vendor()
     product = uuid.uuid4()
@@ -218,7 +224,24 @@ async def test_card_payment_needs_a_token_that_is_never_stored_or_published(
 
     assert order["payment_method"] == "card"
     assert token not in str(order)
-    assert token not in str(await orders_db.events_of(order["id"]))
+    async with orders_engine.connect() as conn:
+        stored = await conn.scalar(
+            text(
+                "SELECT row_to_json(o)::text || coalesce((SELECT json_agg(i)::text "
+                "FROM orders.order_items i WHERE i.order_id = o.id), '') "
+                "FROM orders.orders o WHERE o.id = :id"
+            ),
+            {"id": uuid.UUID(order["id"])},
+        )
+    assert stored is not None
+    assert token not in stored
+    # Only order.placed carries it, for payment-service to authorize the card.
+    cancelled = await client.post(f"/api/v1/orders/{order['id']}/cancel", headers=hospital.headers)
+    assert cancelled.status_code == 200
+    placed, *later = await orders_db.events_of(order["id"])
+    assert placed["data"]["card_token"] == token
+    assert later
+    assert token not in str(later)
 
 
 @pytest.mark.parametrize(

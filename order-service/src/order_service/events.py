@@ -7,6 +7,7 @@ Every order event has the same shape, whatever the status; money is a string.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ def order_event_data(order: Order, *, actor_id: uuid.UUID | None, at: datetime) 
         "actor_id": str(actor_id) if actor_id is not None else None,
         "at": rfc3339(at),
     }
-    if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+    if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.FAILED):
         data["reason"] = order.reason
     if order.status == OrderStatus.CONFIRMED:
         data["eta_minutes"] = order.eta_minutes
@@ -57,13 +58,23 @@ def order_event_data(order: Order, *, actor_id: uuid.UUID | None, at: datetime) 
 
 
 async def order_status_changed(
-    session: AsyncSession, order: Order, *, actor_id: uuid.UUID | None, at: datetime
+    session: AsyncSession,
+    order: Order,
+    *,
+    actor_id: uuid.UUID | None,
+    at: datetime,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """`order.<status>`, with the correlation id of the request (or sweep) that caused it."""
+    """`order.<status>`, with the correlation id of the request (or sweep) that caused it.
+
+    `extra` adds fields for this one event (order.placed's `card_token`).
+    """
+    data = order_event_data(order, actor_id=actor_id, at=at)
+    data.update(extra or {})
     await add_event(
         session,
         outbox,
         event_type=event_type(OrderStatus(order.status)),
         producer=PRODUCER,
-        data=order_event_data(order, actor_id=actor_id, at=at),
+        data=data,
     )

@@ -11,8 +11,9 @@ from flow_shared.lifecycle import PeriodicTask
 from order_service.api import router
 from order_service.clients import Upstreams
 from order_service.config import Settings
-from order_service.models import outbox
+from order_service.models import inbox, outbox
 from order_service.service.expiry import OrderSweeper
+from order_service.service.payments import on_payment_failed
 
 
 def create_app(
@@ -48,7 +49,9 @@ def create_app(
         settings,
         title="Flow order-service",
         routers=[router],
-        events=EventsConfig(outbox=outbox),
+        events=EventsConfig(
+            outbox=outbox, inbox=inbox, handlers={"payment.failed": on_payment_failed}
+        ),
         jwks_fetcher=jwks_fetcher,
         on_startup=[start],
         on_shutdown=[stop],

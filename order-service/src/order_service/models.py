@@ -1,4 +1,4 @@
-"""Tables of the "orders" schema: orders, their lines, the outbox and idempotency keys."""
+"""Tables of the "orders" schema: orders, their lines, the outbox, inbox and idempotency keys."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flow_shared.db import service_metadata
-from flow_shared.events.outbox import define_outbox_table
+from flow_shared.events.outbox import define_inbox_table, define_outbox_table
 from flow_shared.idempotency import define_idempotency_table
 
 SCHEMA = "orders"
@@ -179,4 +179,5 @@ class AbandonedHold(Base):
 
 
 outbox = define_outbox_table(Base.metadata)
+inbox = define_inbox_table(Base.metadata)
 idempotency_keys = define_idempotency_table(Base.metadata)

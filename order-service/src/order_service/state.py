@@ -3,6 +3,7 @@
     placed -> confirmed -> dispatched -> delivered
     placed -> rejected | cancelled | expired | failed
     confirmed -> cancelled            (a hospital may cancel until dispatch)
+    confirmed -> failed               (its payment failed)
 
 `apply_transition` is the only code that changes an order's status: it checks
 the move, appends to `status_history` and writes the `order.<status>` event to
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +38,10 @@ TRANSITIONS: Mapping[OrderStatus | None, frozenset[OrderStatus]] = {
             OrderStatus.FAILED,
         }
     ),
-    OrderStatus.CONFIRMED: frozenset({OrderStatus.DISPATCHED, OrderStatus.CANCELLED}),
+    # A card declined after the vendor confirmed still fails the order.
+    OrderStatus.CONFIRMED: frozenset(
+        {OrderStatus.DISPATCHED, OrderStatus.CANCELLED, OrderStatus.FAILED}
+    ),
     OrderStatus.DISPATCHED: frozenset({OrderStatus.DELIVERED}),
 }
 
@@ -78,6 +83,7 @@ async def apply_transition(
     actor_id: uuid.UUID | None,
     at: datetime,
     reason: str | None = None,
+    event_extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Move `order` to `target` (the caller holds its row lock), with history and event.
 
@@ -104,5 +110,5 @@ async def apply_transition(
         order.release_attempted_at = at
     elif effect is HoldEffect.COMMIT:
         order.reservation_status = ReservationStatus.COMMITTED
-    await events.order_status_changed(session, order, actor_id=actor_id, at=at)
+    await events.order_status_changed(session, order, actor_id=actor_id, at=at, extra=event_extra)
     ORDER_TRANSITIONS.labels(target.value).inc()

@@ -91,6 +91,8 @@ class PlacementRequest:
     priority: Priority
     payment_method: str
     notes: str | None
+    # Only on order.placed, for payment-service to authorize; never stored in this schema.
+    card_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ async def create_order(
                 priority=body.priority,
                 payment_method=body.payment_method,
                 notes=body.notes,
+                card_token=body.card_token,
             ),
         )
         ORDERS_PLACED.labels(body.priority, "standard").inc()
@@ -217,7 +220,12 @@ async def place(
         order = _new_order(order_id, hospital, request, reservation, quote, now, window)
         uow.session.add(order)
         await apply_transition(
-            uow.session, order, OrderStatus.PLACED, actor_id=hospital.user_id, at=now
+            uow.session,
+            order,
+            OrderStatus.PLACED,
+            actor_id=hospital.user_id,
+            at=now,
+            event_extra={"card_token": request.card_token} if request.card_token else None,
         )
     except BaseException:
         await hold.give_back(reservation.reservation_id, cause="placement")

@@ -1,0 +1,156 @@
+"""Payments and orders: order.placed carries the card token; payment.failed fails the order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+
+from flow_shared.events.envelope import EventEnvelope
+from flow_shared.testing.infra import TestInfra
+from order_service.service.payments import on_payment_failed
+
+if TYPE_CHECKING:
+    from conftest import Fleet, OrderApp, OrderAppFactory, OrdersDb, PlaceOrder
+
+
+def _payment_failed(order_id: str, reason: str = "card declined") -> EventEnvelope:
+    return EventEnvelope(
+        type="payment.failed",
+        producer="payment-service",
+        data={"order_id": order_id, "payment_id": str(uuid.uuid4()), "reason": reason},
+    )
+
+
+async def _handle(order_app: OrderApp, envelope: EventEnvelope) -> None:
+    database = order_app.app.state.database
+    async with database.sessionmaker() as session, session.begin():
+        await on_payment_failed(session, envelope)
+
+
+async def test_order_placed_carries_the_card_token_only_for_card_orders(
+    fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb
+) -> None:
+    hospital, vendor = fleet.hospital(), fleet.vendor()
+    product = uuid.uuid4()
+    depot = fleet.depot(vendor, {product: 5})
+    by_card = await place_order(
+        hospital,
+        fleet.order_body(
+            vendor, depot, [(product, 1)], payment_method="card", card_token="tok_visa"
+        ),
+    )
+    by_invoice = await place_order(hospital, fleet.order_body(vendor, depot, [(product, 1)]))
+
+    card_event = (await orders_db.events_of(by_card["id"]))[0]
+    assert card_event["type"] == "order.placed"
+    assert card_event["data"]["card_token"] == "tok_visa"
+    assert card_event["data"]["payment_method"] == "card"
+    invoice_event = (await orders_db.events_of(by_invoice["id"]))[0]
+    assert "card_token" not in invoice_event["data"]
+    assert "card_token" not in by_card  # never in an answer either
+
+
+async def test_a_failed_payment_fails_the_order_once_and_gives_the_stock_back(
+    order_app: OrderApp, fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb
+) -> None:
+    hospital, vendor = fleet.hospital(), fleet.vendor()
+    product = uuid.uuid4()
+    depot = fleet.depot(vendor, {product: 5})
+    order = await place_order(
+        hospital,
+        fleet.order_body(
+            vendor, depot, [(product, 2)], payment_method="card", card_token="tok_declined"
+        ),
+    )
+    assert depot.available(product) == 3
+
+    envelope = _payment_failed(order["id"])
+    await _handle(order_app, envelope)
+    await _handle(order_app, envelope)  # a redelivery changes nothing more
+
+    failed = await order_app.client.get(f"/api/v1/orders/{order['id']}", headers=hospital.headers)
+    assert failed.json()["status"] == "failed"
+    assert [h["status"] for h in failed.json()["status_history"]] == ["placed", "failed"]
+    events = await orders_db.events_of(order["id"])
+    assert [e["type"] for e in events] == ["order.placed", "order.failed"]
+    assert "payment failed" in events[1]["data"]["reason"]
+
+    # The sweeper gives the hold back on its next run.
+    assert await orders_db.reservation_status(order["id"]) == "release_pending"
+    await order_app.sweep()
+    assert fleet.inventory.reservation(order["reservation_id"]).status == "released"
+    assert depot.available(product) == 5
+    assert await orders_db.reservation_status(order["id"]) == "released"
+
+
+async def test_a_late_payment_failure_leaves_a_finished_order_alone(
+    order_app: OrderApp, fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb
+) -> None:
+    hospital, vendor = fleet.hospital(), fleet.vendor()
+    product = uuid.uuid4()
+    depot = fleet.depot(vendor, {product: 5})
+    order = await place_order(hospital, fleet.order_body(vendor, depot, [(product, 1)]))
+    cancelled = await order_app.client.post(
+        f"/api/v1/orders/{order['id']}/cancel", headers=hospital.headers
+    )
+    assert cancelled.status_code == 200
+
+    await _handle(order_app, _payment_failed(order["id"]))
+    await _handle(order_app, _payment_failed(str(uuid.uuid4())))  # unknown order: ignored
+
+    after = await order_app.client.get(f"/api/v1/orders/{order['id']}", headers=hospital.headers)
+    assert after.json()["status"] == "cancelled"
+    assert [e["type"] for e in await orders_db.events_of(order["id"])] == [
+        "order.placed",
+        "order.cancelled",
+    ]
+
+
+async def test_payment_failed_arrives_from_the_broker(
+    order_app_for: OrderAppFactory, fleet: Fleet, orders_db: OrdersDb, infra: TestInfra
+) -> None:
+    hospital, vendor = fleet.hospital(), fleet.vendor()
+    product = uuid.uuid4()
+    depot = fleet.depot(vendor, {product: 5})
+    async with order_app_for() as opened:
+        placed = await opened.client.post(
+            "/api/v1/orders",
+            json=fleet.order_body(
+                vendor, depot, [(product, 1)], payment_method="card", card_token="tok_declined"
+            ),
+            headers=hospital.headers,
+        )
+        assert placed.status_code == 201
+        order_id = placed.json()["id"]
+        consumer = opened.app.state.consumer
+        for _ in range(100):
+            if consumer.is_connected:
+                break
+            await asyncio.sleep(0.1)
+
+        connection = await aio_pika.connect(infra.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.declare_exchange(
+                "flow.events", aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            envelope = _payment_failed(order_id)
+            await exchange.publish(
+                aio_pika.Message(envelope.model_dump_json().encode(), message_id=str(envelope.id)),
+                routing_key="payment.failed",
+            )
+        status: Any = None
+        for _ in range(100):
+            answer = await opened.client.get(f"/api/v1/orders/{order_id}", headers=hospital.headers)
+            status = answer.json()["status"]
+            if status == "failed":
+                break
+            await asyncio.sleep(0.1)
+    assert status == "failed"
+    assert [e["type"] for e in await orders_db.events_of(order_id)] == [
+        "order.placed",
+        "order.failed",
+    ]
