@@ -27,3 +27,28 @@ def test_missing_database_url_or_service_key_stops_start_up(
 
     with pytest.raises(ValidationError, match="DATABASE_URL, SERVICE_KEY"):
         Settings()
+
+
+def test_every_other_services_url_comes_from_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = [
+        "api-gateway",
+        "user-service",
+        "location-service",
+        "inventory-service",
+        "order-service",
+        "pricing-service",
+        "payment-service",
+        "review-service",
+        "notification-service",
+    ]
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://flow_admin@db/flow")
+    monkeypatch.setenv("SERVICE_KEY", "admin-key")
+    for port, name in enumerate(fleet, start=9000):
+        monkeypatch.setenv(name.replace("-", "_").upper() + "_URL", f"http://{name}:{port}")
+    # Set but empty is the same as unset: there is nothing to call.
+    monkeypatch.setenv("REVIEW_SERVICE_URL", "")
+
+    urls = Settings().fleet_urls()
+
+    expected = {name: f"http://{name}:{port}" for port, name in enumerate(fleet, start=9000)}
+    assert urls == {**expected, "review-service": None}

@@ -1,7 +1,9 @@
-"""Typed client of user-service's internal organisation API."""
+"""Typed client of user-service's internal organisation API, and the readiness probe of
+every other service."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any, TypeVar
 
@@ -11,7 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from admin_service.config import Settings
 from admin_service.errors import UserServiceBadResponse, VendorNotFound
-from admin_service.schemas import VendorOrganization, VendorPage
+from admin_service.schemas import ServiceHealth, VendorOrganization, VendorPage
+from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
 from flow_shared.http import ServiceClient
 from flow_shared.pagination import PageParams
 
@@ -61,6 +64,61 @@ class UserServiceClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+class FleetHealthClient:
+    """Asks services for `/health/ready`: one short GET each, never retried, no breaker —
+    the admin wants each service's state now, not a cached opinion of it."""
+
+    READY_PATH = "/health/ready"
+
+    def __init__(
+        self,
+        urls: dict[str, str | None],
+        *,
+        timeout_seconds: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.urls = urls
+        self._timeout = timeout_seconds
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_seconds), transport=transport, follow_redirects=False
+        )
+
+    async def readiness(self, base_url: str) -> ServiceHealth:
+        headers: dict[str, str] = {}
+        correlation_id = get_correlation_id()
+        if correlation_id:
+            headers[REQUEST_ID_HEADER] = correlation_id
+        try:
+            # httpx bounds each phase; this bounds the whole call (a trickling answer too).
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.get(
+                    base_url.rstrip("/") + self.READY_PATH, headers=headers
+                )
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+            log.warning("readiness_probe_failed", url=base_url, error=type(exc).__name__)
+            return ServiceHealth(status="unreachable")
+        return ServiceHealth(
+            status="ok" if response.is_success else "failing", checks=_named_checks(response)
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _named_checks(response: httpx.Response) -> dict[str, str] | None:
+    """`checks` of a flow_shared readiness answer (200 or 503 problem), if it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    checks = body.get("checks") if isinstance(body, dict) else None
+    if not isinstance(checks, dict):
+        return None
+    return {
+        str(name)[:100]: result[:100] for name, result in checks.items() if isinstance(result, str)
+    }
 
 
 def _parse(response: httpx.Response, model: type[_Model]) -> _Model:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from admin_service.clients import UserServiceClient
+from admin_service.clients import FleetHealthClient, UserServiceClient
 
 
 def get_user_service(request: Request) -> UserServiceClient:
@@ -14,4 +14,10 @@ def get_user_service(request: Request) -> UserServiceClient:
     return client
 
 
+def get_fleet_health_client(request: Request) -> FleetHealthClient:
+    client: FleetHealthClient = request.app.state.fleet_health
+    return client
+
+
 UserService = Annotated[UserServiceClient, Depends(get_user_service)]
+FleetHealthProbe = Annotated[FleetHealthClient, Depends(get_fleet_health_client)]

@@ -6,9 +6,11 @@ import httpx
 from fastapi import FastAPI
 
 from admin_service.api import router
-from admin_service.clients import UserServiceClient
+from admin_service.clients import FleetHealthClient, UserServiceClient
 from admin_service.config import Settings
-from flow_shared.app import create_service_app
+from admin_service.events import EVENT_HANDLERS
+from admin_service.models import inbox
+from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
 
 
@@ -17,20 +19,29 @@ def create_app(
     *,
     jwks_fetcher: JWKSFetcher | None = None,
     user_service_transport: httpx.AsyncBaseTransport | None = None,
+    health_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
 
-    async def open_user_service(app: FastAPI) -> None:
+    async def open_clients(app: FastAPI) -> None:
         app.state.user_service = UserServiceClient(settings, transport=user_service_transport)
+        app.state.fleet_health = FleetHealthClient(
+            settings.fleet_urls(),
+            timeout_seconds=settings.health_check_timeout_seconds,
+            transport=health_transport,
+        )
 
-    async def close_user_service(app: FastAPI) -> None:
+    async def close_clients(app: FastAPI) -> None:
         await app.state.user_service.aclose()
+        await app.state.fleet_health.aclose()
 
     return create_service_app(
         settings,
         title="Flow admin-service",
         routers=[router],
+        # Every event of the platform feeds the stats and audit projection.
+        events=EventsConfig(inbox=inbox, handlers=EVENT_HANDLERS),
         jwks_fetcher=jwks_fetcher,
-        on_startup=[open_user_service],
-        on_shutdown=[close_user_service],
+        on_startup=[open_clients],
+        on_shutdown=[close_clients],
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from flow_shared.pagination import Page
 
@@ -33,3 +34,58 @@ class SuspendVendorRequest(BaseModel):
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
         | None
     ) = None
+
+
+class PlatformStats(BaseModel):
+    """GET /api/v1/admin/stats, computed from the event projection."""
+
+    orders_by_status: dict[str, int] = Field(
+        description="Every order status with the number of orders now in it."
+    )
+    orders_today: int = Field(description="Orders placed since midnight UTC.")
+    gmv: dict[str, Decimal] = Field(
+        description="Sum of the totals of delivered orders per currency, as decimal strings."
+    )
+    avg_confirm_minutes: float | None = Field(
+        description="Average minutes from placed to confirmed (0.1 precision); null if none."
+    )
+    avg_delivery_minutes: float | None = Field(
+        description="Average minutes from placed to delivered (0.1 precision); null if none."
+    )
+    open_emergency_orders: int = Field(
+        description="Emergency orders that are placed, confirmed or dispatched."
+    )
+    active_vendors: int = Field(description="Vendors verified and not suspended.")
+    active_hospitals: int = Field(description="Hospitals verified and not suspended.")
+
+
+class AuditEventOut(BaseModel):
+    """One domain event as admin-service received it (secrets redacted)."""
+
+    id: uuid.UUID
+    type: str
+    producer: str
+    occurred_at: datetime
+    correlation_id: str | None
+    data: dict[str, Any]
+
+
+AuditPage = Page[AuditEventOut]
+
+ServiceStatus = Literal["ok", "failing", "unreachable", "not configured"]
+
+
+class ServiceHealth(BaseModel):
+    status: ServiceStatus = Field(
+        description="ok: ready; failing: answered not ready; unreachable: no answer in time."
+    )
+    checks: dict[str, str] | None = Field(
+        default=None, description="The service's own dependency checks, when it named them."
+    )
+
+
+class FleetHealth(BaseModel):
+    """GET /api/v1/admin/health: every other service's readiness."""
+
+    status: Literal["ok", "degraded"] = Field(description="ok only when every service is ok.")
+    services: dict[str, ServiceHealth]

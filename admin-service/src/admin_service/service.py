@@ -1,17 +1,33 @@
-"""Admin actions on vendor organisations: audited here, carried out by user-service."""
+"""What platform admins do and see: actions on vendor organisations (audited here,
+carried out by user-service), stats and audit from the event projection, and the
+readiness of every service."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
 
+from sqlalchemy import ColumnElement, Numeric, SQLColumnExpression, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from admin_service.clients import UserServiceClient
-from admin_service.models import AdminAction, AdminActionKind
-from admin_service.schemas import VendorOrganization, VendorPage
+from admin_service.clients import FleetHealthClient, UserServiceClient
+from admin_service.events import OPEN_ORDER_STATUSES, ORDER_STATUSES
+from admin_service.models import AdminAction, AdminActionKind, AuditEvent, OrderFact, OrgFact
+from admin_service.schemas import (
+    AuditEventOut,
+    AuditPage,
+    FleetHealth,
+    PlatformStats,
+    ServiceHealth,
+    VendorOrganization,
+    VendorPage,
+)
 from flow_shared.auth import Principal
 from flow_shared.correlation import get_correlation_id
-from flow_shared.pagination import PageParams
+from flow_shared.pagination import PageParams, fetch_page
 
 
 async def list_vendors(
@@ -60,3 +76,115 @@ async def _record_action(
         )
     )
     await session.flush()
+
+
+# --- stats, audit and health ----------------------------------------------------------
+
+
+async def platform_stats(session: AsyncSession, *, now: datetime) -> PlatformStats:
+    """SPEC's admin stats, each figure one SQL aggregate over the projection."""
+    midnight = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
+    by_status: dict[str, int] = dict.fromkeys(ORDER_STATUSES, 0)
+    for status, count in await session.execute(
+        select(OrderFact.status, func.count()).group_by(OrderFact.status)
+    ):
+        by_status[status] = count
+
+    orders = (
+        await session.execute(
+            select(
+                func.count().filter(
+                    OrderFact.placed_at >= midnight,
+                    OrderFact.placed_at < midnight + timedelta(days=1),
+                ),
+                _average_minutes(OrderFact.placed_at, OrderFact.confirmed_at),
+                _average_minutes(OrderFact.placed_at, OrderFact.delivered_at),
+                func.count().filter(
+                    OrderFact.priority == "emergency", OrderFact.status.in_(OPEN_ORDER_STATUSES)
+                ),
+            )
+        )
+    ).one()
+    orders_today, avg_confirm, avg_delivery, open_emergency = orders
+
+    delivered_totals = await session.execute(
+        select(OrderFact.currency, func.sum(OrderFact.total))
+        .where(OrderFact.status == "delivered")
+        .group_by(OrderFact.currency)
+        .order_by(OrderFact.currency)
+    )
+    gmv: dict[str, Decimal] = dict(delivered_totals.all())
+
+    active = OrgFact.verified.is_(True) & OrgFact.suspended.is_(False)
+    active_vendors, active_hospitals = (
+        await session.execute(
+            select(
+                func.count().filter(OrgFact.kind == "vendor", active),
+                func.count().filter(OrgFact.kind == "hospital", active),
+            )
+        )
+    ).one()
+
+    return PlatformStats(
+        orders_by_status=by_status,
+        orders_today=orders_today,
+        gmv=gmv,
+        avg_confirm_minutes=_minutes(avg_confirm),
+        avg_delivery_minutes=_minutes(avg_delivery),
+        open_emergency_orders=open_emergency,
+        active_vendors=active_vendors,
+        active_hospitals=active_hospitals,
+    )
+
+
+def _average_minutes(
+    start: SQLColumnExpression[datetime | None], end: SQLColumnExpression[datetime | None]
+) -> ColumnElement[Any]:
+    # Orders missing either time give NULL, which AVG skips; NULL when none has both.
+    seconds = func.avg(func.extract("epoch", end - start))
+    return func.round(cast(seconds / 60, Numeric), 1)
+
+
+def _minutes(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+async def audit_events(
+    session: AsyncSession, *, event_type: str | None, params: PageParams
+) -> AuditPage:
+    """Every event seen, newest first; `event_type` filters by exact type."""
+    statement = select(AuditEvent)
+    if event_type is not None:
+        statement = statement.where(AuditEvent.type == event_type)
+    rows, total = await fetch_page(
+        session,
+        statement.order_by(AuditEvent.occurred_at.desc(), AuditEvent.event_id.desc()),
+        params,
+    )
+    items = [
+        AuditEventOut(
+            id=row.event_id,
+            type=row.type,
+            producer=row.producer,
+            occurred_at=row.occurred_at,
+            correlation_id=row.correlation_id,
+            data=row.data,
+        )
+        for row in rows
+    ]
+    return AuditPage.of(items, params, total)
+
+
+async def fleet_health(client: FleetHealthClient) -> FleetHealth:
+    """Every other service's readiness, asked concurrently; degraded unless all are ok."""
+
+    async def one(url: str | None) -> ServiceHealth:
+        if url is None:
+            return ServiceHealth(status="not configured")
+        return await client.readiness(url)
+
+    names = list(client.urls)
+    results = await asyncio.gather(*(one(client.urls[name]) for name in names))
+    services = dict(zip(names, results, strict=True))
+    healthy = all(health.status == "ok" for health in services.values())
+    return FleetHealth(status="ok" if healthy else "degraded", services=services)

@@ -1,0 +1,274 @@
+"""The projection of every domain event that stats and audit read.
+
+admin-service consumes every event of SPEC's Events list (plus `order.failed`). Each
+one is handled in the consumer's transaction, together with its inbox row, so a
+redelivered event is never counted twice:
+- it is kept in `events` (the audit), with secrets such as card tokens redacted;
+- order events move `order_facts` forward — events may arrive out of order, so an
+  order never goes back to an earlier status and each milestone keeps its own time;
+- user.registered and organization.* keep `org_facts` (kind, verified, suspended).
+
+Each producer owns its event's `data`; the models here read only the fields needed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import ColumnElement, case, func, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from admin_service.models import AuditEvent, OrderFact, OrgFact
+from flow_shared.events.consumer import EventHandler
+from flow_shared.events.envelope import EventEnvelope
+
+USER_REGISTERED = "user.registered"
+ORGANIZATION_VERIFIED = "organization.verified"
+ORGANIZATION_SUSPENDED = "organization.suspended"
+ORDER_EVENT_PREFIX = "order."
+
+# How far along its life an order is. Every order follows one path of the order state
+# machine (placed -> confirmed -> dispatched -> delivered, or an end state on the way),
+# so a higher rank always happened later, whatever order the events arrive in.
+ORDER_STATUS_RANK: Mapping[str, int] = {
+    "placed": 1,
+    "confirmed": 2,
+    "dispatched": 3,
+    "delivered": 4,
+    "rejected": 4,
+    "cancelled": 4,
+    "expired": 4,
+    "failed": 4,
+}
+ORDER_STATUSES = tuple(ORDER_STATUS_RANK)
+OPEN_ORDER_STATUSES = ("placed", "confirmed", "dispatched")
+ORDER_EVENT_TYPES = tuple(ORDER_EVENT_PREFIX + status for status in ORDER_STATUSES)
+
+# SPEC's Events list and order.failed: admin hears everything.
+ALL_EVENT_TYPES: tuple[str, ...] = (
+    USER_REGISTERED,
+    ORGANIZATION_VERIFIED,
+    ORGANIZATION_SUSPENDED,
+    "inventory.stock_changed",
+    "inventory.low_stock",
+    "inventory.reservation_expired",
+    *ORDER_EVENT_TYPES,
+    "payment.authorized",
+    "payment.failed",
+    "payment.captured",
+    "payment.refunded",
+    "review.created",
+)
+
+# Payment provider tokens can charge a card: the audit shows that one was sent, not it.
+REDACTED_FIELDS = frozenset({"card_token"})
+REDACTED = "[redacted]"
+
+Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
+
+
+class OrderEventData(BaseModel):
+    """The fields of order-service's order.* data that the order facts need."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    order_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    vendor_id: uuid.UUID
+    priority: str = Field(max_length=20)
+    total: Money
+    currency: str = Field(min_length=3, max_length=3)
+    at: datetime | None = None
+
+
+class UserRegisteredData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    org_id: uuid.UUID
+    org_kind: str = Field(max_length=20)
+    org_name: str
+    org_verified: bool
+
+
+class OrganizationEventData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    org_id: uuid.UUID
+    kind: str = Field(max_length=20)
+    name: str
+
+
+async def project_event(session: AsyncSession, envelope: EventEnvelope) -> None:
+    """The one handler of every event type (the consumer binds one key per type)."""
+    if not await _record_event(session, envelope):
+        # Already projected (the same event id arrived again): no second effect.
+        return
+    projector = _PROJECTORS.get(envelope.type)
+    if projector is not None:
+        await projector(session, envelope)
+
+
+EVENT_HANDLERS: Mapping[str, EventHandler] = dict.fromkeys(ALL_EVENT_TYPES, project_event)
+
+
+async def _record_event(session: AsyncSession, envelope: EventEnvelope) -> bool:
+    inserted = await session.scalar(
+        pg_insert(AuditEvent)
+        .values(
+            event_id=envelope.id,
+            type=envelope.type,
+            producer=envelope.producer[:100],
+            occurred_at=_utc(envelope.occurred_at),
+            correlation_id=envelope.correlation_id[:128] if envelope.correlation_id else None,
+            data=redact(envelope.data),
+        )
+        .on_conflict_do_nothing(index_elements=[AuditEvent.event_id])
+        .returning(AuditEvent.event_id)
+    )
+    return inserted is not None
+
+
+def redact(value: Any) -> Any:
+    """A copy of `value` with every REDACTED_FIELDS entry, at any depth, masked."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if key in REDACTED_FIELDS else redact(item) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def status_rank(status: ColumnElement[str]) -> ColumnElement[int]:
+    return case(dict(ORDER_STATUS_RANK), value=status, else_=0)
+
+
+async def _project_order(session: AsyncSession, envelope: EventEnvelope) -> None:
+    status = envelope.type.removeprefix(ORDER_EVENT_PREFIX)
+    data = OrderEventData.model_validate(envelope.data)
+    # `at` is when the order changed; the envelope's time is only a fallback.
+    at = _utc(data.at or envelope.occurred_at)
+    row = pg_insert(OrderFact).values(
+        order_id=data.order_id,
+        hospital_org_id=data.hospital_org_id,
+        vendor_id=data.vendor_id,
+        status=status,
+        priority=data.priority,
+        total=data.total,
+        currency=data.currency.upper(),
+        placed_at=at if status == "placed" else None,
+        confirmed_at=at if status == "confirmed" else None,
+        delivered_at=at if status == "delivered" else None,
+        updated_at=at,
+    )
+    current, new = OrderFact.__table__.c, row.excluded
+    # Only a later step of the order's life replaces its status; an earlier one that
+    # arrives late only fills in its own milestone time.
+    moves_forward = tuple_(status_rank(new.status), new.updated_at) > tuple_(
+        status_rank(current.status), current.updated_at
+    )
+    await session.execute(
+        row.on_conflict_do_update(
+            index_elements=[current.order_id],
+            set_={
+                "status": case((moves_forward, new.status), else_=current.status),
+                "updated_at": case((moves_forward, new.updated_at), else_=current.updated_at),
+                # LEAST skips NULLs: a milestone keeps the first time it was reached.
+                "placed_at": func.least(current.placed_at, new.placed_at),
+                "confirmed_at": func.least(current.confirmed_at, new.confirmed_at),
+                "delivered_at": func.least(current.delivered_at, new.delivered_at),
+            },
+        )
+    )
+
+
+async def _project_user_registered(session: AsyncSession, envelope: EventEnvelope) -> None:
+    data = UserRegisteredData.model_validate(envelope.data)
+    await _upsert_org(
+        session,
+        envelope,
+        org_id=data.org_id,
+        kind=data.org_kind,
+        name=data.org_name,
+        verified=data.org_verified,
+        suspended=False,
+    )
+
+
+async def _project_organization_verified(session: AsyncSession, envelope: EventEnvelope) -> None:
+    data = OrganizationEventData.model_validate(envelope.data)
+    await _upsert_org(
+        session,
+        envelope,
+        org_id=data.org_id,
+        kind=data.kind,
+        name=data.name,
+        verified=True,
+        suspended=False,
+    )
+
+
+async def _project_organization_suspended(session: AsyncSession, envelope: EventEnvelope) -> None:
+    data = OrganizationEventData.model_validate(envelope.data)
+    await _upsert_org(
+        session,
+        envelope,
+        org_id=data.org_id,
+        kind=data.kind,
+        name=data.name,
+        verified=False,
+        suspended=True,
+    )
+
+
+async def _upsert_org(
+    session: AsyncSession,
+    envelope: EventEnvelope,
+    *,
+    org_id: uuid.UUID,
+    kind: str,
+    name: str,
+    verified: bool,
+    suspended: bool,
+) -> None:
+    at = _utc(envelope.occurred_at)
+    row = pg_insert(OrgFact).values(
+        org_id=org_id,
+        kind=kind,
+        name=name[:200],
+        verified=verified,
+        suspended=suspended,
+        updated_at=at,
+    )
+    current, new = OrgFact.__table__.c, row.excluded
+    # Neither flag is ever turned off upstream, so OR-ing them converges whatever the
+    # delivery order; the name comes from the newest event.
+    await session.execute(
+        row.on_conflict_do_update(
+            index_elements=[current.org_id],
+            set_={
+                "verified": current.verified | new.verified,
+                "suspended": current.suspended | new.suspended,
+                "name": case((new.updated_at >= current.updated_at, new.name), else_=current.name),
+                "updated_at": func.greatest(current.updated_at, new.updated_at),
+            },
+        )
+    )
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+_PROJECTORS: Mapping[str, Callable[[AsyncSession, EventEnvelope], Awaitable[None]]] = {
+    **dict.fromkeys(ORDER_EVENT_TYPES, _project_order),
+    USER_REGISTERED: _project_user_registered,
+    ORGANIZATION_VERIFIED: _project_organization_verified,
+    ORGANIZATION_SUSPENDED: _project_organization_suspended,
+}

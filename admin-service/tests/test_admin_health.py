@@ -1,0 +1,154 @@
+"""GET /api/v1/admin/health: every other service's readiness, asked concurrently, with a
+short timeout, so one dead or hanging service never hides the others."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import AdminClientFactory, FleetStub
+
+HEALTH = "/api/v1/admin/health"
+FLEET = (
+    "api-gateway",
+    "user-service",
+    "location-service",
+    "inventory-service",
+    "order-service",
+    "pricing-service",
+    "payment-service",
+    "review-service",
+    "notification-service",
+)
+READY = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+async def fleet_health(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, Any]:
+    response = await client.get(HEALTH, headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_all_services_ready_is_ok(
+    admin_client: httpx.AsyncClient, platform_admin: dict[str, str], fleet: FleetStub
+) -> None:
+    body = await fleet_health(admin_client, {**platform_admin, "X-Request-ID": "health-1"})
+
+    assert body == {"status": "ok", "services": dict.fromkeys(FLEET, READY)}
+    # Each service was asked once, at its own /health/ready, under the admin's request id.
+    asked = sorted((r.url.host, r.url.path) for r in fleet.requests)
+    assert asked == sorted((f"{name}.test", "/health/ready") for name in FLEET)
+    assert {r.headers["X-Request-ID"] for r in fleet.requests} == {"health-1"}
+
+
+async def test_services_are_asked_concurrently(
+    admin_client_for: AdminClientFactory, platform_admin: dict[str, str], fleet: FleetStub
+) -> None:
+    # No stub answers before all nine have been asked; one at a time, each would time out.
+    fleet.barrier = asyncio.Barrier(len(FLEET))
+
+    async with admin_client_for(health_check_timeout_seconds=1.0) as client:
+        body = await fleet_health(client, platform_admin)
+
+    assert body == {"status": "ok", "services": dict.fromkeys(FLEET, READY)}
+
+
+async def test_one_failing_and_one_unreachable_service_make_the_fleet_degraded(
+    admin_client: httpx.AsyncClient, platform_admin: dict[str, str], fleet: FleetStub
+) -> None:
+    fleet.failing("order-service", database=False, redis=True)
+    fleet.down.add("payment-service")
+
+    body = await fleet_health(admin_client, platform_admin)
+
+    assert body["status"] == "degraded"
+    services = body["services"]
+    # The failing service's own answer names the check that fails.
+    assert services["order-service"] == {
+        "status": "failing",
+        "checks": {"database": "failing", "redis": "ok"},
+    }
+    assert services["payment-service"] == {"status": "unreachable"}
+    troubled = ("order-service", "payment-service")
+    others = {name: services[name] for name in FLEET if name not in troubled}
+    assert others == dict.fromkeys(others, READY)
+    # A failing answer is reported, not retried.
+    order_calls = [r for r in fleet.requests if r.url.host == "order-service.test"]
+    assert len(order_calls) == 1
+
+
+async def test_a_service_without_a_url_is_not_configured_and_the_fleet_degraded(
+    admin_client_for: AdminClientFactory, platform_admin: dict[str, str], fleet: FleetStub
+) -> None:
+    async with admin_client_for(review_service_url=None, pricing_service_url="") as client:
+        body = await fleet_health(client, platform_admin)
+
+    assert body["status"] == "degraded"
+    assert body["services"]["review-service"] == {"status": "not configured"}
+    assert body["services"]["pricing-service"] == {"status": "not configured"}
+    assert body["services"]["order-service"] == READY
+    asked = {r.url.host for r in fleet.requests}
+    assert asked.isdisjoint({"review-service.test", "pricing-service.test"})
+    assert len(asked) == len(FLEET) - 2
+
+
+@pytest.fixture
+async def hanging_server() -> AsyncIterator[str]:
+    """A real TCP server that accepts connections and never answers."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    for writer in connections:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A local URL nobody listens on: connecting is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def test_a_hanging_or_refusing_service_is_unreachable_on_real_sockets(
+    admin_client_for: AdminClientFactory,
+    platform_admin: dict[str, str],
+    hanging_server: str,
+    closed_port_url: str,
+) -> None:
+    unset = {name.replace("-", "_") + "_url": None for name in FLEET if name != "user-service"}
+    async with admin_client_for(
+        real_network=True,
+        health_check_timeout_seconds=0.5,
+        **{
+            **unset,
+            "order_service_url": hanging_server,
+            "payment_service_url": closed_port_url,
+            "user_service_url": closed_port_url,
+        },
+    ) as client:
+        # Without the timeout this request would wait on the hanging service for ever
+        # (and the test time out).
+        body = await fleet_health(client, platform_admin)
+
+    services = body["services"]
+    assert services["order-service"] == {"status": "unreachable"}
+    assert services["payment-service"] == {"status": "unreachable"}
+    assert services["user-service"] == {"status": "unreachable"}
+    assert services["review-service"] == {"status": "not configured"}
+    assert body["status"] == "degraded"
