@@ -380,3 +380,24 @@ async def test_a_vendors_price_change_never_alters_an_existing_order(
     assert confirmed.json()["items"] == first["items"]
     assert again.json()["items"][0]["unit_price"] == "100.00"
     assert (again.json()["subtotal"], again.json()["total"]) == (first["subtotal"], first["total"])
+
+
+@pytest.mark.parametrize("token", ["4242424242424242", "tok_ABC", "tok_-x", "tok_" + "a" * 97])
+async def test_a_card_number_or_malformed_token_is_refused_before_anything_happens(
+    client: httpx.AsyncClient, fleet: Fleet, token: str
+) -> None:
+    hospital, vendor = fleet.hospital(), fleet.vendor()
+    product = uuid.uuid4()
+    depot = fleet.depot(vendor, {product: 4})
+
+    response = await client.post(
+        "/api/v1/orders",
+        json=fleet.order_body(
+            vendor, depot, [(product, 1)], payment_method="card", card_token=token
+        ),
+        headers=hospital.headers,
+    )
+
+    assert response.status_code == 422
+    assert token not in response.text  # never echoed back
+    assert fleet.inventory.requests == []

@@ -13,6 +13,9 @@ Everything here can be changed from the environment without code:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -41,14 +44,58 @@ DEFAULT_ROUTES: dict[str, str] = {
     "admin": "admin-service",
 }
 
-# Routes reached without a token: how one gets a token, and the keys to check it with.
+# Routes reached without a token: how one gets a token, the keys to check it with, and
+# provider webhooks (authenticated by their HMAC signature at payment-service instead).
+# A `{name}` segment matches any one path segment, as in the OpenAPI paths.
 DEFAULT_PUBLIC_ROUTES: tuple[str, ...] = (
     "POST /api/v1/auth/register",
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/token",
     "POST /api/v1/auth/refresh",
     "GET /api/v1/auth/jwks",
+    "POST /api/v1/payments/webhooks/{provider}",
 )
+_PATH_PARAMETER = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*\}$")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRoutes:
+    """The public routes, ready to match: exact `METHOD /path` entries, and templates
+    whose `{name}` segments stand for exactly one non-empty segment."""
+
+    exact: frozenset[str]
+    # (method, segments); None marks a `{name}` segment.
+    templates: tuple[tuple[str, tuple[str | None, ...]], ...]
+
+    @classmethod
+    def of(cls, entries: Iterable[str]) -> PublicRoutes:
+        exact: set[str] = set()
+        templates: list[tuple[str, tuple[str | None, ...]]] = []
+        for entry in entries:
+            method, _, path = entry.partition(" ")
+            segments = path.split("/")
+            if any(_PATH_PARAMETER.match(segment) for segment in segments):
+                templates.append(
+                    (method, tuple(None if _PATH_PARAMETER.match(s) else s for s in segments))
+                )
+            else:
+                exact.add(entry)
+        return cls(exact=frozenset(exact), templates=tuple(templates))
+
+    def matches(self, method: str, path: str) -> bool:
+        path = path.rstrip("/")
+        if f"{method} {path}" in self.exact:
+            return True
+        segments = path.split("/")
+        return any(
+            template_method == method
+            and len(template) == len(segments)
+            and all(
+                segment != "" if part is None else part == segment
+                for part, segment in zip(template, segments, strict=True)
+            )
+            for template_method, template in self.templates
+        )
 
 
 class UpstreamPolicy(BaseModel):
@@ -180,6 +227,11 @@ class Settings(BaseServiceSettings):
             method, _, path = entry.partition(" ")
             if not path.startswith(API_PREFIX):
                 raise ValueError(f"public route must be 'METHOD /api/v1/...', got {entry!r}")
+            if any(
+                ("{" in segment or "}" in segment) and not _PATH_PARAMETER.match(segment)
+                for segment in path.split("/")
+            ):
+                raise ValueError(f"public route parameters must be whole segments: {entry!r}")
             normalised.append(f"{method.upper()} {path.strip().rstrip('/')}")
         return normalised
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from api_gateway.config import API_PREFIX, RateRule, Settings
+from api_gateway.config import API_PREFIX, PublicRoutes, RateRule, Settings
 from api_gateway.proxy import ClientInfo, Upstream, UpstreamProxy
 from flow_shared.auth import Principal, TokenVerifier, bearer_token
 from flow_shared.errors import NotFound, Unauthorized
@@ -52,7 +52,7 @@ class EdgePolicy:
     """The settings the edge reads on every request, prepared once at start-up."""
 
     routes: dict[str, str]
-    public_routes: frozenset[str]
+    public_routes: PublicRoutes
     rules: tuple[_CompiledRule, ...]
     trusted_proxy_hops: int
 
@@ -64,14 +64,14 @@ class EdgePolicy:
         )
         return cls(
             routes=dict(settings.routes),
-            public_routes=frozenset(settings.public_routes),
+            public_routes=PublicRoutes.of(settings.public_routes),
             rules=rules,
             trusted_proxy_hops=settings.trusted_proxy_hops,
         )
 
     def is_public(self, method: str, path: str) -> bool:
         method = "GET" if method == "HEAD" else method
-        return f"{method} {path.rstrip('/')}" in self.public_routes
+        return self.public_routes.matches(method, path)
 
 
 def api_route_prefix(raw_path: bytes, path: str) -> str:

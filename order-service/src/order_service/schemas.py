@@ -44,7 +44,8 @@ class _Destination(BaseModel):
     delivery: DeliveryPoint | None = None
     payment_method: PaymentMethod
     # Checked for presence only: payments come later and no card data is stored.
-    card_token: str | None = Field(default=None, min_length=1, max_length=200)
+    # A provider token, never a card number: the pattern refuses digits-only input.
+    card_token: str | None = Field(default=None, pattern=r"^tok_[a-z0-9_]+$", max_length=100)
     notes: str | None = Field(default=None, max_length=1000)
 
     @model_validator(mode="after")

@@ -1,11 +1,225 @@
-"""Tables of payment-service, all in the "payments" schema."""
+"""Tables of payment-service, all in the "payments" schema.
+
+- `payments`: one per order (UNIQUE order_id: a redelivered order.placed can never open a
+  second one), its state, the money captured and refunded, and its `events` history.
+- `invoices`: one per `invoice` payment, issued on delivery.
+- `webhook_events`: every provider webhook handled, so a replay has no second effect.
+- `sandbox_charges` / `sandbox_requests`: the built-in sandbox provider's own books (what
+  a real provider keeps on its side), including its idempotency keys.
+- the outbox, the inbox and the idempotency keys of `flow_shared`.
+
+No card number is ever stored: a provider token (CHECKed to look like one) and the last four.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Numeric,
+    Sequence,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flow_shared.db import service_metadata
+from flow_shared.events.outbox import define_inbox_table, define_outbox_table
+from flow_shared.idempotency import define_idempotency_table
+
+SCHEMA = "payments"
 
 
 class Base(DeclarativeBase):
-    metadata = service_metadata("payments")
+    metadata = service_metadata(SCHEMA)
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+    FAILED = "failed"
+
+
+class PaymentMethod(StrEnum):
+    CARD = "card"
+    INVOICE = "invoice"
+    CASH_ON_DELIVERY = "cash_on_delivery"
+
+
+class InvoiceStatus(StrEnum):
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+
+
+class SandboxChargeStatus(StrEnum):
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+
+
+# A provider token, never a card number: the sandbox's `tok_visa` and the like.
+TOKEN_PATTERN = r"^tok_[a-z0-9_]+$"  # noqa: S105 - a shape, not a secret
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+# Money: two decimals, Decimal end to end.
+Amount = Numeric(14, 2)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint(_in("status", tuple(PaymentStatus)), name="status"),
+        CheckConstraint(_in("method", tuple(PaymentMethod)), name="method"),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+        CheckConstraint(
+            "captured_amount >= 0 AND captured_amount <= amount", name="captured_within_amount"
+        ),
+        # The last word on refunds: however requests interleave, never more than captured.
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= captured_amount",
+            name="refunded_within_captured",
+        ),
+        CheckConstraint(
+            f"provider_token IS NULL OR provider_token ~ '{TOKEN_PATTERN}'", name="token"
+        ),
+        CheckConstraint("last4 IS NULL OR last4 ~ '^[0-9]{4}$'", name="last4"),
+        Index("ix_payments_hospital_org_id_created_at", "hospital_org_id", "created_at"),
+        Index("ix_payments_vendor_id_created_at", "vendor_id", "created_at"),
+        Index("ix_payments_created_at", "created_at"),
+        # Webhooks name the provider's charge.
+        Index(
+            "ix_payments_provider_ref",
+            "provider",
+            "provider_ref",
+            unique=True,
+            postgresql_where=text("provider_ref IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    vendor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    method: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    amount: Mapped[Decimal] = mapped_column(Amount)
+    currency: Mapped[str] = mapped_column(String(3))
+    captured_amount: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
+    refunded_amount: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
+    provider: Mapped[str | None] = mapped_column(String(30))
+    provider_token: Mapped[str | None] = mapped_column(String(100))
+    provider_ref: Mapped[str | None] = mapped_column(String(100))
+    last4: Mapped[str | None] = mapped_column(String(4))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    # [{type, status, at, amount?, detail, actor?}], appended by state.apply only.
+    events: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    # Set in Python, not by the server: answers are built before the commit.
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    invoice: Mapped[Invoice | None] = relationship(lazy="selectin", uselist=False)
+
+
+invoice_number_seq = Sequence("invoice_number_seq", metadata=Base.metadata)
+
+
+class Invoice(Base):
+    """Net-30 invoice of an `invoice` order, issued when the order is delivered."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint(_in("status", tuple(InvoiceStatus)), name="status"),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+        CheckConstraint("due_at > issued_at", name="due_after_issue"),
+        Index("ix_invoices_hospital_org_id_issued_at", "hospital_org_id", "issued_at"),
+        Index("ix_invoices_vendor_id_issued_at", "vendor_id", "issued_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    number: Mapped[str] = mapped_column(String(30), unique=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("payments.id", ondelete="CASCADE"), unique=True
+    )
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    vendor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    amount: Mapped[Decimal] = mapped_column(Amount)
+    currency: Mapped[str] = mapped_column(String(3))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(10))
+
+
+class WebhookEvent(Base):
+    """A provider webhook, recorded in the transaction of its effect: a replay finds it."""
+
+    __tablename__ = "webhook_events"
+
+    provider: Mapped[str] = mapped_column(String(30), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    # processed | ignored
+    outcome: Mapped[str] = mapped_column(String(20))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SandboxCharge(Base):
+    """A charge as the sandbox provider sees it (its side of the books, not ours)."""
+
+    __tablename__ = "sandbox_charges"
+    __table_args__ = (
+        CheckConstraint(_in("status", tuple(SandboxChargeStatus)), name="status"),
+        CheckConstraint(
+            "refunded_amount <= captured_amount AND captured_amount <= authorized_amount",
+            name="amounts",
+        ),
+        CheckConstraint(f"token ~ '{TOKEN_PATTERN}'", name="token"),
+    )
+
+    ref: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token: Mapped[str] = mapped_column(String(100))
+    last4: Mapped[str] = mapped_column(String(4))
+    currency: Mapped[str] = mapped_column(String(3))
+    authorized_amount: Mapped[Decimal] = mapped_column(Amount)
+    captured_amount: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
+    refunded_amount: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SandboxRequest(Base):
+    """The sandbox's idempotency map: the same key gets the first answer, never a second
+    authorization. Kept in the database, as a provider keeps it on its side."""
+
+    __tablename__ = "sandbox_requests"
+
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(20))
+    charge_ref: Mapped[str | None] = mapped_column(String(40))
+    response: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+outbox = define_outbox_table(Base.metadata)
+inbox = define_inbox_table(Base.metadata)
+idempotency_keys = define_idempotency_table(Base.metadata)

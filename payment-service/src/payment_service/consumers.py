@@ -1,0 +1,91 @@
+"""Events payment-service consumes: its order's course (order-service's order.* events).
+
+Each handler parses only the fields it needs and hands them to `service.lifecycle`,
+inside the consumer's transaction (together with the inbox row). The provider is bound
+when the app is built, since handlers receive only the session and the envelope.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.events.consumer import EventHandler
+from flow_shared.events.envelope import EventEnvelope
+from payment_service.models import PaymentMethod
+from payment_service.provider import PaymentProvider
+from payment_service.service import lifecycle
+
+ORDER_PLACED = "order.placed"
+ORDER_DELIVERED = "order.delivered"
+# Every way an order leaves the flow without being delivered.
+ORDER_ENDED = ("order.cancelled", "order.rejected", "order.expired", "order.failed")
+
+
+class OrderEventData(BaseModel):
+    """The fields of order-service's order.* data that payments need."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    order_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    vendor_id: uuid.UUID
+    status: str = Field(max_length=20)
+    payment_method: PaymentMethod
+    total: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    # Only on order.placed of a card order. Kept as any string here: a malformed one fails
+    # the payment with a reason instead of poisoning the event.
+    card_token: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=1000)
+
+    def facts(self) -> lifecycle.OrderFacts:
+        return lifecycle.OrderFacts(
+            order_id=self.order_id,
+            hospital_org_id=self.hospital_org_id,
+            vendor_id=self.vendor_id,
+            method=self.payment_method,
+            amount=self.total,
+            currency=self.currency,
+            order_status=self.status,
+            card_token=self.card_token,
+            reason=self.reason,
+        )
+
+
+def _now() -> datetime:
+    # The payment's own clock: an event retried after an outage is handled now, not then.
+    return datetime.now(UTC)
+
+
+def _order(envelope: EventEnvelope) -> lifecycle.OrderFacts:
+    return OrderEventData.model_validate(envelope.data).facts()
+
+
+def event_handlers(provider: PaymentProvider, *, invoice_due_days: int) -> dict[str, EventHandler]:
+    async def on_order_placed(session: AsyncSession, envelope: EventEnvelope) -> None:
+        await lifecycle.on_order_placed(session, provider, _order(envelope), at=_now())
+
+    async def on_order_delivered(session: AsyncSession, envelope: EventEnvelope) -> None:
+        await lifecycle.on_order_delivered(
+            session,
+            provider,
+            _order(envelope),
+            at=_now(),
+            invoice_due_days=invoice_due_days,
+        )
+
+    async def on_order_ended(session: AsyncSession, envelope: EventEnvelope) -> None:
+        await lifecycle.on_order_ended(session, provider, _order(envelope), at=_now())
+
+    handlers: dict[str, EventHandler] = {
+        ORDER_PLACED: on_order_placed,
+        ORDER_DELIVERED: on_order_delivered,
+    }
+    handlers.update(dict.fromkeys(ORDER_ENDED, on_order_ended))
+    return handlers

@@ -1,0 +1,76 @@
+"""Events payment-service publishes (through its outbox, in the caller's transaction).
+
+`data` is a contract with consumers: add fields, never rename or remove them. Every
+payment event has the same shape; money is a decimal string:
+
+    {payment_id, order_id, hospital_org_id, vendor_id, method, status, amount, currency,
+     captured_amount, refunded_amount, at, reason?}
+
+- `payment.authorized`: a card was authorized; `amount` is the amount authorized.
+- `payment.failed`: the payment cannot happen; `reason` says why ("card declined",
+  "missing card token", ...). `amount` is the order's amount.
+- `payment.captured`: money was taken (card captured on delivery, a provider webhook,
+  or cash collected on delivery); `amount` is the amount captured.
+- `payment.refunded`: money was given back; `amount` is this refund, `refunded_amount`
+  the total so far, `reason` why. `status` is `refunded` once everything captured has been
+  refunded and stays `captured` after a partial refund.
+
+Voiding and invoices are recorded in the payment's `events` history, without an event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.events.outbox import add_event
+from payment_service.models import Payment, outbox
+from payment_service.state import rfc3339
+
+PRODUCER = "payment-service"
+PAYMENT_AUTHORIZED = "payment.authorized"
+PAYMENT_FAILED = "payment.failed"
+PAYMENT_CAPTURED = "payment.captured"
+PAYMENT_REFUNDED = "payment.refunded"
+
+
+def payment_event_data(
+    payment: Payment, *, amount: Decimal, at: datetime, reason: str | None = None
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "payment_id": str(payment.id),
+        "order_id": str(payment.order_id),
+        "hospital_org_id": str(payment.hospital_org_id),
+        "vendor_id": str(payment.vendor_id),
+        "method": payment.method,
+        "status": payment.status,
+        "amount": str(amount),
+        "currency": payment.currency,
+        "captured_amount": str(payment.captured_amount),
+        "refunded_amount": str(payment.refunded_amount),
+        "at": rfc3339(at),
+    }
+    if reason is not None:
+        data["reason"] = reason
+    return data
+
+
+async def publish_payment_event(
+    session: AsyncSession,
+    event_type: str,
+    payment: Payment,
+    *,
+    amount: Decimal,
+    at: datetime,
+    reason: str | None = None,
+) -> None:
+    await add_event(
+        session,
+        outbox,
+        event_type=event_type,
+        producer=PRODUCER,
+        data=payment_event_data(payment, amount=amount, at=at, reason=reason),
+    )

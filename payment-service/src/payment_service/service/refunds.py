@@ -1,0 +1,141 @@
+"""Refunds asked for through the API, by the order's vendor or a platform admin.
+
+Never more than was captured, even under concurrent requests: the payment's row is locked
+(`SELECT ... FOR UPDATE`) before the refundable amount is read, so concurrent refunds of
+one payment run one after the other and each sees what the previous one refunded; the
+CHECK `refunded_amount <= captured_amount` keeps the truth should anything slip past.
+`Idempotency-Key` replays the first answer (scoped per organisation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.auth import Principal
+from flow_shared.errors import Forbidden
+from flow_shared.idempotency import (
+    claim_idempotency_key,
+    request_fingerprint,
+    store_idempotent_response,
+)
+from flow_shared.metrics import business_counter
+from payment_service import events, queries
+from payment_service.errors import (
+    NothingToRefund,
+    ProviderUnavailable,
+    RefundExceedsCaptured,
+    RefundRefused,
+)
+from payment_service.models import Payment, PaymentStatus, idempotency_keys
+from payment_service.provider import PaymentProvider, ProviderError
+from payment_service.schemas import PaymentOut, RefundRequest
+from payment_service.state import PaymentEvent, apply, refundable
+
+REFUNDS = business_counter(
+    "flow_payment_refunds_total", "Refunds asked for through the API, by outcome.", ("outcome",)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status_code: int
+    body: Any
+    replayed: bool
+
+
+async def refund(
+    session: AsyncSession,
+    provider: PaymentProvider,
+    principal: Principal,
+    payment_id: uuid.UUID,
+    request: RefundRequest,
+    *,
+    idempotency_key: str | None,
+) -> Answer:
+    if idempotency_key is None:
+        payment = await _refund(session, provider, principal, payment_id, request, None)
+        return Answer(200, PaymentOut.of(payment).model_dump(mode="json"), replayed=False)
+    scope = f"payments.refund:{principal.org_id}"
+    stored = await claim_idempotency_key(
+        session,
+        idempotency_keys,
+        scope=scope,
+        key=idempotency_key,
+        fingerprint=request_fingerprint(
+            {"payment_id": str(payment_id), **request.model_dump(mode="json")}
+        ),
+    )
+    if stored is not None:
+        return Answer(stored.status_code, stored.body, replayed=True)
+    payment = await _refund(session, provider, principal, payment_id, request, idempotency_key)
+    body = PaymentOut.of(payment).model_dump(mode="json")
+    await store_idempotent_response(
+        session, idempotency_keys, scope=scope, key=idempotency_key, status_code=200, body=body
+    )
+    return Answer(200, body, replayed=False)
+
+
+async def _refund(
+    session: AsyncSession,
+    provider: PaymentProvider,
+    principal: Principal,
+    payment_id: uuid.UUID,
+    request: RefundRequest,
+    idempotency_key: str | None,
+) -> Payment:
+    payment = await queries.get_payment(session, principal, payment_id, for_update=True)
+    is_vendor = principal.org_kind == "vendor" and payment.vendor_id == principal.org_id
+    if not (is_vendor or principal.is_platform_admin):
+        raise Forbidden("Only the order's vendor or a platform admin can refund a payment.")
+    remaining = refundable(payment)
+    if payment.status != PaymentStatus.CAPTURED or remaining <= 0:
+        REFUNDS.labels("refused").inc()
+        raise NothingToRefund(f"A {payment.status} payment has nothing to refund.")
+    amount = request.amount if request.amount is not None else remaining
+    if amount > remaining:
+        REFUNDS.labels("refused").inc()
+        raise RefundExceedsCaptured(
+            f"At most {remaining} {payment.currency} can still be refunded.",
+            extra={"refundable": str(remaining)},
+        )
+    if payment.provider_ref is not None:
+        try:
+            result = await provider.refund(
+                provider_ref=payment.provider_ref,
+                amount=amount,
+                idempotency_key=_provider_key(payment, idempotency_key),
+            )
+        except ProviderError as exc:
+            raise ProviderUnavailable("The payment provider did not answer; try again.") from exc
+        if not result.succeeded:
+            REFUNDS.labels("refused").inc()
+            raise RefundRefused(f"The provider refused the refund: {result.failure_reason}.")
+    at = datetime.now(UTC)
+    apply(
+        payment,
+        PaymentEvent.REFUNDED,
+        at=at,
+        amount=amount,
+        detail=request.reason,
+        actor=str(principal.user_id),
+    )
+    await events.publish_payment_event(
+        session, events.PAYMENT_REFUNDED, payment, amount=amount, at=at, reason=request.reason
+    )
+    REFUNDS.labels("refunded").inc()
+    return payment
+
+
+def _provider_key(payment: Payment, idempotency_key: str | None) -> str:
+    """The provider's key for this refund: the client's retry with the same Idempotency-Key
+    (after an answer was lost) must not refund twice at the provider either."""
+    if idempotency_key is None:
+        return f"refund:{payment.id}:{uuid.uuid4()}"
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"refund:{payment.id}:{digest}"

@@ -1,0 +1,129 @@
+"""The payment state machine as data: which moves exist, from where, to what.
+
+    pending -> authorized -> captured -> refunded
+    pending -> failed | voided | captured   (captured: cash collected on delivery)
+    authorized -> voided
+    captured -> captured (a partial refund) | refunded (once everything is refunded)
+
+`apply` is the only code that changes a payment's status or its money columns: it checks
+the move, updates `captured_amount` / `refunded_amount`, and appends to `events`. Anything
+else is `IllegalPaymentTransition` (409). Outbox events are written by the caller, which
+knows the event's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from flow_shared.metrics import business_counter
+from payment_service.errors import IllegalPaymentTransition, RefundExceedsCaptured
+from payment_service.models import Payment, PaymentStatus
+
+
+class PaymentEvent(StrEnum):
+    OPENED = "opened"
+    AUTHORIZED = "authorized"
+    FAILED = "failed"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+    INVOICE_ISSUED = "invoice_issued"
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    sources: frozenset[PaymentStatus | None]
+    # None: the status stays as it is (the event is recorded in the history only).
+    target: PaymentStatus | None
+    # Refunds: the target is reached only once everything captured has been refunded.
+    only_when_settled: bool = False
+
+
+MOVES: Mapping[PaymentEvent, Move] = {
+    PaymentEvent.OPENED: Move(frozenset({None}), PaymentStatus.PENDING),
+    PaymentEvent.AUTHORIZED: Move(frozenset({PaymentStatus.PENDING}), PaymentStatus.AUTHORIZED),
+    PaymentEvent.FAILED: Move(frozenset({PaymentStatus.PENDING}), PaymentStatus.FAILED),
+    PaymentEvent.CAPTURED: Move(
+        frozenset({PaymentStatus.PENDING, PaymentStatus.AUTHORIZED}), PaymentStatus.CAPTURED
+    ),
+    PaymentEvent.VOIDED: Move(
+        frozenset({PaymentStatus.PENDING, PaymentStatus.AUTHORIZED}), PaymentStatus.VOIDED
+    ),
+    PaymentEvent.REFUNDED: Move(
+        frozenset({PaymentStatus.CAPTURED}), PaymentStatus.REFUNDED, only_when_settled=True
+    ),
+    PaymentEvent.INVOICE_ISSUED: Move(frozenset({PaymentStatus.PENDING}), None),
+}
+
+PAYMENT_EVENTS = business_counter(
+    "flow_payment_events_total", "Payment state machine events applied, by type.", ("event",)
+)
+
+
+def current_status(payment: Payment) -> PaymentStatus | None:
+    return PaymentStatus(payment.status) if payment.status is not None else None
+
+
+def can_apply(payment: Payment, event: PaymentEvent) -> bool:
+    return current_status(payment) in MOVES[event].sources
+
+
+def refundable(payment: Payment) -> Decimal:
+    return payment.captured_amount - payment.refunded_amount
+
+
+def rfc3339(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def apply(
+    payment: Payment,
+    event: PaymentEvent,
+    *,
+    at: datetime,
+    detail: str,
+    amount: Decimal | None = None,
+    actor: str | None = None,
+) -> None:
+    """Apply `event` to `payment` (whose row the caller holds locked, or has just created).
+
+    CAPTURED sets `captured_amount` to `amount`; REFUNDED adds `amount` to
+    `refunded_amount`, never beyond what was captured.
+    """
+    move = MOVES[event]
+    status = current_status(payment)
+    if status not in move.sources:
+        raise IllegalPaymentTransition(f"A payment that is {status} cannot be {event}.")
+    if event is PaymentEvent.CAPTURED:
+        assert amount is not None
+        payment.captured_amount = amount
+    elif event is PaymentEvent.REFUNDED:
+        assert amount is not None
+        if amount <= 0 or amount > refundable(payment):
+            raise RefundExceedsCaptured(
+                f"At most {refundable(payment)} {payment.currency} can still be refunded.",
+                extra={"refundable": str(refundable(payment))},
+            )
+        payment.refunded_amount = payment.refunded_amount + amount
+    if move.target is not None and (
+        not move.only_when_settled or payment.refunded_amount == payment.captured_amount
+    ):
+        payment.status = move.target
+    entry: dict[str, Any] = {
+        "type": event.value,
+        "status": payment.status,
+        "at": rfc3339(at),
+        "detail": detail,
+    }
+    if amount is not None:
+        entry["amount"] = str(amount)
+    if actor is not None:
+        entry["actor"] = actor
+    payment.events = [*(payment.events or []), entry]
+    payment.updated_at = at
+    PAYMENT_EVENTS.labels(event.value).inc()

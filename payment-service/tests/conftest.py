@@ -1,0 +1,283 @@
+"""payment-service tests: the app in-process on the session's real PostgreSQL, Redis and
+RabbitMQ slice (the `infra` fixture; its consumer and relay run against the session's
+vhost), the built-in sandbox provider on the same database, tokens from `token_issuer`.
+
+`pay` (a `Payments` helper) feeds order events to the service's real handlers (as the
+consumer does, in one transaction), calls the API, signs webhooks and reads the payments
+schema as payment-service's own role, so tests read as the promise they check.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from flow_shared.events.consumer import EventHandler
+from flow_shared.events.envelope import EventEnvelope
+from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.tokens import TokenIssuer
+from payment_service.config import Settings
+from payment_service.main import create_app
+from payment_service.service.webhooks import SIGNATURE_HEADER, signature_header
+
+WEBHOOK_SECRET = "test-webhook-secret-5f1c0a9e"
+# Short, so that tests of the lost-answer token do not wait long.
+PROVIDER_TIMEOUT_SECONDS = 0.3
+WEBHOOK_URL = "/api/v1/payments/webhooks/sandbox"
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session")
+def make_settings(infra: TestInfra) -> SettingsFactory:
+    def make(**overrides: Any) -> Settings:
+        kwargs: dict[str, Any] = {
+            "log_level": "WARNING",
+            "payment_webhook_secret": WEBHOOK_SECRET,
+            "provider_timeout_seconds": PROVIDER_TIMEOUT_SECONDS,
+        }
+        kwargs.update(overrides)
+        return Settings(**infra.settings_kwargs("payment-service", **kwargs))
+
+    return make
+
+
+# Module scope: the consumer stops with the last payment test instead of handling other
+# services' test events for the rest of the session.
+@pytest.fixture(scope="module")
+async def payment_app(
+    make_settings: SettingsFactory, token_issuer: TokenIssuer
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(make_settings(), jwks_fetcher=token_issuer.fetch_jwks)
+    async with asgi_client(app) as http:
+        yield app, http
+
+
+@pytest.fixture
+def app(payment_app: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
+    return payment_app[0]
+
+
+@pytest.fixture
+def client(payment_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return payment_app[1]
+
+
+@pytest.fixture(scope="session")
+async def payments_db(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
+    """The payments schema as payment-service's own role, for feeding and checking."""
+    engine = create_async_engine(
+        infra.database_url("payments"),
+        connect_args={"server_settings": {"search_path": "payments,public"}},
+    )
+    yield engine
+    await engine.dispose()
+
+
+@dataclass
+class Order:
+    """An order as order-service's events describe it."""
+
+    method: str = "card"
+    total: str = "100.00"
+    currency: str = "NGN"
+    card_token: str | None = "tok_visa"
+    order_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    hospital_org_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    vendor_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def event(self, status: str, *, reason: str | None = None) -> EventEnvelope:
+        """An `order.<status>` event with every field order-service publishes."""
+        data: dict[str, Any] = {
+            "order_id": str(self.order_id),
+            "hospital_org_id": str(self.hospital_org_id),
+            "vendor_id": str(self.vendor_id),
+            "depot_id": str(uuid.uuid4()),
+            "status": status,
+            "priority": "urgent",
+            "payment_method": self.method,
+            "total": self.total,
+            "currency": self.currency,
+            "items": [
+                {
+                    "product_id": str(uuid.uuid4()),
+                    "quantity": 2,
+                    "unit_price": "50.00",
+                    "line_total": self.total,
+                }
+            ],
+            "actor_id": str(uuid.uuid4()),
+            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        if status == "placed" and self.method == "card" and self.card_token is not None:
+            data["card_token"] = self.card_token
+        if status in ("rejected", "cancelled"):
+            data["reason"] = reason or "changed plans"
+        return EventEnvelope(type=f"order.{status}", producer="order-service", data=data)
+
+
+class Payments:
+    """Driving and reading payment-service for a test."""
+
+    def __init__(
+        self, app: FastAPI, http: httpx.AsyncClient, engine: AsyncEngine, tokens: TokenIssuer
+    ) -> None:
+        self.app = app
+        self.http = http
+        self.engine = engine
+        self.tokens = tokens
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @staticmethod
+    def order(**fields: Any) -> Order:
+        """A new order (test modules cannot import conftest under importlib mode)."""
+        return Order(**fields)
+
+    # -- identities ------------------------------------------------------------------
+
+    def hospital(self, order: Order, role: str = "staff") -> dict[str, str]:
+        return self.tokens.headers(org_kind="hospital", role=role, org_id=order.hospital_org_id)
+
+    def vendor(self, order: Order, role: str = "org_admin") -> dict[str, str]:
+        return self.tokens.headers(org_kind="vendor", role=role, org_id=order.vendor_id)
+
+    def admin(self) -> dict[str, str]:
+        return self.tokens.headers(org_kind="platform", role="platform_admin")
+
+    def stranger(self, org_kind: str) -> dict[str, str]:
+        return self.tokens.headers(org_kind=org_kind, role="org_admin")
+
+    # -- events, as the consumer hands them over -------------------------------------
+
+    async def handle(self, envelope: EventEnvelope) -> None:
+        """Run the service's own handler for `envelope` in one transaction."""
+        handler: EventHandler = self.app.state.event_handlers[envelope.type]
+        async with self.sessions() as session, session.begin():
+            await handler(session, envelope)
+
+    async def place(self, order: Order) -> dict[str, Any]:
+        await self.handle(order.event("placed"))
+        return await self.payment_of(order)
+
+    # -- the API -----------------------------------------------------------------------
+
+    async def payment_of(self, order: Order) -> dict[str, Any]:
+        """The order's payment, as a platform admin sees it through the API."""
+        response = await self.http.get(
+            "/api/v1/payments", params={"order_id": str(order.order_id)}, headers=self.admin()
+        )
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        assert len(items) == 1, items
+        return items[0]
+
+    async def refund(
+        self,
+        payment_id: str,
+        headers: dict[str, str],
+        *,
+        amount: str | None = None,
+        reason: str = "damaged cylinder",
+        idempotency_key: str | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> httpx.Response:
+        body: dict[str, Any] = {"reason": reason}
+        if amount is not None:
+            body["amount"] = amount
+        if idempotency_key is not None:
+            headers = {**headers, "Idempotency-Key": idempotency_key}
+        return await (http or self.http).post(
+            f"/api/v1/payments/{payment_id}/refund", json=body, headers=headers
+        )
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    @staticmethod
+    def webhook_body(**fields: Any) -> bytes:
+        body = {"id": f"evt_{uuid.uuid4().hex}", "type": "charge.captured", **fields}
+        return json.dumps(body).encode()
+
+    async def webhook(
+        self,
+        body: bytes,
+        *,
+        signed_at: int | None = None,
+        secret: str = WEBHOOK_SECRET,
+        sent: bytes | None = None,
+    ) -> httpx.Response:
+        """POST `body` signed as the sandbox signs (or `sent` instead, under body's signature)."""
+        timestamp = int(time.time()) if signed_at is None else signed_at
+        header = signature_header(secret.encode(), timestamp, body)
+        return await self.http.post(
+            WEBHOOK_URL,
+            content=body if sent is None else sent,
+            headers={"Content-Type": "application/json", SIGNATURE_HEADER: header},
+        )
+
+    # -- the database, as payment-service's role ---------------------------------------
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar_one()
+
+    async def count_payments(self, order: Order) -> int:
+        return int(
+            await self.scalar("SELECT count(*) FROM payments WHERE order_id = :o", o=order.order_id)
+        )
+
+    async def outbox_events(self, event_type: str, order: Order) -> list[dict[str, Any]]:
+        """This service's outbox rows of one type for the order, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT payload FROM outbox WHERE event_type = :t "
+                        "AND payload->'data'->>'order_id' = :o ORDER BY seq"
+                    ),
+                    {"t": event_type, "o": str(order.order_id)},
+                )
+            ).all()
+        return [row.payload for row in rows]
+
+    async def sandbox_authorizations(self, order: Order) -> int:
+        """Authorizations the sandbox provider performed for the order (its own books)."""
+        return int(
+            await self.scalar(
+                "SELECT count(*) FROM sandbox_requests r JOIN sandbox_charges c "
+                "ON c.ref = r.charge_ref WHERE r.idempotency_key = :k",
+                k=f"authorize:{order.order_id}",
+            )
+        )
+
+    async def sandbox_charge(self, provider_ref: str) -> dict[str, Any]:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT * FROM sandbox_charges WHERE ref = :r"), {"r": provider_ref}
+                )
+            ).one()
+        return dict(row._mapping)
+
+    async def provider_ref(self, order: Order) -> str:
+        ref: str = await self.scalar(
+            "SELECT provider_ref FROM payments WHERE order_id = :o", o=order.order_id
+        )
+        return ref
+
+
+@pytest.fixture
+def pay(
+    app: FastAPI, client: httpx.AsyncClient, payments_db: AsyncEngine, token_issuer: TokenIssuer
+) -> Payments:
+    return Payments(app, client, payments_db, token_issuer)
