@@ -43,6 +43,17 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
 fi
 
+# Ten services with their pools, relays and consumers, plus the test suite, need more
+# than PostgreSQL's default 100 connections. Raised once; a restart applies it.
+WANT_CONNECTIONS=400
+have=$(psql -h 127.0.0.1 -U postgres -tAc "SHOW max_connections" 2>/dev/null || echo 0)
+if [ "${have:-0}" -lt "$WANT_CONNECTIONS" ]; then
+  say "raising PostgreSQL max_connections from ${have} to ${WANT_CONNECTIONS}"
+  psql -h 127.0.0.1 -U postgres -qc "ALTER SYSTEM SET max_connections = ${WANT_CONNECTIONS}"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$PG" main restart
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+
 # --- Redis ----------------------------------------------------------------------------
 command -v redis-server >/dev/null 2>&1 || { say "installing Redis"; apt_install redis-server; }
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
