@@ -1,0 +1,108 @@
+"""notification-service app factory (`uvicorn notification_service.main:create_app --factory`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from flow_shared.app import EventsConfig, create_service_app
+from flow_shared.auth import JWKSFetcher
+from flow_shared.lifecycle import PeriodicTask
+from notification_service import api
+from notification_service.config import Settings
+from notification_service.delivery.email import EmailSender
+from notification_service.delivery.webhook import WebhookSender, webhook_http_client
+from notification_service.delivery.worker import DeliveryWorker
+from notification_service.events import build_event_handlers
+from notification_service.hub import NotificationHub
+from notification_service.models import Notification, inbox
+from notification_service.shutdown import StopSignalHook
+from notification_service.stream import live_notification
+
+
+def create_app(
+    settings: Settings | None = None, *, jwks_fetcher: JWKSFetcher | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    app: FastAPI
+    # Live publishes scheduled after the consumer's commits, kept referenced until done.
+    publish_tasks: set[asyncio.Task[None]] = set()
+
+    def publish_after_commit(session: AsyncSession, notification: Notification) -> None:
+        """Streams hear of a notification only once it is committed (and so replayable)."""
+        hub: NotificationHub | None = getattr(app.state, "notification_hub", None)
+        if hub is None:
+            return  # still starting up: no stream can be open yet
+        live = live_notification(notification)
+        org_id = notification.org_id
+        loop = asyncio.get_running_loop()
+
+        def after_commit(_session: Session) -> None:
+            task = loop.create_task(hub.publish(org_id, live))
+            publish_tasks.add(task)
+            task.add_done_callback(publish_tasks.discard)
+
+        event.listen(session.sync_session, "after_commit", after_commit, once=True)
+
+    async def start_notifications(app: FastAPI) -> None:
+        hub = NotificationHub(
+            app.state.redis, settings.redis_key_prefix, queue_size=settings.sse_queue_size
+        )
+        app.state.notification_hub = hub
+        await hub.start()
+        # Only live streams depend on it; lists, reads and deliveries work without it.
+        app.state.health.add("notification_hub", hub.check_subscribed, critical=False)
+        stop_hook = StopSignalHook(lambda: hub.close_all("server stopping"))
+        stop_hook.install()
+        app.state.stop_signal_hook = stop_hook
+
+        http = webhook_http_client(settings.webhook_timeout_seconds)
+        app.state.webhook_http = http
+        worker = DeliveryWorker(
+            app.state.database,
+            settings,
+            email=EmailSender(settings) if settings.email_enabled else None,
+            webhook=(
+                WebhookSender(
+                    http,
+                    secret=settings.webhook_signing_secret.get_secret_value(),
+                    allow_private=settings.allow_private_webhooks,
+                )
+                if settings.webhook_signing_secret is not None
+                else None
+            ),
+        )
+        app.state.delivery_worker = worker
+        task = PeriodicTask(
+            "notification-deliveries",
+            settings.delivery_poll_interval_seconds,
+            worker.run_once,
+            stop_timeout_seconds=worker.lease.total_seconds(),
+        )
+        app.state.delivery_task = task
+        await task.start()
+
+    async def stop_notifications(app: FastAPI) -> None:
+        await app.state.delivery_task.stop()
+        await app.state.webhook_http.aclose()
+        app.state.stop_signal_hook.uninstall()
+        await app.state.notification_hub.stop()
+        if publish_tasks:
+            await asyncio.gather(*publish_tasks, return_exceptions=True)
+
+    app = create_service_app(
+        settings,
+        title="Flow notification-service",
+        routers=[api.router],
+        events=EventsConfig(
+            inbox=inbox, handlers=build_event_handlers(settings, publish_after_commit)
+        ),
+        jwks_fetcher=jwks_fetcher,
+        on_startup=[start_notifications],
+        on_shutdown=[stop_notifications],
+    )
+    return app

@@ -1,0 +1,243 @@
+"""The rules of notification-service: plain async functions taking the session.
+
+They only flush: the caller (the request's DbSession, or the event consumer) owns the
+transaction and commits it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.auth import Principal
+from flow_shared.pagination import PageParams, fetch_page
+from notification_service.config import Settings
+from notification_service.delivery.guard import WebhookRefused, check_literal_host
+from notification_service.errors import (
+    NotificationNotFound,
+    WebhookNotAllowed,
+    WebhooksUnavailable,
+)
+from notification_service.models import (
+    Delivery,
+    DeliveryChannel,
+    Member,
+    Notification,
+    Preference,
+)
+from notification_service.schemas import PreferencesIn, PreferencesOut
+
+# --- recording what was heard -----------------------------------------------------------
+
+
+async def record_notification(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    event_id: uuid.UUID,
+    org_id: uuid.UUID,
+    event_type: str,
+    title: str,
+    body: str,
+    data: dict[str, Any],
+) -> Notification | None:
+    """Store the notification of one event for one organisation and queue its e-mail and
+    webhook deliveries. None when this event already has its notification."""
+    notification_id = uuid.uuid4()
+    inserted = (
+        await session.execute(
+            pg_insert(Notification)
+            .values(
+                id=notification_id,
+                org_id=org_id,
+                type=event_type,
+                # One line: titles become e-mail subjects.
+                title=" ".join(title.split())[:200],
+                body=body,
+                data=data,
+                event_id=event_id,
+            )
+            # The unique event_id is the last word on "one notification per event".
+            .on_conflict_do_nothing(index_elements=[Notification.event_id])
+            .returning(Notification.id)
+        )
+    ).scalar_one_or_none()
+    if inserted is None:
+        return None
+    notification = (
+        await session.scalars(select(Notification).where(Notification.id == notification_id))
+    ).one()
+    await queue_deliveries(session, settings, notification)
+    return notification
+
+
+async def queue_deliveries(
+    session: AsyncSession, settings: Settings, notification: Notification
+) -> None:
+    """One delivery per member's e-mail address (when the org wants e-mail and SMTP is
+    configured) and one for the org's webhook (when it has one)."""
+    preference = await session.get(Preference, notification.org_id)
+    prefs = PreferencesOut.of(preference)
+    rows: list[dict[str, Any]] = []
+    if prefs.email and settings.email_enabled:
+        addresses = await session.scalars(
+            select(Member.email)
+            .where(Member.org_id == notification.org_id)
+            .distinct()
+            .order_by(Member.email)
+        )
+        rows.extend(
+            {"channel": DeliveryChannel.EMAIL.value, "target": address} for address in addresses
+        )
+    if prefs.webhook_url and settings.webhooks_enabled:
+        rows.append({"channel": DeliveryChannel.WEBHOOK.value, "target": prefs.webhook_url})
+    if rows:
+        await session.execute(
+            pg_insert(Delivery),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "notification_id": notification.id,
+                    "org_id": notification.org_id,
+                    **row,
+                }
+                for row in rows
+            ],
+        )
+
+
+async def upsert_member(
+    session: AsyncSession, *, user_id: uuid.UUID, org_id: uuid.UUID, email: str, full_name: str
+) -> None:
+    row = pg_insert(Member).values(user_id=user_id, org_id=org_id, email=email, full_name=full_name)
+    await session.execute(
+        row.on_conflict_do_update(
+            index_elements=[Member.user_id],
+            set_={
+                "org_id": row.excluded.org_id,
+                "email": row.excluded.email,
+                "full_name": row.excluded.full_name,
+            },
+        )
+    )
+
+
+# --- the in-app list ---------------------------------------------------------------------
+
+
+def _of_org(org_id: uuid.UUID) -> Select[Notification]:
+    return select(Notification).where(Notification.org_id == org_id)
+
+
+async def list_notifications(
+    session: AsyncSession, org_id: uuid.UUID, *, unread: bool | None, params: PageParams
+) -> tuple[Sequence[Notification], int]:
+    """Newest first. unread=True: only unread ones; False: only read ones; None: all."""
+    statement = _of_org(org_id)
+    if unread is True:
+        statement = statement.where(Notification.read_at.is_(None))
+    elif unread is False:
+        statement = statement.where(Notification.read_at.is_not(None))
+    return await fetch_page(session, statement.order_by(Notification.seq.desc()), params)
+
+
+async def mark_read(
+    session: AsyncSession, org_id: uuid.UUID, notification_id: uuid.UUID
+) -> Notification:
+    """Idempotent; another organisation's notification is not found (404, not 403)."""
+    notification = (
+        await session.scalars(
+            _of_org(org_id).where(Notification.id == notification_id).with_for_update()
+        )
+    ).one_or_none()
+    if notification is None:
+        raise NotificationNotFound("No such notification.")
+    if notification.read_at is None:
+        notification.read_at = datetime.now(UTC)
+        await session.flush()
+    return notification
+
+
+async def mark_all_read(session: AsyncSession, org_id: uuid.UUID) -> int:
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.org_id == org_id, Notification.read_at.is_(None))
+        .values(read_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- what a stream missed ----------------------------------------------------------------
+
+
+async def seq_of(
+    session: AsyncSession, org_id: uuid.UUID, notification_id: uuid.UUID
+) -> int | None:
+    seq: int | None = await session.scalar(
+        select(Notification.seq).where(
+            Notification.org_id == org_id, Notification.id == notification_id
+        )
+    )
+    return seq
+
+
+async def latest_seq(session: AsyncSession, org_id: uuid.UUID) -> int:
+    seq = await session.scalar(
+        select(func.max(Notification.seq)).where(Notification.org_id == org_id)
+    )
+    return int(seq or 0)
+
+
+async def notifications_after(
+    session: AsyncSession, org_id: uuid.UUID, after_seq: int, *, limit: int
+) -> Sequence[Notification]:
+    """The org's notifications stored after `after_seq`, oldest first."""
+    rows = await session.scalars(
+        _of_org(org_id).where(Notification.seq > after_seq).order_by(Notification.seq).limit(limit)
+    )
+    return rows.all()
+
+
+# --- preferences -------------------------------------------------------------------------
+
+
+async def get_preferences(session: AsyncSession, org_id: uuid.UUID) -> PreferencesOut:
+    return PreferencesOut.of(await session.get(Preference, org_id))
+
+
+async def update_preferences(
+    session: AsyncSession, settings: Settings, principal: Principal, body: PreferencesIn
+) -> PreferencesOut:
+    if body.webhook_url is not None:
+        if not settings.webhooks_enabled:
+            raise WebhooksUnavailable("This server has no webhook signing secret configured.")
+        try:
+            # Only a literal address can be judged now; host names are checked at delivery.
+            check_literal_host(body.webhook_url, allow_private=settings.allow_private_webhooks)
+        except WebhookRefused as exc:
+            raise WebhookNotAllowed(str(exc)) from None
+    row = pg_insert(Preference).values(
+        org_id=principal.org_id,
+        email=body.email,
+        webhook_url=body.webhook_url,
+        updated_by=principal.user_id,
+    )
+    await session.execute(
+        row.on_conflict_do_update(
+            index_elements=[Preference.org_id],
+            set_={
+                "email": row.excluded.email,
+                "webhook_url": row.excluded.webhook_url,
+                "updated_by": row.excluded.updated_by,
+                "updated_at": func.now(),
+            },
+        )
+    )
+    return PreferencesOut(email=body.email, webhook_url=body.webhook_url)

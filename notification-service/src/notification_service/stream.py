@@ -1,0 +1,151 @@
+"""GET /api/v1/notifications/stream: the organisation's notifications as server-sent events.
+
+Each message is `id: <notification id>`, `event: <type>`, `data: <JSON as in the list>`.
+A client that reconnects sends `Last-Event-ID` and first gets what it missed, from the
+database. A comment line every SSE_HEARTBEAT_SECONDS keeps an idle stream open through
+proxies that cut silent connections (the gateway's read timeout is 30 s by default).
+The stream ends when the token expires (the client reconnects with a fresh one) and
+when the process shuts down (the client reconnects to another one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+import structlog
+
+from flow_shared.auth import Principal
+from flow_shared.db import Database
+from flow_shared.jsonutil import dumps
+from flow_shared.metrics import business_gauge
+from notification_service import service
+from notification_service.config import Settings
+from notification_service.hub import LiveNotification, NotificationHub, Signal
+from notification_service.models import Notification
+from notification_service.schemas import NotificationOut
+
+log = structlog.get_logger("notifications.stream")
+
+OPEN_STREAMS = business_gauge(
+    "flow_notification_streams_open", "Server-sent event streams open in this process."
+)
+HEARTBEAT = b": keepalive\n\n"
+# Ids already sent, to skip a notification that arrives both from the database and live.
+RECENT_IDS = 2048
+
+
+def sse_message(notification_id: str, event_type: str, payload: object) -> bytes:
+    # orjson never emits a raw newline, so the data fits on one `data:` line.
+    return f"id: {notification_id}\nevent: {event_type}\ndata: ".encode() + dumps(payload) + b"\n\n"
+
+
+def live_notification(notification: Notification) -> LiveNotification:
+    return LiveNotification(
+        seq=notification.seq,
+        payload=NotificationOut.of(notification).model_dump(mode="json"),
+    )
+
+
+def parse_last_event_id(value: str | None) -> uuid.UUID | None:
+    if not value:
+        return None
+    try:
+        return uuid.UUID(value.strip())
+    except ValueError:
+        return None
+
+
+class _Sent:
+    """The ids of recently sent notifications and the highest seq sent."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+
+    def __contains__(self, notification_id: str) -> bool:
+        return notification_id in self._ids
+
+    def add(self, notification_id: str, seq: int) -> None:
+        self.seq = max(self.seq, seq)
+        self._ids.add(notification_id)
+        self._order.append(notification_id)
+        if len(self._order) > RECENT_IDS:
+            self._ids.discard(self._order.popleft())
+
+
+async def notification_stream(
+    *,
+    database: Database,
+    hub: NotificationHub,
+    settings: Settings,
+    principal: Principal,
+    last_event_id: uuid.UUID | None,
+) -> AsyncIterator[bytes]:
+    org_id = principal.org_id
+    # Subscribed before reading the database: nothing falls between replay and live.
+    with hub.subscribe(org_id) as subscription:
+        OPEN_STREAMS.inc()
+        try:
+            yield f"retry: {settings.sse_retry_milliseconds}\n\n".encode()
+            async with database.sessionmaker() as session:
+                after = None
+                if last_event_id is not None:
+                    after = await service.seq_of(session, org_id, last_event_id)
+                if after is None:
+                    # A first connection (or an id we do not know): only what comes next.
+                    sent = _Sent(await service.latest_seq(session, org_id))
+                    missed: Sequence[Notification] = ()
+                else:
+                    sent = _Sent(after)
+                    missed = await service.notifications_after(
+                        session, org_id, after, limit=settings.sse_replay_limit
+                    )
+            for notification in missed:
+                yield _sent_message(sent, live_notification(notification))
+
+            while True:
+                remaining = (principal.expires_at - datetime.now(UTC)).total_seconds()
+                if remaining <= 0:
+                    return  # the token expired: the client reconnects with a fresh one
+                try:
+                    item = await asyncio.wait_for(
+                        subscription.get(), min(settings.sse_heartbeat_seconds, remaining)
+                    )
+                except TimeoutError:
+                    yield HEARTBEAT
+                    continue
+                if item is Signal.CLOSED:
+                    log.info("notification_stream_closed", reason=subscription.close_reason)
+                    return
+                if item is Signal.RESYNC:
+                    async for message in _catch_up(database, settings, org_id, sent):
+                        yield message
+                    continue
+                assert isinstance(item, LiveNotification)
+                if item.id not in sent:
+                    yield _sent_message(sent, item)
+        finally:
+            OPEN_STREAMS.dec()
+
+
+def _sent_message(sent: _Sent, live: LiveNotification) -> bytes:
+    sent.add(live.id, live.seq)
+    return sse_message(live.id, str(live.payload["type"]), live.payload)
+
+
+async def _catch_up(
+    database: Database, settings: Settings, org_id: uuid.UUID, sent: _Sent
+) -> AsyncIterator[bytes]:
+    """After the live feed had a gap: what was stored since the last one sent."""
+    async with database.sessionmaker() as session:
+        missed = await service.notifications_after(
+            session, org_id, sent.seq, limit=settings.sse_replay_limit
+        )
+    for notification in missed:
+        if str(notification.id) not in sent:
+            yield _sent_message(sent, live_notification(notification))
