@@ -343,9 +343,22 @@ def _is_zombie(pid: int) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "command", choices=["up", "down", "restart", "migrate", "provision", "keys", "status"]
+        "command",
+        choices=[
+            "up",
+            "down",
+            "start",
+            "stop",
+            "restart",
+            "migrate",
+            "provision",
+            "keys",
+            "status",
+        ],
     )
-    parser.add_argument("services", nargs="*", help="for restart: which services (default all)")
+    parser.add_argument(
+        "services", nargs="*", help="for start/stop/restart: which services (default all)"
+    )
     parser.add_argument("--env-file", type=Path, default=None)
     parser.add_argument(
         "--port-offset", type=int, default=int(os.environ.get("FLOW_PORT_OFFSET", "0"))
@@ -358,6 +371,13 @@ def main() -> None:
         fleet.down()
     elif args.command == "restart":
         fleet.restart(args.services)
+    elif args.command == "stop":
+        for name in args.services:
+            fleet.stop(fleet.by_name(name))
+    elif args.command == "start":
+        for name in args.services:
+            fleet.start(fleet.by_name(name))
+        fleet.wait_ready()
     elif args.command == "migrate":
         fleet.provision()
         fleet.migrate()

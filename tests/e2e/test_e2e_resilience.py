@@ -1,0 +1,182 @@
+"""Nothing is lost when a part fails: the broker or payment-service goes away mid-flow."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+DEPOT = {"lat": 51.4545, "lon": -2.5879}  # Bristol
+DELIVERY = {"lat": 51.4584, "lon": -2.6003}
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 90) -> T:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        found = await probe()
+        if found is not None:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.5)
+
+
+async def _world(gateway: httpx.AsyncClient, accounts: Any, stock: int) -> dict[str, Any]:
+    vendor = await accounts.verified_vendor()
+    products = await gateway.get(
+        "/api/v1/catalog/products", params={"q": "O2-CYL-5L"}, headers=vendor.headers
+    )
+    product_id = products.json()["items"][0]["id"]
+    depot = await gateway.post(
+        "/api/v1/inventory/depots",
+        headers=vendor.headers,
+        json={"name": "Bristol depot", **DEPOT, "service_radius_km": 30},
+    )
+    depot_id = depot.json()["id"]
+    for path, body in (
+        (
+            f"/api/v1/inventory/depots/{depot_id}/stock/{product_id}",
+            {"on_hand": stock, "low_stock_threshold": 0},
+        ),
+        (
+            f"/api/v1/pricing/prices/{product_id}",
+            {
+                "unit_price": "64.00",
+                "currency": "GBP",
+                "delivery_fee_per_km": "1.00",
+                "min_delivery_fee": "10.00",
+                "emergency_surcharge_pct": "0",
+            },
+        ),
+    ):
+        answer = await gateway.put(path, headers=vendor.headers, json=body)
+        assert answer.status_code == 200, answer.text
+    hospital = await accounts.register("hospital")
+    return {"vendor": vendor, "hospital": hospital, "product_id": product_id, "depot_id": depot_id}
+
+
+def _order_body(world: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    body = {
+        "vendor_id": world["vendor"].org_id,
+        "depot_id": world["depot_id"],
+        "delivery": DELIVERY,
+        "items": [{"product_id": world["product_id"], "quantity": 1}],
+        "priority": "routine",
+        "payment_method": "invoice",
+    }
+    body.update(fields)
+    return body
+
+
+async def _payments(
+    gateway: httpx.AsyncClient, headers: dict[str, str], order_id: str
+) -> list[Any]:
+    answer = await gateway.get("/api/v1/payments", params={"order_id": order_id}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    items: list[Any] = answer.json()["items"]
+    return items
+
+
+async def test_orders_place_while_payment_service_is_down_and_are_paid_when_it_returns(
+    gateway: httpx.AsyncClient, accounts: Any, fleet: Any
+) -> None:
+    world = await _world(gateway, accounts, stock=5)
+    fleet.flowctl("stop", "payment-service")
+    try:
+        placed = await gateway.post(
+            "/api/v1/orders",
+            headers=world["hospital"].headers,
+            json=_order_body(world, payment_method="card", card_token="tok_visa"),
+        )
+        assert placed.status_code == 201, placed.text
+    finally:
+        fleet.flowctl("start", "payment-service")
+    order_id = placed.json()["id"]
+
+    async def authorized() -> list[Any] | None:
+        payments = await _payments(gateway, world["hospital"].headers, order_id)
+        return payments if payments and payments[0]["status"] == "authorized" else None
+
+    payments = await eventually(authorized, "the payment authorized once payment-service is back")
+    assert len(payments) == 1
+
+
+async def _placed_count(gateway: httpx.AsyncClient, admin: dict[str, str]) -> int:
+    stats = await gateway.get("/api/v1/admin/stats", headers=admin)
+    return int(stats.json()["orders_by_status"].get("placed", 0))
+
+
+async def _settled_placed_count(gateway: httpx.AsyncClient, admin: dict[str, str]) -> int:
+    """Admin's count once earlier events have all arrived (two equal reads a second apart)."""
+    previous = await _placed_count(gateway, admin)
+    while True:
+        await asyncio.sleep(1.5)
+        current = await _placed_count(gateway, admin)
+        if current == previous:
+            return current
+        previous = current
+
+
+def _rabbitmq(action: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", action], check=True, capture_output=True, timeout=120)
+
+
+async def test_fifty_orders_while_the_broker_is_down_are_paid_heard_and_counted_once(
+    gateway: httpx.AsyncClient, accounts: Any
+) -> None:
+    world = await _world(gateway, accounts, stock=60)
+    admin = await accounts.admin()
+    before = await _settled_placed_count(gateway, admin)
+
+    _rabbitmq("stop_app")
+    try:
+        answers = []
+        for _ in range(5):
+            answers += await asyncio.gather(
+                *(
+                    gateway.post(
+                        "/api/v1/orders",
+                        headers=world["hospital"].headers,
+                        json=_order_body(world),
+                        timeout=60,
+                    )
+                    for _ in range(10)
+                )
+            )
+    finally:
+        _rabbitmq("start_app")
+    assert [a.status_code for a in answers] == [201] * 50, [
+        a.text for a in answers if a.status_code != 201
+    ]
+    order_ids = {a.json()["id"] for a in answers}
+
+    async def all_paid() -> bool | None:
+        for order_id in order_ids:
+            payments = await _payments(gateway, world["hospital"].headers, order_id)
+            if len(payments) != 1:
+                return None
+        return True
+
+    await eventually(all_paid, "one payment per order")
+
+    async def all_heard() -> list[Any] | None:
+        answer = await gateway.get(
+            "/api/v1/notifications", params={"page_size": 100}, headers=world["vendor"].headers
+        )
+        placed = [n for n in answer.json()["items"] if n["type"] == "order.placed"]
+        return placed if {n["data"]["order_id"] for n in placed} == order_ids else None
+
+    heard = await eventually(all_heard, "the vendor told of every order")
+    assert len(heard) == 50  # exactly one each
+
+    async def counted() -> int | None:
+        count = await _placed_count(gateway, admin)
+        return count if count == before + 50 else None
+
+    await eventually(counted, "admin counts exactly 50 more placed orders")
+    await asyncio.sleep(2)
+    assert await _placed_count(gateway, admin) == before + 50
