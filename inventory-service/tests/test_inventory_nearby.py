@@ -47,11 +47,13 @@ def _cache_hits() -> float:
 
 @contextmanager
 def _statements(app: FastAPI) -> Iterator[list[str]]:
-    """The SQL the app's request handlers send (background outbox/inbox polling left out)."""
+    """The SQL the app's request handlers send; the background relay, consumer and
+    hold sweeper (outbox, inbox, reservations, schema-qualified or not) are left out."""
     seen: list[str] = []
+    background_tables = ("outbox", "inbox", "reservations")
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if " outbox" not in statement and " inbox" not in statement:
+        if not any(table in statement for table in background_tables):
             seen.append(statement)
 
     engine = app.state.database.engine.sync_engine
