@@ -13,6 +13,7 @@ import json
 import math
 import re
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ def offset(km_north: float = 0.0, km_east: float = 0.0) -> tuple[float, float]:
     return lat, lon
 
 
-class StubService:
+class StubService(ABC):
     """Shared plumbing: service-key check, request log, "down" switch."""
 
     name = "stub"
@@ -96,8 +97,9 @@ class StubService:
             raise httpx.ReadTimeout("no answer in time", request=request)
         return response
 
+    @abstractmethod
     def handle(self, request: httpx.Request) -> httpx.Response:
-        raise NotImplementedError
+        """The service's own answer to a request that passed the plumbing."""
 
     def calls(self, method: str, pattern: str) -> list[httpx.Request]:
         return [
