@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -19,6 +17,7 @@ from prometheus_client import REGISTRY
 from admin_service.events import EVENT_HANDLERS, REDACTED
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.testing.infra import asgi_client
+from flow_shared.testing.polling import eventually
 
 if TYPE_CHECKING:
     from conftest import AdminAppFactory, Projection
@@ -44,15 +43,7 @@ SPEC_EVENTS = {
     "payment.refunded",
     "review.created",
 }
-BROKER_DEADLINE_SECONDS = 30.0
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
-
-
-async def wait_for(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + BROKER_DEADLINE_SECONDS
-    while not await condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
 
 
 def consumed(event_type: str, outcome: str) -> float:
@@ -259,13 +250,13 @@ async def test_the_consumer_projects_an_event_from_the_broker_and_ignores_its_re
         async def connected() -> bool:
             return bool(consumer.is_connected)
 
-        await wait_for(connected, "the consumer never connected to the broker")
+        await eventually(connected, "the consumer to connect to the broker")
         await projection.publish(placed)
 
         async def projected() -> bool:
             return await projection.order(order_id) is not None
 
-        await wait_for(projected, "order.placed never reached the projection")
+        await eventually(projected, "order.placed to reach the projection")
 
         # The broker hands the same event over again: the inbox makes it a no-op.
         duplicates = consumed("order.placed", "duplicate")
@@ -274,7 +265,7 @@ async def test_the_consumer_projects_an_event_from_the_broker_and_ignores_its_re
         async def seen_again() -> bool:
             return consumed("order.placed", "duplicate") > duplicates
 
-        await wait_for(seen_again, "the redelivered event was never consumed")
+        await eventually(seen_again, "the redelivered event to be consumed")
 
     assert await projection.inbox_count(placed.id) == 1
     assert await projection.count("events") == 1
@@ -299,14 +290,14 @@ async def test_stats_from_broker_events_survive_a_restart(
         async def connected() -> bool:
             return bool(consumer.is_connected)
 
-        await wait_for(connected, "the consumer never connected to the broker")
+        await eventually(connected, "the consumer to connect to the broker")
         for envelope in events:
             await projection.publish(envelope)
 
         async def all_projected() -> bool:
             return await projection.count("order_facts") == len(events)
 
-        await wait_for(all_projected, "not every order.placed reached the projection")
+        await eventually(all_projected, "every order.placed to reach the projection")
 
     # A new process reads the same figures: they live in the database, not in memory.
     async with asgi_client(admin_app_for()) as client:

@@ -18,7 +18,7 @@ import email.message
 import email.policy
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.testing.infra import TestInfra
+from flow_shared.testing.polling import eventually
 from flow_shared.testing.tokens import TokenIssuer
 from notification_service.config import Settings
 from notification_service.main import create_app
@@ -43,20 +44,6 @@ from notification_service.models import Delivery, Member, Notification
 
 WEBHOOK_SECRET = "test-webhook-signing-secret"
 T = TypeVar("T")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, timeout: float = 20.0, what: str = "condition"
-) -> T:
-    """Poll until `check` returns something other than None/False (async work settles)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result is not None and result is not False:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 # --- real local servers ------------------------------------------------------------------

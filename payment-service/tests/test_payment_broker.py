@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
@@ -19,20 +19,12 @@ from prometheus_client import REGISTRY
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.relay import build_event_message
 from flow_shared.testing.infra import TestInfra
+from flow_shared.testing.polling import eventually
 
 if TYPE_CHECKING:
     from conftest import Payments
 
 WAIT_SECONDS = 30.0
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll until `check` holds; the bound only keeps a broken test from hanging."""
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.1)
 
 
 def _consumed(outcome: str) -> float:
@@ -49,7 +41,7 @@ async def channel(infra: TestInfra, app: FastAPI) -> AsyncIterator[AbstractChann
         return bool(app.state.consumer.is_connected)
 
     # Until the consumer has bound its queue, a published event would reach nobody.
-    await _eventually(consumer_connected, "payment-service's consumer connected")
+    await eventually(consumer_connected, "payment-service's consumer connected")
     connection = await aio_pika.connect(infra.amqp_url)
     async with connection:
         yield await connection.channel(publisher_confirms=True)
@@ -100,7 +92,7 @@ async def test_order_placed_from_the_broker_is_consumed_once_and_authorized_is_r
     async def handled_twice() -> bool:
         return _consumed("duplicate") > duplicates_before
 
-    await _eventually(handled_twice, "the second delivery was taken off the queue")
+    await eventually(handled_twice, "the second delivery was taken off the queue")
     assert await pay.count_payments(order) == 1
     assert (await pay.payment_of(order))["status"] == "authorized"
     assert await pay.sandbox_authorizations(order) == 1
@@ -131,7 +123,7 @@ async def test_a_provider_timeout_is_retried_by_the_consumer_and_authorizes_once
         rows = await pay.count_payments(order)
         return rows == 1 and (await pay.payment_of(order))["status"] == "authorized"
 
-    await _eventually(authorized, "the timed-out authorization was retried")
+    await eventually(authorized, "the timed-out authorization was retried")
     assert _consumed("retried") > retried_before
     assert await pay.sandbox_authorizations(order) == 1
     assert len(await pay.outbox_events("payment.authorized", order)) == 1

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from flow_shared.events.consumer import (
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.outbox import add_event, define_inbox_table, define_outbox_table
 from flow_shared.events.relay import BrokerUnavailable, OutboxRelay, build_event_message
+from flow_shared.testing.polling import eventually
 
 if TYPE_CHECKING:
     from flow_shared.testing.infra import TestInfra
@@ -199,22 +199,6 @@ async def tap(channel: AbstractChannel, names: Names) -> Tap:
     tap = Tap(channel, names.exchange)
     await tap.start()
     return tap
-
-
-async def eventually(
-    predicate: Callable[[], bool] | Callable[[], Awaitable[bool]], what: str = "condition"
-) -> None:
-    """Poll until the predicate holds; fail the test if it never does."""
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class TcpProxy:

@@ -11,26 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-T = TypeVar("T")
+from flow_shared.testing.polling import eventually
+
 DEPOT = {"lat": 53.4808, "lon": -2.2426}  # Manchester
 SITE = {"lat": 53.4621, "lon": -2.2290}  # about 2.3 km south
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 30) -> T:
-    """Events travel asynchronously: poll until `probe` returns something."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.25)
 
 
 async def _setup_vendor(gateway: httpx.AsyncClient, accounts: Any, stock: int) -> dict[str, Any]:

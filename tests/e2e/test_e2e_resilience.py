@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-T = TypeVar("T")
+from flow_shared.testing.polling import eventually
+
 DEPOT = {"lat": 51.4545, "lon": -2.5879}  # Bristol
 DELIVERY = {"lat": 51.4584, "lon": -2.6003}
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float = 90) -> T:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.5)
 
 
 async def _world(gateway: httpx.AsyncClient, accounts: Any, stock: int) -> dict[str, Any]:
@@ -101,7 +90,9 @@ async def test_orders_place_while_payment_service_is_down_and_are_paid_when_it_r
         payments = await _payments(gateway, world["hospital"].headers, order_id)
         return payments if payments and payments[0]["status"] == "authorized" else None
 
-    payments = await eventually(authorized, "the payment authorized once payment-service is back")
+    payments = await eventually(
+        authorized, "the payment authorized once payment-service is back", seconds=90
+    )
     assert len(payments) == 1
 
 
@@ -161,7 +152,7 @@ async def test_fifty_orders_while_the_broker_is_down_are_paid_heard_and_counted_
                 return None
         return True
 
-    await eventually(all_paid, "one payment per order")
+    await eventually(all_paid, "one payment per order", seconds=90)
 
     async def all_heard() -> list[Any] | None:
         answer = await gateway.get(
@@ -170,13 +161,13 @@ async def test_fifty_orders_while_the_broker_is_down_are_paid_heard_and_counted_
         placed = [n for n in answer.json()["items"] if n["type"] == "order.placed"]
         return placed if {n["data"]["order_id"] for n in placed} == order_ids else None
 
-    heard = await eventually(all_heard, "the vendor told of every order")
+    heard = await eventually(all_heard, "the vendor told of every order", seconds=90)
     assert len(heard) == 50  # exactly one each
 
     async def counted() -> int | None:
         count = await _placed_count(gateway, admin)
         return count if count == before + 50 else None
 
-    await eventually(counted, "admin counts exactly 50 more placed orders")
+    await eventually(counted, "admin counts exactly 50 more placed orders", seconds=90)
     await asyncio.sleep(2)
     assert await _placed_count(gateway, admin) == before + 50
