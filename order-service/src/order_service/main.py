@@ -11,6 +11,7 @@ from flow_shared.lifecycle import PeriodicTask
 from order_service.api import router
 from order_service.clients import Upstreams
 from order_service.config import Settings
+from order_service.metrics import GAUGE_REFRESH_INTERVAL_SECONDS, OpenOrderGauges
 from order_service.models import inbox, outbox
 from order_service.service.expiry import OrderSweeper
 from order_service.service.payments import on_payment_failed
@@ -40,8 +41,15 @@ def create_app(
             "order-sweeper", settings.order_sweep_interval_seconds, sweeper.run_once
         )
         await app.state.order_sweep_task.start()
+        gauges = OpenOrderGauges(app.state.database)
+        app.state.open_order_gauges = gauges
+        app.state.open_order_gauges_task = PeriodicTask(
+            "open-order-gauges", GAUGE_REFRESH_INTERVAL_SECONDS, gauges.refresh
+        )
+        await app.state.open_order_gauges_task.start()
 
     async def stop(app: FastAPI) -> None:
+        await app.state.open_order_gauges_task.stop()
         await app.state.order_sweep_task.stop()
         await app.state.upstreams.aclose()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -53,6 +53,7 @@ class BaseServiceSettings(BaseSettings):
     max_body_bytes: int = 1_048_576
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Unset: on everywhere but production (the API docs are for developers).
     docs_enabled: bool = True
 
     @field_validator(
@@ -71,6 +72,13 @@ class BaseServiceSettings(BaseSettings):
         if bad or not value:
             raise ValueError(f"jwt_algorithms must be asymmetric, got {value}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_docs_in_production_unless_asked(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("environment") == "production":
+            data.setdefault("docs_enabled", False)
+        return data
 
     @property
     def is_production(self) -> bool:

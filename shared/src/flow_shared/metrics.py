@@ -8,6 +8,7 @@ friends let a service add its own without worrying about double registration
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -76,40 +77,59 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
+def is_event_stream(response_start: Message) -> bool:
+    """True for a `text/event-stream` (server-sent events) response."""
+    for name, value in response_start.get("headers", ()):
+        if name.lower() == b"content-type":
+            return bytes(value).split(b";", 1)[0].strip().lower() == b"text/event-stream"
+    return False
+
+
 class MetricsMiddleware:
     """Counts, times and logs every HTTP request (one JSON access line each)."""
 
     def __init__(
-        self, app: ASGIApp, service: str, skip_paths: frozenset[str] = frozenset()
+        self,
+        app: ASGIApp,
+        service: str,
+        skip_paths: frozenset[str] = frozenset(),
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.app = app
         self.service = service
         self.skip_paths = skip_paths
+        self.clock = clock
         self.in_flight = IN_FLIGHT.labels(service)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
+        start = self.clock()
         status = 500
+        stream_opened_at: float | None = None
         self.in_flight.inc()
 
         async def send_with_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, stream_opened_at
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if is_event_stream(message):
+                    stream_opened_at = self.clock()
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_status)
         finally:
             self.in_flight.dec()
-            elapsed = time.perf_counter() - start
+            elapsed = self.clock() - start
             route = route_template(scope)
             method = scope["method"]
             REQUESTS.labels(self.service, method, route, str(status)).inc()
-            LATENCY.labels(self.service, method, route).observe(elapsed)
+            # An event stream stays open for minutes: its latency is the time to open it,
+            # else every stream would land in the top bucket and drown the p99.
+            latency = elapsed if stream_opened_at is None else stream_opened_at - start
+            LATENCY.labels(self.service, method, route).observe(latency)
             if scope["path"] not in self.skip_paths:
                 _access_log.info(
                     "request",

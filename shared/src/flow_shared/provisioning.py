@@ -3,12 +3,18 @@
 A role owns its own schema and has no rights on any other, so a service's SQL
 cannot reach another service's tables even by mistake. Run as a superuser
 (`make up`, the test fixtures, or the compose init container); idempotent.
+
+`python -m flow_shared.provisioning` provisions from the environment (the compose
+init container runs it): POSTGRES_ADMIN_DSN (a superuser), POSTGRES_DB (default
+`flow`), DB_SCHEMAS (comma-separated) and DB_PASSWORD_<SCHEMA> for each schema.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -97,3 +103,51 @@ async def drop_database(admin_dsn: str, database: str) -> None:
 
 def provision_sync(admin_dsn: str, database: str, grants: Sequence[SchemaGrant]) -> None:
     asyncio.run(provision(admin_dsn, database, grants))
+
+
+class ProvisioningConfigError(ValueError):
+    """The environment does not say what to provision; the message names what is missing."""
+
+
+def config_from_environment(environ: Mapping[str, str]) -> tuple[str, str, list[SchemaGrant]]:
+    """(admin DSN, database, grants) from POSTGRES_ADMIN_DSN, POSTGRES_DB, DB_SCHEMAS and
+    DB_PASSWORD_<SCHEMA>. Error messages name variables, never their values."""
+    admin_dsn = environ.get("POSTGRES_ADMIN_DSN", "").strip()
+    database = environ.get("POSTGRES_DB", "").strip() or "flow"
+    schemas = [s.strip() for s in environ.get("DB_SCHEMAS", "").split(",") if s.strip()]
+    missing = [] if admin_dsn else ["POSTGRES_ADMIN_DSN"]
+    if not schemas:
+        missing.append("DB_SCHEMAS")
+    grants = []
+    for schema in schemas:
+        variable = f"DB_PASSWORD_{schema.upper()}"
+        password = environ.get(variable, "")
+        if not password:
+            missing.append(variable)
+            continue
+        try:
+            _ident(schema)  # refuse an unsafe name before connecting
+        except ValueError as exc:
+            raise ProvisioningConfigError(f"DB_SCHEMAS: {exc}") from None
+        grants.append(SchemaGrant(schema, role_for_schema(schema), password))
+    if missing:
+        raise ProvisioningConfigError("set " + ", ".join(missing))
+    return admin_dsn, database, grants
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    try:
+        admin_dsn, database, grants = config_from_environment(
+            os.environ if environ is None else environ
+        )
+    except ProvisioningConfigError as exc:
+        print(f"provisioning: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(provision(admin_dsn, database, grants))
+    roles = ", ".join(grant.role for grant in grants)
+    print(f"provisioned database {database}: PostGIS, schemas and roles {roles}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

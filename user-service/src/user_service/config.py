@@ -21,6 +21,9 @@ class Settings(BaseServiceSettings):
     # Default: the lexicographically last kid; keys are named with a date prefix
     # (`k20261124-ab12cd34`), so the newest key signs.
     jwt_active_kid: str | None = None
+    # JWT_PRIVATE_KEYS: the keys themselves, for containers without a key folder:
+    # comma-separated `<kid>:<base64 of the PEM>`. When set, JWT_KEYS_DIR is not read.
+    jwt_private_keys: SecretStr | None = None
 
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=300)

@@ -19,8 +19,9 @@ def create_app(
     settings: Settings | None = None, *, jwks_fetcher: JWKSFetcher | None = None
 ) -> FastAPI:
     settings = settings or Settings()
-    # Fails here, before serving anything, when the key folder is missing or empty.
-    keys = SigningKeys.load(settings.jwt_keys_dir, settings.jwt_active_kid)
+    # Fails here, before serving anything, when no usable signing key is configured
+    # (JWT_PRIVATE_KEYS, else the key folder).
+    keys = SigningKeys.from_settings(settings)
 
     async def own_jwks() -> dict[str, Any]:
         # user-service verifies its own tokens without an HTTP call to itself.

@@ -53,6 +53,11 @@ EVENTS_PUBLISHED = business_counter(
     "Events published to the broker and confirmed by it.",
     ("service", "event_type"),
 )
+OUTBOX_OLDEST_PENDING_AGE = business_gauge(
+    "flow_outbox_oldest_pending_age_seconds",
+    "Age of the oldest unpublished outbox row (0 when none): how far publication lags.",
+    ("service",),
+)
 RELAY_PUBLISH_FAILURES = business_counter(
     "flow_outbox_publish_failures_total",
     "Outbox rows whose publication failed (they are retried on a later pass).",
@@ -146,6 +151,7 @@ class OutboxRelay:
         self._in_pass = False
         self._pending_refreshed_at = 0.0
         self._pending_gauge = OUTBOX_PENDING.labels(service)
+        self._oldest_age_gauge = OUTBOX_OLDEST_PENDING_AGE.labels(service)
         self._failures = RELAY_PUBLISH_FAILURES.labels(service)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -264,15 +270,19 @@ class OutboxRelay:
         return len(published)
 
     async def refresh_pending_gauge(self) -> int:
+        """Set the pending-rows and oldest-pending-age gauges; returns the pending count."""
+        oldest_age = func.extract("epoch", func.now() - func.min(self.outbox.c.created_at))
         async with self.database.sessionmaker() as session:
-            pending = (
+            pending, age_seconds = (
                 await session.execute(
-                    select(func.count())
+                    select(func.count(), func.coalesce(oldest_age, 0))
                     .select_from(self.outbox)
                     .where(self.outbox.c.published_at.is_(None))
                 )
-            ).scalar_one()
+            ).one()
         self._pending_gauge.set(pending)
+        # The database's clock on both sides: no skew between hosts in the figure.
+        self._oldest_age_gauge.set(max(0.0, float(age_seconds)))
         self._pending_refreshed_at = time.monotonic()
         return int(pending)
 
@@ -327,8 +337,9 @@ class OutboxRelay:
                 await wait_for_event(self._stopping, delay)
                 continue
             self._backoff.reset()
+            # Also while draining full batches: a backlog is exactly when the lag gauges matter.
+            await self._refresh_pending_gauge_quietly()
             if published < self.batch_size:
-                await self._refresh_pending_gauge_quietly()
                 await wait_for_event(self._stopping, self.poll_interval)
 
     async def _refresh_pending_gauge_quietly(self) -> None:
