@@ -60,6 +60,19 @@ async def test_allows_exactly_the_limit_then_denies_with_retry_after(
     assert denied.retry_after_header in {"11", "12"}
 
 
+async def test_a_limit_far_above_any_real_rate_still_counts_and_allows(
+    limiter: RateLimiter,
+) -> None:
+    # 10^9 a minute: the emission interval (6e-5 ms) is lost against the clock's
+    # magnitude, which once made the script set a key with PX 0 (a Redis error).
+    limit = RateLimit(requests=10**9, per_seconds=60)
+
+    decisions = [await limiter.hit("bench", "10.0.0.7", limit) for _ in range(3)]
+
+    assert all(d.allowed for d in decisions)
+    assert not any(d.limiter_unavailable for d in decisions)
+
+
 async def test_key_layout_is_prefix_rl_rule_subject(limiter: RateLimiter, redis: Redis) -> None:
     await limiter.hit("login", "10.0.0.9", RateLimit(requests=3, per_seconds=60))
 

@@ -58,7 +58,10 @@ local allow_at = new_tat - tolerance
 if now < allow_at then
   return {0, math.ceil(allow_at - now), 0}
 end
-redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now))
+-- At least 1 ms: with a huge rate the interval vanishes against now's magnitude,
+-- and PX 0 is an error.
+local ttl = math.max(1, math.ceil(new_tat - now))
+redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX', ttl)
 return {1, 0, math.floor((now + tolerance - new_tat) / interval + 1e-9)}
 """
 
