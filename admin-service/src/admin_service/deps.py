@@ -9,12 +9,12 @@ from fastapi import Depends, Request
 from admin_service.clients import FleetHealthClient, UserServiceClient
 
 
-def get_user_service(request: Request) -> UserServiceClient:
+async def get_user_service(request: Request) -> UserServiceClient:
     client: UserServiceClient = request.app.state.user_service
     return client
 
 
-def get_fleet_health_client(request: Request) -> FleetHealthClient:
+async def get_fleet_health_client(request: Request) -> FleetHealthClient:
     client: FleetHealthClient = request.app.state.fleet_health
     return client
 

@@ -13,12 +13,12 @@ from location_service.schemas import Priority
 from location_service.service import Coordinates
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _geocoder(request: Request) -> Geocoder:
+async def _geocoder(request: Request) -> Geocoder:
     geocoder: Geocoder = request.app.state.geocoder
     return geocoder
 
@@ -37,7 +37,7 @@ class RouteQuery:
     priority: Priority
 
 
-def _route_query(
+async def _route_query(
     from_lat: LatitudeQuery,
     from_lon: LongitudeQuery,
     to_lat: LatitudeQuery,

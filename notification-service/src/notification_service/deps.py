@@ -12,12 +12,12 @@ from notification_service.config import Settings
 from notification_service.hub import NotificationHub
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _hub(request: Request) -> NotificationHub:
+async def _hub(request: Request) -> NotificationHub:
     hub: NotificationHub = request.app.state.notification_hub
     return hub
 

@@ -10,12 +10,12 @@ from payment_service.config import Settings
 from payment_service.provider import PaymentProvider
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _provider(request: Request) -> PaymentProvider:
+async def _provider(request: Request) -> PaymentProvider:
     provider: PaymentProvider = request.app.state.provider
     return provider
 

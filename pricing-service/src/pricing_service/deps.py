@@ -12,22 +12,22 @@ from pricing_service.clients import InventoryClient, LocationClient
 from pricing_service.config import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_inventory(request: Request) -> InventoryClient:
+async def get_inventory(request: Request) -> InventoryClient:
     client: InventoryClient = request.app.state.inventory
     return client
 
 
-def get_location(request: Request) -> LocationClient:
+async def get_location(request: Request) -> LocationClient:
     client: LocationClient = request.app.state.location
     return client
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 

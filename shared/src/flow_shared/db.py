@@ -71,15 +71,21 @@ class Database:
         await self.engine.dispose()
 
 
-def get_database(request: Request) -> Database:
+def _app_database(request: Request) -> Database:
     database: Database | None = getattr(request.app.state, "database", None)
     if database is None:
         raise RuntimeError("this service has no database configured")
     return database
 
 
+# Dependencies are `async def` even when they only read app state: FastAPI runs a plain
+# `def` dependency in its thread pool, a thread hand-off on every request.
+async def get_database(request: Request) -> Database:
+    return _app_database(request)
+
+
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    database = get_database(request)
+    database = _app_database(request)
     async with database.sessionmaker() as session, session.begin():
         # Leaving `begin()` commits, or rolls back if the handler raised.
         yield session
