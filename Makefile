@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 FLOWCTL := $(PY) scripts/flowctl.py
 
-.PHONY: help setup up down restart status migrate logs lint test test-unit test-e2e
+.PHONY: help setup up down restart status migrate logs lint test test-unit test-e2e bench bench-smoke
 
 help:
 	@echo "make up       set up this machine and start every Flow service"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint     ruff + mypy"
 	@echo "make migrate  provision the database and run every migration"
 	@echo "make logs     follow every service's JSON log"
+	@echo "make bench    the performance scenarios on their own fleet (bench/README.md)"
 
 setup:
 	@bash scripts/setup.sh
@@ -40,9 +41,22 @@ lint: setup
 
 test: lint
 	.venv/bin/pytest
+	$(MAKE) bench-smoke
 
 test-unit: setup
 	.venv/bin/pytest -m "not e2e"
 
 test-e2e: setup
 	.venv/bin/pytest -m e2e
+
+# The bench runs its own isolated fleet (port offset 40000, own database, vhost and
+# Redis prefix) and removes it afterwards; results go to bench/results/<UTC time>/.
+BENCH := PYTHONPATH=bench $(PY) -m flow_bench
+
+bench: setup
+	$(BENCH) full --update-readme $(BENCH_ARGS)
+
+# Every scenario for a few seconds at tiny scale: the harness works and the invariants
+# hold after load (never a speed). Part of `make test`.
+bench-smoke: setup
+	$(BENCH) smoke $(BENCH_ARGS)

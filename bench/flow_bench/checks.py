@@ -1,0 +1,247 @@
+"""The correctness invariants after every order run, read straight from the databases
+(as the admin role: a check, not a service, so it may look across schemas).
+
+First the run's consequences are given time to settle (outboxes relayed, payments and
+notifications consumed, no placement half done); then every invariant is checked and
+any failure stops the bench loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from flow_bench.loadgen import RunResult
+from flow_bench.seed import BENCH_SCHEMA
+
+# Orders whose reservation must still be held, and those whose goods have left.
+LIVE_STATUSES = ("placed", "confirmed", "dispatched")
+
+_PENDING_OUTBOX_SCHEMAS = """
+SELECT table_schema FROM information_schema.tables
+WHERE table_name = 'outbox' AND table_type = 'BASE TABLE' ORDER BY table_schema
+"""
+
+_MISSING_PAYMENTS = """
+SELECT count(*) FROM orders.orders o
+LEFT JOIN payments.payments p ON p.order_id = o.id
+WHERE p.id IS NULL
+"""
+
+_PLACED_NOTIFICATIONS = """
+WITH heard AS (
+    SELECT (data->>'order_id')::uuid AS order_id, count(*) AS copies,
+           bool_and(org_id::text = data->>'vendor_id') AS to_vendor
+    FROM notifications.notifications
+    WHERE type = 'order.placed'
+    GROUP BY 1
+)
+SELECT count(*) FILTER (WHERE h.copies IS NULL) AS missing,
+       count(*) FILTER (WHERE h.copies > 1) AS duplicated,
+       count(*) FILTER (WHERE NOT h.to_vendor) AS misaddressed
+FROM orders.orders o LEFT JOIN heard h ON h.order_id = o.id
+"""
+
+_ORPHAN_HOLDS = """
+SELECT count(*) FROM inventory.reservations r
+LEFT JOIN orders.orders o ON o.id = r.order_id
+WHERE o.id IS NULL AND r.status IN ('held', 'committed')
+"""
+
+_PAYMENTS_PER_ORDER = """
+SELECT count(*) FILTER (WHERE o.id IS NULL) AS without_order,
+       count(*) - count(DISTINCT p.order_id) AS duplicated
+FROM payments.payments p LEFT JOIN orders.orders o ON o.id = p.order_id
+"""
+
+_NEGATIVE_STOCK = """
+SELECT count(*) FROM inventory.stock
+WHERE on_hand < 0 OR reserved < 0 OR on_hand - reserved < 0
+"""
+
+_CONSERVATION = f"""
+WITH per_status AS (
+    SELECT r.depot_id, ri.product_id,
+           sum(ri.quantity) FILTER (WHERE r.status = 'committed') AS delivered,
+           sum(ri.quantity) FILTER (WHERE r.status = 'held') AS held
+    FROM inventory.reservations r
+    JOIN inventory.reservation_items ri ON ri.reservation_id = r.id
+    GROUP BY r.depot_id, ri.product_id
+)
+SELECT count(*) FILTER (
+           WHERE i.on_hand IS DISTINCT FROM
+                 (s.on_hand - s.reserved) + s.reserved + coalesce(t.delivered, 0)
+       ) AS unbalanced,
+       count(*) FILTER (WHERE s.reserved <> coalesce(t.held, 0)) AS reserved_not_held,
+       count(*) FILTER (WHERE i.on_hand IS NULL) AS unknown_rows,
+       count(*) AS rows
+FROM inventory.stock s
+LEFT JOIN {BENCH_SCHEMA}.initial_stock i USING (depot_id, product_id)
+LEFT JOIN per_status t USING (depot_id, product_id)
+"""  # noqa: S608 - built from constants only
+
+_ORDER_HOLDS = f"""
+SELECT count(*) FROM orders.orders o
+LEFT JOIN inventory.reservations r ON r.id = o.reservation_id
+WHERE r.id IS NULL
+   OR (o.status IN {LIVE_STATUSES!r} AND r.status <> 'held')
+   OR (o.status = 'delivered' AND r.status <> 'committed')
+"""  # noqa: S608 - built from constants only
+
+
+class InvariantViolation(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class CheckRecord:
+    after: str
+    orders: int
+    drain_seconds: float
+    invariants: list[Invariant]
+
+    @property
+    def ok(self) -> bool:
+        return all(i.ok for i in self.invariants)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "after": self.after,
+            "orders": self.orders,
+            "drain_seconds": round(self.drain_seconds, 2),
+            "ok": self.ok,
+            "invariants": [
+                {"name": i.name, "ok": i.ok, "detail": i.detail} for i in self.invariants
+            ],
+        }
+
+
+@dataclass
+class OrderChecks:
+    dsn: str
+    drain_timeout_s: float
+    records: list[CheckRecord] = field(default_factory=list)
+
+    async def after_run(self, result: RunResult) -> None:
+        """The hook for every order run: settle, check, and stop the bench on a failure."""
+        record = await self.check(after=f"{result.label} at {result.offered_rate:g}/s")
+        if not record.ok:
+            broken = "; ".join(f"{i.name}: {i.detail}" for i in record.invariants if not i.ok)
+            raise InvariantViolation(f"after {record.after}: {broken}")
+
+    async def check(self, *, after: str) -> CheckRecord:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            drain_seconds = await self._drain(connection)
+            invariants = await self._invariants(connection)
+            orders = int(await connection.fetchval("SELECT count(*) FROM orders.orders"))
+        finally:
+            await connection.close()
+        record = CheckRecord(after, orders, drain_seconds, invariants)
+        self.records.append(record)
+        return record
+
+    async def _unsettled(self, connection: asyncpg.Connection) -> dict[str, int]:
+        pending: dict[str, int] = {}
+        for row in await connection.fetch(_PENDING_OUTBOX_SCHEMAS):
+            schema = str(row["table_schema"])
+            count = await connection.fetchval(
+                # The schema name comes from information_schema, not from input.
+                f'SELECT count(*) FROM "{schema}".outbox WHERE published_at IS NULL'  # noqa: S608
+            )
+            if count:
+                pending[f"{schema} outbox"] = int(count)
+        missing_payments = int(await connection.fetchval(_MISSING_PAYMENTS))
+        if missing_payments:
+            pending["orders without a payment"] = missing_payments
+        notified = await connection.fetchrow(_PLACED_NOTIFICATIONS)
+        if notified["missing"]:
+            pending["orders without an order.placed notification"] = int(notified["missing"])
+        orphans = int(await connection.fetchval(_ORPHAN_HOLDS))
+        if orphans:
+            pending["holds without an order"] = orphans
+        return pending
+
+    async def _drain(self, connection: asyncpg.Connection) -> float:
+        started = time.monotonic()
+        while await self._unsettled(connection):
+            if time.monotonic() - started > self.drain_timeout_s:
+                break
+            await asyncio.sleep(0.5)
+        return time.monotonic() - started
+
+    async def _invariants(self, connection: asyncpg.Connection) -> list[Invariant]:
+        unsettled = await self._unsettled(connection)
+        outboxes = {k: v for k, v in unsettled.items() if k.endswith("outbox")}
+        invariants = [
+            Invariant(
+                "outbox drained",
+                not outboxes,
+                ", ".join(f"{k}: {v} unpublished" for k, v in outboxes.items())
+                or "every row published",
+            )
+        ]
+        negative = int(await connection.fetchval(_NEGATIVE_STOCK))
+        invariants.append(
+            Invariant("no stock negative", negative == 0, f"{negative} rows below zero")
+        )
+        balance = await connection.fetchrow(_CONSERVATION)
+        invariants.append(
+            Invariant(
+                "initial = available + reserved + delivered, per stock row",
+                balance["unbalanced"] == 0 and balance["unknown_rows"] == 0,
+                f"{balance['unbalanced']} of {balance['rows']} rows unbalanced, "
+                f"{balance['unknown_rows']} without a recorded initial quantity",
+            )
+        )
+        invariants.append(
+            Invariant(
+                "reserved = quantities of live holds, per stock row",
+                balance["reserved_not_held"] == 0,
+                f"{balance['reserved_not_held']} rows differ",
+            )
+        )
+        missing_payments = int(await connection.fetchval(_MISSING_PAYMENTS))
+        payments = await connection.fetchrow(_PAYMENTS_PER_ORDER)
+        invariants.append(
+            Invariant(
+                "one payment per order",
+                missing_payments == 0
+                and payments["without_order"] == 0
+                and payments["duplicated"] == 0,
+                f"{missing_payments} orders without one, {payments['duplicated']} duplicated, "
+                f"{payments['without_order']} for no order",
+            )
+        )
+        notified = await connection.fetchrow(_PLACED_NOTIFICATIONS)
+        invariants.append(
+            Invariant(
+                "one order.placed notification per order, to its vendor",
+                notified["missing"] == 0
+                and notified["duplicated"] == 0
+                and notified["misaddressed"] == 0,
+                f"{notified['missing']} missing, {notified['duplicated']} duplicated, "
+                f"{notified['misaddressed']} not to the vendor",
+            )
+        )
+        mismatched = int(await connection.fetchval(_ORDER_HOLDS))
+        orphans = int(await connection.fetchval(_ORPHAN_HOLDS))
+        invariants.append(
+            Invariant(
+                "every order holds its stock, no hold without an order",
+                mismatched == 0 and orphans == 0,
+                f"{mismatched} orders with a wrong hold, {orphans} holds without an order",
+            )
+        )
+        return invariants

@@ -1,0 +1,207 @@
+"""What the simulated users send: request sources for the open-loop generator.
+
+Every source is called once per request, at its intended time, and reads the
+account's current token (tokens are renewed between runs).
+"""
+
+from __future__ import annotations
+
+import random
+import urllib.parse
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from flow_bench.api import Account
+from flow_bench.config import Profile
+from flow_bench.loadgen import PlannedRequest, RequestSource
+from flow_bench.seed import Hospital, OrderTarget, Site, World, random_point
+from flow_shared.jsonutil import dumps, loads
+
+JSON = {"Content-Type": "application/json"}
+
+
+def nearby_path(lat: float, lon: float, radius_km: float, product_id: str) -> str:
+    query = urllib.parse.urlencode(
+        {"lat": f"{lat:.6f}", "lon": f"{lon:.6f}", "radius_km": radius_km, "product_id": product_id}
+    )
+    return f"/api/v1/catalog/nearby?{query}"
+
+
+def fixed_get(base_url: str, path: str, account: Account, kind: str = "get") -> RequestSource:
+    """The same GET every time (scenario 1's cached nearby page)."""
+    url = base_url + path
+
+    def source(_index: int) -> PlannedRequest:
+        return PlannedRequest("GET", url, account.headers, kind=kind)
+
+    return source
+
+
+def scattered_nearby(
+    base_url: str, world: World, profile: Profile, rng: random.Random
+) -> RequestSource:
+    """Nearby searches from random points of the region, for random products: no two
+    alike, so each is a database query (the cache never hits), as a worst case."""
+    accounts = [h.account for h in world.hospitals]
+
+    def source(index: int) -> PlannedRequest:
+        lat, lon = random_point(rng, profile)
+        product = rng.choice(world.products)
+        path = nearby_path(lat, lon, profile.search_radius_km, product.id)
+        return PlannedRequest(
+            "GET", base_url + path, accounts[index % len(accounts)].headers, kind="nearby"
+        )
+
+    return source
+
+
+@dataclass
+class PlacedOrder:
+    order_id: str
+    vendor_id: str
+    hospital: Account
+
+
+@dataclass
+class OrderTraffic:
+    """Hospitals ordering from depots near their sites, through the gateway."""
+
+    base_url: str
+    world: World
+    rng: random.Random
+    placed: list[PlacedOrder] = field(default_factory=list)
+
+    def _pick(self) -> tuple[Hospital, Site, OrderTarget]:
+        hospital = self.rng.choice(self.world.hospitals)
+        site = self.rng.choice(hospital.sites)
+        return hospital, site, self.rng.choice(self.world.targets[site.id])
+
+    def source(self, _index: int) -> PlannedRequest:
+        hospital, site, target = self._pick()
+        lines = self.rng.sample(
+            target.product_ids, k=min(len(target.product_ids), self.rng.choice((1, 1, 2)))
+        )
+        body = {
+            "vendor_id": target.vendor_id,
+            "depot_id": target.depot_id,
+            "site_id": site.id,
+            "items": [{"product_id": p, "quantity": self.rng.randint(1, 3)} for p in lines],
+            "priority": self.rng.choice(("routine", "routine", "urgent")),
+            "payment_method": "invoice",
+        }
+        account = hospital.account
+
+        def remember(_status: int, answer: bytes) -> None:
+            order = loads(answer)
+            self.placed.append(PlacedOrder(str(order["id"]), str(order["vendor_id"]), account))
+
+        return PlannedRequest(
+            "POST",
+            self.base_url + "/api/v1/orders",
+            {**account.headers, **JSON, "Idempotency-Key": uuid.uuid4().hex},
+            dumps(body),
+            expected=frozenset({201}),
+            kind="order",
+            on_response=remember,
+        )
+
+    def take_placed(self) -> list[PlacedOrder]:
+        taken, self.placed = self.placed, []
+        return taken
+
+
+# confirm -> dispatch -> deliver: what vendors do with an order, one step per request.
+VENDOR_STEPS = ("confirm", "dispatch", "deliver")
+
+
+@dataclass
+class VendorTraffic:
+    """Vendors moving their orders along; with nothing to move, a vendor's stock screen
+    polls (GET the stock of one of its depots)."""
+
+    base_url: str
+    world: World
+    rng: random.Random
+    work: deque[tuple[PlacedOrder, int]] = field(default_factory=deque)
+
+    def add(self, orders: list[PlacedOrder]) -> None:
+        self.work.extend((order, 0) for order in orders)
+
+    def source(self, _index: int) -> PlannedRequest:
+        if self.work:
+            order, step = self.work.popleft()
+            vendor = self.world.vendor(order.vendor_id)
+            action = VENDOR_STEPS[step]
+            body = dumps({"eta_minutes": 60}) if action == "confirm" else None
+
+            def advance(_status: int, _answer: bytes) -> None:
+                if step + 1 < len(VENDOR_STEPS):
+                    self.work.append((order, step + 1))
+
+            return PlannedRequest(
+                "POST",
+                f"{self.base_url}/api/v1/orders/{order.order_id}/{action}",
+                {**vendor.headers, **JSON},
+                body,
+                kind=f"vendor {action}",
+                on_response=advance,
+            )
+        site_targets = self.rng.choice(list(self.world.targets.values()))
+        target = self.rng.choice(site_targets)
+        vendor = self.world.vendor(target.vendor_id)
+        return PlannedRequest(
+            "GET",
+            f"{self.base_url}/api/v1/inventory/depots/{target.depot_id}/stock",
+            vendor.headers,
+            kind="vendor stock screen",
+        )
+
+
+@dataclass
+class MixedDay:
+    """80% browse (nearby, compare, product pages), 15% orders, 5% vendor updates."""
+
+    base_url: str
+    world: World
+    profile: Profile
+    rng: random.Random
+    orders: OrderTraffic
+    vendors: VendorTraffic
+
+    def source(self, index: int) -> PlannedRequest:
+        # Orders placed so far become the vendors' work.
+        if self.orders.placed:
+            self.vendors.add(self.orders.take_placed())
+        draw = self.rng.random()
+        if draw < 0.80:
+            return self._browse(draw)
+        if draw < 0.95:
+            return self.orders.source(index)
+        return self.vendors.source(index)
+
+    def _browse(self, draw: float) -> PlannedRequest:
+        hospital = self.rng.choice(self.world.hospitals)
+        site = self.rng.choice(hospital.sites)
+        product = self.rng.choice(self.world.products)
+        headers = hospital.account.headers
+        if draw < 0.40:
+            path = nearby_path(site.lat, site.lon, self.profile.search_radius_km, product.id)
+            return PlannedRequest("GET", self.base_url + path, headers, kind="nearby")
+        if draw < 0.60:
+            query = urllib.parse.urlencode(
+                {
+                    "product_id": product.id,
+                    "quantity": 2,
+                    "lat": f"{site.lat:.6f}",
+                    "lon": f"{site.lon:.6f}",
+                    "radius_km": self.profile.search_radius_km,
+                    "priority": "urgent",
+                }
+            )
+            return PlannedRequest(
+                "GET", f"{self.base_url}/api/v1/pricing/compare?{query}", headers, kind="compare"
+            )
+        return PlannedRequest(
+            "GET", f"{self.base_url}/api/v1/catalog/products/{product.id}", headers, kind="product"
+        )
