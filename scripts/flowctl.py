@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flow_shared.http import SERVER_KEEPALIVE_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
@@ -240,6 +242,8 @@ class Fleet:
             workers,
             "--timeout-graceful-shutdown",
             "20",
+            "--timeout-keep-alive",
+            str(SERVER_KEEPALIVE_SECONDS),
             "--no-access-log",
             "--no-server-header",
             # Client-sent X-Forwarded-For must not pick the client address (rate limits

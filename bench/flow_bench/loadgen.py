@@ -184,8 +184,9 @@ class RunResult:
         }
 
 
-# uvicorn closes a connection idle for 5 s (its --timeout-keep-alive default): the pool
-# lets go sooner, or a request between runs may go out on a connection being closed.
+# The pool lets go of idle connections well before any server closes them (Flow's
+# services after SERVER_KEEPALIVE_SECONDS; a bare uvicorn's default is 5 s), so no
+# request between runs goes out on a connection being closed.
 CLIENT_KEEPALIVE_SECONDS = 3.0
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from flow_shared.http import SERVER_KEEPALIVE_SECONDS
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES: dict[str, dict[str, object]] = tomllib.loads((ROOT / "services.toml").read_text())[
     "services"
@@ -177,6 +179,8 @@ def test_serves_with_uvicorn_and_stops_gracefully(service: str) -> None:
     assert options["--port"] == "$PORT"
     assert options["--host"] == "0.0.0.0"  # noqa: S104 (inside its own container)
     assert int(options["--timeout-graceful-shutdown"]) > 0
+    # Idle connections outlive every Flow client pool's (flow_shared.http).
+    assert int(options["--timeout-keep-alive"]) == SERVER_KEEPALIVE_SECONDS
     assert "--factory" in words
     assert "--no-proxy-headers" in words
 

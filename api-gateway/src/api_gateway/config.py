@@ -23,6 +23,7 @@ from pydantic_settings import NoDecode
 
 from flow_shared.auth import Role
 from flow_shared.config import BaseServiceSettings
+from flow_shared.http import SERVER_KEEPALIVE_SECONDS
 from flow_shared.ratelimit import RateLimit
 
 API_PREFIX = "/api/v1/"
@@ -201,7 +202,9 @@ class Settings(BaseServiceSettings):
     upstream_policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Connections kept open per upstream host for reuse (0: no cap on open connections).
     upstream_max_connections: int = Field(default=0, ge=0)
-    upstream_keepalive_seconds: float = Field(default=30.0, gt=0)
+    # Below SERVER_KEEPALIVE_SECONDS, so the gateway never reuses a connection the
+    # upstream is closing.
+    upstream_keepalive_seconds: float = Field(default=30.0, gt=0, lt=SERVER_KEEPALIVE_SECONDS)
 
     rate_limits: dict[str, RateRule] = Field(default_factory=lambda: dict(DEFAULT_RATE_LIMITS))
     # How many reverse proxies in front of the gateway append to X-Forwarded-For; 0 = none,

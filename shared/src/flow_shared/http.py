@@ -20,6 +20,12 @@ from flow_shared.resilience import IDEMPOTENT_METHODS, CircuitBreaker, retrying
 
 log = structlog.get_logger("flow.http")
 
+# Every Flow server keeps an idle connection this long (uvicorn --timeout-keep-alive), and
+# every client pool lets go well before: otherwise the server may close a pooled connection
+# just as a request goes out on it, and a POST, which is never retried, fails.
+SERVER_KEEPALIVE_SECONDS = 75
+CLIENT_KEEPALIVE_SECONDS = 5.0
+
 
 class UpstreamUnavailable(ServiceUnavailable):
     code = "upstream-unavailable"
@@ -58,7 +64,11 @@ class ServiceClient:
             base_url=base_url,
             headers=headers,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=20,
+                keepalive_expiry=CLIENT_KEEPALIVE_SECONDS,
+            ),
             transport=transport,
         )
 
