@@ -49,7 +49,7 @@ test-unit: setup
 test-e2e: setup
 	.venv/bin/pytest -m e2e
 
-# The bench runs its own isolated fleet (port offset 40000, own database, vhost and
+# The bench runs its own isolated fleet (port offset 21000, own database, vhost and
 # Redis prefix) and removes it afterwards; results go to bench/results/<UTC time>/.
 BENCH := PYTHONPATH=bench $(PY) -m flow_bench
 

@@ -271,7 +271,9 @@ class Fleet:
                 # Not running_pid(): just after fork the child's cmdline is still ours.
                 if not self._alive(service):
                     log_file = self.log_dir / f"{service.name}.log"
-                    raise SystemExit(f"{service.name} exited during start-up; see {log_file}")
+                    raise SystemExit(
+                        f"{service.name} exited during start-up; see {log_file}\n" + _tail(log_file)
+                    )
                 try:
                     with urllib.request.urlopen(
                         f"{self.url(service)}/health/ready", timeout=2
@@ -326,6 +328,15 @@ class Fleet:
             self.stop(service)
             self.start(service)
         self.wait_ready()
+
+
+def _tail(log_file: Path, lines: int = 40) -> str:
+    """The end of a service's log, so a failed start shows its cause where it is reported
+    (CI removes the fleet's directory afterwards)."""
+    try:
+        return "\n".join(log_file.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _reap(pid: int) -> bool:

@@ -121,7 +121,7 @@ FULL = Profile(
     rss_sample_s=5.0,
     lag_run_s=20.0,
     drain_timeout_s=300.0,
-    port_offset=40000,
+    port_offset=21000,
 )
 
 SMOKE = Profile(
@@ -152,7 +152,7 @@ SMOKE = Profile(
     rss_sample_s=0.5,
     lag_run_s=1.0,
     drain_timeout_s=90.0,
-    port_offset=41000,
+    port_offset=22000,
 )
 
 PROFILES = {"full": FULL, "smoke": SMOKE}

@@ -3,7 +3,7 @@
 Redis key prefix and keys/run/log directories, so several fleets (an end-to-end
 session, a benchmark, a developer's `make up`) share one machine without meeting.
 
-    with IsolatedFleet(label="bench", port_offset=40000, overrides={...}) as fleet:
+    with IsolatedFleet(label="bench", port_offset=21000, overrides={...}) as fleet:
         httpx.get(fleet.gateway + "/health/ready")
 
 `stop()` (or leaving the `with`) stops the processes and removes everything the
@@ -72,12 +72,30 @@ def render_env_file(template: str, overrides: Mapping[str, str]) -> str:
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Something accepts connections on the port."""
+    """Something accepts connections on the port, or a server could not listen on it."""
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True
     except OSError:
-        return False
+        pass
+    # A client socket on the port (connected or in TIME_WAIT) answers nothing but still
+    # makes uvicorn's bind fail; try the bind as uvicorn does it (SO_REUSEADDR).
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def ephemeral_port_range() -> range:
+    """The ports the kernel hands out to outgoing connections (Linux), end included."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+    return range(int(low), int(high) + 1)
 
 
 def descendant_pids(pid: int) -> list[int]:
@@ -236,7 +254,7 @@ class IsolatedFleet:
         with (self.log_dir / "flowctl.out").open("ab") as out:
             result = subprocess.run(command, cwd=self.root, stdout=out, stderr=subprocess.STDOUT)
         if result.returncode != 0:
-            tail = (self.log_dir / "flowctl.out").read_text(errors="replace")[-3000:]
+            tail = (self.log_dir / "flowctl.out").read_text(errors="replace")[-8000:]
             raise RuntimeError(f"flowctl {' '.join(args)} failed:\n{tail}")
 
     def busy_ports(self) -> list[int]:
@@ -248,6 +266,15 @@ class IsolatedFleet:
         Refuses to start on ports something already answers on: flowctl's readiness
         check would take another fleet's answers for this one's."""
         try:
+            ephemeral = ephemeral_port_range()
+            clashing = [self.port(s.name) for s in self.services if self.port(s.name) in ephemeral]
+            if clashing:
+                # Any outgoing connection (thousands in a test run) may hold such a port,
+                # and a service then fails to start now and then.
+                raise RuntimeError(
+                    f"ports {clashing} lie in the kernel's ephemeral range "
+                    f"{ephemeral.start}-{ephemeral.stop - 1}; choose a port offset below it"
+                )
             busy = self.busy_ports()
             if busy:
                 raise RuntimeError(
