@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -397,3 +398,244 @@ async def test_internal_routes_refuse_everyone_when_no_key_is_trusted(
         response = await client.get("/internal/ping", headers={"X-Service-Key": ""})
 
     assert response.status_code == 401
+
+
+# --- The per-process cache of verified tokens -------------------------------------------------
+# Each test counts jwt.decode (the signature and claims check): a hit must not call it, and the
+# counts fail if the cache is removed or if it answers where a full check would not.
+
+
+class Clock:
+    """Wall-clock time unless a test pins it."""
+
+    def __init__(self) -> None:
+        self.pinned: float | None = None
+
+    def __call__(self) -> float:
+        return time.time() if self.pinned is None else self.pinned
+
+
+@pytest.fixture
+def decode_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        calls.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    return calls
+
+
+def make_verifier(jwks: JWKSCache, redis: Redis, infra: TestInfra, **options: Any) -> TokenVerifier:
+    return TokenVerifier(
+        jwks,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=ALGORITHMS,
+        redis=redis,
+        redis_prefix=infra.redis_prefix,
+        **options,
+    )
+
+
+async def test_a_token_seen_before_is_not_checked_again(
+    verifier: TokenVerifier, issuer: TokenIssuer, decode_calls: list[str]
+) -> None:
+    token = issuer.token(org_kind="vendor", role="staff")
+
+    first = await verifier.verify(token)
+    again = [await verifier.verify(token) for _ in range(3)]
+
+    assert again == [first] * 3
+    assert decode_calls == [token]
+
+
+async def test_a_refused_token_is_not_remembered(
+    verifier: TokenVerifier, issuer: TokenIssuer, decode_calls: list[str]
+) -> None:
+    token = issuer.token(aud="other-platform")
+
+    await assert_refused(verifier, token)
+    await assert_refused(verifier, token)
+
+    assert decode_calls == [token, token]
+
+
+async def test_a_remembered_token_is_refused_from_its_exp_on(
+    jwks: JWKSCache,
+    revocation_redis: Redis,
+    infra: TestInfra,
+    issuer: TokenIssuer,
+    decode_calls: list[str],
+) -> None:
+    clock = Clock()
+    verifier = make_verifier(jwks, revocation_redis, infra, clock=clock)
+    claims = issuer.claims(ttl=60)
+    token = issuer.sign(claims)
+    await verifier.verify(token)
+
+    clock.pinned = claims["exp"] - 0.001
+    await verifier.verify(token)  # PyJWT too accepts a token until the second of its exp
+    clock.pinned = claims["exp"]
+    await assert_refused(verifier, token)
+
+    assert decode_calls == [token]
+    # Refusing it dropped it: back at the real time it is checked in full again.
+    clock.pinned = None
+    await verifier.verify(token)
+    assert decode_calls == [token, token]
+
+
+async def test_a_remembered_token_is_refused_before_its_iat(
+    jwks: JWKSCache,
+    revocation_redis: Redis,
+    infra: TestInfra,
+    issuer: TokenIssuer,
+    decode_calls: list[str],
+) -> None:
+    # A wall clock stepped back must not make a hit accept what PyJWT would call not yet valid.
+    clock = Clock()
+    verifier = make_verifier(jwks, revocation_redis, infra, clock=clock)
+    claims = issuer.claims(nbf=int(time.time()))
+    token = issuer.sign(claims)
+    await verifier.verify(token)
+
+    clock.pinned = max(claims["iat"], claims["nbf"]) - 1
+
+    await assert_refused(verifier, token)
+    assert decode_calls == [token]
+
+
+@pytest.mark.parametrize("revocation", ["jti", "org"])
+async def test_a_remembered_token_is_refused_once_revoked(
+    verifier: TokenVerifier,
+    issuer: TokenIssuer,
+    revocation_redis: Redis,
+    infra: TestInfra,
+    decode_calls: list[str],
+    revocation: str,
+) -> None:
+    claims = issuer.claims()
+    token = issuer.sign(claims)
+    await verifier.verify(token)
+    await verifier.verify(token)
+
+    if revocation == "jti":
+        key = revoked_jti_key(infra.redis_prefix, claims["jti"])
+    else:
+        key = suspended_org_key(infra.redis_prefix, claims["org"])
+    await revocation_redis.set(key, "1", ex=60)
+
+    refused = await assert_refused(verifier, token)
+    assert ("revoked" if revocation == "jti" else "suspended") in refused.detail
+    assert decode_calls == [token]
+
+
+async def test_a_remembered_token_fails_once_its_key_leaves_the_jwks(
+    revocation_redis: Redis, infra: TestInfra
+) -> None:
+    issuer = TokenIssuer.create()
+    jwks = JWKSCache(issuer.fetch_jwks, algorithms=ALGORITHMS, cache_seconds=0.05)
+    verifier = make_verifier(jwks, revocation_redis, infra)
+    old_kid = issuer.active_kid
+    token = issuer.token()
+    await verifier.verify(token)
+
+    issuer.rotate()
+    del issuer.keys[old_kid]
+    await asyncio.sleep(0.1)  # the JWKS cache refreshes
+
+    refused = await assert_refused(verifier, token)
+    assert "unknown" in refused.detail
+
+
+async def test_a_remembered_token_is_checked_again_after_a_jwks_refresh(
+    revocation_redis: Redis, infra: TestInfra, decode_calls: list[str]
+) -> None:
+    # A refresh builds new key objects; a hit counts only with the very key that verified it.
+    issuer = TokenIssuer.create()
+    jwks = JWKSCache(issuer.fetch_jwks, algorithms=ALGORITHMS, cache_seconds=0.05)
+    verifier = make_verifier(jwks, revocation_redis, infra)
+    token = issuer.token()
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert decode_calls == [token]
+
+    await asyncio.sleep(0.1)
+    await verifier.verify(token)
+
+    assert decode_calls == [token, token]
+
+
+@pytest.mark.parametrize("part", ["header", "payload", "signature"])
+async def test_a_token_one_byte_off_a_remembered_one_is_refused(
+    verifier: TokenVerifier, issuer: TokenIssuer, decode_calls: list[str], part: str
+) -> None:
+    token = issuer.token()
+    await verifier.verify(token)
+    segments = token.split(".")
+    index = ["header", "payload", "signature"].index(part)
+    middle = len(segments[index]) // 2
+    changed = "A" if segments[index][middle] != "A" else "B"
+    segments[index] = segments[index][:middle] + changed + segments[index][middle + 1 :]
+
+    await assert_refused(verifier, ".".join(segments))
+
+    assert await verifier.verify(token)  # the real one is still a hit
+    assert decode_calls.count(token) == 1
+
+
+async def test_the_cache_keeps_only_the_most_recently_used_tokens(
+    jwks: JWKSCache,
+    revocation_redis: Redis,
+    infra: TestInfra,
+    issuer: TokenIssuer,
+    decode_calls: list[str],
+) -> None:
+    verifier = make_verifier(jwks, revocation_redis, infra, cache_size=3)
+    first, second, third, fourth = (issuer.token() for _ in range(4))
+    for token in (first, second, third, first, fourth):  # using `first` again keeps it
+        await verifier.verify(token)
+    decode_calls.clear()
+
+    for token in (first, third, fourth):
+        await verifier.verify(token)
+    assert decode_calls == []
+
+    await verifier.verify(second)  # evicted: checked in full, and now it pushes out `first`
+    await verifier.verify(first)
+    assert decode_calls == [second, first]
+
+
+async def test_a_flood_of_distinct_tokens_stays_within_the_bound(
+    jwks: JWKSCache, revocation_redis: Redis, infra: TestInfra, issuer: TokenIssuer
+) -> None:
+    verifier = make_verifier(jwks, revocation_redis, infra, cache_size=10)
+
+    for _ in range(50):
+        await verifier.verify(issuer.token())
+
+    assert len(verifier._verified) == 10
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "not-a-jwt",
+        "!!!!.e30.c2ln",
+        "é.e30.c2ln",
+        b64url(b"[1]") + ".e30.c2ln",
+        b64url(b"[" * 3000) + ".e30.c2ln",  # deep enough to overflow the JSON parser
+        b64url(b'{"alg":"RS256","kid":"main"}')[:-1] + "*.e30.c2ln",
+    ],
+)
+async def test_a_malformed_header_is_refused_without_fetching_keys(
+    verifier: TokenVerifier, jwks: JWKSCache, token: str
+) -> None:
+    refused = await assert_refused(verifier, token)
+
+    assert "malformed" in refused.detail
+    assert jwks.fetch_count == 0

@@ -9,10 +9,13 @@ organisations) is shared through Redis so every service sees it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
+import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -142,7 +145,49 @@ class JWKSCache:
         return keys
 
 
+@dataclass(frozen=True, slots=True)
+class _VerifiedToken:
+    """What a full verification established, kept to skip repeating it for the same token."""
+
+    kid: str
+    key: Any  # the JWKS key object the signature was checked with
+    principal: Principal
+    not_before: int  # iat, or nbf when later: PyJWT refuses the token before this
+    expires: int  # exp: PyJWT refuses the token from this instant on (no leeway)
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, read only to pick which trusted key to try.
+
+    jwt.decode re-reads and checks the same header itself, so this read cannot
+    let anything through. It replaces jwt.get_unverified_header, which checks
+    every character of every segment in Python and cost more than the RS256
+    signature check (about 28 µs against 17 µs).
+    """
+    segment = token.partition(".")[0]
+    try:
+        padded = segment + "=" * (-len(segment) % 4)
+        header = json.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
+    except (ValueError, RecursionError) as exc:
+        raise Unauthorized("The token is malformed.") from exc
+    if not isinstance(header, dict):
+        raise Unauthorized("The token is malformed.")
+    return header
+
+
 class TokenVerifier:
+    """Checks a bearer token: signature against the JWKS, claims, then revocation.
+
+    The same token comes back on every request of its 15-minute life, and each
+    request is verified by the gateway and again by the service, so a bounded
+    per-process cache remembers tokens whose signature and claims passed. A hit
+    is only as good as a miss would be: it is refused from `exp` on (and before
+    iat/nbf) as PyJWT would refuse it, and it counts only while the JWKS still
+    serves the very key object that verified it, so a key rotated out or
+    replaced forces a full check. Revocation is never cached: Redis is asked on
+    every call, so a logout or a suspension bites on the next request.
+    """
+
     def __init__(
         self,
         jwks: JWKSCache,
@@ -152,6 +197,8 @@ class TokenVerifier:
         algorithms: list[str],
         redis: Redis | None,
         redis_prefix: str,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.jwks = jwks
         self.issuer = issuer
@@ -159,14 +206,40 @@ class TokenVerifier:
         self.algorithms = algorithms
         self.redis = redis
         self.redis_prefix = redis_prefix
+        self.cache_size = cache_size
+        self._clock = clock  # wall clock, like PyJWT's exp check
+        # Least recently used first; bounded so a flood of distinct valid tokens stays small.
+        self._verified: OrderedDict[str, _VerifiedToken] = OrderedDict()
 
     async def verify(self, token: str) -> Principal:
         if len(token) > MAX_TOKEN_BYTES:
             raise Unauthorized("The token is too large.")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise Unauthorized("The token is malformed.") from exc
+        verified = await self._cached(token) or await self._verify_signed(token)
+        await self._check_revocation(verified.principal)
+        self._remember(token, verified)
+        return verified.principal
+
+    async def _cached(self, token: str) -> _VerifiedToken | None:
+        verified = self._verified.get(token)
+        if verified is None:
+            return None
+        if not verified.not_before <= self._clock() < verified.expires:
+            self._verified.pop(token, None)
+            raise Unauthorized("The token is not valid.")  # what PyJWT's time checks give
+        if await self.jwks.get(verified.kid) is not verified.key:
+            # The key was rotated out or replaced since: check the token afresh.
+            self._verified.pop(token, None)
+            return None
+        return verified
+
+    def _remember(self, token: str, verified: _VerifiedToken) -> None:
+        self._verified[token] = verified
+        self._verified.move_to_end(token)
+        if len(self._verified) > self.cache_size:
+            self._verified.popitem(last=False)
+
+    async def _verify_signed(self, token: str) -> _VerifiedToken:
+        header = _unverified_header(token)
         kid = header.get("kid")
         if header.get("alg") not in self.algorithms or not isinstance(kid, str):
             raise Unauthorized("The token is not signed with an accepted algorithm.")
@@ -192,6 +265,9 @@ class TokenVerifier:
                 jti=str(claims["jti"]),
                 expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
             )
+            # PyJWT has just checked these the same way (int() of each, no leeway).
+            not_before = max(int(claims["iat"]), int(claims.get("nbf", 0)))
+            expires = int(claims["exp"])
         except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
             raise Unauthorized("The token is not valid.") from exc
         if principal.org_kind not in ("hospital", "vendor", "platform") or principal.role not in (
@@ -200,8 +276,7 @@ class TokenVerifier:
             "platform_admin",
         ):
             raise Unauthorized("The token is not valid.")
-        await self._check_revocation(principal)
-        return principal
+        return _VerifiedToken(kid, key, principal, not_before, expires)
 
     async def _check_revocation(self, principal: Principal) -> None:
         if self.redis is None:
