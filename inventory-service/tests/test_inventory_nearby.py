@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,9 +21,11 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 
 from flow_shared.testing.infra import TestInfra
 from inventory_service.cache import generation_key
+from inventory_service.service.catalog import nearby_sql
 
 NEARBY = "/api/v1/catalog/nearby"
 ROW_FIELDS = {
@@ -104,7 +107,8 @@ async def _brute_force(
     min_quantity: int,
     product_id: uuid.UUID | None,
 ) -> list[tuple[str, str, float]]:
-    """Every stock row of every depot, distance by ST_Distance, filtered in Python."""
+    """Every stock row of every depot, distance by ST_Distance on the sphere (the measure
+    the search promises) from the depot's own location, filtered in Python."""
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -112,7 +116,7 @@ async def _brute_force(
                     "SELECT d.id AS depot_id, s.product_id, s.on_hand - s.reserved AS available, "
                     "COALESCE(v.verified AND NOT v.suspended, false) AS active, "
                     "ST_Distance(d.location, "
-                    "  ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography) AS distance_m "
+                    "  ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, false) AS distance_m "
                     "FROM depots d JOIN stock s ON s.depot_id = d.id "
                     "LEFT JOIN vendors v ON v.vendor_id = d.vendor_id"
                 ),
@@ -227,6 +231,199 @@ async def test_nearby_is_one_query_and_answers_the_same_on_the_internal_route(
     assert internal.json() == public
     other_category = await _nearby(client, inv, **{**params, "category": "refill"})
     assert other_category["total"] == 0
+
+    # A product search starts from stock, not depots: still one statement.
+    by_product = {"lat": lat, "lon": lon, "radius_km": 10, "product_id": product_ids["CONC-5LPM"]}
+    with _statements(app) as statements:
+        assert (await _nearby(client, inv, **by_product))["total"] == 2
+    assert len(statements) == 1
+
+
+async def test_a_product_and_a_category_together_need_the_product_in_the_category(
+    client: httpx.AsyncClient, inv: Any, product_ids: dict[str, uuid.UUID]
+) -> None:
+    lat, lon = _place(random.Random(29))
+    vendor = await inv.vendor()
+    depot = await inv.depot(vendor, lat=lat, lon=lon)
+    concentrator = product_ids["CONC-10LPM"]
+    await inv.set_stock(vendor, depot, concentrator, 2)
+    await inv.set_stock(vendor, depot, product_ids["REFILL-5L"], 2)
+    params = {"lat": lat, "lon": lon, "radius_km": 1, "product_id": str(concentrator)}
+
+    inside = await _nearby(client, inv, **params, category="concentrator")
+    assert [(r["depot_id"], r["sku"]) for r in inside["items"]] == [(str(depot), "CONC-10LPM")]
+    assert inside["total"] == 1
+    outside = await _nearby(client, inv, **params, category="refill")
+    assert (outside["items"], outside["total"]) == ([], 0)
+
+
+# --- stock rows carry their depot's vendor and location ---------------------------------
+
+_PLACEMENT = text(
+    "SELECT s.vendor_id, d.vendor_id AS depot_vendor_id, "
+    "ST_AsBinary(s.location) = ST_AsBinary(d.location) AS same_location "
+    "FROM stock s JOIN depots d ON d.id = s.depot_id "
+    "WHERE s.depot_id = :depot AND s.product_id = :product"
+)
+_MISPLACED = text(
+    "SELECT count(*) FROM stock s JOIN depots d ON d.id = s.depot_id "
+    "WHERE s.vendor_id <> d.vendor_id OR ST_AsBinary(s.location) <> ST_AsBinary(d.location)"
+)
+
+
+async def test_a_stock_row_has_its_depots_vendor_and_location_whatever_a_writer_sends(
+    inv: Any, inventory_db: Any, product_ids: dict[str, uuid.UUID]
+) -> None:
+    """The search trusts stock.vendor_id and stock.location instead of reading the depot:
+    the database keeps them equal to the depot's, not each writer."""
+    lat, lon = _place(random.Random(31))
+    vendor = await inv.vendor()
+    depot = await inv.depot(vendor, lat=lat, lon=lon)
+    through_api = product_ids["O2-CYL-5L"]
+    await inv.set_stock(vendor, depot, through_api, 4)  # the ORM sends neither column
+    direct = product_ids["O2-CYL-20L"]
+    stranger = uuid.uuid4()
+    key = {"depot": depot, "product": direct}
+
+    async def placement(conn: Any, product: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID, bool]:
+        """(stock's vendor, depot's vendor, same location)."""
+        row = (await conn.execute(_PLACEMENT, {"depot": depot, "product": product})).one()
+        return row.vendor_id, row.depot_vendor_id, row.same_location
+
+    async with inventory_db.connect() as conn:  # rolled back at the end
+        assert await placement(conn, through_api) == (vendor, vendor, True)
+
+        # A writer sending a wrong vendor and a place at the other end of the world.
+        await conn.execute(
+            text(
+                "INSERT INTO stock (depot_id, product_id, on_hand, vendor_id, location) "
+                "VALUES (:depot, :product, 3, :stranger, 'SRID=4326;POINT(0 0)')"
+            ),
+            {**key, "stranger": stranger},
+        )
+        assert await placement(conn, direct) == (vendor, vendor, True)
+        await conn.execute(
+            text(
+                "UPDATE stock SET vendor_id = :stranger, location = 'SRID=4326;POINT(1 1)' "
+                "WHERE depot_id = :depot AND product_id = :product"
+            ),
+            {**key, "stranger": stranger},
+        )
+        assert await placement(conn, direct) == (vendor, vendor, True)
+
+        # No endpoint moves a depot or hands it over; should a writer do it, stock follows.
+        await conn.execute(
+            text("UPDATE depots SET lat = lat + 0.5, vendor_id = :stranger WHERE id = :depot"),
+            {"depot": depot, "stranger": stranger},
+        )
+        for product in (through_api, direct):
+            assert await placement(conn, product) == (stranger, stranger, True)
+        assert await conn.scalar(_MISPLACED) == 0
+
+        # An unknown depot is still the foreign key's error (not NOT NULL on the copies).
+        with pytest.raises(IntegrityError, match="fk_stock_depot_id_depots"):
+            async with conn.begin_nested():
+                await conn.execute(
+                    text("INSERT INTO stock (depot_id, product_id) VALUES (:depot, :product)"),
+                    {"depot": uuid.uuid4(), "product": direct},
+                )
+        await conn.rollback()
+
+
+# --- the plan -------------------------------------------------------------------------
+
+_PARAMETER_TYPES = {
+    "lat": "float8",
+    "lon": "float8",
+    "radius_m": "float8",
+    "min_quantity": "int4",
+    "limit": "int8",
+    "offset": "int8",
+    "product_id": "uuid",
+    "category": "text",
+}
+
+
+def _prepare_statement(name: str, sql: str) -> tuple[str, list[str]]:
+    """`PREPARE name(types) AS sql` with $n for each :name (casts, `::x`, left alone),
+    and the parameter names in order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    body = re.sub(r"(?<!:):([a-z_]+)", number, sql)
+    types = ", ".join(_PARAMETER_TYPES[n] for n in names)
+    return f"PREPARE {name}({types}) AS {body}", names
+
+
+def _literal(value: object) -> str:
+    return f"'{value}'" if isinstance(value, uuid.UUID | str) else str(value)
+
+
+@pytest.mark.parametrize(
+    ("by_product", "index"),
+    [(True, "ix_stock_product_id_location"), (False, "ix_depots_location")],
+)
+async def test_the_search_plan_starts_from_the_spatial_index(
+    app: FastAPI, product_ids: dict[str, uuid.UUID], by_product: bool, index: str
+) -> None:
+    """With a product, its stock rows come from the GiST index on stock (product_id,
+    location); without, depots come from theirs. Checked on the service's own engine,
+    over some 50,000 stock rows (so that the planner has a real choice), for both the
+    custom plans of a prepared statement's first runs and the generic plan it then
+    may switch to (asyncpg prepares every statement)."""
+    sql = nearby_sql(by_product=by_product, by_category=False)
+    prepare, names = _prepare_statement("nearby_probe", sql)
+    values: dict[str, object] = {
+        "lat": 65.0,
+        "lon": 110.0,
+        "radius_m": 25_000.0,
+        "min_quantity": 1,
+        "limit": 20,
+        "offset": 0,
+        "product_id": product_ids["O2-CYL-10L"],
+    }
+    execute = "EXECUTE nearby_probe(" + ", ".join(_literal(values[n]) for n in names) + ")"
+    vendor = uuid.uuid4()
+    plans: dict[str, str] = {}
+    engine = app.state.database.engine
+    async with engine.connect() as conn:
+        try:
+            await conn.execute(
+                text("INSERT INTO vendors (vendor_id, name, verified) VALUES (:v, 'Probe', true)"),
+                {"v": vendor},
+            )
+            # 2,000 depots over Siberia, every product at each: rolled back at the end.
+            await conn.execute(
+                text(
+                    "INSERT INTO depots (id, vendor_id, name, lat, lon, service_radius_km) "
+                    "SELECT gen_random_uuid(), :v, 'Probe ' || n, 60 + random() * 10, "
+                    "100 + random() * 20, 50 FROM generate_series(1, 2000) AS n"
+                ),
+                {"v": vendor},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO stock (depot_id, product_id, on_hand) "
+                    "SELECT d.id, p.id, 5 FROM depots d CROSS JOIN products p "
+                    "WHERE d.vendor_id = :v"
+                ),
+                {"v": vendor},
+            )
+            await conn.exec_driver_sql("ANALYZE depots, stock, vendors, products")
+            await conn.exec_driver_sql(prepare)
+            for mode in ("force_custom_plan", "force_generic_plan"):
+                await conn.exec_driver_sql(f"SET LOCAL plan_cache_mode = {mode}")
+                result = await conn.exec_driver_sql(f"EXPLAIN {execute}")
+                plans[mode] = "\n".join(row[0] for row in result)
+        finally:
+            # PREPARE outlives the transaction: leave no statement on a pooled connection.
+            await conn.invalidate()
+    for mode, plan in plans.items():
+        assert index in plan, f"{mode}:\n{plan}"
 
 
 async def test_a_stock_change_shows_on_the_next_call_despite_the_cache(

@@ -1,6 +1,6 @@
 """`python -m flow_shared.provisioning`: the compose init container provisions the database,
-PostGIS, the schemas and their roles from environment variables alone — and says nothing
-secret while doing it."""
+its extensions (PostGIS, btree_gist), the schemas and their roles from environment
+variables alone — and says nothing secret while doing it."""
 
 from __future__ import annotations
 
@@ -89,9 +89,13 @@ async def _inspect(database: str) -> dict[str, object]:
                 "JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname LIKE 'prov_%'"
             )
         }
-        postgis = await connection.fetchval(
-            "SELECT extversion FROM pg_extension WHERE extname = 'postgis'"
-        )
+        extensions = {
+            row["extname"]: row["schema"]
+            for row in await connection.fetch(
+                "SELECT e.extname, n.nspname AS schema FROM pg_extension e "
+                "JOIN pg_namespace n ON n.oid = e.extnamespace"
+            )
+        }
         roles = {
             row["rolname"]: (row["rolcanlogin"], row["rolsuper"], row["has_password"])
             for row in await connection.fetch(
@@ -101,7 +105,7 @@ async def _inspect(database: str) -> dict[str, object]:
         }
     finally:
         await connection.close()
-    return {"owners": owners, "postgis": postgis, "roles": roles}
+    return {"owners": owners, "extensions": extensions, "roles": roles}
 
 
 def test_provisions_database_schemas_and_roles_from_the_environment(
@@ -115,7 +119,12 @@ def test_provisions_database_schemas_and_roles_from_the_environment(
 
     state = asyncio.run(_inspect(target.database))
     assert state["owners"] == {s: role_for_schema(s) for s in target.passwords}
-    assert state["postgis"]
+    # PostGIS, and btree_gist for GiST indexes mixing uuid with geography (inventory's
+    # stock by product and location): migrations run as service roles, which cannot add them.
+    extensions = state["extensions"]
+    assert isinstance(extensions, dict)
+    assert extensions.get("postgis") == "public"
+    assert extensions.get("btree_gist") == "public"
     assert state["roles"] == {role_for_schema(s): (True, False, True) for s in target.passwords}
     for output in (first.stdout + first.stderr, second.stdout + second.stderr):
         assert target.database in output

@@ -15,6 +15,7 @@ from sqlalchemy import (
     CheckConstraint,
     Computed,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -134,6 +135,8 @@ class Stock(Base):
         ),
         CheckConstraint("low_stock_threshold >= 0", name="low_stock_threshold"),
         Index("ix_stock_product_id", "product_id"),
+        # A product's stock near a point in one index scan (catalog/nearby); btree_gist.
+        Index("ix_stock_product_id_location", "product_id", "location", postgresql_using="gist"),
     )
 
     depot_id: Mapped[uuid.UUID] = mapped_column(
@@ -146,6 +149,15 @@ class Stock(Base):
     # Set when available drops below the threshold (one alert per crossing), cleared above.
     low_stock_alerted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Copies of the depot's vendor and location, so the nearby search needs no depot per
+    # candidate row. A trigger (migration 20261124_0003) always sets both from the depot,
+    # whatever a writer sends: FetchedValue keeps the ORM from sending anything.
+    vendor_id: Mapped[uuid.UUID] = mapped_column(server_default=FetchedValue())
+    location: Mapped[Any] = mapped_column(
+        Geography(geometry_type="POINT", srid=4326, spatial_index=False),
+        server_default=FetchedValue(),
+        deferred=True,
+    )
 
 
 class StockMovement(Base):

@@ -1,4 +1,5 @@
-"""Create the database, PostGIS, and one schema plus one login role per service.
+"""Create the database, its extensions (PostGIS, btree_gist), and one schema plus one
+login role per service.
 
 A role owns its own schema and has no rights on any other, so a service's SQL
 cannot reach another service's tables even by mistake. Run as a superuser
@@ -78,7 +79,10 @@ async def provision(
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        # PostGIS lives in public; nobody may create objects there.
+        # GiST operator classes for plain types (uuid), for indexes that mix them with
+        # PostGIS columns (inventory's stock by product and location).
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist SCHEMA public")
+        # The extensions live in public; nobody may create objects there.
         await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
         for grant in grants:
             schema, role = _ident(grant.schema), _ident(grant.role)

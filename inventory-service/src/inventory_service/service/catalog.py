@@ -95,41 +95,84 @@ class NearbyQuery:
         )
 
 
-# One statement: the radius filter (GiST index on depots.location), the verified-vendor
-# projection, stock and products joined, nearest first, one page, and the total. The
-# LEFT JOIN LATERAL keeps the total even for a page past the end.
+# Distances are great-circle distances on the sphere (`ST_DWithin(a, b, r, false)`,
+# `ST_Distance(a, b, false)`): cheaper than on the spheroid and within about 0.5 % of
+# it, and the radius test, the order and the reported distance_km all use this one
+# measure, so they always agree with each other.
+#
+# Which rows match comes from one of two spatial indexes:
+# - a product: its stock rows near the point straight from the GiST index on
+#   stock (product_id, location). The row carries its depot's vendor_id and location
+#   (a trigger keeps them equal to the depot's), so the cost follows the product's
+#   matches, not the number of depots around: no depot is read for a row not shown.
+# - no product (a category, or everything): depots near the point (GiST index on
+#   depots.location), then their stock rows.
+_PRODUCT_MATCHES = """
+    SELECT s.depot_id, s.product_id, s.vendor_id, v.name AS vendor_name, s.location,
+           s.on_hand - s.reserved AS available, s.updated_at
+    FROM origin
+    JOIN stock s ON s.product_id = :product_id
+                AND ST_DWithin(s.location, origin.point, :radius_m, false)
+    JOIN vendors v ON v.vendor_id = s.vendor_id AND v.verified AND NOT v.suspended
+    WHERE s.on_hand - s.reserved >= :min_quantity{category}"""
+
+_DEPOT_MATCHES = """
+    SELECT s.depot_id, s.product_id, d.vendor_id, v.name AS vendor_name, d.location,
+           s.on_hand - s.reserved AS available, s.updated_at
+    FROM origin
+    JOIN depots d ON ST_DWithin(d.location, origin.point, :radius_m, false)
+    JOIN vendors v ON v.vendor_id = d.vendor_id AND v.verified AND NOT v.suspended
+    JOIN stock s ON s.depot_id = d.id
+    WHERE s.on_hand - s.reserved >= :min_quantity{category}"""
+
+# The category's few product ids, computed once: a join to products here lets a generic
+# plan scan the depots once per product of the category.
+_CATEGORY_FILTER = """
+      AND s.product_id = ANY(ARRAY(SELECT id FROM products WHERE category = :category))"""
+
+# One statement: the matches (materialized once), their count (no distance computed for
+# it), the page (distances for the sort, then depot and product names for its rows only),
+# nearest first with (depot_id, product_id) breaking ties. The LEFT JOIN keeps the total
+# even for a page past the end.
 _NEARBY_SQL = """
 WITH origin AS (
     SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS point
 ),
-matches AS (
-    SELECT d.id AS depot_id, d.name AS depot_name, d.vendor_id, v.name AS vendor_name,
-           p.id AS product_id, p.sku, p.name AS product_name,
-           s.on_hand - s.reserved AS available, s.updated_at,
-           ST_Distance(d.location, origin.point) AS distance_m, d.lat, d.lon
-    FROM origin
-    JOIN depots d ON ST_DWithin(d.location, origin.point, :radius_m)
-    JOIN vendors v ON v.vendor_id = d.vendor_id AND v.verified AND NOT v.suspended
-    JOIN stock s ON s.depot_id = d.id
-    JOIN products p ON p.id = s.product_id
-    WHERE s.on_hand - s.reserved >= :min_quantity
-      {filters}
-)
-SELECT totals.total, page.*
-FROM (SELECT count(*) AS total FROM matches) AS totals
-LEFT JOIN LATERAL (
-    SELECT * FROM matches
-    ORDER BY distance_m, depot_id, product_id
+matches AS MATERIALIZED ({matches}
+),
+page AS (
+    SELECT m.depot_id, m.product_id, m.vendor_id, m.vendor_name, m.available, m.updated_at,
+           ST_Distance(m.location, origin.point, false) AS distance_m
+    FROM matches AS m, origin
+    ORDER BY distance_m, m.depot_id, m.product_id
     LIMIT :limit OFFSET :offset
-) AS page ON true
+)
+SELECT totals.total, page.depot_id, d.name AS depot_name, page.vendor_id, page.vendor_name,
+       page.product_id, p.sku, p.name AS product_name, page.available, page.updated_at,
+       page.distance_m, d.lat, d.lon
+FROM (SELECT count(*) AS total FROM matches) AS totals
+LEFT JOIN (
+    page
+    JOIN depots d ON d.id = page.depot_id
+    JOIN products p ON p.id = page.product_id
+) ON true
 ORDER BY page.distance_m, page.depot_id, page.product_id
 """
+
+
+def nearby_sql(*, by_product: bool, by_category: bool) -> str:
+    """The nearby statement for these filters (four fixed texts, so each stays one
+    prepared statement per connection)."""
+    matches = _PRODUCT_MATCHES if by_product else _DEPOT_MATCHES
+    category = _CATEGORY_FILTER if by_category else ""
+    return _NEARBY_SQL.format(matches=matches.format(category=category))
 
 
 async def find_nearby(
     session: AsyncSession, query: NearbyQuery, params: PageParams
 ) -> Page[NearbyItem]:
-    filters: list[str] = []
+    """Stock of verified vendors within `radius_km` of the point, nearest first (sphere
+    distance, ties by depot then product), one page and the exact total, in one query."""
     values: dict[str, Any] = {
         "lat": query.lat,
         "lon": query.lon,
@@ -139,12 +182,12 @@ async def find_nearby(
         "offset": params.offset,
     }
     if query.product_id is not None:
-        filters.append("AND s.product_id = :product_id")
         values["product_id"] = query.product_id
     if query.category is not None:
-        filters.append("AND p.category = :category")
         values["category"] = query.category.value
-    statement = text(_NEARBY_SQL.format(filters="\n      ".join(filters)))
+    statement = text(
+        nearby_sql(by_product=query.product_id is not None, by_category=query.category is not None)
+    )
     rows = (await session.execute(statement, values)).all()
     total = int(rows[0].total) if rows else 0
     items = [
