@@ -17,52 +17,23 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from flow_shared.http import SERVER_KEEPALIVE_SECONDS
+from flow_shared.services import ServiceSpec, load_service_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_SECONDS = 90.0
 STOP_TIMEOUT_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
-class Service:
-    name: str
-    port: int
-    package: str
-    schema: str | None
-    callers: list[str] = field(default_factory=list)
-
-    @property
-    def short(self) -> str:
-        return self.name.removesuffix("-service").replace("-", "_").upper()
-
-    @property
-    def url_variable(self) -> str:
-        return self.name.replace("-", "_").upper() + "_URL"
-
-    @property
-    def directory(self) -> Path:
-        return ROOT / self.name
+Service = ServiceSpec
 
 
 def load_services() -> list[Service]:
-    data = tomllib.loads((ROOT / "services.toml").read_text())
-    return [
-        Service(
-            name=name,
-            port=int(spec["port"]),
-            package=spec["package"],
-            schema=spec.get("schema"),
-            callers=list(spec.get("callers", [])),
-        )
-        for name, spec in data["services"].items()
-    ]
+    return load_service_specs(ROOT)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -163,11 +134,11 @@ class Fleet:
                     "-m",
                     "alembic",
                     "-c",
-                    str(service.directory / "alembic.ini"),
+                    str(ROOT / service.name / "alembic.ini"),
                     "upgrade",
                     "head",
                 ],
-                cwd=service.directory,
+                cwd=ROOT / service.name,
                 env=self.service_env(service),
                 check=True,
             )

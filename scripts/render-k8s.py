@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from flow_shared.services import ServiceSpec, load_service_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy" / "k8s" / "base"
@@ -128,36 +128,11 @@ MAX_REPLICAS = 4
 TARGET_CPU_PERCENT = 70
 
 
-@dataclass(frozen=True)
-class Service:
-    name: str
-    port: int
-    package: str
-    schema: str | None
-    callers: list[str] = field(default_factory=list)
-
-    @property
-    def short(self) -> str:
-        """The suffix of its SERVICE_KEY_* variable, as scripts/flowctl.py names it."""
-        return self.name.removesuffix("-service").replace("-", "_").upper()
-
-    @property
-    def url_variable(self) -> str:
-        return self.name.replace("-", "_").upper() + "_URL"
+Service = ServiceSpec
 
 
 def load_services(root: Path = ROOT) -> list[Service]:
-    data = tomllib.loads((root / "services.toml").read_text())
-    return [
-        Service(
-            name=name,
-            port=int(spec["port"]),
-            package=spec["package"],
-            schema=spec.get("schema"),
-            callers=list(spec.get("callers", [])),
-        )
-        for name, spec in data["services"].items()
-    ]
+    return load_service_specs(root)
 
 
 def labels(name: str, component: str) -> dict[str, str]:

@@ -19,44 +19,20 @@ import socket
 import subprocess
 import sys
 import tempfile
-import tomllib
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from flow_shared.provisioning import drop_database
+from flow_shared.services import ServiceSpec, load_service_specs
 from flow_shared.testing.infra import create_vhost, delete_vhost, repo_root
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP_BASE_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ADMIN_EMAIL = "admin@flow.local"
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceSpec:
-    """One entry of services.toml."""
-
-    name: str
-    port: int
-    package: str
-    schema: str | None
-
-
-def load_service_specs(root: Path | None = None) -> list[ServiceSpec]:
-    data = tomllib.loads(((root or repo_root()) / "services.toml").read_text())
-    return [
-        ServiceSpec(
-            name=name,
-            port=int(spec["port"]),
-            package=str(spec["package"]),
-            schema=spec.get("schema"),
-        )
-        for name, spec in data["services"].items()
-    ]
 
 
 def render_env_file(template: str, overrides: Mapping[str, str]) -> str:
