@@ -6,6 +6,7 @@ the commit itself — means nothing was kept.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -95,3 +96,45 @@ async def test_success_is_committed_and_failures_keep_nothing(
         assert duplicate.headers["content-type"].startswith("application/problem+json")
 
     assert await _stored(dsn, schema) == ["kept"]
+
+
+async def test_connections_the_server_closed_are_never_handed_out(
+    infra: TestInfra, scratch: tuple[str, str]
+) -> None:
+    """PostgreSQL restarted or a DBA's pg_terminate_backend: the next requests still succeed.
+
+    Without a check at checkout, the first request on each dead pooled connection failed.
+    """
+    schema, dsn = scratch
+    application_name = "db-test-" + uuid.uuid4().hex[:8]
+    settings = DbTestSettings(
+        **infra.settings_kwargs(
+            "db-test",
+            database_url=dsn.replace("postgresql://", "postgresql+asyncpg://"),
+            db_schema=schema,
+        )
+    )
+    app = create_service_app(settings, title="db test", routers=[router])
+    async with asgi_client(app) as client:
+        # Two requests at once leave two connections idle in the pool.
+        engine = app.state.database.engine
+        async with engine.connect() as first, engine.connect() as second:
+            for conn in (first, second):
+                await conn.execute(text(f"SET application_name = '{application_name}'"))
+                await conn.commit()
+
+        admin = await asyncpg.connect(dsn)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1",
+                application_name,
+            )
+        finally:
+            await admin.close()
+        assert killed == 2
+        await asyncio.sleep(0.2)  # asyncpg reads the server's goodbye while the pool idles
+
+        answers = [(await client.post(f"/notes/after-{n}")).status_code for n in range(4)]
+        assert answers == [201] * 4
+    assert await _stored(dsn, schema) == [f"after-{n}" for n in range(4)]
