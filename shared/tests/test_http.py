@@ -254,3 +254,153 @@ async def test_a_silent_upstream_times_out_into_a_503_instead_of_hanging() -> No
         server.close()
         await server.wait_closed()
     assert len(accepted) == 1
+
+
+# --- over a real socket: the aiohttp wire every service uses in production -------------------
+
+
+class NetworkUpstream:
+    """A real HTTP/1.1 server on loopback that follows a script: a status to answer with,
+    or DROP to close the connection without answering. Records each request as it arrived."""
+
+    DROP = "drop"
+
+    def __init__(self, *script: int | str) -> None:
+        self.script = list(script)
+        self.requests: list[dict[str, Any]] = []
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> NetworkUpstream:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")[:-2]
+                headers = {
+                    name.lower(): value.strip()
+                    for name, value in (line.split(":", 1) for line in header_lines)
+                }
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                method, target, _ = request_line.split(" ")
+                self.requests.append(
+                    {"method": method, "target": target, "headers": headers, "body": body}
+                )
+                step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+                if step == self.DROP:
+                    break
+                answer = b'{"answered": true}'
+                writer.write(
+                    f"HTTP/1.1 {step} X\r\nContent-Type: application/json\r\n"
+                    f"X-Upstream: stub\r\nContent-Length: {len(answer)}\r\n\r\n".encode()
+                    + answer
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def network_client(upstream: NetworkUpstream, **kwargs: Any) -> ServiceClient:
+    kwargs.setdefault("service_key", "caller-key-123")
+    kwargs.setdefault("attempts", 3)
+    return ServiceClient("inventory-service", upstream.base_url, caller="http-test", **kwargs)
+
+
+async def test_over_the_network_headers_query_and_body_arrive_and_the_answer_returns(
+    request_id: str,
+) -> None:
+    async with NetworkUpstream(200) as upstream:
+        client = network_client(upstream)
+        try:
+            read = await client.get(
+                "/internal/stock", params={"lat": 51.5, "open": True, "note": None, "page": 2}
+            )
+            written = await client.post("/internal/reservations", json={"order_id": "o-1"})
+        finally:
+            await client.aclose()
+
+    assert read.status_code == 200
+    assert read.json() == {"answered": True}
+    assert read.headers["X-Upstream"] == "stub"
+    assert written.json() == {"answered": True}
+    get, post = upstream.requests
+    assert (get["method"], get["target"]) == (
+        "GET",
+        "/internal/stock?lat=51.5&open=true&note=&page=2",
+    )
+    assert (post["method"], post["target"]) == ("POST", "/internal/reservations")
+    assert json.loads(post["body"]) == {"order_id": "o-1"}
+    assert post["headers"]["content-type"] == "application/json"
+    for sent in (get, post):
+        assert sent["headers"]["x-request-id"] == request_id
+        assert sent["headers"]["x-service-key"] == "caller-key-123"
+
+
+async def test_over_the_network_calls_share_one_kept_alive_connection() -> None:
+    async with NetworkUpstream(200) as upstream:
+        client = network_client(upstream)
+        try:
+            for _ in range(5):
+                assert (await client.get("/internal/stock")).status_code == 200
+        finally:
+            await client.aclose()
+    assert len(upstream.requests) == 5
+    assert upstream.connections == 1
+
+
+async def test_over_the_network_a_dropped_get_is_retried_and_a_dropped_post_is_not() -> None:
+    async with NetworkUpstream(NetworkUpstream.DROP, 200) as upstream:
+        client = network_client(upstream)
+        try:
+            assert (await client.get("/internal/stock")).status_code == 200
+            assert len(upstream.requests) == 2
+
+            upstream.script = [NetworkUpstream.DROP, 201]
+            with pytest.raises(UpstreamUnavailable, match="inventory-service did not answer"):
+                await client.post("/internal/reservations", json={"order_id": "o-1"})
+        finally:
+            await client.aclose()
+    assert [sent["method"] for sent in upstream.requests] == ["GET", "GET", "POST"]
+
+
+async def test_over_the_network_a_503_is_retried_for_a_get() -> None:
+    async with NetworkUpstream(503, 200) as upstream:
+        client = network_client(upstream)
+        try:
+            response = await client.get("/internal/stock")
+        finally:
+            await client.aclose()
+    assert response.status_code == 200
+    assert len(upstream.requests) == 2
+
+
+async def test_a_closed_port_is_a_503_after_every_attempt_and_counts_against_the_breaker() -> None:
+    async with NetworkUpstream(200) as upstream:
+        base_url = upstream.base_url
+    # The server is gone: connections to its port are refused.
+    breaker = CircuitBreaker("inventory-service", failure_threshold=2, reset_timeout=30)
+    client = ServiceClient(
+        "inventory-service", base_url, service_key=None, attempts=2, breaker=breaker
+    )
+    try:
+        with pytest.raises(UpstreamUnavailable, match="inventory-service did not answer"):
+            await client.get("/internal/stock")
+    finally:
+        await client.aclose()
+    # Both attempts failed and were counted: two failures open a breaker with threshold 2.
+    assert breaker.state is BreakerState.OPEN
