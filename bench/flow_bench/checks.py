@@ -2,8 +2,9 @@
 (as the admin role: a check, not a service, so it may look across schemas).
 
 First the run's consequences are given time to settle (outboxes relayed, payments and
-notifications consumed, no placement half done); then every invariant is checked and
-any failure stops the bench loudly.
+notifications consumed, no placement half done, every consumer's queue empty, so the
+next run starts on a quiet fleet); then every invariant is checked and any failure
+stops the bench loudly.
 """
 
 from __future__ import annotations
@@ -127,10 +128,37 @@ class CheckRecord:
         }
 
 
+async def queued_messages(vhost: str) -> dict[str, int]:
+    """Messages ready or unacknowledged in each of the vhost's queues but the DLQs."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        "-q",
+        "list_queues",
+        "-p",
+        vhost,
+        "--no-table-headers",
+        "name",
+        "messages",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    output, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl list_queues -p {vhost} failed ({process.returncode})")
+    queued: dict[str, int] = {}
+    for line in output.decode().splitlines():
+        name, _, count = line.rpartition("\t")
+        if name and not name.endswith(".dlq") and count.isdigit() and int(count):
+            queued[name] = int(count)
+    return queued
+
+
 @dataclass
 class OrderChecks:
     dsn: str
     drain_timeout_s: float
+    # The fleet's AMQP vhost: its queues must be empty too before the next run starts.
+    vhost: str | None = None
     records: list[CheckRecord] = field(default_factory=list)
 
     async def after_run(self, result: RunResult) -> None:
@@ -171,6 +199,9 @@ class OrderChecks:
         orphans = int(await connection.fetchval(_ORPHAN_HOLDS))
         if orphans:
             pending["holds without an order"] = orphans
+        if self.vhost is not None:
+            for queue, count in (await queued_messages(self.vhost)).items():
+                pending[f"queue {queue}"] = count
         return pending
 
     async def _drain(self, connection: asyncpg.Connection) -> float:

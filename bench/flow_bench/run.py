@@ -123,7 +123,7 @@ async def _run_scenarios(
             runner=runner,
             world=world,
             report=report,
-            checks=OrderChecks(fleet.database_dsn, profile.drain_timeout_s),
+            checks=OrderChecks(fleet.database_dsn, profile.drain_timeout_s, vhost=fleet.vhost),
             rng=random.Random(profile.seed),
         )
         runner.before_run = bench.renew_tokens
