@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from flow_shared.app import create_service_app
 from flow_shared.config import BaseServiceSettings
-from flow_shared.db import DbSession
+from flow_shared.db import Database, DbSession, create_engine, scan_on_one_core
 from flow_shared.errors import Conflict
 from flow_shared.testing.infra import TestInfra, asgi_client
 
@@ -138,3 +138,32 @@ async def test_connections_the_server_closed_are_never_handed_out(
         answers = [(await client.post(f"/notes/after-{n}")).status_code for n in range(4)]
         assert answers == [201] * 4
     assert await _stored(dsn, schema) == [f"after-{n}" for n in range(4)]
+
+
+async def test_a_background_scan_keeps_to_one_core_and_only_in_its_transaction(
+    infra: TestInfra, scratch: tuple[str, str]
+) -> None:
+    schema, dsn = scratch
+    engine = create_engine(
+        dsn.replace("postgresql://", "postgresql+asyncpg://"),
+        schema=schema,
+        application_name="db-test-scan",
+        pool_size=1,
+        max_overflow=0,
+    )
+    database = Database(engine)
+    show = text("SHOW max_parallel_workers_per_gather")
+    try:
+        async with database.sessionmaker() as session:
+            default = await session.scalar(show)
+            await session.rollback()
+            assert default != "0"  # the server's default allows parallel workers
+
+            await scan_on_one_core(session)
+            assert await session.scalar(show) == "0"
+            await session.commit()
+        # The same pooled connection (pool of one), the next transaction: back to the default.
+        async with database.sessionmaker() as session:
+            assert await session.scalar(show) == default
+    finally:
+        await database.dispose()

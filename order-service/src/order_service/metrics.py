@@ -12,7 +12,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from flow_shared.db import Database
+from flow_shared.db import Database, scan_on_one_core
 from flow_shared.metrics import business_gauge
 from order_service.models import PRIORITIES, Order, OrderStatus
 
@@ -43,6 +43,7 @@ class OpenOrderGauges:
             (status.value, priority): 0 for status in OPEN_STATUSES for priority in PRIORITIES
         }
         async with self.database.sessionmaker() as session:
+            await scan_on_one_core(session)
             rows = (
                 await session.execute(
                     select(Order.status, Order.priority, func.count())
