@@ -5,7 +5,9 @@ busy for the whole run). That is what says what limits a figure on a shared mach
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -121,3 +123,27 @@ def top_consumers(cores: Mapping[str, float], count: int = 3) -> str:
     if "machine busy" in cores:
         text += f"; machine {cores['machine busy']:.2f} of {os.cpu_count()} cores busy"
     return text
+
+
+def _fixed_python_work() -> None:
+    # What the services spend their cycles on: building, encoding and parsing JSON-like
+    # data, string formatting, sorting.
+    document = {"items": [{"id": i, "name": f"item-{i}", "quantity": i % 7} for i in range(2000)]}
+    for _ in range(10):
+        json.loads(json.dumps(document))
+    sorted(str(i * 7919 % 10007) for i in range(50_000))
+
+
+def speed_probe_ms(rounds: int = 7) -> float:
+    """Wall milliseconds of a fixed pure-Python workload, the median of `rounds`.
+
+    The same code runs at different speeds from hour to hour on a shared VM; taken
+    with nothing else running, before and after a bench, this says how fast the
+    machine was, so that two reports' absolute figures can be compared fairly.
+    """
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        _fixed_python_work()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)

@@ -109,6 +109,7 @@ def render_markdown(report: Report) -> str:
     ]
     for key in (
         "machine",
+        "machine_speed",
         "git_commit",
         "fleet",
         "generator",
@@ -165,7 +166,9 @@ def readme_section(report: Report) -> str:
             README_START,
             f"Latest `make bench` ({meta.get('profile', '?')} profile) at "
             f"{meta.get('timestamp', '?')}, commit {meta.get('git_commit', '?')}; "
-            f"{meta.get('machine', '')}." + (f" Note: {meta['note']}." if meta.get("note") else ""),
+            f"{meta.get('machine', '')}."
+            + (f" Machine speed: {meta['machine_speed']}." if meta.get("machine_speed") else "")
+            + (f" Note: {meta['note']}." if meta.get("note") else ""),
             "",
             figures_table(report.figures),
             README_END,

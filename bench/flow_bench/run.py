@@ -24,7 +24,7 @@ from flow_bench.api import FlowApi
 from flow_bench.charts import load_charts, mixed_chart
 from flow_bench.checks import InvariantViolation, OrderChecks
 from flow_bench.config import Profile, fleet_overrides
-from flow_bench.cpu import CpuAccount
+from flow_bench.cpu import CpuAccount, speed_probe_ms
 from flow_bench.loadgen import make_session
 from flow_bench.measure import Runner
 from flow_bench.report import Report, render_markdown, update_readme
@@ -182,6 +182,7 @@ def run_bench(profile: Profile, options: Options) -> Report:
         flush=True,
     )
     started = time.monotonic()
+    speed_at_start = speed_probe_ms()
     try:
         fleet.start(quiet=True)
         report.meta["fleet_start_seconds"] = round(time.monotonic() - started, 1)
@@ -195,6 +196,11 @@ def run_bench(profile: Profile, options: Options) -> Report:
     finally:
         fleet.stop()
         report.meta["total_seconds"] = round(time.monotonic() - started, 1)
+        report.meta["machine_speed"] = (
+            f"a fixed Python workload (bench/flow_bench/cpu.py) took {speed_at_start:.0f} ms "
+            f"before the fleet started and {speed_probe_ms():.0f} ms after it stopped; "
+            "lower is faster: compare it before comparing two reports' absolute figures"
+        )
         print(
             f"bench took {report.meta['total_seconds']:.0f} s "
             f"(fleet start {report.meta.get('fleet_start_seconds', '?')} s)",
