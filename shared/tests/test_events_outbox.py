@@ -39,7 +39,12 @@ from flow_shared.events.consumer import (
     EventHandler,
 )
 from flow_shared.events.envelope import EventEnvelope
-from flow_shared.events.outbox import add_event, define_inbox_table, define_outbox_table
+from flow_shared.events.outbox import (
+    add_event,
+    define_inbox_table,
+    define_outbox_table,
+    wake_on_commit,
+)
 from flow_shared.events.relay import BrokerUnavailable, OutboxRelay, build_event_message
 from flow_shared.testing.polling import eventually
 
@@ -398,6 +403,31 @@ async def test_events_wait_while_broker_is_unreachable_and_are_published_once_it
     received = Counter(await tap.everything_published_so_far())
     assert received == Counter(str(i) for i in first + second)  # each exactly once
     assert await scratch.unpublished_ids() == set()
+
+
+async def test_a_commit_wakes_its_process_relay_instead_of_waiting_for_the_poll(
+    infra: TestInfra, scratch: Scratch, names: Names, tap: Tap
+) -> None:
+    relay = make_relay(infra, scratch, names, poll_interval=60.0)
+    forget = wake_on_commit(scratch.outbox, relay.nudge)
+    try:
+        await relay.start()
+        await eventually(lambda: relay.is_connected, "the relay to connect")
+        await asyncio.sleep(0.5)  # its first pass found nothing; the next poll is a minute away
+
+        async with scratch.database.sessionmaker() as session:
+            transaction = await session.begin()
+            await add_event(
+                session, scratch.outbox, event_type="test.created", data={}, producer=PRODUCER
+            )
+            await transaction.rollback()
+        [committed] = await scratch.add_events(1)
+
+        await eventually(lambda: str(committed) in tap.ids(), "the event", seconds=5.0)
+    finally:
+        forget()
+        await relay.stop()
+    assert await tap.everything_published_so_far() == [str(committed)]
 
 
 async def test_two_relays_on_one_outbox_never_double_publish(

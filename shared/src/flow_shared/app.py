@@ -188,6 +188,7 @@ async def _start(
     app.state.relay = None
     app.state.consumer = None
     if database is not None and events.outbox is not None:
+        from flow_shared.events.outbox import wake_on_commit
         from flow_shared.events.relay import OutboxRelay
 
         relay = OutboxRelay(
@@ -199,6 +200,7 @@ async def _start(
         )
         await relay.start()
         app.state.relay = relay
+        app.state.forget_relay_waker = wake_on_commit(events.outbox, relay.nudge)
         # The outbox keeps events while the broker is away, so this is reported, not fatal.
         health.add("broker", relay.check_connected, critical=False)
     if database is not None and events.inbox is not None and events.handlers:
@@ -222,6 +224,7 @@ async def _stop(app: FastAPI) -> None:
     if app.state.consumer is not None:
         await app.state.consumer.stop()
     if app.state.relay is not None:
+        app.state.forget_relay_waker()
         await app.state.relay.stop()
     if app.state.database is not None:
         await app.state.database.dispose()

@@ -7,6 +7,7 @@ relay (relay.py) publishes it, however long the broker is away.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -23,8 +24,10 @@ from sqlalchemy import (
     insert,
     text,
 )
+from sqlalchemy import event as orm_event
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from flow_shared.events.envelope import EventEnvelope
 
@@ -86,4 +89,36 @@ async def add_event(
             payload=envelope.model_dump(mode="json"),
         )
     )
+    session.info.setdefault(_WRITTEN_OUTBOXES, set()).add(outbox)
     return envelope
+
+
+# The relays of this process, by the outbox they publish: woken as soon as a transaction
+# that wrote to their outbox commits, instead of at their next poll. The poll stays, for
+# rows committed by other processes.
+_WRITTEN_OUTBOXES = "flow_written_outboxes"
+_WAKERS: dict[Table, list[Callable[[], None]]] = {}
+
+
+def wake_on_commit(outbox: Table, wake: Callable[[], None]) -> Callable[[], None]:
+    """Call `wake` after each commit that added events to `outbox`; returns the undo."""
+    _WAKERS.setdefault(outbox, []).append(wake)
+
+    def forget() -> None:
+        wakers = _WAKERS.get(outbox, [])
+        if wake in wakers:
+            wakers.remove(wake)
+
+    return forget
+
+
+@orm_event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    for outbox in session.info.pop(_WRITTEN_OUTBOXES, ()):
+        for wake in list(_WAKERS.get(outbox, ())):
+            wake()
+
+
+@orm_event.listens_for(Session, "after_rollback")
+def _forget_written_outboxes(session: Session) -> None:
+    session.info.pop(_WRITTEN_OUTBOXES, None)

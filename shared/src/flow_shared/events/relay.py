@@ -147,6 +147,8 @@ class OutboxRelay:
         # Serialises passes within one relay; other relays are kept apart by SKIP LOCKED.
         self._pass_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        # Set by nudge() when this process commits events: the next pass starts at once.
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_pass = False
         self._pending_refreshed_at = 0.0
@@ -163,9 +165,14 @@ class OutboxRelay:
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
+    def nudge(self) -> None:
+        """Rows were just committed: publish them now rather than at the next poll."""
+        self._wake.set()
+
     async def stop(self) -> None:
         """Finish the batch in hand, then close the channel and the connection."""
         self._stopping.set()
+        self._wake.set()
         task, self._task = self._task, None
         if task is not None:
             if not self._in_pass:
@@ -340,7 +347,9 @@ class OutboxRelay:
             # Also while draining full batches: a backlog is exactly when the lag gauges matter.
             await self._refresh_pending_gauge_quietly()
             if published < self.batch_size:
-                await wait_for_event(self._stopping, self.poll_interval)
+                await wait_for_event(self._wake, self.poll_interval)
+            # A nudge during the pass leaves the event set: the wait above returned at once.
+            self._wake.clear()
 
     async def _refresh_pending_gauge_quietly(self) -> None:
         if time.monotonic() - self._pending_refreshed_at < PENDING_GAUGE_INTERVAL_SECONDS:
