@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from admin_service.models import Base
+from flow_shared.testing.infra import TestInfra, schema_drift
 
 
 async def test_admin_role_cannot_read_the_users_schema(admin_engine: AsyncEngine) -> None:
@@ -27,26 +23,8 @@ async def test_admin_role_reads_its_own_schema(admin_engine: AsyncEngine) -> Non
     assert count is not None
 
 
-async def test_migrations_create_exactly_what_the_models_declare(
-    admin_engine: AsyncEngine,
-) -> None:
-    def diff(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(
-            connection,
-            opts={
-                "compare_type": True,
-                # PostGIS's table in public is visible through the search path but is not ours.
-                "include_name": lambda name, kind, _parent: (
-                    (kind, name) != ("table", "spatial_ref_sys")
-                ),
-            },
-        )
-        return list(compare_metadata(context, Base.metadata))
-
-    async with admin_engine.connect() as conn:
-        differences = await conn.run_sync(diff)
-
-    assert differences == []
+async def test_migrations_create_exactly_what_the_models_declare(infra: TestInfra) -> None:
+    assert await schema_drift(infra, "admin", Base.metadata) == []
 
 
 async def test_the_audit_table_refuses_unknown_actions(admin_engine: AsyncEngine) -> None:

@@ -3,45 +3,17 @@ refuses a quote that does not add up or a price out of range."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flow_shared.testing.infra import TestInfra
+from flow_shared.testing.infra import TestInfra, schema_drift
 from pricing_service.models import Base
 
 
 async def test_migrations_create_exactly_what_the_models_declare(infra: TestInfra) -> None:
-    def diff(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(
-            connection,
-            opts={
-                "compare_type": True,
-                # Schema-qualified on both sides, so foreign keys compare with their schema.
-                "include_schemas": True,
-                "include_name": lambda name, kind, _parent: (
-                    name == "pricing" if kind == "schema" else name != "alembic_version"
-                ),
-            },
-        )
-        return list(compare_metadata(context, Base.metadata))
-
-    # The role's default search_path starts with "pricing", which makes reflection drop the
-    # schema from foreign keys; with only "public" both sides are schema-qualified.
-    engine = create_async_engine(
-        infra.database_url("pricing"), connect_args={"server_settings": {"search_path": "public"}}
-    )
-    async with engine.connect() as conn:
-        differences = await conn.run_sync(diff)
-    await engine.dispose()
-
-    assert differences == []
+    assert await schema_drift(infra, "pricing", Base.metadata) == []
 
 
 async def test_pricing_role_cannot_read_another_services_schema(

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_shared.provisioning import SchemaGrant, drop_database, provision, role_for_schema
@@ -106,6 +111,36 @@ def migrate_all(infra: TestInfra) -> None:
         )
         if result.returncode != 0:
             raise RuntimeError(f"migrations of {service} failed:\n{result.stderr[-3000:]}")
+
+
+async def schema_drift(infra: TestInfra, schema: str, metadata: MetaData) -> list[Any]:
+    """What differs between the migrated `schema` and the models' `metadata` ([] if nothing).
+
+    Reflected with only "public" on the search_path: with the service's schema first,
+    reflection drops the schema from foreign keys, while both sides should name it.
+    """
+
+    def compare(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_schemas": True,
+                "include_name": lambda name, kind, _parent: (
+                    name == schema if kind == "schema" else name != "alembic_version"
+                ),
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+    engine = create_async_engine(
+        infra.database_url(schema), connect_args={"server_settings": {"search_path": "public"}}
+    )
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(compare)
+    finally:
+        await engine.dispose()
 
 
 def start_infra(worker: str) -> TestInfra:
