@@ -171,8 +171,8 @@ class OrderChecks:
     async def check(self, *, after: str) -> CheckRecord:
         connection = await asyncpg.connect(self.dsn)
         try:
-            drain_seconds = await self._drain(connection)
-            invariants = await self._invariants(connection)
+            drain_seconds, unsettled = await self._drain(connection)
+            invariants = await self._invariants(connection, unsettled)
             orders = int(await connection.fetchval("SELECT count(*) FROM orders.orders"))
         finally:
             await connection.close()
@@ -204,16 +204,18 @@ class OrderChecks:
                 pending[f"queue {queue}"] = count
         return pending
 
-    async def _drain(self, connection: asyncpg.Connection) -> float:
+    async def _drain(self, connection: asyncpg.Connection) -> tuple[float, dict[str, int]]:
+        """Wait for the run to settle; returns how long it took and what is still pending."""
         started = time.monotonic()
-        while await self._unsettled(connection):
+        while unsettled := await self._unsettled(connection):
             if time.monotonic() - started > self.drain_timeout_s:
                 break
             await asyncio.sleep(0.5)
-        return time.monotonic() - started
+        return time.monotonic() - started, unsettled
 
-    async def _invariants(self, connection: asyncpg.Connection) -> list[Invariant]:
-        unsettled = await self._unsettled(connection)
+    async def _invariants(
+        self, connection: asyncpg.Connection, unsettled: dict[str, int]
+    ) -> list[Invariant]:
         outboxes = {k: v for k, v in unsettled.items() if k.endswith("outbox")}
         invariants = [
             Invariant(

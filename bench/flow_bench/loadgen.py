@@ -249,7 +249,11 @@ async def run_open_loop(
                         if response.status not in request.expected:
                             outcome = f"status {response.status}"
                         elif request.on_response is not None:
-                            request.on_response(response.status, body)
+                            try:
+                                request.on_response(response.status, body)
+                            except Exception as exc:
+                                # An answer the scenario cannot read is an error, not lost.
+                                outcome = f"unreadable answer: {type(exc).__name__}"
                 except TimeoutError:
                     outcome = "timeout"
                 except aiohttp.ClientError as exc:
