@@ -102,8 +102,10 @@ class _AiohttpWire:
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._headers = headers
+        # `connect` bounds the wait for a free pooled connection as well: with every
+        # connection busy, a call fails (and is retried, and counted) instead of queueing.
         self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout, sock_read=read_timeout
+            total=None, connect=read_timeout, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None

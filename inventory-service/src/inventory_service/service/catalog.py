@@ -168,6 +168,15 @@ def nearby_sql(*, by_product: bool, by_category: bool) -> str:
     return _NEARBY_SQL.format(matches=matches.format(category=category))
 
 
+# Built once: formatting the statement and wrapping it in text() on every request is
+# work repeated on the hottest read path.
+_NEARBY_STATEMENTS = {
+    (by_product, by_category): text(nearby_sql(by_product=by_product, by_category=by_category))
+    for by_product in (False, True)
+    for by_category in (False, True)
+}
+
+
 async def find_nearby(
     session: AsyncSession, query: NearbyQuery, params: PageParams
 ) -> Page[NearbyItem]:
@@ -185,9 +194,7 @@ async def find_nearby(
         values["product_id"] = query.product_id
     if query.category is not None:
         values["category"] = query.category.value
-    statement = text(
-        nearby_sql(by_product=query.product_id is not None, by_category=query.category is not None)
-    )
+    statement = _NEARBY_STATEMENTS[(query.product_id is not None, query.category is not None)]
     rows = (await session.execute(statement, values)).all()
     total = int(rows[0].total) if rows else 0
     items = [

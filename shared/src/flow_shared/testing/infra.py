@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tomllib
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flow_shared.provisioning import SchemaGrant, drop_database, provision, role_for_schema
+from flow_shared.services import load_service_specs
 
 TEST_DB_PASSWORD = "flow-test-password"  # trust auth locally; a real value in CI secrets
 
@@ -39,8 +39,7 @@ def repo_root() -> Path:
 
 def service_schemas() -> dict[str, str]:
     """service name -> schema, from services.toml."""
-    data = tomllib.loads((repo_root() / "services.toml").read_text())
-    return {name: spec["schema"] for name, spec in data["services"].items() if "schema" in spec}
+    return {spec.name: spec.schema for spec in load_service_specs(repo_root()) if spec.schema}
 
 
 @dataclass
