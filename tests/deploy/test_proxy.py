@@ -170,9 +170,11 @@ def proxy() -> Iterator[RunningProxy]:
             directory.mkdir(parents=True)
         certificate, key = self_signed_certificate(tls)
         http_port, https_port = free_port(), free_port()
-        # The committed files, as they are (nginx resolves includes from -c's directory).
-        (conf / "nginx.conf").symlink_to(PROXY / "nginx.conf")
-        (conf / "flow" / "flow-servers.conf").symlink_to(PROXY / "flow-servers.conf")
+        # Copies of the committed files, unchanged (nginx resolves includes from -c's
+        # directory). Not symlinks: nginx runs as nobody, who cannot traverse a checkout
+        # under a private (mode 700) home or temporary directory.
+        shutil.copyfile(PROXY / "nginx.conf", conf / "nginx.conf")
+        shutil.copyfile(PROXY / "flow-servers.conf", conf / "flow" / "flow-servers.conf")
         # The test's site files, in place of deploy/proxy/site/.
         site = conf / "flow" / "site"
         (site / "listen-http.conf").write_text(f"listen 127.0.0.1:{http_port};\n")
