@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run the Flow fleet on this machine: provision, migrate, start, stop.
+"""Run the Flow fleet on this machine: provision, migrate, declare the event topology,
+start, stop.
 
 `make up` / `make down` / `make migrate` call this; the end-to-end tests call
 it too, so they start the platform exactly as an operator does. The fleet is
@@ -47,12 +48,34 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+EXAMPLE_ENV_FILE = ROOT / ".env.example"
+
+
+def is_production(config: dict[str, str]) -> bool:
+    """As BaseServiceSettings decides it: ENVIRONMENT or FLOW_ENV says "production"."""
+    return "production" in (config.get("ENVIRONMENT"), config.get("FLOW_ENV"))
+
+
 def load_config(env_file: Path | None = None) -> dict[str, str]:
-    """The .env file (or .env.example), overridden by the process environment."""
+    """The .env file (or .env.example), overridden by the process environment.
+
+    Never .env.example in production: its secrets are public, so a missing .env there is
+    a mistake to stop on, not a default to fall back to."""
     if env_file is None:
-        env_file = ROOT / ".env" if (ROOT / ".env").exists() else ROOT / ".env.example"
+        env_file = ROOT / ".env" if (ROOT / ".env").exists() else EXAMPLE_ENV_FILE
     config = read_env_file(env_file)
-    config.update({k: v for k, v in os.environ.items() if k in config or k.startswith("FLOW_")})
+    config.update(
+        {
+            k: v
+            for k, v in os.environ.items()
+            if k in config or k.startswith("FLOW_") or k == "ENVIRONMENT"
+        }
+    )
+    if is_production(config) and env_file.resolve() == EXAMPLE_ENV_FILE.resolve():
+        raise SystemExit(
+            "flowctl: production does not run on .env.example (its secrets are public); "
+            "give --env-file (scripts/generate-api-keys.sh writes .env.production)"
+        )
     return config
 
 
@@ -142,6 +165,15 @@ class Fleet:
                 env=self.service_env(service),
                 check=True,
             )
+
+    def declare_event_topology(self) -> None:
+        """Every consumer's queue, bound, before any service runs: events published before
+        their consumer first starts wait for it (flow_shared.events.topology)."""
+        from flow_shared.events.topology import declare_topology_at, fleet_topology
+
+        exchange = self.config.get("EVENTS_EXCHANGE", "flow.events")
+        print(f"declaring the event topology on {exchange}")
+        asyncio.run(declare_topology_at(self.config["AMQP_URL"], fleet_topology(exchange)))
 
     def ensure_keys(self) -> None:
         """A local RS256 key pair on first run; production keys come from the key script."""
@@ -278,6 +310,7 @@ class Fleet:
         self.ensure_keys()
         self.provision()
         self.migrate()
+        self.declare_event_topology()
         # Identity first: every other service verifies tokens with its JWKS.
         for service in sorted(self.services, key=lambda s: s.name != "user-service"):
             self.start(service)
@@ -338,6 +371,7 @@ def main() -> None:
             "restart",
             "migrate",
             "provision",
+            "topology",
             "keys",
             "status",
         ],
@@ -367,8 +401,11 @@ def main() -> None:
     elif args.command == "migrate":
         fleet.provision()
         fleet.migrate()
+        fleet.declare_event_topology()
     elif args.command == "provision":
         fleet.provision()
+    elif args.command == "topology":
+        fleet.declare_event_topology()
     elif args.command == "keys":
         fleet.ensure_keys()
     else:

@@ -87,4 +87,4 @@ done <"$template"
 mv -f "$tmp" "$output"
 trap - EXIT
 echo "wrote $output (mode 600): $generated secrets generated, JWT signing key $kid"
-echo "next: review the non-secret settings in it (FLOW_TLS_DIR, BOOTSTRAP_ADMIN_EMAIL, SMTP_*)"
+echo "next: review the non-secret settings in it (FLOW_PUBLIC_HOSTS, FLOW_TLS_DIR, BOOTSTRAP_ADMIN_EMAIL, SMTP_*)"

@@ -71,7 +71,7 @@ SERVICE_SECRETS: dict[str, list[tuple[str, str, bool]]] = {
     ],
     "payment-service": [("PAYMENT_WEBHOOK_SECRET", "PAYMENT_WEBHOOK_SECRET", False)],
     "notification-service": [
-        ("WEBHOOK_SIGNING_SECRET", "WEBHOOK_SIGNING_SECRET", False),
+        ("WEBHOOK_SECRETS_KEY", "WEBHOOK_SECRETS_KEY", False),
         ("SMTP_USERNAME", "SMTP_USERNAME", True),
         ("SMTP_PASSWORD", "SMTP_PASSWORD", True),
     ],

@@ -1,20 +1,26 @@
-"""GET /api/v1/admin/health: every other service's readiness, asked concurrently, with a
-short timeout, so one dead or hanging service never hides the others."""
+"""GET /api/v1/admin/health: every service's readiness (all ten: the nine it asks,
+concurrently, with a short timeout, so one dead or hanging service never hides the others,
+and its own), degraded unless all are ok."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
+from flow_shared.testing.infra import asgi_client
+
 if TYPE_CHECKING:
-    from conftest import AdminClientFactory, FleetStub
+    from conftest import AdminAppFactory, AdminClientFactory, FleetStub
 
 HEALTH = "/api/v1/admin/health"
+OWN = "admin-service"
+# The services admin-service asks over HTTP; it reports itself from its own checks.
 FLEET = (
     "api-gateway",
     "user-service",
@@ -36,12 +42,30 @@ async def fleet_health(client: httpx.AsyncClient, headers: dict[str, str]) -> di
     return body
 
 
-async def test_all_services_ready_is_ok(
+async def own_readiness(client: httpx.AsyncClient, deadline_seconds: float = 30.0) -> Any:
+    """admin-service's own /health/ready answer, once it is ready (its consumer connects
+    in the background after start-up)."""
+    deadline = time.monotonic() + deadline_seconds
+    while (response := await client.get("/health/ready")).status_code != 200:
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(0.1)
+    return response.json()
+
+
+async def test_all_ten_services_ready_is_ok(
     admin_client: httpx.AsyncClient, platform_admin: dict[str, str], fleet: FleetStub
 ) -> None:
+    own = await own_readiness(admin_client)
+
     body = await fleet_health(admin_client, {**platform_admin, "X-Request-ID": "health-1"})
 
-    assert body == {"status": "ok", "services": dict.fromkeys(FLEET, READY)}
+    # admin-service itself is listed, with the checks its own /health/ready runs.
+    assert body == {
+        "status": "ok",
+        "services": {**dict.fromkeys(FLEET, READY), OWN: {"status": "ok", "checks": own["checks"]}},
+    }
+    assert len(body["services"]) == 10
+    assert {"database", "redis"} <= set(own["checks"])
     # Each service was asked once, at its own /health/ready, under the admin's request id.
     asked = sorted((r.url.host, r.url.path) for r in fleet.requests)
     assert asked == sorted((f"{name}.test", "/health/ready") for name in FLEET)
@@ -55,9 +79,11 @@ async def test_services_are_asked_concurrently(
     fleet.barrier = asyncio.Barrier(len(FLEET))
 
     async with admin_client_for(health_check_timeout_seconds=1.0) as client:
+        await own_readiness(client)
         body = await fleet_health(client, platform_admin)
 
-    assert body == {"status": "ok", "services": dict.fromkeys(FLEET, READY)}
+    assert body["status"] == "ok"
+    assert {name: body["services"][name] for name in FLEET} == dict.fromkeys(FLEET, READY)
 
 
 async def test_one_failing_and_one_unreachable_service_make_the_fleet_degraded(
@@ -97,6 +123,28 @@ async def test_a_service_without_a_url_is_not_configured_and_the_fleet_degraded(
     asked = {r.url.host for r in fleet.requests}
     assert asked.isdisjoint({"review-service.test", "pricing-service.test"})
     assert len(asked) == len(FLEET) - 2
+
+
+async def test_a_failing_check_of_admin_service_itself_makes_the_fleet_degraded(
+    admin_app_for: AdminAppFactory, platform_admin: dict[str, str], fleet: FleetStub
+) -> None:
+    app = admin_app_for()
+
+    async def search_index_down() -> None:
+        raise ConnectionError("refused")
+
+    # A critical dependency of its own that fails, as its database or Redis could.
+    app.state.health.add("search_index", search_index_down)
+    async with asgi_client(app) as client:
+        body = await fleet_health(client, platform_admin)
+
+    assert body["status"] == "degraded"
+    own = body["services"][OWN]
+    assert own["status"] == "failing"
+    assert own["checks"]["search_index"] == "failing"
+    assert own["checks"]["database"] == "ok"
+    # The nine it asks are still reported, each as it answered.
+    assert {name: body["services"][name] for name in FLEET} == dict.fromkeys(FLEET, READY)
 
 
 @pytest.fixture

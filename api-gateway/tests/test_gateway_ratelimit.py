@@ -9,6 +9,12 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+import pytest
+from prometheus_client import REGISTRY
+from pydantic import ValidationError
+
+from api_gateway.config import RateRule
+
 if TYPE_CHECKING:
     from conftest import Gateway
 
@@ -132,3 +138,118 @@ async def test_redis_down_closes_login_and_leaves_fail_open_routes_open(
     assert "retry-after" in login.headers
     assert jwks.status_code == 200
     assert [r.path for r in users.requests] == ["/api/v1/auth/jwks"]
+
+
+# --- failed authentication is metered: per IP before the token, and invalid tokens -------
+
+ME = "/api/v1/users/me"
+
+
+def invalid_tokens_counted() -> float:
+    return REGISTRY.get_sample_value("flow_gateway_invalid_tokens_total") or 0.0
+
+
+async def test_requests_are_limited_per_ip_before_the_token_is_checked(
+    open_gateway: OpenGateway, stub_factory: Any, token_issuer: TokenIssuer
+) -> None:
+    users = await stub_factory("user-service")
+    per_ip = {"per": "ip", "requests": 3, "per_seconds": 60}
+    async with open_gateway(
+        user_service_url=users.url, rate_limits={"ip": per_ip, "invalid-token": None}
+    ) as gw:
+        forged = {"Authorization": "Bearer not.a.token"}
+        failed = [(await gw.client.get(ME, headers=forged)).status_code for _ in range(3)]
+        limited = await gw.client.get(ME, headers=forged)
+        # The budget is the address's, whoever the token says it is.
+        valid_same_ip = await gw.client.get(ME, headers=token_issuer.headers())
+        async with gw.client_from("198.51.100.30") as other_ip:
+            other = await other_ip.get(ME, headers=token_issuer.headers())
+
+    assert failed == [401, 401, 401]
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(limited.headers["retry-after"]) <= 20
+    assert valid_same_ip.status_code == 429
+    assert other.status_code == 200
+    assert len(users.requests) == 1
+
+
+async def test_invalid_tokens_have_a_stricter_budget_and_are_counted(
+    open_gateway: OpenGateway, stub_factory: Any, token_issuer: TokenIssuer
+) -> None:
+    users = await stub_factory("user-service")
+    budget = {"per": "ip", "counts": "invalid_tokens", "requests": 2, "per_seconds": 60}
+    expired = {"Authorization": f"Bearer {token_issuer.token(ttl=-60)}"}
+    garbage = {"Authorization": "Bearer not.a.token"}
+    async with open_gateway(
+        user_service_url=users.url, rate_limits={"invalid-token": budget}
+    ) as gw:
+        before = invalid_tokens_counted()
+        answers = [
+            (await gw.client.get(ME, headers=headers)).status_code for headers in (expired, garbage)
+        ]
+        spent = await gw.client.get(ME, headers=garbage)
+        counted = invalid_tokens_counted() - before
+        # Valid tokens from that address still pass; other addresses have their own budget.
+        valid = [
+            (await gw.client.get(ME, headers=token_issuer.headers())).status_code for _ in range(3)
+        ]
+        async with gw.client_from("198.51.100.31") as other_ip:
+            other = await other_ip.get(ME, headers=garbage)
+        # A request with no token at all is not an invalid token.
+        missing = await gw.client.get(ME)
+
+    assert answers == [401, 401]
+    assert spent.status_code == 429
+    assert 1 <= int(spent.headers["retry-after"]) <= 30
+    assert counted == 3
+    assert valid == [200, 200, 200]
+    assert other.status_code == 401
+    assert missing.status_code == 401
+    assert len(users.requests) == 3
+
+
+def test_an_invalid_token_budget_must_be_per_ip() -> None:
+    with pytest.raises(ValidationError, match="invalid_tokens"):
+        RateRule(per="user", counts="invalid_tokens", requests=1, per_seconds=60)
+
+
+async def test_x_forwarded_for_counts_only_from_trusted_proxies(
+    open_gateway: OpenGateway, stub_factory: Any, token_issuer: TokenIssuer
+) -> None:
+    users = await stub_factory("user-service")
+    per_ip = {"per": "ip", "requests": 1, "per_seconds": 60}
+    async with open_gateway(
+        user_service_url=users.url,
+        trusted_proxy_hops=1,
+        trusted_proxies="10.0.0.0/8",
+        rate_limits={"ip": per_ip},
+    ) as gw:
+        auth = token_issuer.headers()
+        # Straight from a client (127.0.0.1 is not a trusted proxy here): its own
+        # X-Forwarded-For and X-Flow-Client-IP choose nothing, both requests are 127.0.0.1's.
+        direct = [
+            await gw.client.get(
+                ME,
+                headers={
+                    **auth,
+                    "X-Forwarded-For": f"203.0.113.{n}",
+                    "X-Flow-Client-IP": "1.2.3.4",
+                },
+            )
+            for n in (1, 2)
+        ]
+        # Through the trusted proxy, the address it appended is the client.
+        async with gw.client_from("10.1.2.3") as proxy:
+            relayed = [
+                await proxy.get(ME, headers={**auth, "X-Forwarded-For": f"198.51.100.{n}"})
+                for n in (1, 2)
+            ]
+
+    assert [r.status_code for r in direct] == [200, 429]
+    assert [r.status_code for r in relayed] == [200, 200]
+    seen = [r.headers for r in users.requests]
+    assert seen[0]["x-flow-client-ip"] == "127.0.0.1"
+    assert seen[0]["x-forwarded-for"] == "127.0.0.1"
+    assert [h["x-flow-client-ip"] for h in seen[1:]] == ["198.51.100.1", "198.51.100.2"]
+    assert seen[1]["x-forwarded-for"] == "198.51.100.1, 10.1.2.3"

@@ -184,6 +184,14 @@ def fleet_overrides(profile: Profile) -> dict[str, str]:
             ("user-platform-admin", "platform_admin"),
         )
     }
+    # Every request counts against its address before authentication; the load comes from
+    # one address.
+    rate_limits["ip"] = {
+        "per": "ip",
+        "requests": UNLIMITED,
+        "per_seconds": 60,
+        "burst": UNLIMITED,
+    }
     credentials = (("auth-login", "/api/v1/auth/login"), ("auth-register", "/api/v1/auth/register"))
     for name, path in credentials:
         rate_limits[name] = {

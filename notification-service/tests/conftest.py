@@ -16,7 +16,10 @@ import asyncio
 import email
 import email.message
 import email.policy
+import hashlib
+import hmac
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -42,7 +45,8 @@ from notification_service.config import Settings
 from notification_service.main import create_app
 from notification_service.models import Delivery, Member, Notification
 
-WEBHOOK_SECRET = "test-webhook-signing-secret"
+# Encrypts the organisations' webhook signing secrets in the test database.
+WEBHOOK_SECRETS_KEY = "test-webhook-secrets-key-of-at-least-32-bytes"
 T = TypeVar("T")
 
 
@@ -136,6 +140,23 @@ class SmtpSink:
 class ReceivedHook:
     headers: dict[str, str]
     body: bytes
+
+    def signatures(self) -> tuple[int, list[str]]:
+        """X-Flow-Signature `t=<unix>,v1=<hex>[,v1=<hex>]`: the time and each v1, in order."""
+        pairs = [part.split("=", 1) for part in self.headers["X-Flow-Signature"].split(",")]
+        [timestamp] = [int(value) for name, value in pairs if name == "t"]
+        return timestamp, [value for name, value in pairs if name == "v1"]
+
+    def signed_with(self, secret: str) -> bool:
+        """What a receiver does: recompute HMAC-SHA256(secret, f"{t}.{body}") and accept
+        the delivery when any `v1` matches, if the timestamp is fresh."""
+        timestamp, signatures = self.signatures()
+        expected = hmac.new(
+            secret.encode(), f"{timestamp}.".encode() + self.body, hashlib.sha256
+        ).hexdigest()
+        # Receivers refuse stale timestamps (replays); five minutes is the usual window.
+        fresh = abs(time.time() - timestamp) < 300
+        return fresh and any(hmac.compare_digest(expected, v1) for v1 in signatures)
 
 
 @dataclass
@@ -402,6 +423,20 @@ class NotificationFlow:
         async with self.http.stream("GET", url, headers=request_headers) as response:
             yield response, SseReader(response)
 
+    async def save_preferences(
+        self, org_id: uuid.UUID, *, email: bool, webhook_url: str | None = None
+    ) -> dict[str, Any]:
+        """PUT the org's preferences as its admin; the answer (with `webhook_secret` when
+        this created it)."""
+        response = await self.http.put(
+            "/api/v1/notifications/preferences",
+            json={"email": email, "webhook_url": webhook_url},
+            headers=self.headers(org_id),
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
     async def publish(self, event: EventEnvelope) -> None:
         """Through RabbitMQ, as a producer's outbox relay does."""
         channel = await self._amqp.channel()
@@ -481,7 +516,7 @@ def make_settings(infra: TestInfra) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         kwargs: dict[str, Any] = {
             "log_level": "WARNING",
-            "webhook_signing_secret": WEBHOOK_SECRET,
+            "webhook_secrets_key": WEBHOOK_SECRETS_KEY,
             # The test receivers listen on 127.0.0.1; the guard module turns this off.
             "allow_private_webhooks": True,
             "delivery_poll_interval_seconds": 0.1,

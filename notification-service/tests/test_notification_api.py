@@ -140,7 +140,9 @@ async def test_preferences_default_to_email_and_are_set_per_organisation(
 
     assert before.json() == {"email": True, "webhook_url": None}
     assert put.status_code == 200, put.text
-    assert put.json() == {"email": False, "webhook_url": url}
+    saved = put.json()
+    assert saved.pop("webhook_secret").startswith("whsec_")  # the first URL's new secret
+    assert saved == {"email": False, "webhook_url": url}
     assert after.json() == {"email": False, "webhook_url": url}
     assert elsewhere.json() == {"email": True, "webhook_url": None}
 

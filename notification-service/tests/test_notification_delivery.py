@@ -7,10 +7,7 @@ The SMTP server (aiosmtpd) and the webhook receiver (aiohttp) are real local ser
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -18,32 +15,13 @@ from notification_service.delivery.webhook import WebhookSender, webhook_http_cl
 from notification_service.delivery.worker import DeliveryWorker
 
 if TYPE_CHECKING:
-    from conftest import NotificationFlow, ReceivedHook, SmtpSink, WebhookReceiver
-
-WEBHOOK_SECRET = "test-webhook-signing-secret"  # conftest's make_settings sets this one
-
-
-def signature_is_valid(hook: ReceivedHook, secret: str = WEBHOOK_SECRET) -> bool:
-    """What a receiver does: recompute HMAC-SHA256(secret, f"{t}.{body}") and compare."""
-    fields = dict(part.split("=", 1) for part in hook.headers["X-Flow-Signature"].split(","))
-    timestamp = int(fields["t"])
-    expected = hmac.new(
-        secret.encode(), f"{timestamp}.".encode() + hook.body, hashlib.sha256
-    ).hexdigest()
-    # A receiver also refuses stale timestamps (replays); five minutes is the usual window.
-    fresh = abs(time.time() - timestamp) < 300
-    return fresh and hmac.compare_digest(expected, fields["v1"])
+    from conftest import NotificationFlow, SmtpSink, WebhookReceiver
 
 
 async def prefer(
     flow: NotificationFlow, org_id: uuid.UUID, *, email: bool, webhook_url: str | None = None
-) -> None:
-    response = await flow.http.put(
-        "/api/v1/notifications/preferences",
-        json={"email": email, "webhook_url": webhook_url},
-        headers=flow.headers(org_id),
-    )
-    assert response.status_code == 200, response.text
+) -> dict[str, Any]:
+    return await flow.save_preferences(org_id, email=email, webhook_url=webhook_url)
 
 
 async def placed_order(flow: NotificationFlow, vendor: uuid.UUID, **data: Any) -> uuid.UUID:
@@ -118,15 +96,16 @@ async def test_webhook_arrives_signed(
 ) -> None:
     vendor = uuid.uuid4()
     path = webhook_receiver.new_path()
-    await prefer(flow, vendor, email=False, webhook_url=webhook_receiver.url + path)
+    saved = await prefer(flow, vendor, email=False, webhook_url=webhook_receiver.url + path)
 
     notification_id = await placed_order(flow, vendor, payment_method="card", card_token="tok_x")
     [delivery] = await flow.wait_deliveries_done(notification_id)
 
     assert (delivery.channel, delivery.status, delivery.attempts) == ("webhook", "sent", 1)
     [hook] = webhook_receiver.hooks(path)
-    assert signature_is_valid(hook)
-    assert not signature_is_valid(hook, secret="another-secret")
+    assert len(hook.signatures()[1]) == 1
+    assert hook.signed_with(saved["webhook_secret"])
+    assert not hook.signed_with("another-secret")
     assert hook.headers["Content-Type"] == "application/json"
     assert hook.headers["X-Flow-Event"] == "order.placed"
     assert hook.headers["X-Flow-Delivery"] == str(delivery.id)
@@ -142,7 +121,7 @@ async def test_failing_receiver_is_retried_until_it_answers(
 ) -> None:
     vendor = uuid.uuid4()
     path = webhook_receiver.new_path(answers=[500, 500])  # then 200
-    await prefer(flow, vendor, email=False, webhook_url=webhook_receiver.url + path)
+    saved = await prefer(flow, vendor, email=False, webhook_url=webhook_receiver.url + path)
 
     notification_id = await placed_order(flow, vendor)
     [delivery] = await flow.wait_deliveries_done(notification_id)
@@ -151,7 +130,7 @@ async def test_failing_receiver_is_retried_until_it_answers(
     hooks = webhook_receiver.hooks(path)
     assert len(hooks) == 3
     assert len({hook.body for hook in hooks}) == 1  # the same notification each time
-    assert all(signature_is_valid(hook) for hook in hooks)
+    assert all(hook.signed_with(saved["webhook_secret"]) for hook in hooks)
 
 
 async def test_receiver_that_keeps_failing_is_given_up_after_the_last_attempt(
@@ -191,7 +170,7 @@ async def test_several_workers_send_each_delivery_exactly_once(
     """As with several notification-service processes: SKIP LOCKED claims, no doubles."""
     vendor = uuid.uuid4()
     path = webhook_receiver.new_path()
-    await prefer(flow, vendor, email=False, webhook_url=webhook_receiver.url + path)
+    saved = await prefer(flow, vendor, email=False, webhook_url=webhook_receiver.url + path)
     events = [
         flow.events.order("order.placed", vendor_id=vendor, hospital_org_id=uuid.uuid4())
         for _ in range(20)
@@ -209,7 +188,8 @@ async def test_several_workers_send_each_delivery_exactly_once(
                 flow.app.state.database,
                 flow.settings,
                 email=None,
-                webhook=WebhookSender(http, secret=WEBHOOK_SECRET, allow_private=True),
+                webhook=WebhookSender(http, allow_private=True),
+                secret_cipher=flow.app.state.webhook_secret_cipher,
             )
             for _ in range(2)
         ]
@@ -223,6 +203,7 @@ async def test_several_workers_send_each_delivery_exactly_once(
     hooks = webhook_receiver.hooks(path)
     assert len(hooks) == 20
     assert len({hook.headers["X-Flow-Notification"] for hook in hooks}) == 20
+    assert all(hook.signed_with(saved["webhook_secret"]) for hook in hooks)
 
 
 async def test_event_text_cannot_inject_mail_headers(

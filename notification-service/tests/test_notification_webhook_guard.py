@@ -45,6 +45,25 @@ SETTINGS = {"allow_private_webhooks": False, "smtp_host": None}
         ("ff02::1", False),
         ("::ffff:127.0.0.1", False),  # IPv4-mapped loopback
         ("::ffff:10.0.0.1", False),
+        ("::ffff:0:7f00:1", False),  # IPv4-translated (SIIT) loopback: reserved space
+        ("::127.0.0.1", False),  # deprecated IPv4-compatible forms, whatever they embed
+        ("::8.8.8.8", False),
+        # 6to4 (2002::/16) tunnels to the IPv4 address in bits 16-48.
+        ("2002:7f00:1::1", False),  # 127.0.0.1
+        ("2002:a00:1::", False),  # 10.0.0.1
+        ("2002:a9fe:a9fe::1", False),  # 169.254.169.254
+        ("2002:c0a8:10a::1", False),  # 192.168.1.10
+        # Teredo (2001::/32): server 65.54.227.120, client 127.0.0.1 / 10.0.0.1 (obfuscated).
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),
+        # NAT64 (64:ff9b::/96) translates to the IPv4 address in its low 32 bits.
+        ("64:ff9b::7f00:1", False),  # 127.0.0.1
+        ("64:ff9b::a00:1", False),  # 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # 169.254.169.254
+        ("64:ff9b:1::808:808", False),  # local-use NAT64: where it leads is the operator's
+        ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("::ffff:8.8.8.8", True),
         ("93.184.216.34", True),
         ("8.8.8.8", True),
         ("2606:4700:4700::1111", True),
@@ -82,6 +101,16 @@ async def test_a_public_host_is_pinned_to_its_checked_address() -> None:
     assert target.server_name == "hooks.example.com"
 
 
+@pytest.mark.parametrize("address", ["2002:7f00:1::1", "64:ff9b::a00:7", "::ffff:10.0.0.7"])
+async def test_a_host_resolving_to_an_ipv6_form_of_a_private_address_is_refused(
+    address: str,
+) -> None:
+    with pytest.raises(WebhookRefused, match="non-public"):
+        await checked_target(
+            "https://hooks.example.com/flow", allow_private=False, resolver=resolver_to(address)
+        )
+
+
 async def test_private_addresses_pass_only_when_configured() -> None:
     allowed = await checked_target(
         "http://receiver.internal/hook", allow_private=True, resolver=resolver_to("10.0.0.7")
@@ -102,6 +131,9 @@ async def test_private_addresses_pass_only_when_configured() -> None:
         "http://[::1]/hook",
         "http://169.254.169.254/latest/meta-data",
         "https://192.168.0.10/hook",
+        "http://[2002:7f00:1::1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+        "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/hook",
     ],
 )
 async def test_saving_a_literal_private_address_is_refused(

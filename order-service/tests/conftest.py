@@ -1,5 +1,5 @@
 """Fixtures for order-service: the app on the real database, Redis and RabbitMQ, with
-location-, inventory- and pricing-service stubbed at their HTTP boundary.
+location-, inventory-, pricing- and payment-service stubbed at their HTTP boundary.
 
 The stubs implement the internal contracts faithfully (and small): the fake
 inventory enforces stock and reservation states, the fake pricing computes
@@ -29,12 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from flow_shared.testing.infra import TestInfra, asgi_client
 from flow_shared.testing.tokens import TokenIssuer
+from flow_shared.validation import MAX_AMOUNT
 from order_service.config import Settings
 from order_service.main import create_app
 
 LOCATION_URL = "http://location-service.test"
 INVENTORY_URL = "http://inventory-service.test"
 PRICING_URL = "http://pricing-service.test"
+PAYMENT_URL = "http://payment-service.test"
 ORDER_SERVICE_KEY = "test-key-order-service"
 CENT = Decimal("0.01")
 # A delivery point in Lagos; depots are placed around it.
@@ -392,6 +394,8 @@ class FakePricing(StubService):
         tax = ((subtotal + self.delivery_fee + surcharge) * self.tax_rate).quantize(
             CENT, ROUND_HALF_UP
         )
+        if subtotal + self.delivery_fee + surcharge + tax > MAX_AMOUNT:
+            return problem(422, "amount-too-large", "The quote total would exceed the maximum.")
         expires_at = datetime.now(UTC) + timedelta(minutes=15)
         if self.expired_quotes_to_send > 0:
             self.expired_quotes_to_send -= 1
@@ -426,6 +430,25 @@ class FakePricing(StubService):
         }
         self.quotes[quote["quote_id"]] = quote
         return httpx.Response(201, json=quote)
+
+
+class FakePayment(StubService):
+    """payment-service's PUT /internal/orders/{id}/card-token: one token kept per order."""
+
+    name = "payment-service"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.card_tokens: dict[uuid.UUID, str] = {}
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        match = re.fullmatch(r"/internal/orders/([^/]+)/card-token", request.url.path)
+        if request.method == "PUT" and match:
+            order_id, token = uuid.UUID(match.group(1)), json.loads(request.content)["card_token"]
+            if self.card_tokens.setdefault(order_id, token) != token:
+                return problem(409, "card-token-conflict", "Another token for this order.")
+            return httpx.Response(204)
+        return problem(404, "not-found", "No such route.")
 
 
 class FakeLocation(StubService):
@@ -499,12 +522,13 @@ class Org:
 
 @dataclass
 class Fleet:
-    """The three stubbed services and helpers to set up a small world in them."""
+    """The four stubbed services and helpers to set up a small world in them."""
 
     token_issuer: TokenIssuer
     location: FakeLocation
     inventory: FakeInventory
     pricing: FakePricing
+    payment: FakePayment = field(default_factory=FakePayment)
 
     def org(self, kind: str, role: str = "staff") -> Org:
         org_id, user_id = uuid.uuid4(), uuid.uuid4()
@@ -570,6 +594,7 @@ def order_settings(infra: TestInfra, **overrides: Any) -> Settings:
         "location_service_url": LOCATION_URL,
         "inventory_service_url": INVENTORY_URL,
         "pricing_service_url": PRICING_URL,
+        "payment_service_url": PAYMENT_URL,
         # Tests run the sweeper themselves (app.state.order_sweeper.run_once()).
         "order_sweep_interval_seconds": 3600,
     }
@@ -601,6 +626,7 @@ def order_app_for(infra: TestInfra, token_issuer: TokenIssuer, fleet: Fleet) -> 
             location_transport=fleet.location.transport(),
             inventory_transport=fleet.inventory.transport(),
             pricing_transport=fleet.pricing.transport(),
+            payment_transport=fleet.payment.transport(),
         )
         async with asgi_client(app) as client:
             yield OrderApp(app, client)

@@ -1,4 +1,6 @@
-"""Payments and orders: order.placed carries the card token; payment.failed fails the order."""
+"""Payments and orders: a card order's token goes to payment-service over its internal API
+(never into the outbox or an event), before the order is committed; payment-service down is
+a 503 that leaves nothing behind; payment.failed fails the order."""
 
 from __future__ import annotations
 
@@ -7,6 +9,9 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.testing.infra import TestInfra
@@ -30,27 +35,68 @@ async def _handle(order_app: OrderApp, envelope: EventEnvelope) -> None:
         await on_payment_failed(session, envelope)
 
 
-async def test_order_placed_carries_the_card_token_only_for_card_orders(
-    fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb
+async def test_the_card_token_goes_to_payment_service_and_never_into_the_outbox(
+    fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb, orders_engine: AsyncEngine
 ) -> None:
     hospital, vendor = fleet.hospital(), fleet.vendor()
     product = uuid.uuid4()
     depot = fleet.depot(vendor, {product: 5})
+    token = f"tok_{uuid.uuid4().hex}"
     by_card = await place_order(
         hospital,
-        fleet.order_body(
-            vendor, depot, [(product, 1)], payment_method="card", card_token="tok_visa"
-        ),
+        fleet.order_body(vendor, depot, [(product, 1)], payment_method="card", card_token=token),
     )
     by_invoice = await place_order(hospital, fleet.order_body(vendor, depot, [(product, 1)]))
 
+    # Handed over once, for this order, behind order-service's key (the stub checks it).
+    assert fleet.payment.card_tokens == {uuid.UUID(by_card["id"]): token}
+    [handed] = fleet.payment.calls("PUT", r"/internal/orders/[^/]+/card-token")
+    assert handed.url.path == f"/internal/orders/{by_card['id']}/card-token"
     card_event = (await orders_db.events_of(by_card["id"]))[0]
     assert card_event["type"] == "order.placed"
-    assert card_event["data"]["card_token"] == "tok_visa"
     assert card_event["data"]["payment_method"] == "card"
+    assert "card_token" not in card_event["data"]
     invoice_event = (await orders_db.events_of(by_invoice["id"]))[0]
     assert "card_token" not in invoice_event["data"]
+    async with orders_engine.connect() as conn:
+        in_outbox = await conn.scalar(
+            text("SELECT count(*) FROM orders.outbox WHERE payload::text LIKE :t"),
+            {"t": f"%{token}%"},
+        )
+    assert in_outbox == 0
     assert "card_token" not in by_card  # never in an answer either
+
+
+async def test_payment_service_down_is_503_and_leaves_no_order_and_no_hold(
+    client: httpx.AsyncClient, fleet: Fleet, orders_db: OrdersDb
+) -> None:
+    hospital, vendor = fleet.hospital(), fleet.vendor()
+    product = uuid.uuid4()
+    depot = fleet.depot(vendor, {product: 5})
+    fleet.payment.down = True
+
+    response = await client.post(
+        "/api/v1/orders",
+        json=fleet.order_body(
+            vendor, depot, [(product, 2)], payment_method="card", card_token="tok_visa"
+        ),
+        headers=hospital.headers,
+    )
+
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "payment-service" in response.json()["detail"]
+    assert await orders_db.order_ids_of(hospital.org_id) == []
+    [reservation] = fleet.inventory.reservations.values()
+    assert reservation.status == "released"
+    assert depot.available(product) == 5
+    # An invoice order does not need payment-service to be placed.
+    invoice = await client.post(
+        "/api/v1/orders",
+        json=fleet.order_body(vendor, depot, [(product, 2)]),
+        headers=hospital.headers,
+    )
+    assert invoice.status_code == 201, invoice.text
 
 
 async def test_a_failed_payment_fails_the_order_once_and_gives_the_stock_back(

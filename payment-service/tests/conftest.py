@@ -35,6 +35,8 @@ WEBHOOK_SECRET = "test-webhook-secret-5f1c0a9e"
 # Short, so that tests of the lost-answer token do not wait long.
 PROVIDER_TIMEOUT_SECONDS = 0.3
 WEBHOOK_URL = "/api/v1/payments/webhooks/sandbox"
+# The key the test app trusts for /internal (flow_shared.testing's settings).
+CALLER_KEY = "test-trusted-caller-key"
 
 SettingsFactory = Callable[..., Settings]
 
@@ -92,6 +94,7 @@ class Order:
     method: str = "card"
     total: str = "100.00"
     currency: str = "NGN"
+    # Handed over by order-service's internal call (Payments.hand_over), never in an event.
     card_token: str | None = "tok_visa"
     order_id: uuid.UUID = field(default_factory=uuid.uuid4)
     hospital_org_id: uuid.UUID = field(default_factory=uuid.uuid4)
@@ -120,8 +123,6 @@ class Order:
             "actor_id": str(uuid.uuid4()),
             "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
-        if status == "placed" and self.method == "card" and self.card_token is not None:
-            data["card_token"] = self.card_token
         if status in ("rejected", "cancelled"):
             data["reason"] = reason or "changed plans"
         return EventEnvelope(type=f"order.{status}", producer="order-service", data=data)
@@ -166,7 +167,20 @@ class Payments:
         async with self.sessions() as session, session.begin():
             await handler(session, envelope)
 
+    async def hand_over(
+        self, order: Order, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """What order-service does before committing a card order: hand its token over."""
+        return await self.http.put(
+            f"/internal/orders/{order.order_id}/card-token",
+            json={"card_token": order.card_token},
+            headers=headers if headers is not None else {"X-Service-Key": CALLER_KEY},
+        )
+
     async def place(self, order: Order) -> dict[str, Any]:
+        """The order's token handed over (a card order with one), then its order.placed."""
+        if order.method == "card" and order.card_token is not None:
+            await self.hand_over(order)
         await self.handle(order.event("placed"))
         return await self.payment_of(order)
 

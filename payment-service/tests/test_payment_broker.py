@@ -82,6 +82,7 @@ async def test_order_placed_from_the_broker_is_consumed_once_and_authorized_is_r
     pay: Payments, app: FastAPI, channel: AbstractChannel
 ) -> None:
     order = pay.order(total="420.00")
+    assert (await pay.hand_over(order)).status_code == 204
     placed = order.event("placed")
     tap = await _tap(channel, app, "payment.authorized")
     duplicates_before = _consumed("duplicate")
@@ -115,6 +116,7 @@ async def test_a_provider_timeout_is_retried_by_the_consumer_and_authorizes_once
     pay: Payments, app: FastAPI, channel: AbstractChannel
 ) -> None:
     order = pay.order(card_token="tok_timeout")
+    await pay.hand_over(order)
     retried_before = _consumed("retried")
 
     await _publish(channel, app, order.event("placed"))

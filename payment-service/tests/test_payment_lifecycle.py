@@ -61,6 +61,7 @@ async def test_card_order_placed_is_authorized_with_one_payment_authorized_event
 
 async def test_redelivered_order_placed_never_authorizes_twice(pay: Payments) -> None:
     order = pay.order()
+    await pay.hand_over(order)
     first = order.event("placed")
     await pay.handle(first)
 
@@ -76,6 +77,7 @@ async def test_redelivered_order_placed_never_authorizes_twice(pay: Payments) ->
 
 async def test_concurrent_deliveries_of_order_placed_open_one_payment(pay: Payments) -> None:
     order = pay.order()
+    await pay.hand_over(order)
 
     await asyncio.gather(*(pay.handle(order.event("placed")) for _ in range(4)))
 
@@ -119,10 +121,14 @@ async def test_a_card_number_sent_as_token_is_refused_and_stored_nowhere(
     card_number = "4111111111111111"
     order = pay.order(card_token=card_number)
 
+    refused = await pay.hand_over(order)
+    assert refused.status_code == 422, refused.text
+    assert card_number not in refused.text
     payment = await pay.place(order)
 
+    # Nothing was held for the order, so its order.placed fails the payment.
     assert payment["status"] == "failed"
-    assert payment["failure_reason"] == "invalid card token"
+    assert payment["failure_reason"] == "missing card token"
     assert await pay.sandbox_authorizations(order) == 0
     async with pay.engine.connect() as conn:
         tables = (
@@ -145,6 +151,7 @@ async def test_a_card_number_sent_as_token_is_refused_and_stored_nowhere(
 
 async def test_provider_timeout_is_retried_and_authorizes_once(pay: Payments) -> None:
     order = pay.order(card_token="tok_timeout")
+    await pay.hand_over(order)
     placed = order.event("placed")
 
     with pytest.raises(ProviderTimeout):
@@ -293,6 +300,7 @@ async def test_order_ended_before_its_payment_opened_is_never_authorized_later(
     pay: Payments,
 ) -> None:
     order = pay.order()
+    await pay.hand_over(order)
 
     await pay.handle(order.event("expired"))
     await pay.handle(order.event("placed"))  # late, e.g. after retries

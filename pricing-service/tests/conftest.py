@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from flow_shared.testing.infra import TestInfra, asgi_client
@@ -191,6 +192,7 @@ class LocationStub:
         return _problem(404, "Not found")
 
 
+PricingAppFactory = Callable[..., FastAPI]
 PricingClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
@@ -205,13 +207,12 @@ def location(inventory: InventoryStub) -> LocationStub:
 
 
 @pytest.fixture
-def pricing_client_for(
+def pricing_app_for(
     infra: TestInfra, token_issuer: TokenIssuer, inventory: InventoryStub, location: LocationStub
-) -> PricingClientFactory:
-    """Opens pricing-service in-process; keyword overrides change its settings."""
+) -> PricingAppFactory:
+    """Builds pricing-service; keyword overrides change its settings."""
 
-    @asynccontextmanager
-    async def open_client(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    def build(**overrides: Any) -> FastAPI:
         kwargs = infra.settings_kwargs(
             "pricing-service",
             inventory_service_url=INVENTORY_URL,
@@ -220,13 +221,23 @@ def pricing_client_for(
             upstream_attempts=1,
         )
         kwargs.update(overrides)
-        app = create_app(
+        return create_app(
             Settings(**kwargs),
             jwks_fetcher=token_issuer.fetch_jwks,
             inventory_transport=inventory.transport(),
             location_transport=location.transport(),
         )
-        async with asgi_client(app) as client:
+
+    return build
+
+
+@pytest.fixture
+def pricing_client_for(pricing_app_for: PricingAppFactory) -> PricingClientFactory:
+    """Opens pricing-service in-process; keyword overrides change its settings."""
+
+    @asynccontextmanager
+    async def open_client(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        async with asgi_client(pricing_app_for(**overrides)) as client:
             yield client
 
     return open_client

@@ -1,4 +1,5 @@
-"""Compare: vendors with the stock nearby, each fully quoted, cheapest total first, cached."""
+"""Compare: vendors with the stock nearby, each fully priced, cheapest total first, cached,
+and nothing stored (a quote is kept only when one is asked for)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
-    from conftest import InventoryStub, LocationStub, PricingClientFactory, SetPrice
+    from conftest import InventoryStub, LocationStub, PricingClientFactory, QuoteBody, SetPrice
 
 
 def compare_params(product_id: uuid.UUID, quantity: int = 2, **extra: Any) -> dict[str, Any]:
@@ -68,12 +71,63 @@ async def test_vendors_are_ranked_by_total_and_those_without_a_price_are_skipped
     nearby_calls = [r for r in inventory.requests if r.url.path == "/internal/catalog/nearby"]
     assert nearby_calls
     assert nearby_calls[0].url.params["min_quantity"] == "2"
-    # Each quote is stored, so it can be read back as order-service would.
-    stored = await pricing_client.get(
-        f"/internal/quotes/{first['quote']['quote_id']}", headers=service_headers
+    # The same figures as a stored quote of that depot, without what only storing gives.
+    assert "quote_id" not in first["quote"]
+    assert "expires_at" not in first["quote"]
+    stored = await pricing_client.post(
+        "/internal/quotes",
+        json={
+            "vendor_id": first["vendor_id"],
+            "depot_id": first["depot_id"],
+            "items": [{"product_id": str(product), "quantity": 2}],
+            "delivery": {"lat": 9.5, "lon": 19.5},
+        },
+        headers=service_headers,
     )
-    assert stored.status_code == 200
-    assert stored.json() == first["quote"]
+    assert stored.status_code == 201, stored.text
+    figures = {k: v for k, v in stored.json().items() if k in first["quote"]}
+    assert figures == first["quote"]
+
+
+async def _stored_quotes(engine: AsyncEngine, *depot_ids: uuid.UUID) -> int:
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            text("SELECT count(*) FROM pricing.quotes WHERE depot_id = ANY(:depots)"),
+            {"depots": list(depot_ids)},
+        )
+    return int(count or 0)
+
+
+async def test_compare_stores_no_quote_and_asking_for_one_stores_exactly_one(
+    pricing_client_for: PricingClientFactory,
+    pricing_engine: AsyncEngine,
+    inventory: InventoryStub,
+    set_price: SetPrice,
+    make_quote_body: QuoteBody,
+    hospital: dict[str, str],
+) -> None:
+    product = uuid.uuid4()
+    depots = [inventory.add_depot(distance_km=float(km)) for km in (1, 2, 3)]
+    for depot in depots:
+        await set_price(depot.vendor_id, product)
+
+    # Uncached, every compare computes afresh: still no row written.
+    async with pricing_client_for(compare_cache_seconds=0) as client:
+        for _ in range(3):
+            response = await client.get(
+                "/api/v1/pricing/compare", params=compare_params(product), headers=hospital
+            )
+            assert response.status_code == 200, response.text
+            assert len(response.json()["items"]) == 3
+        assert await _stored_quotes(pricing_engine, *(d.depot_id for d in depots)) == 0
+
+        asked = await client.post(
+            "/api/v1/pricing/quotes",
+            json=make_quote_body(depots[0], [(product, 2)]),
+            headers=hospital,
+        )
+        assert asked.status_code == 201, asked.text
+    assert await _stored_quotes(pricing_engine, *(d.depot_id for d in depots)) == 1
 
 
 async def test_equal_totals_are_ranked_nearest_first(

@@ -27,7 +27,7 @@ from flow_shared.events.envelope import EventEnvelope
 from flow_shared.testing.infra import TestInfra, asgi_client
 from flow_shared.testing.tokens import TokenIssuer
 from review_service.config import Settings
-from review_service.events import on_order_delivered
+from review_service.events import EVENT_HANDLERS
 from review_service.main import create_app
 
 
@@ -70,9 +70,31 @@ def order_delivered(
     at: datetime | None = None,
 ) -> EventEnvelope:
     """An order.delivered event exactly as order-service publishes it (every field)."""
+    return order_event("delivered", order_id, hospital_org_id, vendor_id, at=at)
+
+
+def order_placed(
+    order_id: uuid.UUID,
+    hospital_org_id: uuid.UUID,
+    vendor_id: uuid.UUID,
+    *,
+    at: datetime | None = None,
+) -> EventEnvelope:
+    """An order.placed event exactly as order-service publishes it (every field)."""
+    return order_event("placed", order_id, hospital_org_id, vendor_id, at=at)
+
+
+def order_event(
+    status: str,
+    order_id: uuid.UUID,
+    hospital_org_id: uuid.UUID,
+    vendor_id: uuid.UUID,
+    *,
+    at: datetime | None = None,
+) -> EventEnvelope:
     at = at or datetime.now(UTC)
     return EventEnvelope(
-        type="order.delivered",
+        type=f"order.{status}",
         producer="order-service",
         occurred_at=at,
         correlation_id=uuid.uuid4().hex,
@@ -81,7 +103,7 @@ def order_delivered(
             "hospital_org_id": str(hospital_org_id),
             "vendor_id": str(vendor_id),
             "depot_id": str(uuid.uuid4()),
-            "status": "delivered",
+            "status": status,
             "priority": "routine",
             "payment_method": "invoice",
             "total": "125.50",
@@ -110,6 +132,7 @@ class Reviews:
     """Setting up and reading review state for a test."""
 
     order_delivered = staticmethod(order_delivered)
+    order_placed = staticmethod(order_placed)
 
     @staticmethod
     def hospital() -> Hospital:
@@ -147,13 +170,20 @@ class Reviews:
     def any_user_headers(self) -> dict[str, str]:
         return self.tokens.headers(org_kind="hospital", role="staff")
 
-    # -- the delivered-orders projection ---------------------------------------------
+    # -- the placed- and delivered-orders projections --------------------------------
 
     async def handle(self, envelope: EventEnvelope) -> None:
-        """Run the projection's handler in its own committed transaction, as the
-        consumer does (minus the inbox)."""
+        """Run the projection's handler for this event type in its own committed
+        transaction, as the consumer does (minus the inbox)."""
         async with self.sessions() as session, session.begin():
-            await on_order_delivered(session, envelope)
+            await EVENT_HANDLERS[envelope.type](session, envelope)
+
+    async def place(
+        self, hospital: Hospital, vendor_id: uuid.UUID, order_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
+        order_id = order_id or uuid.uuid4()
+        await self.handle(order_placed(order_id, hospital.org_id, vendor_id))
+        return order_id
 
     async def deliver(
         self, hospital: Hospital, vendor_id: uuid.UUID, order_id: uuid.UUID | None = None

@@ -34,22 +34,35 @@ async def test_a_hospital_reviews_an_order_delivered_to_it(reviews: Reviews) -> 
     assert body["response"] is None
     assert response.headers["Location"] == f"/api/v1/reviews/{body['id']}"
     fetched = await reviews.http.get(
-        f"/api/v1/reviews/{body['id']}", headers=reviews.any_user_headers()
+        f"/api/v1/reviews/{body['id']}", headers=reviews.hospital_headers(hospital)
     )
     assert fetched.status_code == 200
     assert fetched.json() == body
 
 
 async def test_an_order_not_delivered_yet_cannot_be_reviewed_until_it_is(reviews: Reviews) -> None:
-    hospital, vendor_id, order_id = reviews.hospital(), uuid.uuid4(), uuid.uuid4()
+    hospital, vendor_id = reviews.hospital(), uuid.uuid4()
+    order_id = await reviews.place(hospital, vendor_id)
 
     early = await reviews.post_review(hospital, order_id, 5)
-    assert early.status_code == 404, early.text
-    assert _problem_code(early.json()) == "order-not-reviewable"
+    assert early.status_code == 409, early.text
+    assert _problem_code(early.json()) == "order-not-delivered"
+    assert early.json()["title"] == "Order not delivered yet"
     assert early.headers["content-type"].startswith("application/problem+json")
 
     await reviews.deliver(hospital, vendor_id, order_id)
     assert (await reviews.post_review(hospital, order_id, 5)).status_code == 201
+
+
+async def test_an_undelivered_order_looks_unknown_to_other_hospitals(reviews: Reviews) -> None:
+    owner, rival = reviews.hospital(), reviews.hospital()
+    placed = await reviews.place(owner, uuid.uuid4())
+
+    for order_id in (placed, uuid.uuid4()):  # someone else's order, and no order at all
+        refused = await reviews.post_review(rival, order_id, 1)
+        assert refused.status_code == 404, refused.text
+        assert _problem_code(refused.json()) == "order-not-reviewable"
+        assert refused.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_one_review_per_order(reviews: Reviews) -> None:

@@ -1,5 +1,5 @@
-"""Eligibility comes from order-service's `order.delivered` events: a local projection,
-filled by the consumer, where a redelivered event has no second effect."""
+"""Eligibility comes from order-service's `order.placed` and `order.delivered` events:
+local projections, filled by the consumer, where a redelivered event has no second effect."""
 
 from __future__ import annotations
 
@@ -98,9 +98,17 @@ async def test_the_consumer_takes_order_delivered_from_the_broker_and_ignores_a_
     hospital, vendor_id, order_id = reviews.hospital(), uuid.uuid4(), uuid.uuid4()
     envelope = reviews.order_delivered(order_id, hospital.org_id, vendor_id)
 
-    # Before the event, the hospital cannot review the order.
+    # Before any event, the order is unknown here.
     early = await reviews.post_review(hospital, order_id, 4)
     assert early.status_code == 404, early.text
+
+    # order.placed reaches the consumer too: its hospital now hears "not delivered yet".
+    await _publish(infra, app, reviews.order_placed(order_id, hospital.org_id, vendor_id))
+
+    async def known_as_undelivered() -> bool:
+        return (await reviews.post_review(hospital, order_id, 4)).status_code == 409
+
+    await _wait_for(known_as_undelivered, "order.placed never reached the projection")
 
     await _publish(infra, app, envelope)
 

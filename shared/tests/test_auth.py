@@ -25,6 +25,7 @@ from flow_shared.auth import (
     TokenVerifier,
     revoked_jti_key,
     suspended_org_key,
+    user_epoch_key,
 )
 from flow_shared.errors import ServiceUnavailable, Unauthorized
 from flow_shared.testing.tokens import AUDIENCE, ISSUER, TokenIssuer
@@ -206,6 +207,44 @@ async def test_a_suspended_organisations_token_is_refused(
 
     refused = await assert_refused(verifier, token)
     assert "suspended" in refused.detail
+
+
+async def test_tokens_issued_before_the_users_epoch_are_refused_and_later_ones_pass(
+    verifier: TokenVerifier, issuer: TokenIssuer, revocation_redis: Redis, infra: TestInfra
+) -> None:
+    user_id = uuid.uuid4()
+    now = time.time()
+    # Sub-second iat: a token signed a moment after the epoch (a new login) must pass.
+    older = issuer.token(user_id=user_id, iat=now - 0.5)
+    newer = issuer.token(user_id=user_id, iat=now + 0.2)
+    someone_else = issuer.token(iat=now - 0.5)
+    await verifier.verify(older)
+
+    await revocation_redis.set(user_epoch_key(infra.redis_prefix, user_id), str(now), ex=60)
+
+    refused = await assert_refused(verifier, older)
+    assert "revoked" in refused.detail
+    assert (await verifier.verify(newer)).user_id == user_id
+    await verifier.verify(someone_else)
+
+
+async def test_a_remembered_token_is_refused_once_its_users_epoch_passes_it(
+    verifier: TokenVerifier,
+    issuer: TokenIssuer,
+    revocation_redis: Redis,
+    infra: TestInfra,
+    decode_calls: list[str],
+) -> None:
+    claims = issuer.claims()
+    token = issuer.sign(claims)
+    await verifier.verify(token)
+    await verifier.verify(token)
+
+    epoch = claims["iat"] + 0.001
+    await revocation_redis.set(user_epoch_key(infra.redis_prefix, claims["sub"]), epoch, ex=60)
+
+    await assert_refused(verifier, token)
+    assert decode_calls == [token]  # refused from the cache, without a second full check
 
 
 async def test_revocation_unknowable_without_redis_fails_closed(

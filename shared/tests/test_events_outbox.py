@@ -7,6 +7,12 @@ fails mid-handler gets the event again and the effect happens once (and a
 redelivered event has no second effect); a poison event ends in the dead-letter
 queue and later events still flow; stop() lets an in-flight handler finish and ack.
 
+Issue 12 ("no event lost on a fresh deploy"): an event published before its consumer
+has ever started waits for it and arrives; an event type nobody is bound to stays in
+the outbox, is counted, does not hold up other types, and goes out once someone binds
+it; declaring the topology again changes nothing and loses nothing; a consumer whose
+handlers disagree with the topology refuses to start.
+
 Every test gets its own scratch schema (outbox, inbox, effects), its own exchange
 and its own service name (so its own queues and metric labels), inside the test
 session's database and RabbitMQ vhost.
@@ -31,6 +37,8 @@ from sqlalchemy import BigInteger, Column, Identity, String, Table, func, insert
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.app import EventsConfig, create_service_app
+from flow_shared.config import BaseServiceSettings
 from flow_shared.db import Database, create_engine, service_metadata
 from flow_shared.events.consumer import (
     ATTEMPTS_HEADER,
@@ -46,6 +54,12 @@ from flow_shared.events.outbox import (
     wake_on_commit,
 )
 from flow_shared.events.relay import BrokerUnavailable, OutboxRelay, build_event_message
+from flow_shared.events.topology import (
+    EventTopology,
+    Subscription,
+    TopologyMismatch,
+    declare_topology_at,
+)
 from flow_shared.testing.polling import eventually
 
 if TYPE_CHECKING:
@@ -684,3 +698,202 @@ async def test_stop_lets_an_in_flight_handler_finish_and_ack(
         await eventually(lambda: scratch.effect_count_is(marker.id, 1), "the marker event")
     assert calls == Counter({envelope.id: 1, marker.id: 1})
     assert consumed(names.service, "test.slow", "duplicate") == 0
+
+
+# -- topology: no event lost on a fresh deploy ------------------------------------------
+
+
+def topology_of(names: Names, *subscriptions: tuple[str, set[str]]) -> EventTopology:
+    """A topology on the test's exchange; service suffixes keep the queues the test's own."""
+    return EventTopology(
+        names.exchange,
+        tuple(
+            Subscription(f"{names.service}{suffix}", frozenset(types))
+            for suffix, types in subscriptions
+        ),
+    )
+
+
+def unroutable(service: str, event_type: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "flow_events_unroutable_total", {"service": service, "event_type": event_type}
+    )
+    return value or 0.0
+
+
+async def publish_mandatory(infra: TestInfra, exchange: str, envelope: EventEnvelope) -> None:
+    """Publish as the relay does, mandatory with confirms: raises if nobody is bound."""
+    connection = await aio_pika.connect(infra.amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        target = await channel.get_exchange(exchange)
+        message = build_event_message(
+            envelope.id, envelope.type, envelope.model_dump(mode="json"), PRODUCER
+        )
+        await target.publish(message, routing_key=envelope.type, mandatory=True)
+    finally:
+        await connection.close()
+
+
+async def test_an_event_published_before_its_consumer_ever_started_waits_for_it(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    topology = topology_of(names, ("", {"test.early"}))
+    [early] = await scratch.add_events(1, event_type="test.early")
+
+    # A fresh deploy: the consumer's queue has never been declared by its consumer.
+    relay = make_relay(infra, scratch, names, topology=topology)
+    try:
+        assert await relay.publish_pending() == 1
+    finally:
+        await relay.stop()
+    assert await scratch.unpublished_ids() == set()
+    assert await queue_depth(channel, f"{names.service}.events") == 1
+    assert unroutable(names.service, "test.early") == 0
+
+    # The consumer starts later, declares the very same queue, and gets the event.
+    handlers: dict[str, EventHandler] = {"test.early": scratch.apply_effect}
+    async with running_consumer(infra, scratch, names, handlers, topology=topology):
+        await eventually(lambda: scratch.effect_count_is(early, 1), "the early event handled")
+    assert await scratch.inbox_has(names.service, early)
+
+
+async def test_an_event_type_nobody_is_bound_to_stays_in_the_outbox_and_is_counted(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    topology = topology_of(names, ("", {"test.bound"}))
+    # The unroutable event is the oldest row: it must not hold the others back.
+    [orphan] = await scratch.add_events(1, event_type="test.orphan")
+    bound = await scratch.add_events(2, event_type="test.bound")
+
+    relay = make_relay(infra, scratch, names, topology=topology, unroutable_retry_seconds=0.5)
+    try:
+        assert await relay.publish_pending() == 2
+        assert await scratch.unpublished_ids() == {orphan}
+        assert await queue_depth(channel, f"{names.service}.events") == 2
+        assert unroutable(names.service, "test.orphan") == 1
+        async with scratch.database.sessionmaker() as session:
+            attempts, last_error = (
+                await session.execute(
+                    select(scratch.outbox.c.attempts, scratch.outbox.c.last_error).where(
+                        scratch.outbox.c.event_id == orphan
+                    )
+                )
+            ).one()
+        assert attempts == 1
+        assert last_error == "unroutable: no queue is bound to test.orphan"
+        assert relay.held_unroutable_types() == {"test.orphan"}
+
+        # Held back for a while: the next passes do not hammer the broker with it...
+        assert await relay.publish_pending() == 0
+        assert unroutable(names.service, "test.orphan") == 1
+        # ...and it is tried again later, returned again while still nobody listens.
+        await eventually(lambda: not relay.held_unroutable_types(), "the hold to lapse")
+        assert await relay.publish_pending() == 0
+        assert unroutable(names.service, "test.orphan") == 2
+        assert await scratch.unpublished_ids() == {orphan}
+
+        # A consumer of the type appears (a new service deployed): the event goes out.
+        late_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await late_queue.bind(names.exchange, routing_key="test.orphan")
+        await eventually(lambda: not relay.held_unroutable_types(), "the hold to lapse")
+        assert await relay.publish_pending() == 1
+    finally:
+        await relay.stop()
+    assert await scratch.unpublished_ids() == set()
+    message = await late_queue.get(no_ack=True, fail=True)
+    assert message is not None
+    assert message.message_id == str(orphan)
+    assert unroutable(names.service, "test.orphan") == 2
+    assert set(bound).isdisjoint(await scratch.unpublished_ids())
+
+
+async def test_declaring_the_topology_again_changes_nothing_and_loses_nothing(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    topology = topology_of(names, ("-a", {"test.one", "test.both"}), ("-b", {"test.both"}))
+    await declare_topology_at(infra.amqp_url, topology)
+    await declare_topology_at(infra.amqp_url, topology)
+
+    one = EventEnvelope(type="test.one", producer=PRODUCER, data={})
+    both = EventEnvelope(type="test.both", producer=PRODUCER, data={})
+    await publish_mandatory(infra, names.exchange, one)
+    await publish_mandatory(infra, names.exchange, both)
+    # Declared again, by the deploy step and by a relay, with events waiting: none is lost
+    # and no binding is doubled.
+    await declare_topology_at(infra.amqp_url, topology)
+    relay = make_relay(infra, scratch, names, topology=topology)
+    try:
+        assert await relay.publish_pending() == 0
+    finally:
+        await relay.stop()
+
+    assert await queue_depth(channel, f"{names.service}-a.events") == 2
+    assert await queue_depth(channel, f"{names.service}-b.events") == 1
+    for suffix in ("-a", "-b"):
+        assert await queue_depth(channel, f"{names.service}{suffix}.events.retry") == 0
+        assert await queue_depth(channel, f"{names.service}{suffix}.events.dlq") == 0
+
+    # The consumer declares its queues with the same arguments: no conflict, both arrive.
+    handlers: dict[str, EventHandler] = {
+        "test.one": scratch.apply_effect,
+        "test.both": scratch.apply_effect,
+    }
+    consumer_names = Names(exchange=names.exchange, service=f"{names.service}-a")
+    async with running_consumer(infra, scratch, consumer_names, handlers, topology=topology):
+        for envelope in (one, both):
+            await eventually(lambda e=envelope: scratch.effect_count_is(e.id, 1), "both events")
+    assert await queue_depth(channel, f"{names.service}-b.events") == 1
+
+
+async def test_a_consumer_whose_handlers_differ_from_its_subscription_refuses_to_start(
+    infra: TestInfra, scratch: Scratch, names: Names
+) -> None:
+    topology = topology_of(names, ("", {"test.one", "test.two"}))
+
+    def consumer(handlers: dict[str, EventHandler], service: str) -> EventConsumer:
+        return EventConsumer(
+            database=scratch.database,
+            inbox=scratch.inbox,
+            amqp_url=infra.amqp_url,
+            exchange=names.exchange,
+            service=service,
+            handlers=handlers,
+            topology=topology,
+        )
+
+    with pytest.raises(TopologyMismatch, match=r"subscribed but not handled \['test.two'\]"):
+        consumer({"test.one": scratch.apply_effect}, names.service)
+    with pytest.raises(TopologyMismatch, match=r"handled but not subscribed \['test.three'\]"):
+        consumer(
+            {
+                "test.one": scratch.apply_effect,
+                "test.two": scratch.apply_effect,
+                "test.three": scratch.apply_effect,
+            },
+            names.service,
+        )
+    with pytest.raises(TopologyMismatch, match="has no entry"):
+        consumer({"test.one": scratch.apply_effect}, f"{names.service}-unknown")
+
+
+def test_a_service_whose_handlers_differ_from_the_fleet_table_is_not_built(
+    scratch: Scratch,
+) -> None:
+    settings = BaseServiceSettings(
+        _env_file=None,
+        service_name="order-service",
+        environment="test",
+    )
+    # order-service consumes payment.failed; a build with another handler set must fail
+    # before it could start a consumer whose queue nobody else declares that way.
+    wrong = EventsConfig(inbox=scratch.inbox, handlers={"order.placed": scratch.apply_effect})
+    with pytest.raises(
+        TopologyMismatch,
+        match=r"handled but not subscribed \['order.placed'\], "
+        r"subscribed but not handled \['payment.failed'\]",
+    ):
+        create_service_app(settings, title="mismatched", events=wrong)
+
+    right = EventsConfig(inbox=scratch.inbox, handlers={"payment.failed": scratch.apply_effect})
+    assert create_service_app(settings, title="matching", events=right).state.events is right

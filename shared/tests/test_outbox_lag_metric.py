@@ -19,6 +19,7 @@ from sqlalchemy import Table, func, insert, text
 from flow_shared.db import Database, create_engine, service_metadata
 from flow_shared.events.outbox import define_outbox_table
 from flow_shared.events.relay import OutboxRelay
+from flow_shared.events.topology import EventTopology, Subscription
 
 if TYPE_CHECKING:
     from flow_shared.testing.infra import TestInfra
@@ -77,12 +78,15 @@ async def test_lag_gauges_show_the_oldest_unpublished_row_and_return_to_zero(
     infra: TestInfra, scratch_outbox: ScratchOutbox
 ) -> None:
     service = f"lagtest-{uuid.uuid4().hex[:8]}"
+    exchange = f"flow.events.lagtest.{uuid.uuid4().hex[:8]}"
     relay = OutboxRelay(
         database=scratch_outbox.database,
         outbox=scratch_outbox.outbox,
         amqp_url=infra.amqp_url,
-        exchange=f"flow.events.lagtest.{uuid.uuid4().hex[:8]}",
+        exchange=exchange,
         service=service,
+        # Someone must be bound to the rows' type, or the broker returns them unpublished.
+        topology=EventTopology(exchange, (Subscription(service, frozenset({"test.lagging"})),)),
     )
     try:
         # Registered with a sample from the start, so dashboards show 0, not "no data".

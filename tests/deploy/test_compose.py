@@ -554,6 +554,10 @@ def test_every_service_waits_for_its_healthy_dependencies(local: dict[str, Any])
         depends_on = service["depends_on"]
         assert depends_on["redis"] == healthy, name
         expected = set(calls[name])
+        if name == "user-service":
+            # It calls notification-service only to send an invitation, never to start, and
+            # notification-service waits for user-service (the JWKS): no cycle.
+            expected.discard("notification-service")
         if name in SCHEMA_SERVICES:
             assert depends_on["rabbitmq"] == healthy, name
         if name == "api-gateway":
@@ -673,6 +677,10 @@ def test_production_turns_docs_off_and_trusts_the_proxy(production: dict[str, An
         assert service["environment"]["ENVIRONMENT"] == "production", name
         assert service["environment"]["DOCS_ENABLED"] == "false", name
     assert production["services"]["api-gateway"]["environment"]["TRUSTED_PROXY_HOPS"] == "1"
+    # The public edge serves only its own names (the gateway refuses "*" in production).
+    hosts = production["services"]["api-gateway"]["environment"]["TRUSTED_HOSTS"]
+    assert hosts == TEMPLATE_ENV["FLOW_PUBLIC_HOSTS"]
+    assert "*" not in hosts
     user = production["services"]["user-service"]["environment"]
     assert user["JWT_PRIVATE_KEYS"] == "secret-of-JWT_PRIVATE_KEYS"
     assert user["JWT_ACTIVE_KID"] == "secret-of-JWT_ACTIVE_KID"
@@ -704,7 +712,7 @@ def _expected_secrets(name: str) -> set[str]:
     needed |= {
         "user-service": {"JWT_PRIVATE_KEYS", "JWT_ACTIVE_KID", "BOOTSTRAP_ADMIN_PASSWORD"},
         "payment-service": {"PAYMENT_WEBHOOK_SECRET"},
-        "notification-service": {"WEBHOOK_SIGNING_SECRET"},
+        "notification-service": {"WEBHOOK_SECRETS_KEY"},
     }.get(name, set())
     return needed
 

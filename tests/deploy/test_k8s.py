@@ -393,3 +393,38 @@ def test_production_exposes_only_the_gateway_over_tls(production: Path) -> None:
         == "true"
     )
     assert all(svc["spec"]["type"] == "ClusterIP" for svc in objects(production, "Service"))
+
+
+def test_the_ingress_routes_the_api_and_never_metrics_or_health(production: Path) -> None:
+    [ingress] = objects(production, "Ingress")
+    paths = [
+        (path["path"], path["pathType"])
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+
+    def routed(request_path: str) -> bool:
+        return any(
+            request_path == path
+            if kind == "Exact"
+            else request_path.rstrip("/").startswith(path.rstrip("/"))
+            and request_path[len(path.rstrip("/")) :][:1] in ("", "/")
+            for path, kind in paths
+        )
+
+    for public in ("/api/v1/orders", "/docs", "/openapi.json", "/static/swagger/ui.js"):
+        assert routed(public), public
+    for monitoring in ("/metrics", "/health/ready", "/health/live", "/"):
+        assert not routed(monitoring), monitoring
+
+
+def test_the_gateway_serves_only_the_ingress_hosts(production: Path) -> None:
+    [ingress] = objects(production, "Ingress")
+    [container] = by_name(production, "Deployment")[GATEWAY]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {variable["name"]: variable.get("value") for variable in container["env"]}
+
+    hosts = env["TRUSTED_HOSTS"].split(",")
+    assert "*" not in hosts
+    assert set(hosts) == {rule["host"] for rule in ingress["spec"]["rules"]}

@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "FlowHighP99Latency",
     "FlowCircuitBreakerOpen",
     "FlowOutboxLag",
+    "FlowEventsUnroutable",
     "FlowDeadLetterQueueNotEmpty",
     "FlowLowStockBacklog",
 }
@@ -316,6 +317,44 @@ UNIT_TESTS: list[dict[str, Any]] = [
                         "description": "The oldest unpublished outbox event of order-service is "
                         "8m 0s old: the relay cannot reach RabbitMQ or is stuck. Nothing is lost "
                         "(events wait in the outbox), but other services do not see them.",
+                    },
+                ),
+            ),
+        ],
+    ),
+    # An event type returned as unroutable again and again fires; one that was returned
+    # long ago (the counter no longer grows) does not.
+    case(
+        "1m",
+        [
+            series(
+                "flow_events_unroutable_total",
+                {**ORDER, "event_type": "order.placed"},
+                "0 2 4 6 8 10",
+            ),
+            series(
+                "flow_events_unroutable_total",
+                {**ORDER, "event_type": "order.confirmed"},
+                "5 5 5 5 5 5",
+            ),
+        ],
+        [
+            expect("1m", "FlowEventsUnroutable"),  # not for a minute yet
+            expect(
+                "3m",
+                "FlowEventsUnroutable",
+                (
+                    {
+                        "service": "order-service",
+                        "event_type": "order.placed",
+                        "severity": "critical",
+                    },
+                    {
+                        "summary": "order-service cannot deliver order.placed: no queue is bound",
+                        "description": "RabbitMQ returns order-service's order.placed events as "
+                        "unroutable: no consumer's queue is bound to that type, so nobody hears "
+                        "them. They wait in the outbox (nothing is lost) and go out once a queue "
+                        "is bound.",
                     },
                 ),
             ),

@@ -268,6 +268,32 @@ def test_oversized_bodies_stop_at_the_proxy(proxy: RunningProxy) -> None:
     assert len(proxy.gateway.seen) == before
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/metrics",
+        "/health/ready",
+        "/health/live",
+        "/metrics/",
+        "//metrics",
+        "/%6detrics",
+        "/METRICS",
+        "/health/ready?verbose=1",
+        "/./health/ready",
+    ],
+)
+def test_monitoring_endpoints_are_not_routed_from_outside(proxy: RunningProxy, path: str) -> None:
+    before = len(proxy.gateway.seen)
+    with proxy.client() as http:
+        response = http.get(f"https://127.0.0.1:{proxy.https_port}{path}")
+        api = http.get(f"https://127.0.0.1:{proxy.https_port}/api/v1/metrics")
+    assert response.status_code == 404
+    assert "strict-transport-security" in response.headers
+    # Only the API call got through: the monitoring path never reached the gateway.
+    assert api.status_code == 200
+    assert [seen["path"] for seen in proxy.gateway.seen[before:]] == ["/api/v1/metrics"]
+
+
 # --- the container's own site files agree with docker-compose.security.yml -----------
 
 

@@ -213,6 +213,8 @@ async def test_a_card_order_is_paid_heard_delivered_reviewed_and_counted(
     health = await gateway.get("/api/v1/admin/health", headers=admin)
     assert health.status_code == 200
     assert health.json()["status"] == "ok", health.json()
+    assert "admin-service" in health.json()["services"]
+    assert len(health.json()["services"]) == 10
 
 
 async def test_a_declined_card_fails_the_order_and_gives_the_stock_back(

@@ -322,3 +322,25 @@ async def test_refresh_rotates_and_logout_revokes_through_the_gateway(
     logout = await gateway.post("/api/v1/auth/logout", headers=auth, json={})
     assert logout.status_code in (200, 204)
     assert (await gateway.get("/api/v1/users/me", headers=auth)).status_code == 401
+
+
+async def test_a_password_change_ends_live_access_tokens_in_every_service(
+    gateway: httpx.AsyncClient,
+) -> None:
+    account = await _register(gateway, "hospital")
+    auth = await _login(gateway, account["email"])
+    other_service = "/api/v1/notifications"  # notification-service verifies tokens itself
+    assert (await gateway.get(other_service, headers=auth)).status_code == 200
+
+    changed = await gateway.post(
+        "/api/v1/users/me/password",
+        headers=auth,
+        json={"current_password": PASSWORD, "new_password": "an even longer passphrase"},
+    )
+    assert changed.status_code == 204, changed.text
+
+    # The token epoch: refused at once by the gateway and behind it, not in 15 minutes.
+    assert (await gateway.get(other_service, headers=auth)).status_code == 401
+    assert (await gateway.get("/api/v1/users/me", headers=auth)).status_code == 401
+    fresh = await _login(gateway, account["email"], "an even longer passphrase")
+    assert (await gateway.get(other_service, headers=fresh)).status_code == 200

@@ -70,30 +70,56 @@ async def _payments(
     return items
 
 
-async def test_orders_place_while_payment_service_is_down_and_are_paid_when_it_returns(
+async def test_with_payment_service_down_invoices_place_and_card_orders_are_503_and_nothing(
     gateway: httpx.AsyncClient, accounts: Any, fleet: Any
 ) -> None:
+    """A card order hands its token to payment-service before it is created (never through
+    an event), so without payment-service it is refused whole; an invoice order is placed
+    and its payment opened once payment-service is back."""
     world = await _world(gateway, accounts, stock=5)
+    hospital = world["hospital"].headers
     fleet.flowctl("stop", "payment-service")
     try:
-        placed = await gateway.post(
+        by_card = await gateway.post(
             "/api/v1/orders",
-            headers=world["hospital"].headers,
+            headers=hospital,
             json=_order_body(world, payment_method="card", card_token="tok_visa"),
         )
-        assert placed.status_code == 201, placed.text
+        assert by_card.status_code == 503, by_card.text
+        assert "payment-service" in by_card.json()["detail"]
+        listed = await gateway.get("/api/v1/orders", headers=hospital)
+        assert listed.json()["items"] == []  # no order left behind
+        by_invoice = await gateway.post("/api/v1/orders", headers=hospital, json=_order_body(world))
+        assert by_invoice.status_code == 201, by_invoice.text
     finally:
         fleet.flowctl("start", "payment-service")
-    order_id = placed.json()["id"]
+    invoice_id = by_invoice.json()["id"]
 
-    async def authorized() -> list[Any] | None:
-        payments = await _payments(gateway, world["hospital"].headers, order_id)
-        return payments if payments and payments[0]["status"] == "authorized" else None
+    async def opened() -> list[Any] | None:
+        payments = await _payments(gateway, hospital, invoice_id)
+        return payments if payments and payments[0]["status"] == "pending" else None
 
     payments = await eventually(
-        authorized, "the payment authorized once payment-service is back", seconds=90
+        opened, "the invoice payment opened once payment-service is back", seconds=90
     )
     assert len(payments) == 1
+
+    # Back up, a card order is placed and authorized; its stock was given back before.
+    async def card_order() -> Any:
+        placed = await gateway.post(
+            "/api/v1/orders",
+            headers=hospital,
+            json=_order_body(world, payment_method="card", card_token="tok_visa"),
+        )
+        return placed if placed.status_code == 201 else None
+
+    card_id = (await eventually(card_order, "a card order placed", seconds=30)).json()["id"]
+
+    async def authorized() -> list[Any] | None:
+        payments = await _payments(gateway, hospital, card_id)
+        return payments if payments and payments[0]["status"] == "authorized" else None
+
+    assert len(await eventually(authorized, "the card payment authorized", seconds=90)) == 1
 
 
 async def _placed_count(gateway: httpx.AsyncClient, admin: dict[str, str]) -> int:

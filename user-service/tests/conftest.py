@@ -3,6 +3,7 @@ Redis and RabbitMQ slice (the `infra` fixture), with signing keys in a temp fold
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -67,9 +68,42 @@ def make_settings(infra: TestInfra, keys_dir: Path) -> SettingsFactory:
 serve = asgi_client
 
 
+class Mailbox:
+    """notification-service stubbed at its HTTP boundary: the invitation e-mails asked for.
+    `refusing` makes it answer 503, as when SMTP is down."""
+
+    def __init__(self) -> None:
+        self.invitations: list[dict[str, Any]] = []
+        self.service_keys: list[str | None] = []
+        self.refusing = False
+        self.transport = httpx.MockTransport(self._handle)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/internal/invitations/email":
+            return httpx.Response(404)
+        if self.refusing:
+            return httpx.Response(503)
+        self.service_keys.append(request.headers.get("x-service-key"))
+        self.invitations.append(json.loads(request.content))
+        return httpx.Response(202)
+
+    def last_to(self, email: str) -> dict[str, Any]:
+        sent = [m for m in self.invitations if m["email"] == email.lower()]
+        assert sent, f"no invitation e-mail to {email}"
+        return sent[-1]
+
+
 @pytest.fixture
-async def client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(create_app(make_settings())) as http:
+def mailbox() -> Mailbox:
+    return Mailbox()
+
+
+@pytest.fixture
+async def client(
+    make_settings: SettingsFactory, mailbox: Mailbox
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(make_settings(), notification_transport=mailbox.transport)
+    async with serve(app) as http:
         yield http
 
 
@@ -154,6 +188,39 @@ async def login(http: httpx.AsyncClient, email: str, password: str) -> dict[str,
     return tokens
 
 
+async def add_member(
+    http: httpx.AsyncClient,
+    admin: Account,
+    mailbox: Mailbox,
+    *,
+    role: str = "staff",
+    email: str | None = None,
+    password: str = PASSWORD,
+) -> Account:
+    """Invite through the API, accept with the e-mailed token, log in."""
+    email = email or unique_email(role)
+    invited = await http.post(
+        f"/api/v1/organizations/{admin.organization['id']}/members",
+        headers=admin.headers,
+        json={"email": email, "full_name": "Invited Person", "role": role},
+    )
+    assert invited.status_code == 202, invited.text
+    accepted = await http.post(
+        "/api/v1/auth/invitations/accept",
+        json={"token": mailbox.last_to(email)["token"], "password": password},
+    )
+    assert accepted.status_code == 201, accepted.text
+    tokens = await login(http, email, password)
+    return Account(
+        email=email,
+        password=password,
+        user=accepted.json(),
+        organization=admin.organization,
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+    )
+
+
 @pytest.fixture
 def accounts() -> type[AccountHelpers]:
     return AccountHelpers
@@ -165,6 +232,7 @@ class AccountHelpers:
     serve = staticmethod(serve)
     register = staticmethod(register)
     login = staticmethod(login)
+    add_member = staticmethod(add_member)
     unique_email = staticmethod(unique_email)
     bearer = staticmethod(bearer)
     write_signing_key = staticmethod(write_signing_key)

@@ -1,5 +1,5 @@
 """SPEC Identity: GET /organizations/{id} (members, platform admin; 404 to others) and
-POST /organizations/{id}/members (that org's org_admin only)."""
+the member list; inviting and removing members is in test_user_members.py."""
 
 from __future__ import annotations
 
@@ -62,94 +62,11 @@ async def test_platform_admin_reads_any_organization(
     assert response.json()["verified"] is False
 
 
-async def test_org_admin_adds_members(client: httpx.AsyncClient, accounts: Any) -> None:
-    admin = await accounts.register(client)
-    org_id = admin.organization["id"]
-    staff_email = accounts.unique_email("staff")
-    response = await client.post(
-        f"/api/v1/organizations/{org_id}/members",
-        headers=admin.headers,
-        json={
-            "email": staff_email,
-            "full_name": "Sam Staff",
-            "password": accounts.password,
-            "role": "staff",
-        },
-    )
-    assert response.status_code == 201, response.text
-    assert response.json()["role"] == "staff"
-    assert response.json()["org_id"] == org_id
-
-    staff_tokens = await accounts.login(client, staff_email, accounts.password)
-    staff_headers = accounts.bearer(staff_tokens["access_token"])
-    assert (
-        await client.get(f"/api/v1/organizations/{org_id}", headers=staff_headers)
-    ).status_code == 200
-    members = await client.get(f"/api/v1/organizations/{org_id}/members", headers=admin.headers)
-    assert members.status_code == 200
-    assert members.json()["total"] == 2
-    assert {m["email"] for m in members.json()["items"]} == {admin.email, staff_email}
-
-    # Staff are members but not admins: 403.
-    by_staff = await client.post(
-        f"/api/v1/organizations/{org_id}/members",
-        headers=staff_headers,
-        json={
-            "email": accounts.unique_email(),
-            "full_name": "X",
-            "password": accounts.password,
-            "role": "staff",
-        },
-    )
-    assert by_staff.status_code == 403
-
-
-async def test_members_endpoint_refuses_outsiders_and_bad_bodies(
-    client: httpx.AsyncClient, accounts: Any, platform_admin: dict[str, str]
-) -> None:
-    owner = await accounts.register(client)
-    outsider = await accounts.register(client)
-    org_id = owner.organization["id"]
-    body = {
-        "email": accounts.unique_email("m"),
-        "full_name": "New Member",
-        "password": accounts.password,
-        "role": "staff",
-    }
-    url = f"/api/v1/organizations/{org_id}/members"
-    assert (await client.post(url, headers=outsider.headers, json=body)).status_code == 404
-    as_admin = await client.post(
-        url, headers=accounts.bearer(platform_admin["access_token"]), json=body
-    )
-    assert as_admin.status_code == 403
-    assert (await client.post(url, json=body)).status_code == 401
-    for bad in (
-        {**body, "role": "platform_admin"},
-        {**body, "password": "too short"},
-        {**body, "org_id": str(uuid.uuid4())},
-    ):
-        assert (await client.post(url, headers=owner.headers, json=bad)).status_code == 422
-    taken = {**body, "email": outsider.email.upper()}
-    assert (await client.post(url, headers=owner.headers, json=taken)).status_code == 409
-    # None of the refused attempts created anyone.
-    members = await client.get(url, headers=owner.headers)
-    assert members.json()["total"] == 1
-
-
-async def test_member_list_pages(client: httpx.AsyncClient, accounts: Any) -> None:
+async def test_member_list_pages(client: httpx.AsyncClient, accounts: Any, mailbox: Any) -> None:
     admin = await accounts.register(client)
     url = f"/api/v1/organizations/{admin.organization['id']}/members"
     for _ in range(2):
-        await client.post(
-            url,
-            headers=admin.headers,
-            json={
-                "email": accounts.unique_email(),
-                "full_name": "Member",
-                "password": accounts.password,
-                "role": "staff",
-            },
-        )
+        await accounts.add_member(client, admin, mailbox)
     page = await client.get(url, headers=admin.headers, params={"page": 2, "page_size": 2})
     assert page.status_code == 200
     body = page.json()

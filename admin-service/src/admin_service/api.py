@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from admin_service import service
-from admin_service.deps import FleetHealthProbe, UserService
+from admin_service.deps import FleetHealthProbe, OwnHealthChecks, UserService
 from admin_service.schemas import (
     AuditPage,
     FleetHealth,
@@ -21,6 +21,7 @@ from admin_service.schemas import (
 from flow_shared.auth import PlatformAdmin
 from flow_shared.db import DbSession
 from flow_shared.pagination import Pagination
+from flow_shared.validation import Text
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -67,12 +68,14 @@ async def audit(
     session: DbSession,
     pagination: Pagination,
     event_type: Annotated[
-        str | None, Query(alias="type", max_length=100, description="exact event type")
+        Text | None, Query(alias="type", max_length=100, description="exact event type")
     ] = None,
 ) -> AuditPage:
     return await service.audit_events(session, event_type=event_type, params=pagination)
 
 
 @router.get("/health", response_model_exclude_none=True)
-async def fleet_health(_admin: PlatformAdmin, probe: FleetHealthProbe) -> FleetHealth:
-    return await service.fleet_health(probe)
+async def fleet_health(
+    _admin: PlatformAdmin, probe: FleetHealthProbe, own_checks: OwnHealthChecks
+) -> FleetHealth:
+    return await service.fleet_health(probe, own_checks)

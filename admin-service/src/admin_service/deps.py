@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from admin_service.clients import FleetHealthClient, UserServiceClient
+from flow_shared.health import HealthRegistry
 
 
 async def get_user_service(request: Request) -> UserServiceClient:
@@ -19,5 +20,11 @@ async def get_fleet_health_client(request: Request) -> FleetHealthClient:
     return client
 
 
+async def get_own_health_checks(request: Request) -> HealthRegistry:
+    registry: HealthRegistry = request.app.state.health
+    return registry
+
+
 UserService = Annotated[UserServiceClient, Depends(get_user_service)]
 FleetHealthProbe = Annotated[FleetHealthClient, Depends(get_fleet_health_client)]
+OwnHealthChecks = Annotated[HealthRegistry, Depends(get_own_health_checks)]

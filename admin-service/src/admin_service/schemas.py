@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from flow_shared.pagination import Page
+from flow_shared.validation import NoNul
 
 
 class VendorOrganization(BaseModel):
@@ -31,7 +32,9 @@ class SuspendVendorRequest(BaseModel):
 
     # user-service keeps at most 500 characters; refusing here gives the admin a 422, not a 502.
     reason: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+        Annotated[
+            str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul()
+        ]
         | None
     ) = None
 
@@ -85,7 +88,7 @@ class ServiceHealth(BaseModel):
 
 
 class FleetHealth(BaseModel):
-    """GET /api/v1/admin/health: every other service's readiness."""
+    """GET /api/v1/admin/health: every service's readiness, admin-service's own included."""
 
     status: Literal["ok", "degraded"] = Field(description="ok only when every service is ok.")
     services: dict[str, ServiceHealth]

@@ -22,11 +22,13 @@ from admin_service.schemas import (
     FleetHealth,
     PlatformStats,
     ServiceHealth,
+    ServiceStatus,
     VendorOrganization,
     VendorPage,
 )
 from flow_shared.auth import Principal
 from flow_shared.correlation import get_correlation_id
+from flow_shared.health import HealthRegistry
 from flow_shared.pagination import PageParams, fetch_page
 
 
@@ -175,16 +177,28 @@ async def audit_events(
     return AuditPage.of(items, params, total)
 
 
-async def fleet_health(client: FleetHealthClient) -> FleetHealth:
-    """Every other service's readiness, asked concurrently; degraded unless all are ok."""
+OWN_NAME = "admin-service"
+
+
+async def fleet_health(client: FleetHealthClient, own_checks: HealthRegistry) -> FleetHealth:
+    """Every service's readiness, asked concurrently; degraded unless all are ok.
+
+    admin-service runs its own readiness checks in-process (the same ones its
+    /health/ready runs): it is the one answering, so a request to itself would only add
+    a hop and a URL to configure."""
 
     async def one(url: str | None) -> ServiceHealth:
         if url is None:
             return ServiceHealth(status="not configured")
         return await client.readiness(url)
 
-    names = list(client.urls)
-    results = await asyncio.gather(*(one(client.urls[name]) for name in names))
+    async def own() -> ServiceHealth:
+        checks = await own_checks.run()
+        status: ServiceStatus = "failing" if own_checks.failing(checks) else "ok"
+        return ServiceHealth(status=status, checks=checks)
+
+    names = [*client.urls, OWN_NAME]
+    results = await asyncio.gather(*(one(client.urls[name]) for name in client.urls), own())
     services = dict(zip(names, results, strict=True))
     healthy = all(health.status == "ok" for health in services.values())
     return FleetHealth(status="ok" if healthy else "degraded", services=services)

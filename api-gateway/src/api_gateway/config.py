@@ -18,12 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from flow_shared.auth import Role
 from flow_shared.config import BaseServiceSettings
 from flow_shared.http import SERVER_KEEPALIVE_SECONDS
+from flow_shared.networks import private_networks, split_networks
 from flow_shared.ratelimit import RateLimit
 
 API_PREFIX = "/api/v1/"
@@ -53,6 +54,7 @@ DEFAULT_PUBLIC_ROUTES: tuple[str, ...] = (
     "POST /api/v1/auth/login",
     "POST /api/v1/auth/token",
     "POST /api/v1/auth/refresh",
+    "POST /api/v1/auth/invitations/accept",
     "GET /api/v1/auth/jwks",
     "POST /api/v1/payments/webhooks/{provider}",
 )
@@ -134,11 +136,26 @@ class RateRule(BaseModel):
     roles: frozenset[Role] | None = None
     # For per="ip" rules: count only requests without a verified user.
     anonymous_only: bool = False
+    # What a hit is: every matching request, or (per="ip" only) a request whose bearer
+    # token failed verification, so guessing or replaying tokens has a budget of its own.
+    counts: Literal["requests", "invalid_tokens"] = "requests"
 
     @field_validator("methods")
     @classmethod
     def _upper(cls, value: frozenset[str] | None) -> frozenset[str] | None:
         return frozenset(m.upper() for m in value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _invalid_tokens_are_counted_per_ip(self) -> RateRule:
+        if self.counts == "invalid_tokens" and (self.per != "ip" or self.anonymous_only):
+            raise ValueError('counts="invalid_tokens" needs per="ip" without anonymous_only')
+        return self
+
+    @property
+    def before_authentication(self) -> bool:
+        """Counted before the token is checked: per-IP rules that do not depend on who the
+        caller turns out to be (so failed authentication is metered as well)."""
+        return self.per == "ip" and not self.anonymous_only and self.counts == "requests"
 
     @property
     def limit(self) -> RateLimit:
@@ -160,10 +177,18 @@ def _credential_rule(path: str, requests: int) -> RateRule:
 
 
 DEFAULT_RATE_LIMITS: dict[str, RateRule] = {
+    # Every request, before authentication: room for a hospital's staff behind one NAT.
+    "ip": RateRule(per="ip", requests=3000, per_seconds=60, burst=600),
+    # Requests presenting a token that fails verification (bad, expired, revoked): a client
+    # with an expired token needs a few before it refreshes, a token guesser many.
+    "invalid-token": RateRule(
+        per="ip", counts="invalid_tokens", requests=30, per_seconds=60, burst=20
+    ),
     "auth-login": _credential_rule("/api/v1/auth/login", 20),
     "auth-token": _credential_rule("/api/v1/auth/token", 20),
     "auth-register": _credential_rule("/api/v1/auth/register", 10),
     "auth-refresh": _credential_rule("/api/v1/auth/refresh", 60),
+    "auth-invitation-accept": _credential_rule("/api/v1/auth/invitations/accept", 10),
     "anonymous": RateRule(per="ip", anonymous_only=True, requests=120, per_seconds=60),
     "user-staff": RateRule(
         per="user", roles=frozenset({"staff"}), requests=300, per_seconds=60, burst=60
@@ -210,10 +235,20 @@ class Settings(BaseServiceSettings):
     # How many reverse proxies in front of the gateway append to X-Forwarded-For; 0 = none,
     # so the client's address is the TCP peer and a client-sent X-Forwarded-For is ignored.
     trusted_proxy_hops: int = Field(default=0, ge=0)
+    # X-Forwarded-For is believed only when the TCP peer is in one of these networks (the
+    # proxies' own); from anyone else it is the client's word and ignored.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=private_networks
+    )
 
     openapi_cache_seconds: float = Field(default=300.0, gt=0)
     openapi_retry_seconds: float = Field(default=15.0, gt=0)
     openapi_fetch_timeout: float = Field(default=3.0, gt=0)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies_csv(cls, value: object) -> object:
+        return split_networks(value)
 
     @field_validator("public_routes", mode="before")
     @classmethod
@@ -251,6 +286,16 @@ class Settings(BaseServiceSettings):
             else:
                 merged[name] = rule
         return merged
+
+    @model_validator(mode="after")
+    def _production_names_its_hosts(self) -> Settings:
+        # The gateway is the public edge: in production it serves only the hosts it is
+        # published as (the Host header feeds redirects and caches), never any host.
+        if self.is_production and (not self.trusted_hosts or "*" in self.trusted_hosts):
+            raise ValueError(
+                "TRUSTED_HOSTS must name the gateway's public hosts in production, not '*'"
+            )
+        return self
 
     @field_validator("upstream_policies")
     @classmethod

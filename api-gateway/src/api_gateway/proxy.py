@@ -31,6 +31,7 @@ from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
 from flow_shared.http import UpstreamUnavailable
 from flow_shared.jsonutil import loads
 from flow_shared.metrics import business_histogram
+from flow_shared.networks import CLIENT_IP_HEADER
 from flow_shared.resilience import (
     IDEMPOTENT_METHODS,
     BreakerState,
@@ -136,6 +137,7 @@ def upstream_request_headers(
             continue
         headers.append((name, raw_value.decode("latin-1")))
     headers.append(("x-forwarded-for", client.forwarded_for))
+    headers.append((CLIENT_IP_HEADER.lower(), client.ip))
     headers.append(("x-forwarded-proto", client.proto))
     if client.host:
         headers.append(("x-forwarded-host", client.host))

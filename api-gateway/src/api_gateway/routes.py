@@ -5,13 +5,17 @@ Every request under `/api/v1/` goes through the same steps, in order:
    slashes: such paths are 404 and never proxied);
 2. its first segment picks the owning service from the route table (404 when
    unknown or when that service has no URL configured yet);
-3. the JWT is verified, except on the public routes;
-4. the rate-limit rules that match are counted (429 with `Retry-After`);
-5. the request is proxied (see `proxy.py`).
+3. the per-IP rules that do not depend on the caller are counted, before any
+   token is looked at, so failed authentication is metered too (429 with `Retry-After`);
+4. the JWT is verified, except on the public routes; a token that fails counts
+   against the stricter per-IP `invalid_tokens` budget (429 once it is spent);
+5. the rules that depend on the verified caller (per user, anonymous) are counted;
+6. the request is proxied (see `proxy.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
@@ -21,11 +25,19 @@ from api_gateway.config import API_PREFIX, PublicRoutes, RateRule, Settings
 from api_gateway.proxy import ClientInfo, Upstream, UpstreamProxy
 from flow_shared.auth import Principal, TokenVerifier, bearer_token
 from flow_shared.errors import NotFound, Unauthorized
+from flow_shared.metrics import business_counter
+from flow_shared.networks import Network, address_in
 from flow_shared.ratelimit import RateLimit, RateLimiter, enforce
 
 PROXIED_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
 # Encoded forms that could turn into a separator or a traversal after one more decoding.
 _FORBIDDEN_RAW = ("%2f", "%5c", "%2e", "%00", "\\")
+
+INVALID_TOKENS = business_counter(
+    "flow_gateway_invalid_tokens_total",
+    "Requests refused because their bearer token failed verification "
+    "(malformed, expired, revoked, unknown key).",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +65,29 @@ class EdgePolicy:
 
     routes: dict[str, str]
     public_routes: PublicRoutes
-    rules: tuple[_CompiledRule, ...]
+    # Counted before authenticating; on a failed token; after (they need the caller).
+    pre_auth_rules: tuple[_CompiledRule, ...]
+    invalid_token_rules: tuple[_CompiledRule, ...]
+    post_auth_rules: tuple[_CompiledRule, ...]
     trusted_proxy_hops: int
+    trusted_proxies: tuple[Network, ...]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgePolicy:
-        rules = tuple(
+        rules = [
             _CompiledRule(name, rule, rule.limit, rule.path_prefix.rstrip("/"))
             for name, rule in settings.rate_limits.items()
-        )
+        ]
         return cls(
             routes=dict(settings.routes),
             public_routes=PublicRoutes.of(settings.public_routes),
-            rules=rules,
+            pre_auth_rules=tuple(r for r in rules if r.rule.before_authentication),
+            invalid_token_rules=tuple(r for r in rules if r.rule.counts == "invalid_tokens"),
+            post_auth_rules=tuple(
+                r for r in rules if not r.rule.before_authentication and r.rule.counts == "requests"
+            ),
             trusted_proxy_hops=settings.trusted_proxy_hops,
+            trusted_proxies=tuple(settings.trusted_proxies),
         )
 
     def is_public(self, method: str, path: str) -> bool:
@@ -91,11 +112,15 @@ def api_route_prefix(raw_path: bytes, path: str) -> str:
     return segments[0]
 
 
-def client_info(request: Request, trusted_proxy_hops: int) -> ClientInfo:
-    """The client's address: the TCP peer, unless trusted proxies in front of us say more."""
+def client_info(request: Request, policy: EdgePolicy) -> ClientInfo:
+    """The client's address, the one place the gateway decides it (rate limits use it, and
+    services behind the gateway get it as `X-Flow-Client-IP`): the TCP peer, unless that
+    peer is a trusted proxy (`TRUSTED_PROXIES`) and `TRUSTED_PROXY_HOPS` say more."""
+    trusted_proxy_hops = policy.trusted_proxy_hops
     peer = request.client.host if request.client is not None else "unknown"
     host = request.headers.get("host")
-    if trusted_proxy_hops == 0:
+    if trusted_proxy_hops == 0 or not address_in(peer, policy.trusted_proxies):
+        # Anyone else's X-Forwarded-For is the client's own claim about itself.
         return ClientInfo(ip=peer, forwarded_for=peer, proto=request.url.scheme, host=host)
     chain = [
         part.strip()
@@ -121,28 +146,41 @@ def resolve_upstream(policy: EdgePolicy, proxy: UpstreamProxy, prefix: str) -> U
 
 
 async def authenticate(
-    request: Request, policy: EdgePolicy, verifier: TokenVerifier
+    request: Request,
+    policy: EdgePolicy,
+    verifier: TokenVerifier,
+    limiter: RateLimiter,
+    client_ip: str,
 ) -> Principal | None:
-    """The verified caller, or None on a public route (whose token is left to the service)."""
-    if policy.is_public(request.method, request.scope["path"]):
+    """The verified caller, or None on a public route (whose token is left to the service).
+
+    A token that fails verification is counted (metric, and the per-IP invalid-token
+    budget): 401 while the budget lasts, 429 with `Retry-After` once it is spent."""
+    method, path = request.method, request.scope["path"]
+    if policy.is_public(method, path):
         return None
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("A bearer token is required.")
-    principal = await verifier.verify(token)
+    try:
+        principal = await verifier.verify(token)
+    except Unauthorized:
+        INVALID_TOKENS.inc()
+        await apply_rate_limits(limiter, policy.invalid_token_rules, method, path, None, client_ip)
+        raise
     request.state.principal = principal
     return principal
 
 
 async def apply_rate_limits(
     limiter: RateLimiter,
-    policy: EdgePolicy,
+    rules: Sequence[_CompiledRule],
     method: str,
     path: str,
     principal: Principal | None,
     client_ip: str,
 ) -> None:
-    for compiled in policy.rules:
+    for compiled in rules:
         if not compiled.matches(method, path, principal):
             continue
         subject = str(principal.user_id) if compiled.rule.per == "user" and principal else client_ip
@@ -159,8 +197,12 @@ async def proxy_api(request: Request) -> Response:
     path: str = request.scope["path"]
     prefix = api_route_prefix(request.scope.get("raw_path") or path.encode(), path)
     upstream = resolve_upstream(policy, state.proxy, prefix)
-    principal = await authenticate(request, policy, state.token_verifier)
-    client = client_info(request, policy.trusted_proxy_hops)
-    await apply_rate_limits(state.rate_limiter, policy, request.method, path, principal, client.ip)
+    client = client_info(request, policy)
+    limiter: RateLimiter = state.rate_limiter
+    await apply_rate_limits(limiter, policy.pre_auth_rules, request.method, path, None, client.ip)
+    principal = await authenticate(request, policy, state.token_verifier, limiter, client.ip)
+    await apply_rate_limits(
+        limiter, policy.post_auth_rules, request.method, path, principal, client.ip
+    )
     proxy: UpstreamProxy = state.proxy
     return await proxy.forward(request, upstream, client)

@@ -11,6 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from flow_shared.auth import CurrentPrincipal, PlatformAdmin
 from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
+from flow_shared.validation import MAX_UNITS, Text
 from inventory_service.deps import (
     CatalogWriteSession,
     DatabaseDep,
@@ -75,7 +76,7 @@ async def list_products(
     session: DbSession,
     pagination: Pagination,
     category: ProductCategory | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[Text | None, Query(max_length=100)] = None,
 ) -> Page[ProductOut]:
     products, total = await catalog.list_products(
         session, pagination, category=category, q=q.strip() if q else None
@@ -110,7 +111,7 @@ async def nearby_page(
     radius_km: Annotated[float, Query(gt=0, le=MAX_RADIUS_KM)] = 25.0,
     product_id: uuid.UUID | None = None,
     category: ProductCategory | None = None,
-    min_quantity: Annotated[int, Query(ge=0)] = 1,
+    min_quantity: Annotated[int, Query(ge=0, le=MAX_UNITS)] = 1,
 ) -> Response:
     """Shared by the public and the internal nearby routes: same query, same cache."""
     body, cached = await catalog.cached_nearby(

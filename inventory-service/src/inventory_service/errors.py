@@ -35,6 +35,12 @@ class StockBelowReserved(Conflict):
     code, title = "stock-below-reserved", "Stock cannot go below the reserved quantity"
 
 
+class StockAboveMaximum(Conflict):
+    """on_hand may not grow past MAX_UNITS: the stored integer would overflow."""
+
+    code, title = "stock-above-maximum", "Stock cannot exceed the largest quantity Flow holds"
+
+
 class VendorUnavailable(Conflict):
     code, title = "vendor-unavailable", "The vendor is not verified or is suspended"
 

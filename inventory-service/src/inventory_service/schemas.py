@@ -8,12 +8,22 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from flow_shared.validation import (
+    DB_INTEGER_MAX,
+    MAX_UNITS,
+    NoNul,
+    PositiveUnits,
+    Units,
+    UnitsDelta,
+)
 from inventory_service.models import ProductCategory, ReservationStatus
 
-MAX_QUANTITY = 1_000_000_000
+MAX_QUANTITY = MAX_UNITS
 MAX_RESERVATION_LINES = 100
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul()
+]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 
@@ -35,8 +45,12 @@ class ProductCreate(_Input):
     ]
     name: Name
     category: ProductCategory
-    unit: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+    unit: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32), NoNul()
+    ]
+    description: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=2000), NoNul()
+    ] = ""
 
 
 class ProductOut(BaseModel):
@@ -57,7 +71,9 @@ class DepotCreate(_Input):
     name: Name
     lat: Latitude
     lon: Longitude
-    address: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    address: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), NoNul()] | None
+    ) = None
     service_radius_km: float = Field(gt=0, le=1000)
 
 
@@ -75,14 +91,16 @@ class DepotOut(BaseModel):
 
 
 class StockSet(_Input):
-    on_hand: int = Field(ge=0, le=MAX_QUANTITY)
+    on_hand: Units
     # Left out: the row keeps its threshold (0 for a new row).
-    low_stock_threshold: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+    low_stock_threshold: Units | None = None
 
 
 class StockAdjust(_Input):
-    delta: int = Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    delta: UnitsDelta
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul()
+    ]
 
     @field_validator("delta")
     @classmethod
@@ -162,19 +180,19 @@ class VendorAvailability(BaseModel):
 
 class ReservationLine(_Input):
     product_id: uuid.UUID
-    quantity: int = Field(ge=1, le=MAX_QUANTITY)
+    quantity: PositiveUnits
 
 
 class ReservationCreate(_Input):
     order_id: uuid.UUID
     depot_id: uuid.UUID
     items: list[ReservationLine] = Field(min_length=1, max_length=MAX_RESERVATION_LINES)
-    ttl_seconds: int = Field(ge=1)
+    ttl_seconds: int = Field(ge=1, le=DB_INTEGER_MAX)
 
 
 class ReservationExtend(_Input):
     # The upper bound is configuration (RESERVATION_MAX_TTL_SECONDS), checked by the service.
-    ttl_seconds: int = Field(ge=1)
+    ttl_seconds: int = Field(ge=1, le=DB_INTEGER_MAX)
 
 
 class ReservationItemOut(BaseModel):

@@ -8,11 +8,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from flow_shared.validation import NoNul
+
 Priority = Literal["routine", "urgent", "emergency"]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-SiteName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Address = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+SiteName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul()
+]
+Address = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul()
+]
 # A batch is one quote or one direct-order search: bounded so one call stays cheap.
 MAX_BATCH_ORIGINS = 500
 
@@ -56,7 +62,7 @@ class Point(Input):
 
 
 class RouteOrigin(Input):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul()]
     lat: Latitude
     lon: Longitude
 

@@ -9,16 +9,30 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 from starlette.responses import StreamingResponse
 
-from flow_shared.auth import CurrentPrincipal
+from flow_shared.auth import CurrentPrincipal, bearer_token
 from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
 from notification_service import service
-from notification_service.deps import DatabaseDep, HubDep, OrgAdmin, SettingsDep
-from notification_service.schemas import NotificationOut, PreferencesIn, PreferencesOut, ReadAllOut
+from notification_service.deps import (
+    DatabaseDep,
+    HubDep,
+    OrgAdmin,
+    SettingsDep,
+    StreamLeasesDep,
+    WebhookSecretCipherDep,
+)
+from notification_service.schemas import (
+    NotificationOut,
+    PreferencesIn,
+    PreferencesOut,
+    PreferencesSaved,
+    ReadAllOut,
+    WebhookSecretRotated,
+)
 from notification_service.stream import notification_stream, parse_last_event_id
 
 # Only for the docs' Authorize button; CurrentPrincipal does the verifying.
@@ -60,16 +74,23 @@ async def list_notifications(
             "`data` = the notification as in the list. Send `Last-Event-ID` on reconnect "
             "to get what was missed.",
             "content": {"text/event-stream": {}},
-        }
+        },
+        429: {
+            "description": "The user already holds SSE_MAX_STREAMS_PER_USER open streams "
+            "(default 5); `Retry-After` says when to try again"
+        },
     },
 )
 async def stream_notifications(
+    request: Request,
     principal: CurrentPrincipal,
     database: DatabaseDep,
     hub: HubDep,
     settings: SettingsDep,
+    stream_leases: StreamLeasesDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
 ) -> StreamingResponse:
+    lease = await stream_leases.acquire(principal.user_id)
     # No DbSession here: the stream outlives the request's transaction; it reads by itself.
     return StreamingResponse(
         notification_stream(
@@ -77,6 +98,10 @@ async def stream_notifications(
             hub=hub,
             settings=settings,
             principal=principal,
+            # Verified again every SSE_AUTH_RECHECK_SECONDS: revocation ends the stream.
+            token=bearer_token(request) or "",
+            verifier=request.app.state.token_verifier,
+            lease=lease,
             last_event_id=parse_last_event_id(last_event_id),
         ),
         media_type="text/event-stream",
@@ -108,13 +133,42 @@ async def get_preferences(session: DbSession, principal: CurrentPrincipal) -> Pr
 
 @router.put(
     "/preferences",
-    response_model=PreferencesOut,
+    response_model=PreferencesSaved,
+    # webhook_secret appears only in the answer that created it.
+    response_model_exclude_unset=True,
     responses={
         403: {"description": "Only the organisation's admins change its preferences"},
         422: {"description": "Invalid body, or a webhook URL that is not allowed"},
     },
 )
 async def put_preferences(
-    body: PreferencesIn, session: DbSession, principal: OrgAdmin, settings: SettingsDep
-) -> PreferencesOut:
-    return await service.update_preferences(session, settings, principal, body)
+    body: PreferencesIn,
+    session: DbSession,
+    principal: OrgAdmin,
+    settings: SettingsDep,
+    cipher: WebhookSecretCipherDep,
+    response: Response,
+) -> PreferencesSaved:
+    response.headers["Cache-Control"] = "no-store"  # it may carry the signing secret
+    return await service.update_preferences(session, settings, cipher, principal, body)
+
+
+@router.post(
+    "/preferences/webhook-secret",
+    response_model=WebhookSecretRotated,
+    responses={
+        403: {"description": "Only the organisation's admins rotate its webhook secret"},
+        422: {"description": "Webhooks are not available on this server"},
+    },
+)
+async def rotate_webhook_secret(
+    session: DbSession,
+    principal: OrgAdmin,
+    settings: SettingsDep,
+    cipher: WebhookSecretCipherDep,
+    response: Response,
+) -> WebhookSecretRotated:
+    """A new webhook signing secret, shown only in this answer. The previous one keeps
+    signing deliveries (beside the new one) until `previous_secret_valid_until`."""
+    response.headers["Cache-Control"] = "no-store"
+    return await service.rotate_webhook_secret(session, settings, cipher, principal)

@@ -10,6 +10,8 @@ from flow_shared.auth import Principal, require_role
 from flow_shared.db import Database, get_database
 from notification_service.config import Settings
 from notification_service.hub import NotificationHub
+from notification_service.stream_leases import StreamLeases
+from notification_service.webhook_secrets import WebhookSecretCipher
 
 
 async def _settings(request: Request) -> Settings:
@@ -22,8 +24,21 @@ async def _hub(request: Request) -> NotificationHub:
     return hub
 
 
+async def _stream_leases(request: Request) -> StreamLeases:
+    leases: StreamLeases = request.app.state.stream_leases
+    return leases
+
+
+async def _webhook_secret_cipher(request: Request) -> WebhookSecretCipher | None:
+    # None when WEBHOOK_SECRETS_KEY is not set: webhooks are unavailable.
+    cipher: WebhookSecretCipher | None = request.app.state.webhook_secret_cipher
+    return cipher
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HubDep = Annotated[NotificationHub, Depends(_hub)]
+StreamLeasesDep = Annotated[StreamLeases, Depends(_stream_leases)]
+WebhookSecretCipherDep = Annotated[WebhookSecretCipher | None, Depends(_webhook_secret_cipher)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 # Preferences are the organisation's (its e-mail and its webhook): its admins set them.
 OrgAdmin = Annotated[Principal, Depends(require_role("org_admin"))]

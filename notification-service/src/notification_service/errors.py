@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from flow_shared.errors import NotFound, UnprocessableEntity
+from flow_shared.errors import (
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    UnprocessableEntity,
+)
 
 
 class NotificationNotFound(NotFound):
@@ -18,3 +23,13 @@ class WebhookNotAllowed(UnprocessableEntity):
 class WebhooksUnavailable(UnprocessableEntity):
     code = "webhooks-unavailable"
     title = "Webhooks are not available"
+
+
+class TooManyStreams(TooManyRequests):
+    code = "too-many-streams"
+    title = "Too many live streams"
+
+
+class StreamLimitUnavailable(ServiceUnavailable):
+    code = "stream-limit-unavailable"
+    title = "Live streams are unavailable"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
 from flow_shared.lifecycle import PeriodicTask
-from notification_service import api
+from notification_service import api, invitations
 from notification_service.config import Settings
 from notification_service.delivery.email import EmailSender
 from notification_service.delivery.webhook import WebhookSender, webhook_http_client
@@ -22,6 +22,8 @@ from notification_service.hub import NotificationHub
 from notification_service.models import Notification, inbox
 from notification_service.shutdown import StopSignalHook
 from notification_service.stream import live_notification
+from notification_service.stream_leases import StreamLeases
+from notification_service.webhook_secrets import WebhookSecretCipher
 
 
 def create_app(
@@ -53,6 +55,12 @@ def create_app(
             app.state.redis, settings.redis_key_prefix, queue_size=settings.sse_queue_size
         )
         app.state.notification_hub = hub
+        app.state.stream_leases = StreamLeases(
+            app.state.redis,
+            settings.redis_key_prefix,
+            per_user=settings.sse_max_streams_per_user,
+            lease_seconds=settings.sse_stream_lease_seconds,
+        )
         await hub.start()
         # Only live streams depend on it; lists, reads and deliveries work without it.
         app.state.health.add("notification_hub", hub.check_subscribed, critical=False)
@@ -62,19 +70,19 @@ def create_app(
 
         http = webhook_http_client(settings.webhook_timeout_seconds)
         app.state.webhook_http = http
+        key = settings.webhook_secrets_key
+        cipher = WebhookSecretCipher(key.get_secret_value()) if key is not None else None
+        app.state.webhook_secret_cipher = cipher
         worker = DeliveryWorker(
             app.state.database,
             settings,
             email=EmailSender(settings) if settings.email_enabled else None,
             webhook=(
-                WebhookSender(
-                    http,
-                    secret=settings.webhook_signing_secret.get_secret_value(),
-                    allow_private=settings.allow_private_webhooks,
-                )
-                if settings.webhook_signing_secret is not None
+                WebhookSender(http, allow_private=settings.allow_private_webhooks)
+                if cipher is not None
                 else None
             ),
+            secret_cipher=cipher,
         )
         app.state.delivery_worker = worker
         task = PeriodicTask(
@@ -98,6 +106,7 @@ def create_app(
         settings,
         title="Flow notification-service",
         routers=[api.router],
+        internal_routers=[invitations.router],
         events=EventsConfig(
             inbox=inbox, handlers=build_event_handlers(settings, publish_after_commit)
         ),

@@ -1,5 +1,6 @@
 """Tables of notification-service, all in the "notifications" schema: notifications,
-the member projection (e-mail recipients), preferences, deliveries, and the inbox."""
+the member projection (e-mail recipients), preferences, webhook signing secrets,
+deliveries, and the inbox."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     func,
@@ -105,6 +107,32 @@ class Preference(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     updated_by: Mapped[uuid.UUID | None]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookSigningSecret(Base):
+    """A secret an organisation's webhooks are signed with, encrypted (webhook_secrets.py).
+
+    The current one has no `retires_at` (at most one per organisation, by the partial
+    unique index); one replaced by a rotation keeps signing until its `retires_at`.
+    """
+
+    __tablename__ = "webhook_signing_secrets"
+    __table_args__ = (
+        Index(
+            "uq_webhook_signing_secrets_current",
+            "org_id",
+            unique=True,
+            postgresql_where=text("retires_at IS NULL"),
+        ),
+        Index("ix_webhook_signing_secrets_org_id", "org_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    org_id: Mapped[uuid.UUID]
+    # nonce + AES-GCM ciphertext and tag; the org id is its associated data.
+    encrypted_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    retires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Delivery(Base):

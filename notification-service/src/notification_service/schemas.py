@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from flow_shared.validation import NoNul
 from notification_service.delivery.guard import MAX_URL_LENGTH, WebhookRefused, parse_webhook_url
 from notification_service.models import Notification, Preference
 
@@ -44,7 +45,9 @@ class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: bool
-    webhook_url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH)
+    webhook_url: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_LENGTH), NoNul()] | None
+    ) = None
 
     @field_validator("webhook_url")
     @classmethod
@@ -71,3 +74,24 @@ class PreferencesOut(BaseModel):
 
 # An organisation that never chose: e-mail to its members, no webhook.
 DEFAULT_PREFERENCES = PreferencesOut(email=True, webhook_url=None)
+
+
+class PreferencesSaved(PreferencesOut):
+    """The answer to PUT: the preferences, plus the webhook signing secret when this
+    request created it (the organisation's first webhook URL)."""
+
+    webhook_secret: str | None = Field(
+        default=None,
+        description="Present only in the response that created it, and never shown again: "
+        "store it to verify X-Flow-Signature.",
+    )
+
+
+class WebhookSecretRotated(BaseModel):
+    webhook_secret: str = Field(
+        description="The new signing secret, shown only in this response.",
+    )
+    previous_secret_valid_until: datetime | None = Field(
+        description="Until then deliveries are signed with the previous secret too "
+        "(null: there was none)."
+    )

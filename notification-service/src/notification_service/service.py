@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select, update
@@ -31,7 +31,17 @@ from notification_service.models import (
     Notification,
     Preference,
 )
-from notification_service.schemas import PreferencesIn, PreferencesOut
+from notification_service.schemas import (
+    PreferencesIn,
+    PreferencesOut,
+    PreferencesSaved,
+    WebhookSecretRotated,
+)
+from notification_service.webhook_secrets import (
+    WebhookSecretCipher,
+    create_first_secret,
+    rotate_secret,
+)
 
 # --- recording what was heard -----------------------------------------------------------
 
@@ -213,11 +223,17 @@ async def get_preferences(session: AsyncSession, org_id: uuid.UUID) -> Preferenc
 
 
 async def update_preferences(
-    session: AsyncSession, settings: Settings, principal: Principal, body: PreferencesIn
-) -> PreferencesOut:
+    session: AsyncSession,
+    settings: Settings,
+    cipher: WebhookSecretCipher | None,
+    principal: Principal,
+    body: PreferencesIn,
+) -> PreferencesSaved:
+    """Replace the org's preferences. Its first webhook URL also creates its signing
+    secret, returned this once (`webhook_secret`); a later URL keeps the secret."""
     if body.webhook_url is not None:
-        if not settings.webhooks_enabled:
-            raise WebhooksUnavailable("This server has no webhook signing secret configured.")
+        if cipher is None:
+            raise WebhooksUnavailable("This server has no webhook secrets key configured.")
         try:
             # Only a literal address can be judged now; host names are checked at delivery.
             check_literal_host(body.webhook_url, allow_private=settings.allow_private_webhooks)
@@ -240,4 +256,31 @@ async def update_preferences(
             },
         )
     )
-    return PreferencesOut(email=body.email, webhook_url=body.webhook_url)
+    saved = PreferencesSaved(email=body.email, webhook_url=body.webhook_url)
+    if body.webhook_url is not None and cipher is not None:
+        # After the upsert, so a concurrent first PUT cannot leave an org without a secret.
+        created = await create_first_secret(session, cipher, principal.org_id)
+        if created is not None:
+            saved.webhook_secret = created
+    return saved
+
+
+async def rotate_webhook_secret(
+    session: AsyncSession,
+    settings: Settings,
+    cipher: WebhookSecretCipher | None,
+    principal: Principal,
+) -> WebhookSecretRotated:
+    """A new signing secret for the org (its first, if it had none); the replaced one
+    keeps signing for WEBHOOK_SECRET_GRACE_SECONDS."""
+    if cipher is None:
+        raise WebhooksUnavailable("This server has no webhook secrets key configured.")
+    rotated = await rotate_secret(
+        session,
+        cipher,
+        principal.org_id,
+        grace=timedelta(seconds=settings.webhook_secret_grace_seconds),
+    )
+    return WebhookSecretRotated(
+        webhook_secret=rotated.secret, previous_secret_valid_until=rotated.previous_valid_until
+    )

@@ -4,22 +4,28 @@ Each message is `id: <notification id>`, `event: <type>`, `data: <JSON as in the
 A client that reconnects sends `Last-Event-ID` and first gets what it missed, from the
 database. A comment line every SSE_HEARTBEAT_SECONDS keeps an idle stream open through
 proxies that cut silent connections (the gateway's read timeout is 30 s by default).
-The stream ends when the token expires (the client reconnects with a fresh one) and
-when the process shuts down (the client reconnects to another one).
+The stream ends when the token expires (the client reconnects with a fresh one), within
+SSE_AUTH_RECHECK_SECONDS of the token's revocation (logout, password change, suspension,
+removal: it is verified again, as a new request would be), and when the process shuts
+down (the client reconnects to another one). Each user may hold at most
+SSE_MAX_STREAMS_PER_USER streams at once (stream_leases.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 
+import anyio
 import structlog
 
-from flow_shared.auth import Principal
+from flow_shared.auth import Principal, TokenVerifier
 from flow_shared.db import Database
+from flow_shared.errors import DomainError
 from flow_shared.jsonutil import dumps
 from flow_shared.metrics import business_gauge
 from notification_service import service
@@ -27,6 +33,7 @@ from notification_service.config import Settings
 from notification_service.hub import LiveNotification, NotificationHub, Signal
 from notification_service.models import Notification
 from notification_service.schemas import NotificationOut
+from notification_service.stream_leases import StreamLease
 
 log = structlog.get_logger("notifications.stream")
 
@@ -36,6 +43,7 @@ OPEN_STREAMS = business_gauge(
 HEARTBEAT = b": keepalive\n\n"
 # Ids already sent, to skip a notification that arrives both from the database and live.
 RECENT_IDS = 2048
+RELEASE_TIMEOUT_SECONDS = 2.0
 
 
 def sse_message(notification_id: str, event_type: str, payload: object) -> bytes:
@@ -84,8 +92,55 @@ async def notification_stream(
     hub: NotificationHub,
     settings: Settings,
     principal: Principal,
+    token: str,
+    verifier: TokenVerifier,
+    lease: StreamLease,
     last_event_id: uuid.UUID | None,
 ) -> AsyncIterator[bytes]:
+    """The stream's messages. It holds `lease` (its place in the user's stream count)
+    and gives it back when it ends, however it ends."""
+    messages = _stream_messages(
+        database=database,
+        hub=hub,
+        settings=settings,
+        principal=principal,
+        token=token,
+        verifier=verifier,
+        lease=lease,
+        last_event_id=last_event_id,
+    )
+    try:
+        # aclosing: closing this stream closes the inner one now, not when collected.
+        async with contextlib.aclosing(messages):
+            async for message in messages:
+                yield message
+    finally:
+        # A client that went away cancels the stream: shielded, or the release is cancelled too.
+        with anyio.move_on_after(RELEASE_TIMEOUT_SECONDS, shield=True):
+            await lease.release()
+
+
+async def still_authorized(verifier: TokenVerifier, token: str) -> str | None:
+    """None while the token still verifies (revocation included: logout, password change,
+    suspension, removal), else why not."""
+    try:
+        await verifier.verify(token)
+    except DomainError as exc:
+        return exc.detail
+    return None
+
+
+async def _stream_messages(
+    *,
+    database: Database,
+    hub: NotificationHub,
+    settings: Settings,
+    principal: Principal,
+    token: str,
+    verifier: TokenVerifier,
+    lease: StreamLease,
+    last_event_id: uuid.UUID | None,
+) -> AsyncGenerator[bytes, None]:
     org_id = principal.org_id
     # Subscribed before reading the database: nothing falls between replay and live.
     with hub.subscribe(org_id) as subscription:
@@ -108,16 +163,28 @@ async def notification_stream(
             for notification in missed:
                 yield _sent_message(sent, live_notification(notification))
 
+            clock = asyncio.get_running_loop().time
+            next_check = clock() + settings.sse_auth_recheck_seconds
+            next_heartbeat = clock() + settings.sse_heartbeat_seconds
             while True:
                 remaining = (principal.expires_at - datetime.now(UTC)).total_seconds()
                 if remaining <= 0:
                     return  # the token expired: the client reconnects with a fresh one
-                try:
-                    item = await asyncio.wait_for(
-                        subscription.get(), min(settings.sse_heartbeat_seconds, remaining)
-                    )
-                except TimeoutError:
+                if clock() >= next_check:
+                    refused = await still_authorized(verifier, token)
+                    if refused is not None:
+                        # Revoked since the stream opened: it must not outlive the session.
+                        log.info("notification_stream_closed", reason="token", detail=refused)
+                        return
+                    await lease.renew()
+                    next_check = clock() + settings.sse_auth_recheck_seconds
+                if clock() >= next_heartbeat:
                     yield HEARTBEAT
+                    next_heartbeat = clock() + settings.sse_heartbeat_seconds
+                wait = max(0.0, min(next_check - clock(), next_heartbeat - clock(), remaining))
+                try:
+                    item = await asyncio.wait_for(subscription.get(), wait)
+                except TimeoutError:
                     continue
                 if item is Signal.CLOSED:
                     log.info("notification_stream_closed", reason=subscription.close_reason)
@@ -125,10 +192,13 @@ async def notification_stream(
                 if item is Signal.RESYNC:
                     async for message in _catch_up(database, settings, org_id, sent):
                         yield message
+                    next_heartbeat = clock() + settings.sse_heartbeat_seconds
                     continue
                 assert isinstance(item, LiveNotification)
                 if item.id not in sent:
                     yield _sent_message(sent, item)
+                    # Any message keeps proxies from cutting the stream, as a heartbeat does.
+                    next_heartbeat = clock() + settings.sse_heartbeat_seconds
         finally:
             OPEN_STREAMS.dec()
 

@@ -1,4 +1,5 @@
-"""Typed clients of the internal APIs order-service calls: location, inventory, pricing.
+"""Typed clients of the internal APIs order-service calls: location, inventory, pricing,
+payment.
 
 Every call goes through flow_shared's ServiceClient (timeouts, a breaker per
 upstream, retries for idempotent methods only). Upstream 4xx problems become
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from flow_shared.http import ServiceClient
 from flow_shared.resilience import CircuitBreaker
+from flow_shared.validation import AmountTooLarge
 from order_service.config import Settings
 from order_service.errors import (
     BadUpstreamResponse,
@@ -38,6 +40,7 @@ from order_service.errors import (
 LOCATION_SERVICE = "location-service"
 INVENTORY_SERVICE = "inventory-service"
 PRICING_SERVICE = "pricing-service"
+PAYMENT_SERVICE = "payment-service"
 
 _Model = TypeVar("_Model", bound=BaseModel)
 log = structlog.get_logger("order_service.clients")
@@ -384,7 +387,24 @@ class PricingClient:
             raise QuoteRefused(
                 _detail(problem, "The order could not be priced."), extra=_extensions(problem)
             )
+        if response.status_code == 422 and _problem_code(problem) == AmountTooLarge.code:
+            # Too many units at that price: the hospital's request, not an upstream fault.
+            raise AmountTooLarge(_detail(problem, "The order's total is too large."))
         raise _unexpected(PRICING_SERVICE, response)
+
+
+class PaymentClient:
+    def __init__(self, http: ServiceClient) -> None:
+        self.http = http
+
+    async def hand_over_card_token(self, order_id: uuid.UUID, card_token: str) -> None:
+        """Give payment-service the token that order.placed will authorize the card with.
+        A PUT, so a timed-out call is safely repeated (payment-service keeps one per order)."""
+        response = await self.http.put(
+            f"/internal/orders/{order_id}/card-token", json={"card_token": card_token}
+        )
+        if response.status_code != 204:
+            raise _unexpected(PAYMENT_SERVICE, response)
 
 
 @dataclass
@@ -392,6 +412,7 @@ class Upstreams:
     location: LocationClient
     inventory: InventoryClient
     pricing: PricingClient
+    payment: PaymentClient
 
     @classmethod
     def create(
@@ -401,6 +422,7 @@ class Upstreams:
         location_transport: httpx.AsyncBaseTransport | None = None,
         inventory_transport: httpx.AsyncBaseTransport | None = None,
         pricing_transport: httpx.AsyncBaseTransport | None = None,
+        payment_transport: httpx.AsyncBaseTransport | None = None,
     ) -> Upstreams:
         return cls(
             location=LocationClient(
@@ -418,8 +440,14 @@ class Upstreams:
                     settings, PRICING_SERVICE, settings.pricing_service_url, pricing_transport
                 )
             ),
+            payment=PaymentClient(
+                _service_client(
+                    settings, PAYMENT_SERVICE, settings.payment_service_url, payment_transport
+                )
+            ),
         )
 
     async def aclose(self) -> None:
-        for client in (self.location.http, self.inventory.http, self.pricing.http):
+        clients = (self.location.http, self.inventory.http, self.pricing.http, self.payment.http)
+        for client in clients:
             await client.aclose()

@@ -21,6 +21,8 @@ class Settings(BaseServiceSettings):
     location_service_url: str = "http://127.0.0.1:8003"
     inventory_service_url: str = "http://127.0.0.1:8004"
     pricing_service_url: str = "http://127.0.0.1:8006"
+    # Card orders hand their token to payment-service here (never in an event).
+    payment_service_url: str = "http://127.0.0.1:8008"
     upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=5.0, gt=0)
     upstream_attempts: int = Field(default=3, ge=1)

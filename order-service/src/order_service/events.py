@@ -7,7 +7,6 @@ Every order event has the same shape, whatever the status; money is a string.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -63,18 +62,16 @@ async def order_status_changed(
     *,
     actor_id: uuid.UUID | None,
     at: datetime,
-    extra: Mapping[str, Any] | None = None,
 ) -> None:
     """`order.<status>`, with the correlation id of the request (or sweep) that caused it.
 
-    `extra` adds fields for this one event (order.placed's `card_token`).
+    Never with a card token: outbox rows are kept and events reach every consumer, so the
+    token goes to payment-service over its internal API only (service/placement.py).
     """
-    data = order_event_data(order, actor_id=actor_id, at=at)
-    data.update(extra or {})
     await add_event(
         session,
         outbox,
         event_type=event_type(OrderStatus(order.status)),
         producer=PRODUCER,
-        data=data,
+        data=order_event_data(order, actor_id=actor_id, at=at),
     )

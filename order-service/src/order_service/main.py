@@ -24,6 +24,7 @@ def create_app(
     inventory_transport: httpx.AsyncBaseTransport | None = None,
     pricing_transport: httpx.AsyncBaseTransport | None = None,
     location_transport: httpx.AsyncBaseTransport | None = None,
+    payment_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
 
@@ -33,6 +34,7 @@ def create_app(
             location_transport=location_transport,
             inventory_transport=inventory_transport,
             pricing_transport=pricing_transport,
+            payment_transport=payment_transport,
         )
         app.state.upstreams = upstreams
         sweeper = OrderSweeper(app.state.database, upstreams.inventory, settings)

@@ -7,8 +7,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
 
+from flow_shared.validation import NoNul
 from order_service.models import Order
 
 Priority = Literal["routine", "urgent", "emergency"]
@@ -16,6 +24,9 @@ PaymentMethod = Literal["invoice", "card", "cash_on_delivery"]
 # Decimal end to end; on the wire a string such as "1250.00", never a float.
 Money = Annotated[Decimal, PlainSerializer(str, return_type=str, when_used="json")]
 Quantity = Annotated[int, Field(strict=True, gt=0, le=100_000)]
+Address = Annotated[str, StringConstraints(min_length=1, max_length=500), NoNul()]
+Notes = Annotated[str, StringConstraints(max_length=1000), NoNul()]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), NoNul()]
 
 MAX_ORDER_LINES = 20
 
@@ -25,7 +36,7 @@ class DeliveryPoint(BaseModel):
 
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
-    address: str | None = Field(default=None, min_length=1, max_length=500)
+    address: Address | None = None
 
 
 class OrderLineIn(BaseModel):
@@ -46,7 +57,7 @@ class _Destination(BaseModel):
     # Checked for presence only: payments come later and no card data is stored.
     # A provider token, never a card number: the pattern refuses digits-only input.
     card_token: str | None = Field(default=None, pattern=r"^tok_[a-z0-9_]+$", max_length=100)
-    notes: str | None = Field(default=None, max_length=1000)
+    notes: Notes | None = None
 
     @model_validator(mode="after")
     def _one_destination_and_card_token_iff_card(self) -> Self:
@@ -85,13 +96,13 @@ class ConfirmRequest(BaseModel):
 class RejectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
+    reason: Reason | None = None
 
 
 class StatusChange(BaseModel):

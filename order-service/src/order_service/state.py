@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -83,7 +82,6 @@ async def apply_transition(
     actor_id: uuid.UUID | None,
     at: datetime,
     reason: str | None = None,
-    event_extra: Mapping[str, Any] | None = None,
 ) -> None:
     """Move `order` to `target` (the caller holds its row lock), with history and event.
 
@@ -110,5 +108,5 @@ async def apply_transition(
         order.release_attempted_at = at
     elif effect is HoldEffect.COMMIT:
         order.reservation_status = ReservationStatus.COMMITTED
-    await events.order_status_changed(session, order, actor_id=actor_id, at=at, extra=event_extra)
+    await events.order_status_changed(session, order, actor_id=actor_id, at=at)
     ORDER_TRANSITIONS.labels(target.value).inc()

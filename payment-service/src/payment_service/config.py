@@ -27,6 +27,13 @@ class Settings(BaseServiceSettings):
     # apart from ours (its own pool, its own transactions), as a real provider would.
     sandbox_pool_size: int = Field(default=5, ge=1, le=50)
 
+    # CARD_TOKEN_RETENTION_SECONDS: a card token handed over for an order whose order.placed
+    # never came (its placement failed after the hand-over) is deleted after this long, by
+    # a job every CARD_TOKEN_PRUNE_INTERVAL_SECONDS. Far longer than an event takes to
+    # arrive, even after a broker outage; a token pruned before it makes the payment fail.
+    card_token_retention_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    card_token_prune_interval_seconds: float = Field(default=600.0, gt=0, le=86_400)
+
     # INVOICE_DUE_DAYS: payment terms of invoices issued on delivery (SPEC: net 30).
     invoice_due_days: int = Field(default=30, ge=1, le=365)
 

@@ -39,9 +39,7 @@ class OrderEventData(BaseModel):
     payment_method: PaymentMethod
     total: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    # Only on order.placed of a card order. Kept as any string here: a malformed one fails
-    # the payment with a reason instead of poisoning the event.
-    card_token: str | None = Field(default=None, max_length=500)
+    # No card token: it comes over order-service's internal call, never in an event.
     reason: str | None = Field(default=None, max_length=1000)
 
     def facts(self) -> lifecycle.OrderFacts:
@@ -53,7 +51,6 @@ class OrderEventData(BaseModel):
             amount=self.total,
             currency=self.currency,
             order_status=self.status,
-            card_token=self.card_token,
             reason=self.reason,
         )
 

@@ -32,6 +32,11 @@ class RefundExceedsCaptured(Conflict):
     title = "Refund exceeds what was captured"
 
 
+class CardTokenConflict(Conflict):
+    code = "card-token-conflict"
+    title = "Another card token was handed over for this order"
+
+
 class RefundRefused(Conflict):
     code = "refund-refused"
     title = "Refund refused by the provider"

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
 from fastapi import FastAPI
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
-from payment_service import api
+from flow_shared.lifecycle import PeriodicTask, run_in_batches
+from payment_service import api, internal
 from payment_service.config import Settings
 from payment_service.consumers import event_handlers
 from payment_service.models import inbox, outbox
 from payment_service.provider import PaymentProvider
 from payment_service.sandbox import SandboxProvider
+from payment_service.service.card_tokens import prune_card_tokens
+
+CARD_TOKEN_PRUNE_BATCH = 1000
 
 
 def create_app(
@@ -28,6 +35,28 @@ def create_app(
         provider = sandbox
     handlers = event_handlers(provider, invoice_due_days=settings.invoice_due_days)
 
+    async def start_card_token_pruner(app: FastAPI) -> None:
+        retention = timedelta(seconds=settings.card_token_retention_seconds)
+
+        async def prune_once() -> int:
+            batch = partial(
+                prune_card_tokens,
+                now=datetime.now(UTC),
+                retention=retention,
+                batch_size=CARD_TOKEN_PRUNE_BATCH,
+            )
+            return await run_in_batches(
+                app.state.database, batch, batch_size=CARD_TOKEN_PRUNE_BATCH
+            )
+
+        app.state.card_token_prune_task = PeriodicTask(
+            "card-token-pruner", settings.card_token_prune_interval_seconds, prune_once
+        )
+        await app.state.card_token_prune_task.start()
+
+    async def stop_card_token_pruner(app: FastAPI) -> None:
+        await app.state.card_token_prune_task.stop()
+
     async def close_sandbox(app: FastAPI) -> None:
         if sandbox is None:
             return
@@ -41,9 +70,11 @@ def create_app(
         settings,
         title="Flow payment-service",
         routers=[api.router, api.webhook_router],
+        internal_routers=[internal.router],
         events=EventsConfig(outbox=outbox, inbox=inbox, handlers=handlers),
         jwks_fetcher=jwks_fetcher,
-        on_shutdown=[close_sandbox],
+        on_startup=[start_card_token_pruner],
+        on_shutdown=[stop_card_token_pruner, close_sandbox],
     )
     app.state.provider = provider
     app.state.event_handlers = handlers

@@ -7,9 +7,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
 
-from payment_service.models import Invoice, Payment
+from flow_shared.validation import MAX_AMOUNT, DbInteger, NoNul
+from payment_service.models import TOKEN_PATTERN, Invoice, Payment
 
 CENT = Decimal("0.01")
 
@@ -27,7 +35,7 @@ Money = Annotated[Decimal, PlainSerializer(money_text, return_type=str)]
 # Amounts sent to us: positive, at most two decimals, kept with exactly two.
 MoneyIn = Annotated[
     Decimal,
-    Field(gt=0, max_digits=14, decimal_places=2, allow_inf_nan=False),
+    Field(gt=0, le=MAX_AMOUNT, max_digits=14, decimal_places=2, allow_inf_nan=False),
     AfterValidator(cents),
     PlainSerializer(money_text, return_type=str),
 ]
@@ -38,7 +46,7 @@ class RefundRequest(BaseModel):
 
     # Absent: everything still refundable (captured minus already refunded).
     amount: MoneyIn | None = None
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500), NoNul()]
 
 
 class PaymentEventOut(BaseModel):
@@ -137,9 +145,9 @@ class SandboxWebhook(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
-    type: str = Field(min_length=1, max_length=100)
-    created: int | None = None
-    charge_id: str = Field(min_length=1, max_length=100)
+    type: Annotated[str, StringConstraints(min_length=1, max_length=100), NoNul()]
+    created: DbInteger | None = None
+    charge_id: Annotated[str, StringConstraints(min_length=1, max_length=100), NoNul()]
     amount: MoneyIn | None = None
     amount_refunded: MoneyIn | None = None
 
@@ -157,3 +165,12 @@ def webhook_body_schema() -> dict[str, Any]:
         "required": True,
         "content": {"application/json": {"schema": SandboxWebhook.model_json_schema()}},
     }
+
+
+class CardTokenHandover(BaseModel):
+    """PUT /internal/orders/{order_id}/card-token: order-service hands over the token of
+    a card order it is placing (never a card number: the pattern refuses digits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    card_token: Annotated[str, StringConstraints(max_length=100, pattern=TOKEN_PATTERN)]

@@ -62,7 +62,7 @@ async def list_vendor_prices(
 
 @router.get("/compare", response_model=CompareOut)
 async def compare(
-    hospital: HospitalUser,
+    _hospital: HospitalUser,
     session: DbSession,
     redis: RedisClient,
     inventory: Inventory,
@@ -75,7 +75,9 @@ async def compare(
     radius_km: Annotated[float, Query(gt=0, le=MAX_COMPARE_RADIUS_KM)] = 25.0,
     priority: Priority = "routine",
 ) -> Response:
-    """Vendors with the stock nearby, each with a stored quote, cheapest total first.
+    """Vendors with the stock nearby, each priced as a quote, cheapest total first.
+
+    Nothing is stored: POST /quotes keeps a quote, and an order asks for its own.
 
     Served from a short cache (COMPARE_CACHE_SECONDS): stock shown may be that
     stale, but an order always re-reserves and re-quotes.
@@ -88,7 +90,7 @@ async def compare(
         radius_km=radius_km,
         priority=priority,
     )
-    body = await service.compare(session, redis, inventory, location, settings, hospital, query)
+    body = await service.compare(session, redis, inventory, location, settings, query)
     return Response(content=body, media_type="application/json")
 
 

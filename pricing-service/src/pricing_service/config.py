@@ -1,5 +1,5 @@
-"""pricing-service configuration: the shared settings plus tax, quote lifetime,
-compare cache and where inventory- and location-service live."""
+"""pricing-service configuration: the shared settings plus tax, quote lifetime and
+retention, compare cache and where inventory- and location-service live."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ class Settings(BaseServiceSettings):
     tax_rate: Decimal = Field(default=Decimal("0.05"), ge=0, le=1, decimal_places=4)
     # QUOTE_TTL_SECONDS: how long a quote can be ordered against.
     quote_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    # QUOTE_RETENTION_SECONDS: a stored quote is deleted this long after it expires, by a
+    # job every QUOTE_PRUNE_INTERVAL_SECONDS in each process (they share the work).
+    quote_retention_seconds: int = Field(default=86_400, ge=0, le=31_536_000)
+    quote_prune_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    quote_prune_batch_size: int = Field(default=1000, ge=1, le=10_000)
     # When true, a depot farther than its service radius cannot be quoted (409).
     enforce_service_radius: bool = False
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 from fastapi import FastAPI
 
 from flow_shared.app import create_service_app
 from flow_shared.auth import JWKSFetcher
+from flow_shared.lifecycle import PeriodicTask
 from pricing_service import api, internal
 from pricing_service.clients import InventoryClient, LocationClient
 from pricing_service.config import Settings
+from pricing_service.pruner import QuotePruner
 
 
 def create_app(
@@ -24,8 +28,18 @@ def create_app(
     async def open_clients(app: FastAPI) -> None:
         app.state.inventory = InventoryClient(settings, transport=inventory_transport)
         app.state.location = LocationClient(settings, transport=location_transport)
+        app.state.quote_pruner = QuotePruner(
+            app.state.database,
+            retention=timedelta(seconds=settings.quote_retention_seconds),
+            batch_size=settings.quote_prune_batch_size,
+        )
+        app.state.quote_prune_task = PeriodicTask(
+            "quote-pruner", settings.quote_prune_interval_seconds, app.state.quote_pruner.run_once
+        )
+        await app.state.quote_prune_task.start()
 
     async def close_clients(app: FastAPI) -> None:
+        await app.state.quote_prune_task.stop()
         await app.state.inventory.aclose()
         await app.state.location.aclose()
 

@@ -121,7 +121,8 @@ class Quote(Base):
     tax: Mapped[Decimal] = mapped_column(Money)
     total: Mapped[Decimal] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
-    # "api" (a user), "internal" (a service) or "compare".
+    # "api" (a user) or "internal" (a service); "compare" on rows written before compare
+    # stopped storing quotes (pruned like any other).
     source: Mapped[str] = mapped_column(String(16))
     requested_by: Mapped[uuid.UUID | None]
     requested_by_org: Mapped[uuid.UUID | None]

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from flow_shared.validation import ensure_amount_fits
+
 CENT = Decimal("0.01")
 TENTH = Decimal("0.1")
 HUNDRED = Decimal(100)
@@ -76,7 +78,8 @@ def compute_quote(
     else:
         surcharge = Decimal("0.00")
     tax = to_cents((subtotal + delivery_fee + surcharge) * tax_rate)
-    total = subtotal + delivery_fee + surcharge + tax
+    # Every part is at most the total: one check keeps each of them inside Numeric(14, 2).
+    total = ensure_amount_fits(subtotal + delivery_fee + surcharge + tax, what="quote total")
     return QuoteAmounts(
         line_totals=line_totals,
         subtotal=subtotal,

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from flow_shared.pagination import Page
+from flow_shared.validation import Amount, refuse_float
 
 CENT = Decimal("0.01")
 Priority = Literal["routine", "urgent", "emergency"]
@@ -32,25 +33,16 @@ def money_str(value: Decimal) -> str:
     return str(value.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
-def _refuse_float(value: object) -> object:
-    # A binary float has already lost cents; money must arrive as a decimal string.
-    if isinstance(value, float):
-        raise ValueError('send amounts as decimal strings, e.g. "12.50"')
-    return value
-
-
 def _plain_decimal(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
 MoneyOut = Annotated[Decimal, PlainSerializer(money_str, return_type=str)]
-MoneyIn = Annotated[
-    Decimal,
-    BeforeValidator(_refuse_float),
-    Field(ge=0, max_digits=12, decimal_places=2),
-]
+MoneyIn = Amount
 PercentIn = Annotated[
-    Decimal, BeforeValidator(_refuse_float), Field(ge=0, le=100, decimal_places=2)
+    Decimal,
+    BeforeValidator(refuse_float),
+    Field(ge=0, le=100, decimal_places=2, allow_inf_nan=False),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
@@ -123,8 +115,10 @@ class QuoteItemOut(BaseModel):
     line_total: MoneyOut
 
 
-class QuoteOut(BaseModel):
-    quote_id: uuid.UUID
+class QuoteFigures(BaseModel):
+    """What a vendor's depot charges for these goods delivered here: the figures of a
+    quote. Compare answers with these alone; nothing is stored for them."""
+
     vendor_id: uuid.UUID
     depot_id: uuid.UUID
     priority: Priority
@@ -139,6 +133,12 @@ class QuoteOut(BaseModel):
     tax: MoneyOut
     total: MoneyOut
     currency: str
+
+
+class QuoteOut(QuoteFigures):
+    """A stored quote: its figures, kept unchanged, and until when it can be ordered."""
+
+    quote_id: uuid.UUID
     created_at: datetime
     expires_at: datetime
 
@@ -153,7 +153,8 @@ class CompareItem(BaseModel):
     depot_name: str
     distance_km: float
     available: int
-    quote: QuoteOut
+    # The prices as a quote would have them; ask POST /quotes for one to keep.
+    quote: QuoteFigures
 
 
 class CompareOut(BaseModel):

@@ -1,4 +1,5 @@
-"""Pricing rules: price lists with history, quotes and the vendor comparison.
+"""Pricing rules: price lists with history, quotes (stored, then pruned once long
+expired) and the vendor comparison (priced like quotes, stored never).
 
 Functions take the request's session and only flush; the request commits.
 Upstream calls happen before the database work of a request, so a slow
@@ -17,13 +18,14 @@ from decimal import Decimal
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
 from flow_shared.metrics import business_counter
 from flow_shared.pagination import PageParams, fetch_page
+from flow_shared.validation import AmountTooLarge
 from pricing_service.clients import InventoryClient, LocationClient
 from pricing_service.config import Settings
 from pricing_service.errors import (
@@ -41,6 +43,7 @@ from pricing_service.schemas import (
     CompareOut,
     PriceInput,
     Priority,
+    QuoteFigures,
     QuoteItemInput,
     QuoteOut,
     QuoteRequest,
@@ -53,6 +56,9 @@ QUOTES_CREATED = business_counter(
     "flow_pricing_quotes_created_total",
     "Quotes stored, by source and priority",
     ("source", "priority"),
+)
+QUOTES_PRUNED = business_counter(
+    "flow_pricing_quotes_pruned_total", "Stored quotes deleted after their retention"
 )
 COMPARE_CACHE = business_counter(
     "flow_pricing_compare_cache_total", "Compare answers by cache outcome", ("outcome",)
@@ -197,6 +203,7 @@ def _build_quote(
     settings: Settings,
     source: QuoteSource,
 ) -> Quote:
+    """The priced quote, not added to the session: only a caller that stores it does."""
     missing = sorted({str(i.product_id) for i in items if (vendor_id, i.product_id) not in prices})
     if missing:
         raise NoPrice(
@@ -261,7 +268,6 @@ def _build_quote(
             )
         ],
     )
-    QUOTES_CREATED.labels(source=source.kind, priority=priority).inc()
     return quote
 
 
@@ -316,7 +322,34 @@ async def create_quote(
     )
     session.add(quote)
     await session.flush()
+    QUOTES_CREATED.labels(source=source.kind, priority=request.priority).inc()
     return quote
+
+
+async def prune_expired_quotes(
+    session: AsyncSession, *, now: datetime, retention: timedelta, batch_size: int
+) -> int:
+    """Delete up to `batch_size` quotes that expired more than `retention` before `now`
+    (their lines go with them, ON DELETE CASCADE); returns how many.
+
+    Orders copy the prices they use, so an expired quote is only kept for a while for
+    who-was-quoted-what questions. SKIP LOCKED lets several processes prune at once."""
+    due = (
+        select(Quote.id)
+        .where(Quote.expires_at < now - retention)
+        .order_by(Quote.expires_at)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    pruned = await session.execute(
+        delete(Quote)
+        .where(Quote.id.in_(due.scalar_subquery()))
+        .returning(Quote.id)
+        .execution_options(synchronize_session=False)
+    )
+    count = len(pruned.all())
+    QUOTES_PRUNED.inc(count)
+    return count
 
 
 async def get_quote(session: AsyncSession, quote_id: uuid.UUID) -> Quote:
@@ -339,31 +372,41 @@ async def get_quote_for(session: AsyncSession, quote_id: uuid.UUID, principal: P
 def quote_out(quote: Quote) -> QuoteOut:
     return QuoteOut.model_validate(
         {
+            **_figures(quote),
             "quote_id": quote.id,
-            "vendor_id": quote.vendor_id,
-            "depot_id": quote.depot_id,
-            "priority": quote.priority,
-            "distance_km": float(quote.distance_km),
-            "items": [
-                {
-                    "product_id": item.product_id,
-                    "quantity": item.quantity,
-                    "unit_price": item.unit_price,
-                    "line_total": item.line_total,
-                }
-                for item in quote.items
-            ],
-            "subtotal": quote.subtotal,
-            "delivery_fee": quote.delivery_fee,
-            "surcharge": quote.surcharge,
-            "tax_rate": quote.tax_rate,
-            "tax": quote.tax,
-            "total": quote.total,
-            "currency": quote.currency,
             "created_at": quote.created_at,
             "expires_at": quote.expires_at,
         }
     )
+
+
+def quote_figures(quote: Quote) -> QuoteFigures:
+    return QuoteFigures.model_validate(_figures(quote))
+
+
+def _figures(quote: Quote) -> dict[str, object]:
+    return {
+        "vendor_id": quote.vendor_id,
+        "depot_id": quote.depot_id,
+        "priority": quote.priority,
+        "distance_km": float(quote.distance_km),
+        "items": [
+            {
+                "product_id": item.product_id,
+                "quantity": item.quantity,
+                "unit_price": item.unit_price,
+                "line_total": item.line_total,
+            }
+            for item in quote.items
+        ],
+        "subtotal": quote.subtotal,
+        "delivery_fee": quote.delivery_fee,
+        "surcharge": quote.surcharge,
+        "tax_rate": quote.tax_rate,
+        "tax": quote.tax,
+        "total": quote.total,
+        "currency": quote.currency,
+    }
 
 
 # ----- compare -----
@@ -378,12 +421,10 @@ class CompareQuery:
     radius_km: float
     priority: Priority
 
-    def cache_key(self, prefix: str, org_id: uuid.UUID) -> str:
-        # Coordinates to ~1 m so equivalent requests share an entry. Per hospital:
-        # the quotes in the answer are stored as that hospital's.
+    def cache_key(self, prefix: str) -> str:
+        # Coordinates to ~1 m so equivalent requests share an entry.
         normalised = "|".join(
             (
-                str(org_id),
                 str(self.product_id),
                 str(self.quantity),
                 f"{self.lat:.5f}",
@@ -429,7 +470,6 @@ async def compare(
     inventory: InventoryClient,
     location: LocationClient,
     settings: Settings,
-    principal: Principal,
     query: CompareQuery,
 ) -> str:
     """The compare answer as JSON, from the cache when a fresh one exists.
@@ -437,7 +477,7 @@ async def compare(
     The cached answer may be up to COMPARE_CACHE_SECONDS old; that is safe
     because an order re-reserves stock and re-quotes, never trusting it.
     """
-    key = query.cache_key(settings.redis_key_prefix, principal.org_id)
+    key = query.cache_key(settings.redis_key_prefix)
     if settings.compare_cache_seconds > 0:
         try:
             cached = await redis.get(key)
@@ -450,7 +490,7 @@ async def compare(
             return cached if isinstance(cached, str) else cached.decode()
     COMPARE_CACHE.labels(outcome="miss").inc()
 
-    answer = await _compute_compare(session, inventory, location, settings, principal, query)
+    answer = await _compute_compare(session, inventory, location, settings, query)
     body = answer.model_dump_json()
     if settings.compare_cache_seconds > 0:
         try:
@@ -465,9 +505,10 @@ async def _compute_compare(
     inventory: InventoryClient,
     location: LocationClient,
     settings: Settings,
-    principal: Principal,
     query: CompareQuery,
 ) -> CompareOut:
+    """Every nearby vendor priced as a quote would be, without storing one: a browse
+    must not write (POST /quotes stores a quote; an order asks for its own)."""
     depots = await _nearby_depots(
         inventory,
         query,
@@ -485,24 +526,26 @@ async def _compute_compare(
         distances = {route.id: distance_decimal(route.distance_km) for route in routes.routes}
         prices = await _current_prices(session, [d.vendor_id for d in depots], [query.product_id])
         line = QuoteItemInput(product_id=query.product_id, quantity=query.quantity)
-        source = QuoteSource(kind="compare", user_id=principal.user_id, org_id=principal.org_id)
+        source = QuoteSource(kind="compare")
         for depot in depots:
             distance = distances.get(str(depot.depot_id))
             if (depot.vendor_id, query.product_id) not in prices or distance is None:
                 continue  # no price from this vendor (or no route): not comparable
-            quote = _build_quote(
-                vendor_id=depot.vendor_id,
-                depot_id=depot.depot_id,
-                items=[line],
-                prices=prices,
-                distance_km=distance,
-                priority=query.priority,
-                delivery_lat=query.lat,
-                delivery_lon=query.lon,
-                settings=settings,
-                source=source,
-            )
-            session.add(quote)
+            try:
+                quote = _build_quote(
+                    vendor_id=depot.vendor_id,
+                    depot_id=depot.depot_id,
+                    items=[line],
+                    prices=prices,
+                    distance_km=distance,
+                    priority=query.priority,
+                    delivery_lat=query.lat,
+                    delivery_lon=query.lon,
+                    settings=settings,
+                    source=source,
+                )
+            except AmountTooLarge:
+                continue  # this vendor could never be ordered from at this quantity
             items.append(
                 CompareItem(
                     vendor_id=depot.vendor_id,
@@ -511,10 +554,9 @@ async def _compute_compare(
                     depot_name=depot.depot_name,
                     distance_km=float(distance),
                     available=depot.available,
-                    quote=quote_out(quote),
+                    quote=quote_figures(quote),
                 )
             )
-        await session.flush()
     items.sort(key=lambda i: (i.quote.total, i.distance_km, str(i.vendor_id), str(i.depot_id)))
     return CompareOut(
         items=items,

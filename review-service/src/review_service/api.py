@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.security import OAuth2PasswordBearer
 
-from flow_shared.auth import CurrentPrincipal, PlatformAdmin
+from flow_shared.auth import CurrentPrincipal, PlatformAdmin, Principal
 from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
 from review_service import queries, service
 from review_service.deps import HospitalUser, VendorUser
+from review_service.models import Review
 from review_service.schemas import ResponseCreate, ReviewCreate, ReviewOut, VendorSummaryOut
 
 # Only for the docs' Authorize button; CurrentPrincipal does the verifying.
@@ -25,13 +26,20 @@ _NOT_FOUND: dict[int | str, dict[str, str]] = {
 }
 
 
+def _shown_to(viewer: Principal, review: Review) -> ReviewOut:
+    return ReviewOut.of(review, show_order=service.sees_order_of(viewer, review))
+
+
 @router.post(
     "",
     status_code=201,
     responses={
         403: {"description": "Not a hospital user"},
-        404: {"description": "`order-not-reviewable`: unknown, not delivered, or not yours"},
-        409: {"description": "`review-exists`: this order has already been reviewed"},
+        404: {"description": "`order-not-reviewable`: unknown, or not yours"},
+        409: {
+            "description": "`order-not-delivered`: your order, not delivered yet; "
+            "`review-exists`: this order has already been reviewed"
+        },
     },
 )
 async def create_review(
@@ -39,7 +47,7 @@ async def create_review(
 ) -> ReviewOut:
     review = await service.create_review(session, hospital, body)
     response.headers["Location"] = f"/api/v1/reviews/{review.id}"
-    return ReviewOut.of(review)
+    return _shown_to(hospital, review)
 
 
 @router.get("")
@@ -66,7 +74,7 @@ async def vendor_summary(
 async def get_review(
     review_id: uuid.UUID, principal: CurrentPrincipal, session: DbSession
 ) -> ReviewOut:
-    return ReviewOut.of(await queries.get_review(session, principal, review_id))
+    return _shown_to(principal, await queries.get_review(session, principal, review_id))
 
 
 @router.post(
@@ -81,18 +89,18 @@ async def get_review(
 async def respond_to_review(
     review_id: uuid.UUID, body: ResponseCreate, vendor: VendorUser, session: DbSession
 ) -> ReviewOut:
-    return ReviewOut.of(await service.respond_to_review(session, vendor, review_id, body))
+    return _shown_to(vendor, await service.respond_to_review(session, vendor, review_id, body))
 
 
 @router.post("/{review_id}/hide", responses=_NOT_FOUND)
 async def hide_review(review_id: uuid.UUID, admin: PlatformAdmin, session: DbSession) -> ReviewOut:
     """Platform admins only. Idempotent: hiding a hidden review changes nothing."""
-    return ReviewOut.of(await service.hide_review(session, admin, review_id))
+    return _shown_to(admin, await service.hide_review(session, admin, review_id))
 
 
 @router.post("/{review_id}/unhide", responses=_NOT_FOUND)
 async def unhide_review(
-    review_id: uuid.UUID, _admin: PlatformAdmin, session: DbSession
+    review_id: uuid.UUID, admin: PlatformAdmin, session: DbSession
 ) -> ReviewOut:
     """Platform admins only: the review is listed and counted again. Idempotent."""
-    return ReviewOut.of(await service.unhide_review(session, review_id))
+    return _shown_to(admin, await service.unhide_review(session, review_id))

@@ -6,10 +6,16 @@ from flow_shared.errors import Conflict, NotFound
 
 
 class OrderNotReviewable(NotFound):
-    """Unknown, not (yet) delivered, or delivered to another organisation: all look the
-    same, so a hospital learns nothing about other organisations' orders."""
+    """Unknown, or another organisation's: both look the same, so a hospital learns
+    nothing about other organisations' orders."""
 
     code, title = "order-not-reviewable", "Order not reviewable"
+
+
+class OrderNotDeliveredYet(Conflict):
+    """The hospital's own order, not delivered yet: it may be reviewed once it is."""
+
+    code, title = "order-not-delivered", "Order not delivered yet"
 
 
 class ReviewExists(Conflict):

@@ -1,5 +1,5 @@
 """Events review-service publishes (through its outbox, in the caller's transaction)
-and the one it consumes into the delivered-orders projection.
+and the ones it consumes into the placed- and delivered-orders projections.
 
 Published `data` is a contract with consumers: add fields, never rename or remove.
 - review.created {review_id, order_id, vendor_id, hospital_org_id, rating}
@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.outbox import add_event
-from review_service.models import DeliveredOrder, Review, outbox
+from review_service.models import DeliveredOrder, PlacedOrder, Review, outbox
 
 PRODUCER = "review-service"
 REVIEW_CREATED = "review.created"
+ORDER_PLACED = "order.placed"
 ORDER_DELIVERED = "order.delivered"
 
 
@@ -43,8 +44,8 @@ async def review_created(session: AsyncSession, review: Review) -> None:
 # --- consumed -------------------------------------------------------------------------
 
 
-class OrderDelivered(BaseModel):
-    """The fields of order-service's order.delivered data that eligibility needs."""
+class OrderFact(BaseModel):
+    """The fields of order-service's order events that eligibility needs."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -56,7 +57,7 @@ class OrderDelivered(BaseModel):
 
 async def on_order_delivered(session: AsyncSession, envelope: EventEnvelope) -> None:
     """The hospital the order was delivered to may now review it (once)."""
-    data = OrderDelivered.model_validate(envelope.data)
+    data = OrderFact.model_validate(envelope.data)
     # A delivered order never changes, so a second delivery of the fact is a no-op.
     await session.execute(
         pg_insert(DeliveredOrder)
@@ -70,4 +71,20 @@ async def on_order_delivered(session: AsyncSession, envelope: EventEnvelope) -> 
     )
 
 
-EVENT_HANDLERS = {ORDER_DELIVERED: on_order_delivered}
+async def on_order_placed(session: AsyncSession, envelope: EventEnvelope) -> None:
+    """Remember whose order it is, so its hospital can be told it is not delivered yet."""
+    data = OrderFact.model_validate(envelope.data)
+    # The owner of an order never changes, so a second placement of the fact is a no-op.
+    await session.execute(
+        pg_insert(PlacedOrder)
+        .values(
+            order_id=data.order_id,
+            hospital_org_id=data.hospital_org_id,
+            vendor_id=data.vendor_id,
+            placed_at=data.at or envelope.occurred_at,
+        )
+        .on_conflict_do_nothing(index_elements=[PlacedOrder.order_id])
+    )
+
+
+EVENT_HANDLERS = {ORDER_PLACED: on_order_placed, ORDER_DELIVERED: on_order_delivered}

@@ -1,5 +1,6 @@
-"""Tables of review-service, all in the "reviews" schema: the delivered-orders projection,
-reviews (with the vendor's response), per-vendor rating summaries, the outbox and inbox."""
+"""Tables of review-service, all in the "reviews" schema: the placed- and delivered-orders
+projections, reviews (with the vendor's response), per-vendor rating summaries, the outbox
+and inbox."""
 
 from __future__ import annotations
 
@@ -42,6 +43,22 @@ class DeliveredOrder(Base):
     hospital_org_id: Mapped[uuid.UUID]
     vendor_id: Mapped[uuid.UUID]
     delivered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class PlacedOrder(Base):
+    """Projection of order-service's `order.placed` events: which hospital owns an order
+    that is not delivered yet, so its own hospital hears "not delivered yet" (409) where
+    anyone else hears "unknown" (404). Like a delivered order, it is only inserted."""
+
+    __tablename__ = "placed_orders"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    hospital_org_id: Mapped[uuid.UUID]
+    vendor_id: Mapped[uuid.UUID]
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

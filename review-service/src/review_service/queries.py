@@ -14,6 +14,7 @@ from flow_shared.pagination import Page, PageParams, fetch_page
 from review_service.errors import ReviewNotFound
 from review_service.models import RATINGS, Review, VendorRatingSummary
 from review_service.schemas import ReviewOut, VendorSummaryOut
+from review_service.service import sees_order_of
 
 CENT = Decimal("0.01")
 
@@ -34,7 +35,8 @@ async def list_reviews(
     rows, total = await fetch_page(
         session, statement.order_by(Review.created_at.desc(), Review.id.desc()), params
     )
-    return Page[ReviewOut].of([ReviewOut.of(review) for review in rows], params, total)
+    items = [ReviewOut.of(review, show_order=sees_order_of(principal, review)) for review in rows]
+    return Page[ReviewOut].of(items, params, total)
 
 
 async def get_review(session: AsyncSession, principal: Principal, review_id: uuid.UUID) -> Review:

@@ -8,11 +8,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from flow_shared.validation import NoNul
 from review_service.models import MAX_TEXT_LENGTH, Review
 
 # Whole stars only: 4.5, "4" and true are refused, not coerced.
 Rating = Annotated[int, Field(strict=True, ge=1, le=5)]
-ReviewText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_TEXT_LENGTH)]
+ReviewText = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=MAX_TEXT_LENGTH), NoNul()
+]
 
 
 class ReviewCreate(BaseModel):
@@ -29,6 +32,7 @@ class ResponseCreate(BaseModel):
     body: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH),
+        NoNul(),
     ]
 
 
@@ -39,9 +43,11 @@ class VendorResponseOut(BaseModel):
 
 class ReviewOut(BaseModel):
     id: uuid.UUID
-    order_id: uuid.UUID
+    # Null to anyone but the order's two organisations and platform admins: the order and
+    # its buyer are not for rival vendors to read.
+    order_id: uuid.UUID | None
     vendor_id: uuid.UUID
-    hospital_org_id: uuid.UUID
+    hospital_org_id: uuid.UUID | None
     rating: int
     comment: str | None
     # Only platform admins ever see a hidden review, so only they see `true` here.
@@ -50,7 +56,7 @@ class ReviewOut(BaseModel):
     response: VendorResponseOut | None
 
     @classmethod
-    def of(cls, review: Review) -> ReviewOut:
+    def of(cls, review: Review, *, show_order: bool) -> ReviewOut:
         response = None
         if review.response_body is not None and review.responded_at is not None:
             response = VendorResponseOut(
@@ -58,9 +64,9 @@ class ReviewOut(BaseModel):
             )
         return cls(
             id=review.id,
-            order_id=review.order_id,
+            order_id=review.order_id if show_order else None,
             vendor_id=review.vendor_id,
-            hospital_org_id=review.hospital_org_id,
+            hospital_org_id=review.hospital_org_id if show_order else None,
             rating=review.rating,
             comment=review.comment,
             hidden=review.hidden,

@@ -18,13 +18,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flow_shared.auth import Principal
 from review_service import events
 from review_service.errors import (
+    OrderNotDeliveredYet,
     OrderNotReviewable,
     ReviewAlreadyAnswered,
     ReviewExists,
     ReviewNotFound,
 )
-from review_service.models import RATINGS, DeliveredOrder, Review, VendorRatingSummary
+from review_service.models import (
+    RATINGS,
+    DeliveredOrder,
+    PlacedOrder,
+    Review,
+    VendorRatingSummary,
+)
 from review_service.schemas import ResponseCreate, ReviewCreate
+
+
+def sees_order_of(viewer: Principal, review: Review) -> bool:
+    """Which order a review is about, and which hospital wrote it, is for the order's two
+    organisations and platform admins only."""
+    return viewer.is_platform_admin or viewer.org_id in (review.hospital_org_id, review.vendor_id)
 
 
 async def create_review(
@@ -38,10 +51,7 @@ async def create_review(
         )
     )
     if delivered is None:
-        raise OrderNotReviewable(
-            "Only an order delivered to your organisation can be reviewed; "
-            "this one is unknown, not delivered yet, or not yours."
-        )
+        raise await _why_not_reviewable(session, hospital, request.order_id)
     review: Review | None = await session.scalar(
         pg_insert(Review)
         .values(
@@ -62,6 +72,24 @@ async def create_review(
     # Last, so the vendor's hot summary row stays locked for as short a time as possible.
     await _count_in(session, review.vendor_id, review.rating)
     return review
+
+
+async def _why_not_reviewable(
+    session: AsyncSession, hospital: Principal, order_id: uuid.UUID
+) -> OrderNotDeliveredYet | OrderNotReviewable:
+    """Its own hospital learns that the order is not delivered yet (409); to anyone
+    else an order of another organisation looks unknown (404)."""
+    owned = await session.scalar(
+        select(PlacedOrder.order_id).where(
+            PlacedOrder.order_id == order_id, PlacedOrder.hospital_org_id == hospital.org_id
+        )
+    )
+    if owned is not None:
+        return OrderNotDeliveredYet("This order has not been delivered yet; review it once it is.")
+    return OrderNotReviewable(
+        "Only an order delivered to your organisation can be reviewed; "
+        "this one is unknown or not yours."
+    )
 
 
 async def respond_to_review(

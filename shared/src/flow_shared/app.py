@@ -29,12 +29,13 @@ from flow_shared.auth import (
 from flow_shared.config import BaseServiceSettings
 from flow_shared.correlation import CorrelationIdMiddleware
 from flow_shared.db import Database, create_engine
-from flow_shared.errors import install_error_handlers
+from flow_shared.errors import install_error_handlers, install_problem_docs
 from flow_shared.health import HealthRegistry
 from flow_shared.health import router as health_router
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.logging import configure_logging
 from flow_shared.metrics import MetricsMiddleware, metrics_endpoint
+from flow_shared.networks import MONITORING_PATHS, MonitoringNetworkMiddleware
 from flow_shared.security import (
     BodySizeLimitMiddleware,
     SecurityHeadersMiddleware,
@@ -81,6 +82,13 @@ def create_service_app(
 ) -> FastAPI:
     configure_logging(settings.service_name, settings.log_level)
     events = events or EventsConfig()
+    if events.inbox is not None and events.handlers:
+        from flow_shared.events.topology import fleet_topology
+
+        # Fail at build time, not at the first lost event: the handlers must be exactly
+        # what the topology binds to this service's queue.
+        subscription = fleet_topology(settings.events_exchange).subscription(settings.service_name)
+        subscription.check_handlers(events.handlers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,8 +116,10 @@ def create_service_app(
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
+    app.state.events = events
     app.state.health = HealthRegistry()
     install_error_handlers(app)
+    install_problem_docs(app)
 
     app.include_router(health_router)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
@@ -136,7 +146,13 @@ def install_middleware(app: FastAPI, settings: BaseServiceSettings) -> None:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(
+        TrustedHostMiddleware,
+        allowed_hosts=settings.trusted_hosts,
+        exempt_paths=MONITORING_PATHS | {"/health/live"},
+    )
+    # Before the host check: a monitoring path from outside is 404 whatever its Host.
+    app.add_middleware(MonitoringNetworkMiddleware, networks=settings.monitoring_networks)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(
         MetricsMiddleware,
@@ -190,6 +206,7 @@ async def _start(
     if database is not None and events.outbox is not None:
         from flow_shared.events.outbox import wake_on_commit
         from flow_shared.events.relay import OutboxRelay
+        from flow_shared.events.topology import fleet_topology
 
         relay = OutboxRelay(
             database=database,
@@ -197,6 +214,11 @@ async def _start(
             amqp_url=settings.amqp_url.get_secret_value(),
             exchange=settings.events_exchange,
             service=settings.service_name,
+            topology=(
+                fleet_topology(settings.events_exchange)
+                if settings.events_declare_fleet_topology
+                else None
+            ),
         )
         await relay.start()
         app.state.relay = relay
@@ -205,6 +227,7 @@ async def _start(
         health.add("broker", relay.check_connected, critical=False)
     if database is not None and events.inbox is not None and events.handlers:
         from flow_shared.events.consumer import EventConsumer
+        from flow_shared.events.topology import fleet_topology
 
         consumer = EventConsumer(
             database=database,
@@ -213,6 +236,7 @@ async def _start(
             exchange=settings.events_exchange,
             service=settings.service_name,
             handlers=events.handlers,
+            topology=fleet_topology(settings.events_exchange),
         )
         await consumer.start()
         app.state.consumer = consumer

@@ -3,7 +3,7 @@
 The verifier never lets the token choose how it is checked: the algorithm is
 pinned by configuration, the `kid` is looked up only in the cached JWKS, and
 required claims are enforced. Revocation (logged-out `jti`, suspended
-organisations) is shared through Redis so every service sees it.
+organisations, a user's token epoch) is shared through Redis so every service sees it.
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def suspended_org_key(prefix: str, org_id: uuid.UUID | str) -> str:
     return f"{prefix}auth:suspended-org:{org_id}"
 
 
+def user_epoch_key(prefix: str, user_id: uuid.UUID | str) -> str:
+    """Unix time (seconds, fractional) of the user's last session revocation: every
+    access token issued before it is refused (password change, removal, suspension)."""
+    return f"{prefix}auth:user-epoch:{user_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The verified caller of a request."""
@@ -60,6 +66,8 @@ class Principal:
     role: Role
     jti: str
     expires_at: datetime
+    # The token's `iat` as signed, fractional seconds kept: compared with the user's epoch.
+    issued_at: float
 
     @property
     def is_platform_admin(self) -> bool:
@@ -264,6 +272,7 @@ class TokenVerifier:
                 role=claims["role"],
                 jti=str(claims["jti"]),
                 expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+                issued_at=float(claims["iat"]),
             )
             # PyJWT has just checked these the same way (int() of each, no leeway).
             not_before = max(int(claims["iat"]), int(claims.get("nbf", 0)))
@@ -282,9 +291,10 @@ class TokenVerifier:
         if self.redis is None:
             return
         try:
-            revoked, suspended = await self.redis.mget(
+            revoked, suspended, epoch = await self.redis.mget(
                 revoked_jti_key(self.redis_prefix, principal.jti),
                 suspended_org_key(self.redis_prefix, principal.org_id),
+                user_epoch_key(self.redis_prefix, principal.user_id),
             )
         except RedisError as exc:
             # Fail closed: without the revocation list we cannot tell a logged-out token.
@@ -293,6 +303,17 @@ class TokenVerifier:
             raise Unauthorized("The token has been revoked.")
         if suspended is not None:
             raise Unauthorized("The organisation is suspended.")
+        if epoch is not None and principal.issued_at < _epoch_seconds(epoch):
+            raise Unauthorized("The token has been revoked.")
+
+
+def _epoch_seconds(value: str | bytes) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        # An unreadable epoch must not let tokens through: everything before now is refused.
+        log.warning("user_epoch_unreadable")
+        return time.time()
 
 
 def bearer_token(request: Request) -> str | None:

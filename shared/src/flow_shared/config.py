@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from flow_shared.networks import private_networks, split_networks
+from flow_shared.production_secrets import refuse_weak_secrets
+
+PRODUCTION = "production"
 
 
 def _split_csv(value: object) -> object:
@@ -21,10 +26,15 @@ class BaseServiceSettings(BaseSettings):
     here; a service adds its own fields in its `config.py`.
     """
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused setting's error must not print the secrets beside it.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     service_name: str
+    # ENVIRONMENT or FLOW_ENV: either one saying "production" makes it production.
     environment: str = "local"
+    flow_env: str | None = None
     log_level: str = "INFO"
 
     database_url: SecretStr | None = None
@@ -38,6 +48,10 @@ class BaseServiceSettings(BaseSettings):
 
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     events_exchange: str = "flow.events"
+    # The relay declares every consumer's queue (the fleet's topology) before it publishes,
+    # so no event is dropped before its consumer first starts. Off only where one vhost
+    # serves unrelated tests (flow_shared.testing), whose queues would pile up there.
+    events_declare_fleet_topology: bool = True
 
     jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
     jwt_issuer: str = "flow-user-service"
@@ -52,6 +66,11 @@ class BaseServiceSettings(BaseSettings):
 
     max_body_bytes: int = 1_048_576
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
+    # Who may read /metrics and /health/ready (Prometheus, probes, admin-service): TCP
+    # peers in these networks, never through a proxy. Default: loopback and private ranges.
+    monitoring_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=private_networks
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Unset: on everywhere but production (the API docs are for developers).
     docs_enabled: bool = True
@@ -62,6 +81,11 @@ class BaseServiceSettings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("monitoring_networks", mode="before")
+    @classmethod
+    def _networks_csv(cls, value: object) -> object:
+        return split_networks(value)
 
     @field_validator("jwt_algorithms")
     @classmethod
@@ -76,10 +100,20 @@ class BaseServiceSettings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _no_docs_in_production_unless_asked(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("environment") == "production":
-            data.setdefault("docs_enabled", False)
+        if isinstance(data, dict):
+            if data.get("flow_env") == PRODUCTION:
+                data["environment"] = PRODUCTION
+            if data.get("environment") == PRODUCTION:
+                data.setdefault("docs_enabled", False)
         return data
+
+    @model_validator(mode="after")
+    def _production_secrets_are_real(self) -> Self:
+        # Every SecretStr field, a subclass's too: an example value in production is public.
+        if self.is_production:
+            refuse_weak_secrets(self)
+        return self
 
     @property
     def is_production(self) -> bool:
-        return self.environment == "production"
+        return self.environment == PRODUCTION

@@ -8,6 +8,7 @@ correlation id. Nothing internal (tracebacks, SQL, secrets) reaches a client.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -174,6 +175,84 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
         detail="An unexpected error occurred. Quote the correlation_id when reporting it.",
         headers=security_headers(request.url.path),
     )
+
+
+# --- the OpenAPI side: every error an operation can answer is documented as a problem ----
+
+PROBLEM_SCHEMA_NAME = "Problem"
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": PROBLEM_SCHEMA_NAME,
+    "description": "RFC 9457 problem details, as every Flow error is answered.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "instance", "correlation_id"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": ["string", "null"]},
+        "correlation_id": {"type": ["string", "null"]},
+        "errors": {
+            "type": "array",
+            "description": "Validation errors ({loc, msg}) or the case's own details.",
+            "items": {"type": "object"},
+        },
+    },
+    # A case may add its own members (a conflict's short items, a cap's numbers).
+    "additionalProperties": True,
+}
+# Ranges as well as the codes a route names: auth (401/403), size (413), limits (429),
+# outages (503) and the unexpected (500) can meet any operation.
+PROBLEM_RANGES = {"4XX": "A client error", "5XX": "A server error"}
+# FastAPI's own description of 422, which problem+json replaces.
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+_OPERATION_KEYS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def _is_error_status(code: str) -> bool:
+    return code[:1] in {"4", "5"}
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite an OpenAPI document in place so every operation's error responses
+    (the codes it names, and 4XX/5XX for the rest) are `application/problem+json`
+    with the Problem schema, as the handlers above answer them."""
+    problem_content = {
+        PROBLEM_CONTENT_TYPE: {"schema": {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA_NAME}"}}
+    }
+    for path_item in document.get("paths", {}).values():
+        for method in _OPERATION_KEYS:
+            operation = path_item.get(method)
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            for code, response in responses.items():
+                if _is_error_status(str(code)) and "$ref" not in response:
+                    response["content"] = copy.deepcopy(problem_content)
+            if "422" in responses:
+                responses["422"]["description"] = "Validation failed: see `errors`"
+            for code, description in PROBLEM_RANGES.items():
+                responses.setdefault(
+                    code, {"description": description, "content": copy.deepcopy(problem_content)}
+                )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas[PROBLEM_SCHEMA_NAME] = copy.deepcopy(PROBLEM_SCHEMA)
+    for name in _FASTAPI_VALIDATION_SCHEMAS:  # the outer one first: it refers to the other
+        if f'"#/components/schemas/{name}"'.encode() not in dumps(document):
+            schemas.pop(name, None)
+    return document
+
+
+def install_problem_docs(app: FastAPI) -> None:
+    """Make `app.openapi()` document problem responses on every operation."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -46,6 +46,14 @@ class HealthRegistry:
         results = await asyncio.gather(*(one(n, c) for n, c in self.checks.items()))
         return dict(results)
 
+    def failing(self, results: dict[str, str]) -> list[str]:
+        """The critical checks of `results` that did not pass: not ready unless empty."""
+        return sorted(
+            name
+            for name, status in results.items()
+            if status != "ok" and name not in self.non_critical
+        )
+
 
 router = APIRouter(tags=["health"])
 
@@ -59,11 +67,7 @@ async def live() -> dict[str, str]:
 async def ready(request: Request) -> Response:
     registry: HealthRegistry = request.app.state.health
     results = await registry.run()
-    failing = sorted(
-        name
-        for name, status in results.items()
-        if status != "ok" and name not in registry.non_critical
-    )
+    failing = registry.failing(results)
     if failing:
         return problem_response(
             request,

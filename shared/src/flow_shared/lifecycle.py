@@ -13,6 +13,9 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flow_shared.db import Database
 
 log = structlog.get_logger("flow.lifecycle")
 
@@ -59,3 +62,21 @@ class PeriodicTask:
                 log.exception("periodic_task_failed", task=self.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval_seconds)
+
+
+async def run_in_batches(
+    database: Database,
+    batch: Callable[[AsyncSession], Awaitable[int]],
+    *,
+    batch_size: int,
+) -> int:
+    """Run `batch` (which handles at most `batch_size` rows) each in its own transaction
+    until one handles fewer: short transactions, so a big backlog never holds locks long.
+    Returns the rows handled in all."""
+    total = 0
+    while True:
+        async with database.sessionmaker() as session, session.begin():
+            handled = await batch(session)
+        total += handled
+        if handled < batch_size:
+            return total

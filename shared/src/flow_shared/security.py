@@ -59,11 +59,17 @@ class SecurityHeadersMiddleware:
 
 
 class TrustedHostMiddleware:
-    """Refuse requests for hosts we do not serve (Host-header attacks), as a problem."""
+    """Refuse requests for hosts we do not serve (Host-header attacks), as a problem.
 
-    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+    `exempt_paths` pass whatever their Host: probes and scrapers address a pod or
+    container by its IP, and health and metrics answers do not depend on the host."""
+
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: list[str], exempt_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.allow_any = "*" in allowed_hosts
+        self.exempt_paths = exempt_paths
         self.exact = {h.lower() for h in allowed_hosts if not h.startswith("*.")}
         self.suffixes = tuple(h[1:].lower() for h in allowed_hosts if h.startswith("*."))
 
@@ -71,7 +77,11 @@ class TrustedHostMiddleware:
         return host in self.exact or (bool(self.suffixes) and host.endswith(self.suffixes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.allow_any or scope["type"] not in ("http", "websocket"):
+        if (
+            self.allow_any
+            or scope["type"] not in ("http", "websocket")
+            or scope["path"] in self.exempt_paths
+        ):
             await self.app(scope, receive, send)
             return
         host = ""

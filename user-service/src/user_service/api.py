@@ -15,18 +15,22 @@ from flow_shared.auth import CurrentPrincipal
 from flow_shared.db import DbSession
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
-from user_service import service
+from user_service import members, service
 from user_service.deps import (
+    ClientIpDep,
     DatabaseDep,
+    NotificationClientDep,
     PasswordsDep,
     RedisDep,
     SettingsDep,
     SigningKeysDep,
 )
-from user_service.models import Organization, User
+from user_service.models import Invitation, Organization, User
 from user_service.schemas import (
-    AddMemberRequest,
+    AcceptInvitationRequest,
     ChangePasswordRequest,
+    InvitationOut,
+    InviteMemberRequest,
     LoginRequest,
     LogoutRequest,
     MeOut,
@@ -98,8 +102,9 @@ async def _password_login(
     passwords: PasswordsDep,
     keys: SigningKeysDep,
     settings: SettingsDep,
+    client_ip: str,
 ) -> TokenResponse:
-    # This handler owns the transaction: a refused login still commits its failure count.
+    # Owns its transaction: the tokens' refresh row commits before the answer is sent.
     async with database.sessionmaker() as session, session.begin():
         outcome = await service.login(
             session,
@@ -109,6 +114,7 @@ async def _password_login(
             settings=settings,
             email=credentials.email,
             password=credentials.password,
+            client_ip=client_ip,
         )
     return _token_answer(outcome, response)
 
@@ -129,6 +135,7 @@ async def login(
     passwords: PasswordsDep,
     keys: SigningKeysDep,
     settings: SettingsDep,
+    client_ip: ClientIpDep,
 ) -> TokenResponse:
     return await _password_login(
         body,
@@ -138,6 +145,7 @@ async def login(
         passwords=passwords,
         keys=keys,
         settings=settings,
+        client_ip=client_ip,
     )
 
 
@@ -206,6 +214,7 @@ async def token(
     passwords: PasswordsDep,
     keys: SigningKeysDep,
     settings: SettingsDep,
+    client_ip: ClientIpDep,
 ) -> TokenResponse:
     """The login as an OAuth2 password grant (`username` is the e-mail)."""
     return await _password_login(
@@ -216,6 +225,7 @@ async def token(
         passwords=passwords,
         keys=keys,
         settings=settings,
+        client_ip=client_ip,
     )
 
 
@@ -292,23 +302,24 @@ async def update_me(
 async def change_password(
     body: ChangePasswordRequest,
     principal: CurrentPrincipal,
-    database: DatabaseDep,
+    session: DbSession,
+    redis: RedisDep,
     passwords: PasswordsDep,
     settings: SettingsDep,
+    client_ip: ClientIpDep,
 ) -> None:
-    """Other sessions end: their refresh tokens are revoked."""
-    # Owns its transaction: a wrong current password still counts towards the lockout.
-    async with database.sessionmaker() as session, session.begin():
-        refused = await service.change_password(
-            session,
-            passwords=passwords,
-            settings=settings,
-            principal=principal,
-            current_password=body.current_password,
-            new_password=body.new_password,
-        )
-    if refused is not None:
-        raise refused.error
+    """Every session ends, this one included: refresh tokens are revoked and access
+    tokens issued before the change stop working at once. Log in again afterwards."""
+    await service.change_password(
+        session,
+        redis=redis,
+        passwords=passwords,
+        settings=settings,
+        principal=principal,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        client_ip=client_ip,
+    )
 
 
 # --- organisations ------------------------------------------------------------------------
@@ -333,15 +344,100 @@ async def list_members(
     return Page[UserOut].of([UserOut.model_validate(u) for u in users], pagination, total)
 
 
-@organizations_router.post("/{org_id}/members", status_code=201)
-async def add_member(
+def _invitation(invitation: Invitation) -> InvitationOut:
+    return InvitationOut(
+        id=invitation.id,
+        email=invitation.email,
+        role=invitation.role,
+        status=members.invitation_status(invitation, members.utcnow()),
+        expires_at=invitation.expires_at,
+    )
+
+
+@organizations_router.post(
+    "/{org_id}/members",
+    status_code=202,
+    responses={202: {"description": "Invited: an e-mail with a one-time token is on its way"}},
+)
+async def invite_member(
     org_id: uuid.UUID,
-    body: AddMemberRequest,
+    body: InviteMemberRequest,
     principal: CurrentPrincipal,
     session: DbSession,
-    passwords: PasswordsDep,
+    mailer: NotificationClientDep,
+    settings: SettingsDep,
+) -> InvitationOut:
+    """Invite someone by e-mail (that org's org_admin). The answer is the same whether or
+    not the address already has an account; the invitee accepts with
+    `POST /api/v1/auth/invitations/accept`."""
+    invitation = await members.invite_member(
+        session,
+        mailer=mailer,
+        settings=settings,
+        principal=principal,
+        org_id=org_id,
+        email=body.email,
+        full_name=body.full_name,
+        role=body.role,
+    )
+    return _invitation(invitation)
+
+
+@organizations_router.delete("/{org_id}/members/{user_id}", status_code=204)
+async def remove_member(
+    org_id: uuid.UUID,
+    user_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    redis: RedisDep,
+    settings: SettingsDep,
+) -> None:
+    """Delete the member's account and end all its sessions at once (that org's org_admin).
+    The last org_admin cannot be removed (409)."""
+    await members.remove_member(
+        session, redis=redis, settings=settings, principal=principal, org_id=org_id, user_id=user_id
+    )
+
+
+@organizations_router.get("/{org_id}/invitations")
+async def list_invitations(
+    org_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    pagination: Pagination,
+) -> Page[InvitationOut]:
+    """Pending invitations, oldest first (that org's org_admin)."""
+    invitations, total = await members.list_pending_invitations(
+        session, principal, org_id, pagination
+    )
+    return Page[InvitationOut].of([_invitation(i) for i in invitations], pagination, total)
+
+
+@organizations_router.delete("/{org_id}/invitations/{invitation_id}", status_code=204)
+async def revoke_invitation(
+    org_id: uuid.UUID,
+    invitation_id: uuid.UUID,
+    principal: CurrentPrincipal,
+    session: DbSession,
+) -> None:
+    await members.revoke_invitation(session, principal, org_id, invitation_id)
+
+
+@auth_router.post(
+    "/invitations/accept",
+    status_code=201,
+    responses={
+        400: {"description": "Unknown, used, revoked or expired token (one answer)"},
+        409: {"description": "The invited e-mail already has an account"},
+    },
+)
+async def accept_invitation(
+    body: AcceptInvitationRequest, session: DbSession, passwords: PasswordsDep
 ) -> UserOut:
-    user = await service.add_member(session, passwords, principal, org_id, body)
+    """Become a member with the token from the invitation e-mail and a password of your own."""
+    user, _ = await members.accept_invitation(
+        session, passwords, token=body.token, password=body.password, full_name=body.full_name
+    )
     return UserOut.model_validate(user)
 
 

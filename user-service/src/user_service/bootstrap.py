@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from flow_shared.db import Database, create_engine
 from flow_shared.errors import ServiceUnavailable
-from user_service import service
+from user_service import service, sessions
 from user_service.config import Settings
 from user_service.passwords import Passwords
 from user_service.schemas import EMAIL_PATTERN, MIN_PASSWORD_LENGTH
@@ -72,7 +72,8 @@ async def _retry_prepare(app: FastAPI) -> None:
 
 
 async def prepare(app: FastAPI) -> None:
-    """Put suspension marks back into Redis, then create the bootstrap admin if configured."""
+    """Put suspension marks and token epochs back into Redis, then create the bootstrap
+    admin if configured."""
     settings: Settings = app.state.settings
     database: Database = app.state.database
     async with database.sessionmaker() as session, session.begin():
@@ -80,6 +81,9 @@ async def prepare(app: FastAPI) -> None:
             restored = await service.restore_suspension_marks(session, app.state.redis, settings)
             if restored:
                 log.info("suspension_marks_restored", organizations=restored)
+            epochs = await sessions.restore_epoch_marks(session, app.state.redis, settings)
+            if epochs:
+                log.info("token_epochs_restored", users=epochs)
         except ServiceUnavailable:
             # Token checks fail closed while Redis is away, so starting is still safe.
             log.warning("suspension_marks_not_restored")

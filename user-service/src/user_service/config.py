@@ -28,8 +28,16 @@ class Settings(BaseServiceSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=300)
 
+    # Failures per (e-mail, client IP) within the sliding window; reaching the threshold
+    # locks that pair for lockout_seconds.
     lockout_threshold: int = Field(default=5, ge=1)
     lockout_seconds: int = Field(default=900, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+
+    invitation_ttl_seconds: int = Field(default=72 * 3600, ge=300)
+    # notification-service sends the invitation e-mails (/internal, with SERVICE_KEY).
+    notification_service_url: str = "http://127.0.0.1:8010"
+    notification_service_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # argon2-cffi's RFC 9106 "low memory" profile; tests lower these to keep CI fast.
     argon2_time_cost: int = Field(default=3, ge=1)

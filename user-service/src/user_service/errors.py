@@ -79,3 +79,52 @@ class NotOrgAdmin(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("Only an org_admin of this organisation can do this.")
+
+
+class InvalidInvitation(DomainError):
+    """One answer for an unknown, spent, revoked or expired invitation token."""
+
+    status, code, title = 400, "invalid-invitation", "Invalid invitation"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This invitation is not valid: it may have expired, been used or been revoked. "
+            "Ask your organisation's admin for a new one."
+        )
+
+
+class AccountExists(Conflict):
+    """Told only to the holder of the invitation token, who owns the address."""
+
+    code, title = "account-exists", "Account already exists"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This e-mail already has a Flow account, and an account belongs to one "
+            "organisation. Ask the admin of its current organisation to remove it first, "
+            "or ask to be invited with another address."
+        )
+
+
+class InvitationNotFound(NotFound):
+    code, title = "invitation-not-found", "Invitation not found"
+
+    def __init__(self) -> None:
+        super().__init__("No pending invitation with this id in this organisation.")
+
+
+class MemberNotFound(NotFound):
+    code, title = "member-not-found", "Member not found"
+
+    def __init__(self) -> None:
+        super().__init__("No member with this id in this organisation.")
+
+
+class LastOrgAdmin(Conflict):
+    code, title = "last-org-admin", "Last organisation admin"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This is the organisation's only org_admin: invite another org_admin "
+            "and let them accept before removing this one."
+        )

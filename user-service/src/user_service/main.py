@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
 from user_service import api, bootstrap, internal
+from user_service.clients import NotificationClient
 from user_service.config import Settings
 from user_service.keys import SigningKeys
 from user_service.models import outbox
@@ -16,7 +18,10 @@ from user_service.passwords import Passwords
 
 
 def create_app(
-    settings: Settings | None = None, *, jwks_fetcher: JWKSFetcher | None = None
+    settings: Settings | None = None,
+    *,
+    jwks_fetcher: JWKSFetcher | None = None,
+    notification_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     # Fails here, before serving anything, when no usable signing key is configured
@@ -27,6 +32,9 @@ def create_app(
         # user-service verifies its own tokens without an HTTP call to itself.
         return keys.jwks()
 
+    async def close_clients(app: FastAPI) -> None:
+        await app.state.notification_client.aclose()
+
     app = create_service_app(
         settings,
         title="Flow user-service",
@@ -35,8 +43,10 @@ def create_app(
         events=EventsConfig(outbox=outbox),
         jwks_fetcher=jwks_fetcher or own_jwks,
         on_startup=[bootstrap.on_startup],
-        on_shutdown=[bootstrap.on_shutdown],
+        on_shutdown=[bootstrap.on_shutdown, close_clients],
     )
     app.state.signing_keys = keys
     app.state.passwords = Passwords.from_settings(settings)
+    # Invitation e-mails (tests pass a transport standing in for notification-service).
+    app.state.notification_client = NotificationClient(settings, transport=notification_transport)
     return app

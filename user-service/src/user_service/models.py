@@ -1,4 +1,5 @@
-"""Tables of the "users" schema: organisations, their users, refresh tokens, the outbox."""
+"""Tables of the "users" schema: organisations, their users, refresh tokens, invitations,
+the outbox."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
-    Integer,
     String,
     Text,
     func,
@@ -68,7 +68,6 @@ class User(Base):
         CheckConstraint(_in("role", ROLES), name="role"),
         # E-mails are stored lower-cased, so the unique constraint is case-insensitive.
         CheckConstraint("email = lower(email)", name="email_lowercase"),
-        CheckConstraint("failed_logins >= 0", name="failed_logins_non_negative"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -79,8 +78,8 @@ class User(Base):
         UUID(as_uuid=True), ForeignKey("organizations.id"), index=True
     )
     role: Mapped[str] = mapped_column(String(20))
-    failed_logins: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The token epoch (see sessions.py): access tokens issued before it are refused.
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -105,6 +104,38 @@ class RefreshToken(Base):
     replaced_by: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("refresh_tokens.id", ondelete="SET NULL")
     )
+
+
+INVITABLE_ROLES = ("staff", "org_admin")
+
+
+class Invitation(Base):
+    """An org admin's invitation of an e-mail address. Only the SHA-256 of its one-time
+    token is kept; the token itself exists only in the e-mail to the invitee."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        CheckConstraint(_in("role", INVITABLE_ROLES), name="role"),
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+        Index("ix_invitations_org_id_created_at", "org_id", "created_at"),
+        Index("ix_invitations_org_id_email", "org_id", "email"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 outbox = define_outbox_table(Base.metadata)

@@ -9,30 +9,37 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from flow_shared.validation import NoNul
+
 MIN_PASSWORD_LENGTH = 12
 # Argon2 accepts any length; the cap only keeps request bodies and hashing time sane.
 MAX_PASSWORD_LENGTH = 256
-EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+EMAIL_REGEX = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
 EMAIL_PATTERN = re.compile(EMAIL_REGEX)
 
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_lower=True, max_length=254, pattern=EMAIL_REGEX),
+    NoNul(),
 ]
 NewPassword = Annotated[
     str, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
 ]
 # Login checks a password, it does not set one: any non-empty value gets the same 401.
 GivenPassword = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-OrgName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+FullName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul()
+]
+OrgName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul()
+]
 LicenseNumber = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NoNul()
 ]
 Phone = Annotated[
     str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ().-]{2,38}$")
 ]
-OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul()]
 OrgKind = Literal["hospital", "vendor", "platform"]
 Role = Literal["org_admin", "staff", "platform_admin"]
 
@@ -127,11 +134,26 @@ class ChangePasswordRequest(Input):
     new_password: NewPassword
 
 
-class AddMemberRequest(Input):
+class InviteMemberRequest(Input):
     email: Email
     full_name: FullName
-    password: NewPassword
     role: Literal["staff", "org_admin"]
+
+
+class InvitationOut(BaseModel):
+    """The same fields whether or not the address already has an account."""
+
+    id: uuid.UUID
+    email: str
+    role: Literal["staff", "org_admin"]
+    status: Literal["pending", "accepted", "revoked", "expired"]
+    expires_at: datetime
+
+
+class AcceptInvitationRequest(Input):
+    token: OpaqueToken
+    password: NewPassword
+    full_name: FullName | None = None
 
 
 # --- internal (admin-service) --------------------------------------------------------------
@@ -154,4 +176,6 @@ class VerifyVendorRequest(Input):
 
 class SuspendVendorRequest(Input):
     actor_id: uuid.UUID
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    reason: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), NoNul()] | None
+    ) = None

@@ -1,9 +1,11 @@
 """Identity rules: registration, login with lockout, token rotation, profiles,
 organisations and their members, vendor verification and suspension.
+(Invitations and member removal: members.py; the lockout counter: lockout.py;
+ending sessions: sessions.py.)
 
-Plain async functions taking the session; they flush, never commit. Login,
-refresh and a password change return a `Refused` when the answer is an error
-but the write (failure counter, revoked family) must still be committed.
+Plain async functions taking the session; they flush, never commit. Refresh
+returns a `Refused` when the answer is an error but the write (a revoked
+family) must still be committed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, case, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,14 +30,13 @@ from flow_shared.auth import Principal, revoked_jti_key, suspended_org_key
 from flow_shared.errors import DomainError, ServiceUnavailable
 from flow_shared.metrics import business_counter
 from flow_shared.pagination import PageParams, fetch_page
-from user_service import events
+from user_service import events, lockout, sessions
 from user_service.config import Settings
 from user_service.errors import (
     AccountLocked,
     EmailTaken,
     InvalidCredentials,
     InvalidRefreshToken,
-    NotOrgAdmin,
     OrganizationNotFound,
     OrganizationSuspended,
     RefreshTokenReused,
@@ -45,7 +46,7 @@ from user_service.errors import (
 from user_service.keys import SigningKeys
 from user_service.models import Organization, RefreshToken, User
 from user_service.passwords import Passwords
-from user_service.schemas import AddMemberRequest, RegisterRequest
+from user_service.schemas import RegisterRequest
 
 PLATFORM_ORG_NAME = "Flow Platform"
 
@@ -107,7 +108,7 @@ async def register(
     )
     session.add(organization)
     await session.flush()
-    user = await _create_user(
+    user = await create_user(
         session,
         passwords,
         email=request.email,
@@ -127,7 +128,7 @@ async def _ensure_email_free(session: AsyncSession, email: str) -> None:
         raise EmailTaken("An account with this e-mail already exists.")
 
 
-async def _create_user(
+async def create_user(
     session: AsyncSession,
     passwords: Passwords,
     *,
@@ -143,7 +144,6 @@ async def _create_user(
         full_name=full_name,
         org_id=org_id,
         role=role,
-        failed_logins=0,
     )
     session.add(user)
     try:
@@ -169,6 +169,7 @@ async def login(
     settings: Settings,
     email: str,
     password: str,
+    client_ip: str,
 ) -> TokenPair | Refused:
     outcome = await _login(
         session,
@@ -178,6 +179,7 @@ async def login(
         settings=settings,
         email=email,
         password=password,
+        client_ip=client_ip,
     )
     if isinstance(outcome, Refused):
         LOGINS.labels(_LOGIN_OUTCOMES.get(type(outcome.error), "error")).inc()
@@ -202,8 +204,14 @@ async def _login(
     settings: Settings,
     email: str,
     password: str,
+    client_ip: str,
 ) -> TokenPair | Refused:
+    """An unknown e-mail takes the same path as a wrong password (the same counter, the
+    same Argon2 cost, the same 401 and 423), so answers do not tell which accounts exist."""
     now = utcnow()
+    locked = await lockout.seconds_locked(redis, settings, email, client_ip)
+    if locked:
+        return Refused(AccountLocked(locked))
     row = (
         await session.execute(
             select(User, Organization)
@@ -212,16 +220,16 @@ async def _login(
         )
     ).first()
     if row is None:
-        return await _refuse_unknown_email(redis, passwords, settings, email, password)
+        await passwords.verify_dummy(password)
+        return Refused(await _failed_login(redis, settings, email, client_ip))
     user, organization = row
-
-    if user.locked_until is not None and user.locked_until > now:
-        return Refused(AccountLocked(_seconds_until(user.locked_until, now)))
     if not await passwords.verify(user.password_hash, password):
-        return Refused(await _record_failed_password(session, user, settings, now))
-    if not await _clear_failures(session, user, now):
-        # Another attempt locked the account while this one was hashing.
-        return Refused(AccountLocked(settings.lockout_seconds))
+        return Refused(await _failed_login(redis, settings, email, client_ip))
+    locked = await lockout.seconds_locked(redis, settings, email, client_ip)
+    if locked:
+        # A parallel failure locked the pair while this attempt was hashing.
+        return Refused(AccountLocked(locked))
+    await lockout.clear_failures(redis, settings, email, client_ip)
     if passwords.needs_rehash(user.password_hash):
         # Argon2 parameters were raised since this hash was made: upgrade it now.
         user.password_hash = await passwords.hash(password)
@@ -234,72 +242,13 @@ def _seconds_until(moment: datetime, now: datetime) -> int:
     return max(1, math.ceil((moment - now).total_seconds()))
 
 
-async def _record_failed_password(
-    session: AsyncSession, user: User, settings: Settings, now: datetime
+async def _failed_login(
+    redis: Redis, settings: Settings, email: str, client_ip: str
 ) -> DomainError:
-    """Count a failure atomically; the one that reaches the threshold locks the account."""
-    reaches = User.failed_logins + 1 >= settings.lockout_threshold
-    locked_until = now + timedelta(seconds=settings.lockout_seconds)
-    result = await session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(
-            failed_logins=case((reaches, 0), else_=User.failed_logins + 1),
-            locked_until=case((reaches, locked_until), else_=User.locked_until),
-            updated_at=User.updated_at,  # a failed login is not a profile change
-        )
-        .returning(User.failed_logins, User.locked_until)
-        .execution_options(synchronize_session=False)
-    )
-    failures, new_lock = result.one()
-    log.info("login_failed", user_id=str(user.id), failures_in_a_row=failures)
-    if new_lock is not None and new_lock > now and failures == 0:
-        log.warning("account_locked", user_id=str(user.id), until=new_lock.isoformat())
-    # The attempt that locks the account is still only a wrong password; the next is 423.
+    if await lockout.record_failure(redis, settings, email, client_ip):
+        log.warning("login_locked", failures=settings.lockout_threshold)
+    # The attempt that locks the pair is still only a wrong password; the next is 423.
     return InvalidCredentials()
-
-
-async def _clear_failures(session: AsyncSession, user: User, now: datetime) -> bool:
-    """Reset the counter after a right password, unless a parallel failure locked it."""
-    result = await session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .where((User.locked_until.is_(None)) | (User.locked_until <= now))
-        .values(failed_logins=0, locked_until=None, updated_at=User.updated_at)
-        .returning(User.id)
-        .execution_options(synchronize_session=False)
-    )
-    return result.first() is not None
-
-
-def _unknown_email_key(settings: Settings, email: str) -> str:
-    digest = hashlib.sha256(email.lower().encode()).hexdigest()
-    return f"{settings.redis_key_prefix}user:unknown-login-failures:{digest}"
-
-
-async def _refuse_unknown_email(
-    redis: Redis, passwords: Passwords, settings: Settings, email: str, password: str
-) -> Refused:
-    """Answer exactly as for an existing account: the same hashing cost, the same 401,
-    and after `lockout_threshold` tries the same 423 (counted in Redis, as there is no row)."""
-    key = _unknown_email_key(settings, email)
-    try:
-        failures = int(await redis.get(key) or 0)
-        if failures >= settings.lockout_threshold:
-            return Refused(AccountLocked(int(await redis.ttl(key))))
-    except RedisError:
-        log.warning("unknown_email_counter_unavailable")
-        failures = 0
-    await passwords.verify_dummy(password)
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, settings.lockout_seconds)
-            await pipe.execute()
-    except RedisError:
-        # Only the mimicry of a lockout is lost; no account is at stake.
-        log.warning("unknown_email_counter_unavailable")
-    return Refused(InvalidCredentials())
 
 
 async def issue_tokens(
@@ -313,7 +262,9 @@ async def issue_tokens(
     family_id: uuid.UUID | None = None,
 ) -> TokenPair:
     """A signed access token and a new refresh token (a new family unless rotating)."""
-    issued_at = int(now.timestamp())
+    # Milliseconds kept (a NumericDate may be fractional), so the token epoch can tell a
+    # token signed just after a revocation from one signed just before it.
+    issued_at = sessions.token_time(now)
     access_token = keys.sign(
         {
             "sub": str(user.id),
@@ -322,7 +273,7 @@ async def issue_tokens(
             "role": user.role,
             "jti": uuid.uuid4().hex,
             "iat": issued_at,
-            "exp": issued_at + settings.access_token_ttl_seconds,
+            "exp": int(issued_at) + settings.access_token_ttl_seconds,
             "iss": settings.jwt_issuer,
             "aud": settings.jwt_audience,
         }
@@ -362,7 +313,9 @@ async def refresh(
     if current is None or current.revoked_at is not None:
         raise InvalidRefreshToken("The refresh token is not valid; log in again.")
     if current.used_at is not None:
-        await _revoke_families(session, RefreshToken.family_id == current.family_id, now)
+        await sessions.revoke_refresh_families(
+            session, RefreshToken.family_id == current.family_id, now
+        )
         REFRESH_REUSE.inc()
         log.warning(
             "refresh_token_reuse", user_id=str(current.user_id), family_id=str(current.family_id)
@@ -391,17 +344,6 @@ async def refresh(
     return pair
 
 
-async def _revoke_families(
-    session: AsyncSession, which: ColumnElement[bool], now: datetime
-) -> None:
-    await session.execute(
-        update(RefreshToken)
-        .where(which, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
-
-
 async def logout(
     session: AsyncSession,
     *,
@@ -421,7 +363,9 @@ async def logout(
             )
         )
         if family_id is not None:
-            await _revoke_families(session, RefreshToken.family_id == family_id, now)
+            await sessions.revoke_refresh_families(
+                session, RefreshToken.family_id == family_id, now
+            )
     ttl = _seconds_until(principal.expires_at, now)
     try:
         await redis.set(revoked_jti_key(settings.redis_key_prefix, principal.jti), "1", ex=ttl)
@@ -459,27 +403,30 @@ async def update_me(
 async def change_password(
     session: AsyncSession,
     *,
+    redis: Redis,
     passwords: Passwords,
     settings: Settings,
     principal: Principal,
     current_password: str,
     new_password: str,
-) -> Refused | None:
-    """A wrong current password counts towards the lockout like a failed login, so a
-    stolen access token cannot be used to guess the password without limit."""
-    now = utcnow()
+    client_ip: str,
+) -> None:
+    """Every session ends, this one included: refresh tokens are revoked and every access
+    token issued so far stops working in every service (the token epoch). A wrong current
+    password counts towards the lockout like a failed login, so a stolen access token
+    cannot be used to guess the password without limit."""
     user, _ = await get_me(session, principal)
-    if user.locked_until is not None and user.locked_until > now:
-        return Refused(AccountLocked(_seconds_until(user.locked_until, now)))
+    locked = await lockout.seconds_locked(redis, settings, user.email, client_ip)
+    if locked:
+        raise AccountLocked(locked)
     if not await passwords.verify(user.password_hash, current_password):
-        await _record_failed_password(session, user, settings, now)
-        return Refused(WrongCurrentPassword())
+        await lockout.record_failure(redis, settings, user.email, client_ip)
+        raise WrongCurrentPassword()
+    await lockout.clear_failures(redis, settings, user.email, client_ip)
     user.password_hash = await passwords.hash(new_password)
-    user.failed_logins = 0
-    # Every other session ends: their refresh tokens stop working.
-    await _revoke_families(session, RefreshToken.user_id == user.id, now)
     await session.flush()
-    return None
+    # After the slow hash: a token signed while it ran is older than the epoch too.
+    await sessions.end_sessions(session, redis, settings, [user.id])
 
 
 # --- organisations and members ------------------------------------------------------------
@@ -503,31 +450,6 @@ async def list_members(
     await get_organization(session, principal, org_id)
     statement = select(User).where(User.org_id == org_id).order_by(User.created_at, User.id)
     return await fetch_page(session, statement, params)
-
-
-async def add_member(
-    session: AsyncSession,
-    passwords: Passwords,
-    principal: Principal,
-    org_id: uuid.UUID,
-    request: AddMemberRequest,
-) -> User:
-    organization = await get_organization(session, principal, org_id)
-    if principal.org_id != org_id or principal.role != "org_admin":
-        # A platform admin sees the organisation but does not manage its people.
-        raise NotOrgAdmin()
-    await _ensure_email_free(session, request.email)
-    user = await _create_user(
-        session,
-        passwords,
-        email=request.email,
-        password=request.password,
-        full_name=request.full_name,
-        org_id=organization.id,
-        role=request.role,
-    )
-    await events.user_registered(session, user, organization, added_by=principal.user_id)
-    return user
 
 
 # --- vendors (admin-service, through /internal) -----------------------------------------------
@@ -590,9 +512,10 @@ async def suspend_vendor(
         vendor.suspended = True
         vendor.suspended_at = now
         vendor.suspension_reason = reason
-        await _revoke_families(
-            session, RefreshToken.user_id.in_(select(User.id).where(User.org_id == vendor.id)), now
-        )
+        # The suspended-org mark refuses their tokens only while the org stays suspended;
+        # the epoch makes sure a later reinstatement does not bring them back.
+        member_ids = (await session.scalars(select(User.id).where(User.org_id == vendor.id))).all()
+        await sessions.end_sessions(session, redis, settings, member_ids, now=now)
         await session.flush()
         await events.organization_suspended(session, vendor, actor_id, reason)
         log.info("organization_suspended", org_id=str(vendor.id), actor_id=str(actor_id))
@@ -646,7 +569,6 @@ async def ensure_platform_admin(
             full_name=full_name,
             org_id=organization.id,
             role="platform_admin",
-            failed_logins=0,
         )
         .on_conflict_do_nothing(index_elements=[User.email])
         .returning(User.id)

@@ -14,8 +14,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.pagination import PageParams, fetch_page
+from flow_shared.validation import MAX_UNITS
 from inventory_service import events
-from inventory_service.errors import DepotNotFound, ProductNotFound, StockBelowReserved
+from inventory_service.errors import (
+    DepotNotFound,
+    ProductNotFound,
+    StockAboveMaximum,
+    StockBelowReserved,
+)
 from inventory_service.models import Depot, MovementKind, Product, Stock, StockMovement, Vendor
 from inventory_service.schemas import DepotCreate, StockAdjust, StockSet
 
@@ -197,6 +203,10 @@ async def adjust_stock(
         raise StockBelowReserved(
             f"Adjusting by {body.delta} leaves {on_hand} on hand, below the "
             f"{current.reserved} units reserved for orders."
+        )
+    if on_hand > MAX_UNITS:
+        raise StockAboveMaximum(
+            f"Adjusting by {body.delta} leaves {on_hand} on hand, above {MAX_UNITS}."
         )
     row = await _update_stock(
         session, depot.id, product_id, {"on_hand": Stock.on_hand + body.delta}

@@ -3,9 +3,11 @@
 A webhook URL is chosen by a customer, so without this check a webhook is a way to
 make Flow send requests into its own network (SSRF): loopback, private ranges, the
 cloud metadata address (link-local), multicast and reserved space are refused unless
-ALLOW_PRIVATE_WEBHOOKS is set. The check runs on the addresses the host resolves to at
-delivery time, and the request then goes to the checked address itself, so a DNS
-answer that changes between check and connect (rebinding) cannot slip past it.
+ALLOW_PRIVATE_WEBHOOKS is set, and so are IPv6 addresses that tunnel or translate to
+such an IPv4 address (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo). The check
+runs on the addresses the host resolves to at delivery time, and the request then goes
+to the checked address itself, so a DNS answer that changes between check and connect
+(rebinding) cannot slip past it.
 """
 
 from __future__ import annotations
@@ -57,11 +59,43 @@ def literal_address(host: str) -> IPAddress | None:
         return None
 
 
+# IPv6 forms that carry an IPv4 destination in their low 32 bits: the packet ends up at
+# that IPv4 address, so it is judged instead of the IPv6 one.
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+# Local-use NAT64 (RFC 8215): the operator picks where the IPv4 address sits, so what it
+# reaches cannot be told from the address: always refused.
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+# Deprecated IPv4-compatible addresses (::a.b.c.d, RFC 4291): never a legitimate target.
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _low_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+
+
 def is_public_address(address: IPAddress) -> bool:
-    """True only for globally routable unicast addresses."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        # ::ffff:127.0.0.1 reaches 127.0.0.1.
-        address = address.ipv4_mapped
+    """True only for globally routable unicast addresses, and for IPv6 transition
+    addresses (IPv4-mapped, NAT64, 6to4, Teredo) only when every IPv4 address they
+    reach is itself public: ::ffff:127.0.0.1, 64:ff9b::10.0.0.1, 2002:7f00:1:: and a
+    Teredo address with a private client all lead into the private network."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return _is_public_unicast(address.ipv4_mapped)
+        if address in NAT64_WELL_KNOWN:
+            return _is_public_unicast(_low_ipv4(address))
+        if address in NAT64_LOCAL_USE or address in IPV4_COMPATIBLE:
+            return False  # includes :: and ::1
+        embedded: list[ipaddress.IPv4Address] = []
+        if address.sixtofour is not None:
+            embedded.append(address.sixtofour)
+        if address.teredo is not None:
+            embedded.extend(address.teredo)  # (server, client), the client de-obfuscated
+        if not all(_is_public_unicast(ipv4) for ipv4 in embedded):
+            return False
+    return _is_public_unicast(address)
+
+
+def _is_public_unicast(address: IPAddress) -> bool:
     if (
         address.is_loopback
         or address.is_private

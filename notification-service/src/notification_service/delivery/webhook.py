@@ -1,8 +1,11 @@
 """Webhooks: a notification POSTed as JSON, signed so the receiver can trust it.
 
-`X-Flow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>`.
-The receiver recomputes the HMAC over the raw body with the shared secret, compares
-in constant time, and rejects timestamps too far from its clock (replays).
+`X-Flow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>` with
+the recipient organisation's own secret. During a rotation's grace period the header
+carries one `v1=` per valid secret, the current one first
+(`t=...,v1=<new>,v1=<old>`), as Stripe does: the receiver accepts the delivery when any
+`v1` matches a secret it knows, compared in constant time, and rejects timestamps too
+far from its clock (replays).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 import httpx
 
@@ -27,9 +31,11 @@ class DeliveryFailed(Exception):
         self.permanent = permanent
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+def sign(secrets: Sequence[str], body: bytes, timestamp: int) -> str:
+    """The X-Flow-Signature value: one `v1=` per secret, in the order given."""
+    signed = f"{timestamp}.".encode() + body
+    macs = (hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets)
+    return ",".join([f"t={timestamp}", *(f"v1={mac}" for mac in macs)])
 
 
 def _retryable_status(status: int) -> bool:
@@ -42,26 +48,40 @@ class WebhookSender:
         self,
         http: httpx.AsyncClient,
         *,
-        secret: str,
         allow_private: bool,
         resolver: Resolver = resolve_host,
     ) -> None:
         self.http = http
-        self.secret = secret
         self.allow_private = allow_private
         self.resolver = resolver
 
     async def send(
-        self, url: str, body: bytes, *, event_type: str, delivery_id: str, notification_id: str
+        self,
+        url: str,
+        body: bytes,
+        *,
+        signing_secrets: Sequence[str],
+        event_type: str,
+        delivery_id: str,
+        notification_id: str,
     ) -> None:
-        """POST the body to the URL (after the address check). Raises WebhookRefused for a
-        target that is not allowed, DeliveryFailed for anything but a 2xx answer."""
+        """POST the body to the URL (after the address check), signed with each of the
+        recipient's secrets. Raises WebhookRefused for a target that is not allowed,
+        DeliveryFailed for anything but a 2xx answer."""
         target = await checked_target(url, allow_private=self.allow_private, resolver=self.resolver)
+        if not signing_secrets:
+            # A webhook saved before per-organisation secrets existed (or the key changed):
+            # never sent unsigned, nor signed with anything shared.
+            raise DeliveryFailed(
+                "the organisation has no webhook signing secret: save the webhook URL again "
+                "or rotate the secret",
+                permanent=True,
+            )
         headers = {
             "Host": target.host_header,
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: sign(self.secret, body, int(time.time())),
+            SIGNATURE_HEADER: sign(signing_secrets, body, int(time.time())),
             "X-Flow-Event": event_type,
             "X-Flow-Delivery": delivery_id,
             "X-Flow-Notification": notification_id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from notification_service.delivery.email import EmailSender, build_message
 from notification_service.delivery.guard import WebhookRefused
 from notification_service.delivery.webhook import DeliveryFailed, WebhookSender
 from notification_service.models import Delivery, DeliveryChannel, DeliveryStatus, Notification
+from notification_service.webhook_secrets import WebhookSecretCipher, signing_secrets
 
 log = structlog.get_logger("notifications.delivery")
 
@@ -61,6 +62,8 @@ class ClaimedDelivery:
     target: str
     attempts: int
     notification: Notification
+    # The recipient org's webhook signing secrets, read when claimed (webhooks only).
+    signing_secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +81,13 @@ class DeliveryWorker:
         *,
         email: EmailSender | None,
         webhook: WebhookSender | None,
+        secret_cipher: WebhookSecretCipher | None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.email = email
         self.webhook = webhook
+        self.secret_cipher = secret_cipher
         # Past the longest a send may take, so a live claim is never taken twice.
         self.lease = timedelta(
             seconds=2 * max(settings.webhook_timeout_seconds, settings.smtp_timeout_seconds) + 30
@@ -141,6 +146,7 @@ class DeliveryWorker:
                         Delivery.target,
                         Delivery.attempts,
                         Delivery.notification_id,
+                        Delivery.org_id,
                     )
                     .execution_options(synchronize_session=False)
                 )
@@ -155,6 +161,13 @@ class DeliveryWorker:
                     )
                 )
             }
+            secrets_by_org: dict[uuid.UUID, list[str]] = {}
+            if self.secret_cipher is not None:
+                secrets_by_org = await signing_secrets(
+                    session,
+                    self.secret_cipher,
+                    {row.org_id for row in rows if row.channel == DeliveryChannel.WEBHOOK.value},
+                )
         return [
             ClaimedDelivery(
                 id=row.id,
@@ -162,6 +175,7 @@ class DeliveryWorker:
                 target=row.target,
                 attempts=row.attempts,
                 notification=notifications[row.notification_id],
+                signing_secrets=tuple(secrets_by_org.get(row.org_id, ())),
             )
             for row in rows
         ]
@@ -233,11 +247,12 @@ class DeliveryWorker:
         elif item.channel == DeliveryChannel.WEBHOOK.value:
             if self.webhook is None:
                 raise DeliveryFailed(
-                    "webhooks are not configured (WEBHOOK_SIGNING_SECRET)", permanent=True
+                    "webhooks are not configured (WEBHOOK_SECRETS_KEY)", permanent=True
                 )
             await self.webhook.send(
                 item.target,
                 webhook_body(notification),
+                signing_secrets=item.signing_secrets,
                 event_type=notification.type,
                 delivery_id=str(item.id),
                 notification_id=str(notification.id),

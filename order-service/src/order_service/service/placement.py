@@ -1,8 +1,17 @@
-"""Placing an order: a saga over inventory-service and pricing-service.
+"""Placing an order: a saga over inventory-, pricing- and (card orders) payment-service.
 
     claim Idempotency-Key -> resolve the destination -> reserve stock (inventory)
-    -> quote (pricing) -> persist the order, its lines and `order.placed` (outbox)
+    -> quote (pricing) -> card orders: hand the card token to payment-service
+    -> persist the order, its lines and `order.placed` (outbox)
     -> store the idempotent answer -> COMMIT
+
+The card token goes over payment-service's internal API, never into the outbox (whose rows
+are kept) or an event (which every consumer reads). It is handed over last before the
+order is written, and before the COMMIT that lets the relay publish order.placed: so
+payment-service holds the token whenever order.placed reaches it, and with payment-service
+down the request is a 503 that leaves no order and gives the hold back. A placement that
+fails after the hand-over (the COMMIT itself) leaves only an unused token there, which
+payment-service prunes; no order.placed ever names that order.
 
 Every failure after the reservation gives the hold back: a failing step
 releases it on the spot, and from the moment the order is built the unit of
@@ -91,7 +100,7 @@ class PlacementRequest:
     priority: Priority
     payment_method: str
     notes: str | None
-    # Only on order.placed, for payment-service to authorize; never stored in this schema.
+    # Handed to payment-service before the order is committed; never stored in this schema.
     card_token: str | None = None
 
 
@@ -216,6 +225,8 @@ async def place(
             raise DepotOrProductNotFound("This depot does not belong to that vendor.")
         quote = await _current_quote(upstreams.pricing, request, reusable=quote)
         _check_quote(quote, request)
+        if request.card_token is not None:
+            await upstreams.payment.hand_over_card_token(order_id, request.card_token)
         now = utcnow()
         order = _new_order(order_id, hospital, request, reservation, quote, now, window)
         uow.session.add(order)
@@ -225,7 +236,6 @@ async def place(
             OrderStatus.PLACED,
             actor_id=hospital.user_id,
             at=now,
-            event_extra={"card_token": request.card_token} if request.card_token else None,
         )
     except BaseException:
         await hold.give_back(reservation.reservation_id, cause="placement")

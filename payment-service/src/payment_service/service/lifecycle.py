@@ -1,8 +1,9 @@
 """A payment's course, driven by its order's events.
 
 - order.placed: the order's payment is opened (one per order: UNIQUE order_id). A card
-  is authorized at the provider (approved: `payment.authorized`; declined or no usable
-  token: `payment.failed`); invoice and cash on delivery stay pending.
+  is authorized at the provider with the token order-service handed over before placing
+  the order (`card_tokens`; approved: `payment.authorized`; declined or no usable token:
+  `payment.failed`); invoice and cash on delivery stay pending.
 - order.delivered: a card is captured; an invoice is issued, due in INVOICE_DUE_DAYS; cash
   on delivery is captured, as the driver collected the cash on delivery
   (`payment.captured` for both captures).
@@ -19,7 +20,6 @@ repeated call return the first answer.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment_service import events
 from payment_service.errors import PaymentNotOpened, ProviderRefusedOperation
 from payment_service.models import (
-    TOKEN_PATTERN,
     Invoice,
     InvoiceStatus,
     Payment,
@@ -42,14 +41,13 @@ from payment_service.models import (
     invoice_number_seq,
 )
 from payment_service.provider import PaymentProvider, ProviderError
+from payment_service.service import card_tokens
 from payment_service.state import PaymentEvent, apply, can_apply, refundable
 
 log = structlog.get_logger("payment_service.lifecycle")
 
-TOKEN = re.compile(TOKEN_PATTERN)
-# Failure reasons (not secrets).
+# A failure reason (not a secret).
 MISSING_TOKEN = "missing card token"  # noqa: S105
-INVALID_TOKEN = "invalid card token"  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +61,6 @@ class OrderFacts:
     amount: Decimal
     currency: str
     order_status: str
-    card_token: str | None = None
     reason: str | None = None
 
 
@@ -122,13 +119,15 @@ async def on_order_placed(
     session: AsyncSession, provider: PaymentProvider, order: OrderFacts, *, at: datetime
 ) -> Payment | None:
     """Open the order's payment and authorize a card. None when it was opened before."""
+    # Taken first, whatever follows: a redelivery finds neither a token nor a new payment.
+    token = await card_tokens.take_card_token(session, order.order_id)
     if await payment_for_update(session, order.order_id) is not None:
         return None
     payment = _new_payment(order, at=at)
     if not await _insert_payment(session, payment):
         return None
     if order.method is PaymentMethod.CARD:
-        await _authorize_card(session, provider, payment, order.card_token, at=at)
+        await _authorize_card(session, provider, payment, token, at=at)
     return payment
 
 
@@ -141,11 +140,9 @@ async def _authorize_card(
     at: datetime,
 ) -> None:
     if token is None:
+        # None handed over (the internal call refuses anything but a token's shape), or
+        # pruned before a very late order.placed.
         await _fail(session, payment, MISSING_TOKEN, at=at)
-        return
-    if not TOKEN.fullmatch(token):
-        # Possibly a card number sent by mistake: refused and never written anywhere.
-        await _fail(session, payment, INVALID_TOKEN, at=at)
         return
     payment.provider = provider.name
     payment.provider_token = token
@@ -255,6 +252,8 @@ async def on_order_ended(
 ) -> Payment:
     """Void what was not taken, refund what was (the order was cancelled, rejected, ...)."""
     why = f"order {order.order_status}" + (f": {order.reason}" if order.reason else "")
+    # An ended order is never authorized: a token still held for it is of no use.
+    await card_tokens.take_card_token(session, order.order_id)
     payment = await payment_for_update(session, order.order_id)
     if payment is None:
         tombstone = _new_payment(order, at=at)

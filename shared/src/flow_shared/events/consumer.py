@@ -1,6 +1,7 @@
 """The event consumer: a durable queue per service, an inbox, bounded retries, a DLQ.
 
-Topology (declared on every connect, idempotently), for service `S`:
+Topology (declared on every connect, idempotently, from the same description as
+flowctl and the relays declare: topology.py), for service `S`:
 
 - `S.events`: durable queue bound to the events exchange with one routing key per
   handled event type. Messages are acked manually, only after the handler's
@@ -54,8 +55,13 @@ from flow_shared.events.relay import (
     PUBLISH_TIMEOUT_SECONDS,
     Backoff,
     BrokerUnavailable,
-    declare_events_exchange,
     wait_for_event,
+)
+from flow_shared.events.topology import (
+    EventTopology,
+    Subscription,
+    declare_events_exchange,
+    declare_subscription,
 )
 from flow_shared.metrics import business_counter, business_gauge
 
@@ -106,7 +112,17 @@ class EventConsumer:
         reconnect_max_delay: float = 10.0,
         dlq_refresh_interval: float = 15.0,
         stop_timeout: float = 30.0,
+        topology: EventTopology | None = None,
     ) -> None:
+        """`topology`: where `service`'s queues and bindings are described (the fleet's in
+        a service); by default a topology of this consumer alone, bound to its handlers.
+        Raises TopologyMismatch when the handlers and the subscription disagree."""
+        if topology is None:
+            topology = EventTopology(exchange, (Subscription(service, frozenset(handlers)),))
+        if topology.exchange != exchange:
+            raise ValueError(f"topology is of exchange {topology.exchange!r}, not {exchange!r}")
+        self.subscription = topology.subscription(service)
+        self.subscription.check_handlers(handlers)
         self.database = database
         self.inbox = inbox
         self.amqp_url = amqp_url
@@ -118,9 +134,9 @@ class EventConsumer:
         self.prefetch = prefetch
         self.dlq_refresh_interval = dlq_refresh_interval
         self.stop_timeout = stop_timeout
-        self.queue_name = f"{service}.events"
-        self.retry_queue_name = f"{service}.events.retry"
-        self.dlq_name = f"{service}.events.dlq"
+        self.queue_name = self.subscription.queue
+        self.retry_queue_name = self.subscription.retry_queue
+        self.dlq_name = self.subscription.dead_letter_queue
         self._backoff = Backoff(reconnect_initial_delay, reconnect_max_delay)
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -242,26 +258,7 @@ class EventConsumer:
         channel.close_callbacks.add(self._on_closed)
         await channel.set_qos(prefetch_count=self.prefetch)
         exchange = await declare_events_exchange(channel, self.exchange_name)
-        await channel.declare_queue(self.dlq_name, durable=True)
-        await channel.declare_queue(
-            self.retry_queue_name,
-            durable=True,
-            arguments={
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self.queue_name,
-            },
-        )
-        # A message the broker itself rejects (never by us) still lands in the DLQ.
-        queue = await channel.declare_queue(
-            self.queue_name,
-            durable=True,
-            arguments={
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self.dlq_name,
-            },
-        )
-        for event_type in sorted(self.handlers):
-            await queue.bind(exchange, routing_key=event_type)
+        queue = await declare_subscription(channel, exchange, self.subscription)
         self._inspect_channel = await connection.channel(publisher_confirms=False)
         self._queue = queue
         self._consumer_tag = await queue.consume(self._on_message)
@@ -324,7 +321,8 @@ class EventConsumer:
         set_correlation_id(envelope.correlation_id)
         handler = self.handlers.get(envelope.type)
         if handler is None:
-            # Only a stale binding from an older deployment routes such an event here.
+            # Only a stale binding from an older deployment routes such an event here
+            # (bindings are added, never removed, by whoever declares the topology).
             log.warning(
                 "event_without_handler", event_id=str(envelope.id), event_type=envelope.type
             )

@@ -7,6 +7,12 @@ only marked once the broker has confirmed it, so a crash or a lost broker means
 a later pass publishes it again: delivery is at least once, and consumers
 de-duplicate with their inbox.
 
+Before its first publish on a connection the relay declares the event topology
+(topology.py), so every consumer's queue exists even if that consumer has never run.
+Publishes are mandatory: an event no queue is bound to comes back from the broker,
+stays in the outbox (counted in `flow_events_unroutable_total`, which alerts), and its
+type is tried again every `unroutable_retry_seconds`, while other types keep flowing.
+
 The broker may be away for any length of time: start-up never waits for it,
 and the background loop reconnects with exponential backoff.
 """
@@ -28,9 +34,12 @@ from aio_pika.abc import (
     AbstractExchange,
     HeadersType,
 )
+from aio_pika.exceptions import PublishError
 from sqlalchemy import Table, func, select, update
 
 from flow_shared.db import Database
+from flow_shared.events.topology import EventTopology, declare_topology
+from flow_shared.events.topology import declare_events_exchange as declare_events_exchange
 from flow_shared.jsonutil import dumps
 from flow_shared.metrics import business_counter, business_gauge
 
@@ -63,6 +72,12 @@ RELAY_PUBLISH_FAILURES = business_counter(
     "Outbox rows whose publication failed (they are retried on a later pass).",
     ("service",),
 )
+EVENTS_UNROUTABLE = business_counter(
+    "flow_events_unroutable_total",
+    "Publishes the broker returned because no queue is bound to the event type; the "
+    "event stays in the outbox and is tried again.",
+    ("service", "event_type"),
+)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -91,10 +106,6 @@ async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
     return event.is_set()
-
-
-async def declare_events_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
-    return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
 def build_event_message(
@@ -130,11 +141,22 @@ class OutboxRelay:
         reconnect_initial_delay: float = 0.5,
         reconnect_max_delay: float = 10.0,
         stop_timeout: float = 30.0,
+        topology: EventTopology | None = None,
+        unroutable_retry_seconds: float = 30.0,
     ) -> None:
+        """`topology`: what to declare on connect (the fleet's in a service); by default
+        only the exchange."""
+        topology = topology or EventTopology(exchange)
+        if topology.exchange != exchange:
+            raise ValueError(f"topology is of exchange {topology.exchange!r}, not {exchange!r}")
         self.database = database
         self.outbox = outbox
         self.amqp_url = amqp_url
         self.exchange_name = exchange
+        self.topology = topology
+        self.unroutable_retry_seconds = unroutable_retry_seconds
+        # Event types the broker returned as unroutable -> when to try them again.
+        self._unroutable_until: dict[str, float] = {}
         self.service = service
         self.poll_interval = poll_interval
         self.batch_size = batch_size
@@ -219,31 +241,66 @@ class OutboxRelay:
             finally:
                 self._in_pass = False
 
+    def held_unroutable_types(self) -> set[str]:
+        """Event types waiting in the outbox because no queue was bound to them."""
+        now = time.monotonic()
+        self._unroutable_until = {
+            event_type: until for event_type, until in self._unroutable_until.items() if until > now
+        }
+        return set(self._unroutable_until)
+
     async def _publish_batch(self, exchange: AbstractExchange) -> int:
         outbox = self.outbox
         published: list[int] = []
+        held = self.held_unroutable_types()
+        query = (
+            select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.payload)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.seq)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        if held:
+            query = query.where(outbox.c.event_type.not_in(held))
         async with self.database.sessionmaker() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.payload)
-                    .where(outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.seq)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = (await session.execute(query)).all()
             for row in rows:
+                if row.event_type in held:
+                    continue  # returned earlier in this batch
                 message = build_event_message(
                     row.event_id, row.event_type, row.payload, self.service
                 )
                 try:
-                    # Not mandatory: an event nobody subscribes to yet is not an error.
                     await exchange.publish(
                         message,
                         routing_key=row.event_type,
-                        mandatory=False,
+                        mandatory=True,
                         timeout=PUBLISH_TIMEOUT_SECONDS,
                     )
+                except PublishError as exc:
+                    # Returned: no queue is bound to this type. Nobody receives the type,
+                    # so holding it back reorders nothing for anyone: later rows go on.
+                    held.add(row.event_type)
+                    self._unroutable_until[row.event_type] = (
+                        time.monotonic() + self.unroutable_retry_seconds
+                    )
+                    EVENTS_UNROUTABLE.labels(self.service, row.event_type).inc()
+                    log.error(
+                        "outbox_event_unroutable",
+                        event_id=str(row.event_id),
+                        event_type=row.event_type,
+                        retry_in=self.unroutable_retry_seconds,
+                        error=str(exc),
+                    )
+                    await session.execute(
+                        update(outbox)
+                        .where(outbox.c.seq == row.seq)
+                        .values(
+                            attempts=outbox.c.attempts + 1,
+                            last_error=f"unroutable: no queue is bound to {row.event_type}",
+                        )
+                    )
+                    continue
                 except Exception as exc:
                     self._failures.inc()
                     log.warning(
@@ -305,11 +362,16 @@ class OutboxRelay:
             except Exception as exc:
                 raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
             try:
-                channel = await connection.channel(publisher_confirms=True)
-                exchange = await declare_events_exchange(channel, self.exchange_name)
+                # With confirms, a mandatory publish nobody is bound to raises PublishError.
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                # Every consumer's queue before the first publish: an event published
+                # before its consumer ever started then waits for it (no partial routing).
+                exchange = await declare_topology(channel, self.topology)
             except Exception as exc:
                 await connection.close()
-                raise BrokerUnavailable(f"cannot open the events channel: {exc!r}") from exc
+                raise BrokerUnavailable(
+                    f"cannot open the channel or declare the topology: {exc!r}"
+                ) from exc
             self._connection, self._channel, self._exchange = connection, channel, exchange
             log.info("relay_connected", exchange=self.exchange_name)
             return exchange

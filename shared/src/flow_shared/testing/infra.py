@@ -65,6 +65,9 @@ class TestInfra:
             "redis_url": self.redis_url,
             "redis_key_prefix": self.redis_prefix,
             "amqp_url": self.amqp_url,
+            # The session's one vhost serves every service's tests: the fleet's queues
+            # there would collect each test's events for consumers of later tests.
+            "events_declare_fleet_topology": False,
             "service_key": f"test-key-{service}",
             "trusted_service_keys": ["test-trusted-caller-key"],
         }

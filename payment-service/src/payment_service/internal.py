@@ -1,0 +1,23 @@
+"""/internal routes (service key required): order-service hands over card tokens."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response, status
+
+from flow_shared.db import DbSession
+from payment_service.schemas import CardTokenHandover
+from payment_service.service import card_tokens
+
+router = APIRouter(prefix="/internal", tags=["internal"])
+
+
+@router.put("/orders/{order_id}/card-token", status_code=status.HTTP_204_NO_CONTENT)
+async def hand_over_card_token(
+    order_id: uuid.UUID, body: CardTokenHandover, session: DbSession
+) -> Response:
+    """Held for the order's order.placed, which authorizes the card. Idempotent."""
+    await card_tokens.hold_card_token(session, order_id, body.card_token, at=datetime.now(UTC))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,116 @@
+"""Input types every service's schemas use so that PostgreSQL never refuses a request.
+
+PostgreSQL refuses NUL (`\\u0000`) in `text` and `jsonb`, integers beyond its
+column types and amounts beyond `Numeric(14, 2)`. Input that would hit any of
+these is a 422 at the edge, documented in the OpenAPI, never a 500 from the
+database.
+
+Text: put the constraints first and `NoNul()` last, so the schema keeps one
+pattern and pydantic's own length messages:
+
+    Name = Annotated[str, StringConstraints(max_length=200), NoNul()]
+    q: Annotated[Text | None, Query(max_length=100)] = None
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
+
+from flow_shared.errors import UnprocessableEntity
+
+NUL = "\x00"
+# What the OpenAPI says about text without a pattern of its own: no NUL anywhere.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+# PostgreSQL `integer`.
+DB_INTEGER_MAX = 2**31 - 1
+# The most units of one product a stock row, reservation, order or quote line may hold.
+# Well inside `integer`, so sums of a few such values (on hand + an adjustment) fit too.
+MAX_UNITS = 1_000_000_000
+# `Numeric(14, 2)`, the column every stored amount uses.
+AMOUNT_MAX_DIGITS = 14
+AMOUNT_DECIMAL_PLACES = 2
+MAX_AMOUNT = Decimal("999999999999.99")
+
+
+def refuse_nul(value: str) -> str:
+    if NUL in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NoNul:
+    """Annotated metadata: the string may not contain NUL (422 otherwise)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(refuse_nul, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler.resolve_ref_schema(handler(schema))
+        # A pattern of the type's own (an e-mail's) stays; it is the tighter promise.
+        if json_schema.get("type") == "string":
+            json_schema.setdefault("pattern", NO_NUL_PATTERN)
+        return json_schema
+
+
+# Any text a request may carry (body, query, path): NUL refused.
+Text = Annotated[str, NoNul()]
+
+
+def refuse_float(value: object) -> object:
+    # A binary float has already lost cents; money must arrive as a decimal string.
+    if isinstance(value, float):
+        raise ValueError('send amounts as decimal strings, e.g. "12.50"')
+    return value
+
+
+# --- integers --------------------------------------------------------------------------
+
+# Units of a product: a stock level, a threshold (0 allowed).
+Units = Annotated[int, Field(ge=0, le=MAX_UNITS)]
+# Units asked for: an order or reservation line (at least one).
+PositiveUnits = Annotated[int, Field(ge=1, le=MAX_UNITS)]
+# A change of a stock level, either way.
+UnitsDelta = Annotated[int, Field(ge=-MAX_UNITS, le=MAX_UNITS)]
+# Anything else that lands in an `integer` column (a count, a version, seconds).
+DbInteger = Annotated[int, Field(ge=-DB_INTEGER_MAX - 1, le=DB_INTEGER_MAX)]
+
+# --- money -----------------------------------------------------------------------------
+
+# An amount a request carries: a decimal string, at most two decimals, fits Numeric(14, 2).
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(refuse_float),
+    Field(
+        ge=0,
+        le=MAX_AMOUNT,
+        max_digits=AMOUNT_MAX_DIGITS,
+        decimal_places=AMOUNT_DECIMAL_PLACES,
+        allow_inf_nan=False,
+    ),
+]
+
+
+class AmountTooLarge(UnprocessableEntity):
+    code, title = "amount-too-large", "Amount too large"
+
+
+def ensure_amount_fits(value: Decimal, *, what: str) -> Decimal:
+    """A computed amount (a quote's total) that a stored column could not hold is the
+    request's fault (too many units at that price): 422, before the database refuses it."""
+    if abs(value) > MAX_AMOUNT:
+        raise AmountTooLarge(
+            f"The {what} would exceed {MAX_AMOUNT}, the largest amount Flow holds."
+        )
+    return value

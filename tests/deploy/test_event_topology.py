@@ -1,0 +1,166 @@
+"""The event topology a deploy declares (flow_shared.events.topology), against the fleet.
+
+Its routing table is what every service really consumes: each service is built as
+`make up` configures it (scripts/flowctl.py's environment from .env.example) and its
+event handlers are compared with its entry. And `flowctl topology` (which `make migrate`
+and `make up` run) declares, on a real RabbitMQ vhost of its own and idempotently, every
+consumer's queue bound to every type it consumes, before any service has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import aio_pika
+import pytest
+
+from flow_shared.events.envelope import EventEnvelope
+from flow_shared.events.relay import build_event_message
+from flow_shared.events.topology import EVENTS_EXCHANGE, FLEET_SUBSCRIPTIONS, fleet_topology
+from flow_shared.services import ServiceSpec, load_service_specs
+from flow_shared.testing.infra import create_vhost, delete_vhost
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOWCTL = ROOT / "scripts" / "flowctl.py"
+SPECS = load_service_specs(ROOT)
+DEFAULT_AMQP_BASE_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def load_flowctl() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("flowctl_for_topology_test", FLOWCTL)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def flowctl_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """Each service's environment exactly as flowctl starts it (with a JWT key of its own)."""
+    flowctl = load_flowctl()
+    config = flowctl.load_config(flowctl.EXAMPLE_ENV_FILE)
+    config["JWT_KEYS_DIR"] = str(tmp_path_factory.mktemp("keys"))
+    fleet = flowctl.Fleet(config)
+    fleet.ensure_keys()
+    return {spec.name: fleet.service_env(spec) for spec in fleet.services}
+
+
+def handled_event_types(spec: ServiceSpec, env: dict[str, str]) -> set[str]:
+    """What the service's consumer handles, read from the app `create_app` builds."""
+    main = importlib.import_module(f"{spec.package}.main")
+    config = importlib.import_module(f"{spec.package}.config")
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        app = main.create_app(config.Settings(_env_file=None))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    events = app.state.events
+    # Handlers without an inbox are never consumed (create_service_app starts no consumer).
+    return set(events.handlers) if events.inbox is not None else set()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[spec.name for spec in SPECS])
+def test_the_routing_table_is_what_each_service_consumes(
+    spec: ServiceSpec, flowctl_env: dict[str, dict[str, str]]
+) -> None:
+    expected = FLEET_SUBSCRIPTIONS.get(spec.name, frozenset())
+
+    assert handled_event_types(spec, flowctl_env[spec.name]) == expected
+
+
+def test_the_routing_table_names_only_services_of_the_fleet() -> None:
+    assert set(FLEET_SUBSCRIPTIONS) <= {spec.name for spec in SPECS}
+
+
+# -- the deploy step -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def vhost_url() -> Iterator[str]:
+    """A RabbitMQ vhost of its own, as a fresh deploy's broker is: nothing declared yet."""
+    vhost = f"flow-topology-{uuid.uuid4().hex[:8]}"
+    base = os.environ.get("FLOW_TEST_AMQP_URL", DEFAULT_AMQP_BASE_URL)
+    create_vhost(vhost)
+    try:
+        yield base.rstrip("/") + "/" + urllib.parse.quote(vhost, safe="")
+    finally:
+        delete_vhost(vhost)
+
+
+def run_flowctl_topology(env_file: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(FLOWCTL), "topology", "--env-file", str(env_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def publish_every_type_and_count(amqp_url: str) -> dict[str, int]:
+    """Publish one mandatory event of each consumed type; return each queue's depth."""
+    topology = fleet_topology()
+    event_types = sorted({t for s in topology.subscriptions for t in s.event_types})
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        # Passive: the step must have declared it; this test declares nothing itself.
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=True)
+        for event_type in event_types:
+            envelope = EventEnvelope(type=event_type, producer="topology-test", data={})
+            message = build_event_message(
+                envelope.id, event_type, envelope.model_dump(mode="json"), "topology-test"
+            )
+            await exchange.publish(message, routing_key=event_type, mandatory=True)
+        depths: dict[str, int] = {}
+        for subscription in topology.subscriptions:
+            for name in (
+                subscription.queue,
+                subscription.retry_queue,
+                subscription.dead_letter_queue,
+            ):
+                queue = await channel.declare_queue(name, passive=True)
+                depths[name] = int(queue.declaration_result.message_count or 0)
+        return depths
+    finally:
+        await connection.close()
+
+
+def test_flowctl_declares_every_consumers_queue_before_any_service_starts(
+    vhost_url: str, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"AMQP_URL={vhost_url}\n")
+
+    run_flowctl_topology(env_file)
+    run_flowctl_topology(env_file)  # every deploy runs it again
+
+    depths = asyncio.run(publish_every_type_and_count(vhost_url))
+    expected: dict[str, int] = {}
+    for subscription in fleet_topology().subscriptions:
+        expected[subscription.queue] = len(subscription.event_types)
+        expected[subscription.retry_queue] = 0
+        expected[subscription.dead_letter_queue] = 0
+    assert depths == expected
+
+    # A third run with events waiting (a redeploy) keeps them all.
+    run_flowctl_topology(env_file)
+    assert asyncio.run(publish_every_type_and_count(vhost_url)) == {
+        name: 2 * count for name, count in expected.items()
+    }
