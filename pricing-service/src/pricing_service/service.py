@@ -18,11 +18,12 @@ from decimal import Decimal
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
+from flow_shared.lifecycle import delete_older_than
 from flow_shared.metrics import business_counter
 from flow_shared.pagination import PageParams, fetch_page
 from flow_shared.validation import AmountTooLarge
@@ -333,21 +334,10 @@ async def prune_expired_quotes(
     (their lines go with them, ON DELETE CASCADE); returns how many.
 
     Orders copy the prices they use, so an expired quote is only kept for a while for
-    who-was-quoted-what questions. SKIP LOCKED lets several processes prune at once."""
-    due = (
-        select(Quote.id)
-        .where(Quote.expires_at < now - retention)
-        .order_by(Quote.expires_at)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
+    who-was-quoted-what questions."""
+    count = await delete_older_than(
+        session, Quote.id, Quote.expires_at, now - retention, batch_size=batch_size
     )
-    pruned = await session.execute(
-        delete(Quote)
-        .where(Quote.id.in_(due.scalar_subquery()))
-        .returning(Quote.id)
-        .execution_options(synchronize_session=False)
-    )
-    count = len(pruned.all())
     QUOTES_PRUNED.inc(count)
     return count
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import structlog
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from flow_shared.db import Database
 
@@ -80,3 +83,25 @@ async def run_in_batches(
         total += handled
         if handled < batch_size:
             return total
+
+
+async def delete_older_than(
+    session: AsyncSession,
+    key: InstrumentedAttribute[object],
+    age: InstrumentedAttribute[datetime],
+    cutoff: datetime,
+    *,
+    batch_size: int,
+) -> int:
+    """Delete up to `batch_size` rows of `key`'s table whose `age` is before `cutoff`,
+    oldest first; returns how many. SKIP LOCKED: several processes prune at once, each
+    taking rows nobody else holds. One batch for `run_in_batches`."""
+    table = key.class_
+    due = select(key).where(age < cutoff).order_by(age).limit(batch_size)
+    deleted = await session.execute(
+        delete(table)
+        .where(key.in_(due.with_for_update(skip_locked=True).scalar_subquery()))
+        .returning(key)
+        .execution_options(synchronize_session=False)
+    )
+    return len(deleted.all())

@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.lifecycle import delete_older_than
 from flow_shared.metrics import business_counter
 from payment_service.errors import CardTokenConflict
 from payment_service.models import PendingCardToken
@@ -61,20 +62,13 @@ async def prune_card_tokens(
     session: AsyncSession, *, now: datetime, retention: timedelta, batch_size: int
 ) -> int:
     """Delete up to `batch_size` tokens handed over more than `retention` before `now`
-    whose order.placed never came; returns how many. SKIP LOCKED: replicas share it."""
-    due = (
-        select(PendingCardToken.order_id)
-        .where(PendingCardToken.received_at < now - retention)
-        .order_by(PendingCardToken.received_at)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
+    whose order.placed never came; returns how many."""
+    count = await delete_older_than(
+        session,
+        PendingCardToken.order_id,
+        PendingCardToken.received_at,
+        now - retention,
+        batch_size=batch_size,
     )
-    pruned = await session.execute(
-        delete(PendingCardToken)
-        .where(PendingCardToken.order_id.in_(due.scalar_subquery()))
-        .returning(PendingCardToken.order_id)
-        .execution_options(synchronize_session=False)
-    )
-    count = len(pruned.all())
     CARD_TOKENS_PRUNED.inc(count)
     return count
