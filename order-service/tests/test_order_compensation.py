@@ -217,6 +217,9 @@ async def test_a_lost_reservation_answer_with_inventory_then_down_is_found_later
     fleet.inventory.on_request = down_after_the_first_reservation
 
     async with order_app_for(release_retry_after_seconds=0) as opened:
+        # Only the explicit sweep below may find the hold: the app's own first sweep,
+        # racing the request, could release it before the "still held" check.
+        await opened.app.state.order_sweep_task.stop()
         response = await opened.client.post(
             "/api/v1/orders",
             json=fleet.order_body(vendor, depot, [(product, 2)]),
