@@ -19,11 +19,17 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from flow_shared.config import join_caller_keys
 from flow_shared.http import SERVER_KEEPALIVE_SECONDS
 from flow_shared.services import ServiceSpec, load_service_specs
+
+if TYPE_CHECKING:
+    from flow_shared.events.access import BrokerAccount
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_SECONDS = 90.0
@@ -120,17 +126,81 @@ class Fleet:
         env["JWKS_URL"] = f"{self.url(user)}/.well-known/jwks.json"
         env["JWT_KEYS_DIR"] = str(self.keys_dir)
         env["SERVICE_KEY"] = self.config[f"SERVICE_KEY_{service.short}"]
-        env["TRUSTED_SERVICE_KEYS"] = ",".join(
-            self.config[f"SERVICE_KEY_{self.by_name(c).short}"] for c in service.callers
+        env["TRUSTED_SERVICE_KEYS"] = join_caller_keys(
+            {c: self.config[f"SERVICE_KEY_{self.by_name(c).short}"] for c in service.callers}
         )
         if service.schema:
             env["DATABASE_URL"] = self.database_url(service)
             env["DB_SCHEMA"] = service.schema
+        # AMQP_URL in the config is the broker admin's; each service gets its own user
+        # (flow_shared.events.access), and one that uses no events gets none.
+        account = self.broker_account(service)
+        if account is not None:
+            from flow_shared.events.access import service_amqp_url
+
+            env["AMQP_URL"] = service_amqp_url(self.config["AMQP_URL"], account)
+        else:
+            env.pop("AMQP_URL", None)
         return env
+
+    def broker_account(self, service: Service) -> BrokerAccount | None:
+        from flow_shared.events.access import BrokerAccount, broker_services, password_variable
+
+        if service.name not in broker_services():
+            return None
+        variable = password_variable(service.name)
+        if not self.config.get(variable):
+            raise SystemExit(
+                f"flowctl: {variable} is not set (its broker user's password); copy the "
+                "AMQP_PASSWORD_* lines of .env.example into your env file"
+            )
+        return BrokerAccount(service.name, self.config[variable])
 
     # --- provisioning and migrations -------------------------------------------------
 
     def provision(self) -> None:
+        self.provision_database()
+        self.provision_broker()
+
+    def provision_broker(self) -> None:
+        """Every event service's broker user and rights, then the event topology, through
+        the management API as the admin of AMQP_URL (flow_shared.events.access)."""
+        from flow_shared.events.access import provision_broker, vhost_of
+
+        admin_url = self.config["AMQP_URL"]
+        parsed = urllib.parse.urlsplit(admin_url)
+        accounts = [
+            account
+            for account in (self.broker_account(s) for s in self.services)
+            if account is not None
+        ]
+        exchange = self.config.get("EVENTS_EXCHANGE", "flow.events")
+        vhost = vhost_of(admin_url)
+        print(f"provisioning broker users on vhost {vhost}")
+        asyncio.run(
+            provision_broker(
+                self.config.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672"),
+                urllib.parse.unquote(parsed.username or "guest"),
+                urllib.parse.unquote(parsed.password or "guest"),
+                vhost,
+                accounts,
+                amqp_url=admin_url,
+                exchange=exchange,
+            )
+        )
+
+    def replay_dead_letters(self, names: list[str]) -> None:
+        """Put the services' dead letters back into their queues (as their own users)."""
+        from flow_shared.events.consumer import replay_dead_letters
+        from flow_shared.events.topology import fleet_topology
+
+        topology = fleet_topology(self.config.get("EVENTS_EXCHANGE", "flow.events"))
+        for name in names or [s.service for s in topology.subscriptions]:
+            amqp_url = self.service_env(self.by_name(name))["AMQP_URL"]
+            count = asyncio.run(replay_dead_letters(amqp_url, topology.subscription(name)))
+            print(f"{name}: {count} dead letters back in {name}.events")
+
+    def provision_database(self) -> None:
         from flow_shared.provisioning import SchemaGrant, provision, role_for_schema
 
         grants = [
@@ -310,7 +380,6 @@ class Fleet:
         self.ensure_keys()
         self.provision()
         self.migrate()
-        self.declare_event_topology()
         # Identity first: every other service verifies tokens with its JWKS.
         for service in sorted(self.services, key=lambda s: s.name != "user-service"):
             self.start(service)
@@ -372,12 +441,15 @@ def main() -> None:
             "migrate",
             "provision",
             "topology",
+            "dlq-replay",
             "keys",
             "status",
         ],
     )
     parser.add_argument(
-        "services", nargs="*", help="for start/stop/restart: which services (default all)"
+        "services",
+        nargs="*",
+        help="for start/stop/restart/dlq-replay: which services (default all)",
     )
     parser.add_argument("--env-file", type=Path, default=None)
     parser.add_argument(
@@ -401,11 +473,12 @@ def main() -> None:
     elif args.command == "migrate":
         fleet.provision()
         fleet.migrate()
-        fleet.declare_event_topology()
     elif args.command == "provision":
         fleet.provision()
     elif args.command == "topology":
         fleet.declare_event_topology()
+    elif args.command == "dlq-replay":
+        fleet.replay_dead_letters(args.services)
     elif args.command == "keys":
         fleet.ensure_keys()
     else:

@@ -6,8 +6,8 @@
 # Every `NAME=CHANGE_ME` line of the template gets a new value: an RS256 signing key pair
 # for JWT_PRIVATE_KEYS (`<kid>:<base64 of the PEM>`, as user-service loads it) and its kid
 # for JWT_ACTIVE_KID; 32 random bytes (64 hex characters) for everything else (service
-# keys, database role, Redis, RabbitMQ and Grafana passwords, webhook and payment-provider
-# secrets). Every other line is copied as it is.
+# keys, database role, Redis, RabbitMQ admin and per-service broker (AMQP_PASSWORD_*) and
+# Grafana passwords, webhook and payment-provider secrets). Every other line is copied as it is.
 #
 # The file is created with mode 600 (the umask is set before anything is written). An
 # existing file is never overwritten without --force: regenerating rotates every secret,

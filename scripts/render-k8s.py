@@ -11,7 +11,8 @@ script (or services.toml), then run:
 Per service: a Deployment (probes, resources, non-root read-only container), a Service,
 an HPA, a PodDisruptionBudget, an ingress NetworkPolicy, and for a service with a schema
 its migration Job. Shared: the ConfigMap (non-secret settings), the database set-up Job,
-and the default-deny ingress policy. Secrets are only referenced (Secret `flow-secrets`,
+the broker set-up Job (each event service's own RabbitMQ user, its rights and the event
+topology) and the default-deny ingress policy. Secrets are only referenced (Secret `flow-secrets`,
 made by ops from .env.production); no value is ever written here.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from flow_shared.events.access import broker_services, broker_user
 from flow_shared.services import ServiceSpec, load_service_specs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,19 +49,10 @@ INGRESS_NAMESPACE = "ingress-nginx"
 MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS_POD = "prometheus"
 
-# Services that publish or consume events (their main.py passes EventsConfig): only they
-# get the broker's credentials. tests/deploy/test_k8s.py checks this against the code.
-EVENT_SERVICES = frozenset(
-    {
-        "user-service",
-        "inventory-service",
-        "order-service",
-        "payment-service",
-        "review-service",
-        "notification-service",
-        "admin-service",
-    }
-)
+# Services that publish or consume events (flow_shared.events.topology's tables): only
+# they get broker credentials, each its own user's. tests/deploy/test_k8s.py checks this
+# against the code (their main.py passes EventsConfig).
+EVENT_SERVICES = frozenset(broker_services())
 # Secrets a single service needs besides the common ones: (environment variable, key in
 # flow-secrets, optional).
 SERVICE_SECRETS: dict[str, list[tuple[str, str, bool]]] = {
@@ -104,6 +97,8 @@ CONFIG_DEFAULTS: dict[str, str] = {
     "RABBITMQ_PORT": "5672",
     # Empty: the default vhost "/".
     "RABBITMQ_VHOST": "",
+    # The management API the broker set-up Job provisions the users through.
+    "RABBITMQ_MANAGEMENT_URL": "http://rabbitmq:15672",
     # Reverse proxies in front of the gateway whose X-Forwarded-For it may trust.
     "TRUSTED_PROXY_HOPS": "0",
     "RESERVATION_HOLD_MARGIN_SECONDS": "300",
@@ -182,7 +177,7 @@ def service_env(service: Service, by_name: dict[str, Service]) -> list[dict[str,
     for caller in service.callers:
         variable = f"CALLER_KEY_{by_name[caller].short}"
         env.append(secret_env(variable, f"SERVICE_KEY_{by_name[caller].short}"))
-        caller_variables.append(f"$({variable})")
+        caller_variables.append(f"{caller}=$({variable})")
     env.append(value_env("TRUSTED_SERVICE_KEYS", ",".join(caller_variables)))
     if service.schema:
         env += database_env(service)
@@ -194,12 +189,12 @@ def service_env(service: Service, by_name: dict[str, Service]) -> list[dict[str,
         ),
     ]
     if service.name in EVENT_SERVICES:
+        # Its own broker user, allowed only its own event types and queues.
         env += [
-            secret_env("RABBITMQ_USER", "RABBITMQ_USER"),
-            secret_env("RABBITMQ_PASSWORD", "RABBITMQ_PASSWORD"),
+            secret_env("AMQP_PASSWORD", f"AMQP_PASSWORD_{service.short}"),
             value_env(
                 "AMQP_URL",
-                "$(AMQP_SCHEME)://$(RABBITMQ_USER):$(RABBITMQ_PASSWORD)"
+                f"$(AMQP_SCHEME)://{broker_user(service.name)}:$(AMQP_PASSWORD)"
                 "@$(RABBITMQ_HOST):$(RABBITMQ_PORT)/$(RABBITMQ_VHOST)",
             ),
         ]
@@ -488,6 +483,30 @@ def provision_job(services: list[Service]) -> dict[str, Any]:
     return job(name, "provision", pod)
 
 
+def broker_provision_job(services: list[Service]) -> dict[str, Any]:
+    """Each event service's broker user and rights, then the event topology, as RabbitMQ's
+    admin through the management API (as compose's broker-init)."""
+    event_services = [s for s in services if s.name in EVENT_SERVICES]
+    env = [
+        secret_env("RABBITMQ_ADMIN_USER", "RABBITMQ_USER"),
+        secret_env("RABBITMQ_ADMIN_PASSWORD", "RABBITMQ_PASSWORD"),
+        value_env(
+            "AMQP_ADMIN_URL",
+            "$(AMQP_SCHEME)://$(RABBITMQ_ADMIN_USER):$(RABBITMQ_ADMIN_PASSWORD)"
+            "@$(RABBITMQ_HOST):$(RABBITMQ_PORT)/$(RABBITMQ_VHOST)",
+        ),
+        *[
+            secret_env(f"AMQP_PASSWORD_{s.short}", f"AMQP_PASSWORD_{s.short}")
+            for s in event_services
+        ],
+    ]
+    name = "flow-broker-provision"
+    pod = job_pod(
+        name, "provision", f"flow/{IDENTITY}", ["python", "-m", "flow_shared.events.access"], env
+    )
+    return job(name, "provision", pod)
+
+
 def default_deny() -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -533,6 +552,7 @@ def render(root: Path = ROOT) -> dict[Path, str]:
     by_name = {s.name: s for s in services}
     files: dict[Path, str] = {
         Path("database-setup.yaml"): dump([provision_job(services)]),
+        Path("broker-setup.yaml"): dump([broker_provision_job(services)]),
         Path("network-policy-default.yaml"): dump([default_deny()]),
     }
     for service in services:

@@ -71,6 +71,22 @@ if ! rabbit_up; then
   for _ in $(seq 1 60); do rabbit_up && break; sleep 1; done
   as_root rabbitmqctl await_startup >/dev/null 2>&1 || true
 fi
+# The management API: flowctl provisions each service's broker user and rights through it
+# (flow_shared.events.access). The plugin ships with the server, so this works offline.
+# (Plain bash, no curl: an HTTP/1.0 GET as guest, answered 200.)
+management_up() {
+  (exec 3<>/dev/tcp/127.0.0.1/15672 \
+    && printf 'GET /api/overview HTTP/1.0\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n' >&3 \
+    && head -n 1 <&3 | grep -q ' 200 ') 2>/dev/null
+}
+if ! management_up; then
+  if ! as_root rabbitmq-plugins list -E -m 2>/dev/null | grep -qx rabbitmq_management; then
+    say "enabling the RabbitMQ management plugin"
+    as_root rabbitmq-plugins enable rabbitmq_management >/dev/null
+  fi
+  for _ in $(seq 1 60); do management_up && break; sleep 1; done
+  management_up || { echo "setup: RabbitMQ's management API does not answer on :15672" >&2; exit 1; }
+fi
 
 # --- Tools the tests and benchmarks run for real ----------------------------------------
 # Prometheus checks the shipped monitoring config against the live fleet; nginx and wrk

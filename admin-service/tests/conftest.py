@@ -6,6 +6,7 @@ readiness endpoints too (`FleetStub`), and the event projection fed and read dir
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,7 +33,7 @@ from flow_shared.testing.infra import TestInfra, asgi_client
 from flow_shared.testing.tokens import TokenIssuer
 
 USER_SERVICE_URL = "http://user-service.test"
-ORG_ACTION = re.compile(r"^/internal/organizations/([^/]+)/(verify|suspend)$")
+ORG_ACTION = re.compile(r"^/internal/organizations/([^/]+)/(verify|suspend|reinstate)$")
 # Every service admin-service watches, each at a host its FleetStub answers for.
 FLEET = (
     "api-gateway",
@@ -80,6 +81,26 @@ class UserServiceStub:
         self.vendors[vendor["id"]] = vendor
         return vendor
 
+    def add_organization(
+        self, name: str, *, kind: str = "hospital", verified: bool = False
+    ) -> dict[str, Any]:
+        """A hospital or vendor in the organisations API's shape (kept with the vendors)."""
+        organization = {
+            **self.add_vendor(name, verified=verified),
+            "kind": kind,
+            "phone": None,
+            "oxygen_beds": 40 if kind == "hospital" else None,
+            "suspension_reason": None,
+            "license_expires_on": None,
+            "verified_at": None,
+            "suspended_at": None,
+        }
+        self.vendors[organization["id"]] = organization
+        return organization
+
+    # Set to make reinstatements answer user-service's 409 (licence expired).
+    refuse_reinstatement: bool = False
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if self.failure is not None:
@@ -89,24 +110,46 @@ class UserServiceStub:
         path = request.url.path
         if request.method == "GET" and path == "/internal/organizations/vendors":
             return self._list(request)
+        if request.method == "GET" and path == "/internal/organizations":
+            return self._list(request)
         match = ORG_ACTION.match(path)
         if request.method == "POST" and match:
             vendor = self.vendors.get(match.group(1))
-            if vendor is None:
+            wanted_kind = request.url.params.get("kind")
+            if vendor is None or (wanted_kind and vendor.get("kind", "vendor") != wanted_kind):
                 return httpx.Response(404, json={"title": "Not found", "status": 404})
+            body = json.loads(request.content)
             if match.group(2) == "verify":
                 vendor["verified"] = True
-            else:
+                if "license_expires_on" in body:
+                    vendor["license_expires_on"] = body["license_expires_on"]
+            elif match.group(2) == "suspend":
                 vendor["suspended"] = True
+                if "suspension_reason" in vendor:
+                    vendor["suspension_reason"] = body.get("reason")
+            else:
+                if self.refuse_reinstatement:
+                    return httpx.Response(
+                        409,
+                        json={"title": "Licence expired", "status": 409, "detail": "Renew first."},
+                    )
+                vendor["suspended"] = False
             return httpx.Response(200, json=vendor)
         return httpx.Response(404, json={"title": "Not found", "status": 404})
 
     def _list(self, request: httpx.Request) -> httpx.Response:
         params = request.url.params
         items = list(self.vendors.values())
-        if "verified" in params:
-            wanted = params["verified"] == "true"
-            items = [v for v in items if v["verified"] is wanted]
+        if request.url.path.endswith("/vendors"):
+            items = [v for v in items if v.get("kind", "vendor") == "vendor"]
+        else:
+            items = [v for v in items if "kind" in v]
+        if "kind" in params:
+            items = [v for v in items if v.get("kind") == params["kind"]]
+        for flag in ("verified", "suspended"):
+            if flag in params:
+                wanted = params[flag] == "true"
+                items = [v for v in items if v[flag] is wanted]
         page, page_size = int(params["page"]), int(params["page_size"])
         start = (page - 1) * page_size
         body = {

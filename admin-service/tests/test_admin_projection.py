@@ -55,7 +55,11 @@ def consumed(event_type: str, outcome: str) -> float:
 
 
 def test_admin_service_consumes_every_event_of_the_spec_and_order_failed() -> None:
-    assert set(EVENT_HANDLERS) == SPEC_EVENTS | {"order.failed"}
+    assert set(EVENT_HANDLERS) == SPEC_EVENTS | {
+        "order.failed",
+        "organization.reinstated",
+        "organization.license_expiring",
+    }
 
 
 async def test_every_event_is_kept_in_the_audit_as_it_arrived(projection: Projection) -> None:

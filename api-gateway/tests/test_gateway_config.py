@@ -33,6 +33,7 @@ def test_default_route_table_is_specs(monkeypatch: pytest.MonkeyPatch) -> None:
         "inventory": "inventory-service",
         "vendors": "inventory-service",
         "orders": "order-service",
+        "allocation": "order-service",
         "pricing": "pricing-service",
         "payments": "payment-service",
         "reviews": "review-service",

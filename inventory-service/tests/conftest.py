@@ -20,14 +20,15 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from flow_shared.events.envelope import EventEnvelope
-from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
 from flow_shared.testing.tokens import TokenIssuer
 from inventory_service.config import Settings
-from inventory_service.events import on_organization_suspended, on_organization_verified
+from inventory_service.events import EVENT_HANDLERS
 from inventory_service.main import create_app
 from inventory_service.models import Product
 
-INTERNAL_KEY = "test-trusted-caller-key"  # infra.settings_kwargs trusts this one
+INTERNAL_KEY = caller_key("order-service")  # reservations are its routes
+PRICING_HEADERS = {"X-Service-Key": caller_key("pricing-service")}  # depot look-ups
 INTERNAL_HEADERS = {"X-Service-Key": INTERNAL_KEY}
 
 SettingsFactory = Callable[..., Settings]
@@ -111,6 +112,7 @@ class Inventory:
     """Setting up and reading inventory state for a test."""
 
     internal_headers = INTERNAL_HEADERS
+    pricing_headers = PRICING_HEADERS
     org_event = staticmethod(org_event)
 
     def __init__(
@@ -140,11 +142,7 @@ class Inventory:
     # -- the vendor projection -------------------------------------------------------
 
     async def handle(self, envelope: EventEnvelope) -> None:
-        handler = (
-            on_organization_verified
-            if envelope.type == "organization.verified"
-            else on_organization_suspended
-        )
+        handler = EVENT_HANDLERS[envelope.type]
         async with self.sessions() as session, session.begin():
             await handler(session, envelope)
 
@@ -224,13 +222,19 @@ class Inventory:
         *,
         order_id: uuid.UUID | None = None,
         ttl_seconds: int = 900,
+        priority: str | None = "emergency",
     ) -> dict[str, Any]:
-        return {
+        # Emergency by default: may use all the stock. The routine floor (the emergency
+        # reserve) has its own tests, test_inventory_emergency_reserve.py.
+        body: dict[str, Any] = {
             "order_id": str(order_id or uuid.uuid4()),
             "depot_id": str(depot_id),
             "items": [{"product_id": str(p), "quantity": q} for p, q in items],
             "ttl_seconds": ttl_seconds,
         }
+        if priority is not None:
+            body["priority"] = priority
+        return body
 
     async def reserve(
         self,
@@ -240,11 +244,13 @@ class Inventory:
         order_id: uuid.UUID | None = None,
         ttl_seconds: int = 900,
         http: httpx.AsyncClient | None = None,
+        priority: str | None = "emergency",
     ) -> httpx.Response:
+        body = self.reservation_body(
+            depot_id, items, order_id=order_id, ttl_seconds=ttl_seconds, priority=priority
+        )
         return await (http or self.http).post(
-            "/internal/reservations",
-            json=self.reservation_body(depot_id, items, order_id=order_id, ttl_seconds=ttl_seconds),
-            headers=INTERNAL_HEADERS,
+            "/internal/reservations", json=body, headers=INTERNAL_HEADERS
         )
 
     async def outbox_events(self, event_type: str, **data: str) -> list[dict[str, Any]]:

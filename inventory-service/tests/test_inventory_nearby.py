@@ -38,6 +38,7 @@ ROW_FIELDS = {
     "product_name",
     "available",
     "updated_at",
+    "stale",
     "distance_km",
     "lat",
     "lon",
@@ -341,6 +342,7 @@ _PARAMETER_TYPES = {
     "offset": "int8",
     "product_id": "uuid",
     "category": "text",
+    "stale_before": "timestamptz",
 }
 
 
@@ -385,6 +387,7 @@ async def test_the_search_plan_starts_from_the_spatial_index(
         "limit": 20,
         "offset": 0,
         "product_id": product_ids["O2-CYL-10L"],
+        "stale_before": "2026-12-01T00:00:00+00:00",
     }
     execute = "EXECUTE nearby_probe(" + ", ".join(_literal(values[n]) for n in names) + ")"
     vendor = uuid.uuid4()

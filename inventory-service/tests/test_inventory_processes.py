@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flow_shared.config import join_caller_keys
 from flow_shared.testing.infra import TestInfra
 
 PROCESSES = 2
@@ -44,7 +45,7 @@ def _environment(infra: TestInfra) -> dict[str, str]:
             "REDIS_KEY_PREFIX": settings["redis_key_prefix"],
             "AMQP_URL": settings["amqp_url"],
             "SERVICE_KEY": settings["service_key"],
-            "TRUSTED_SERVICE_KEYS": ",".join(settings["trusted_service_keys"]),
+            "TRUSTED_SERVICE_KEYS": join_caller_keys(settings["trusted_service_keys"]),
             # Only /internal routes are called: no token is ever verified.
             "JWKS_URL": "http://127.0.0.1:9/.well-known/jwks.json",
             "RESERVATION_SWEEP_INTERVAL_SECONDS": "3600",

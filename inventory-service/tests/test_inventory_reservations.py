@@ -70,7 +70,7 @@ async def test_reservation_holds_stock_and_answers_the_contract(
     assert fetched.status_code == 200
     assert fetched.json() == body
 
-    depot_info = await client.get(f"/internal/depots/{depot}", headers=inv.internal_headers)
+    depot_info = await client.get(f"/internal/depots/{depot}", headers=inv.pricing_headers)
     assert depot_info.status_code == 200
     info = depot_info.json()
     assert info["vendor_id"] == str(vendor)
@@ -151,7 +151,7 @@ async def test_unverified_or_suspended_vendors_cannot_take_reservations(
         assert response.status_code == 409
         assert response.json()["type"].endswith("/vendor-unavailable")
         assert await inv.stock_row(depot, a) == (5, 0)
-        info = await inv.http.get(f"/internal/depots/{depot}", headers=inv.internal_headers)
+        info = await inv.http.get(f"/internal/depots/{depot}", headers=inv.pricing_headers)
         assert info.json()["vendor_active"] is False
 
 

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
 from flow_shared.testing.tokens import TokenIssuer
 from location_service.config import Settings
 from location_service.main import create_app
 
-INTERNAL_KEY = "test-trusted-caller-key"  # infra.settings_kwargs trusts this one
+INTERNAL_KEY = caller_key("order-service")
 INTERNAL = {"X-Service-Key": INTERNAL_KEY}
 GEOCODER_URL = "http://geocoder.test"
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flow_shared.testing.infra import caller_key
 from location_service.config import Settings
 from location_service.geodesy import geodesic_distance_m
 from location_service.service import Coordinates, estimate_route
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 ROUTE = "/api/v1/locations/route"
 ESTIMATE = "/internal/routes/estimate"
 BATCH = "/internal/routes/batch"
-INTERNAL = {"X-Service-Key": "test-trusted-caller-key"}
+INTERNAL = {"X-Service-Key": caller_key("pricing-service")}
 
 LONDON = (51.50853, -0.12574)
 PARIS = (48.85341, 2.3488)

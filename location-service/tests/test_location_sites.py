@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flow_shared.testing.infra import caller_key
 from flow_shared.testing.tokens import TokenIssuer
 
 if TYPE_CHECKING:
     from conftest import GeocoderStub
 
 SITES = "/api/v1/locations/sites"
-INTERNAL = {"X-Service-Key": "test-trusted-caller-key"}
+INTERNAL = {"X-Service-Key": caller_key("order-service")}
 
 
 async def _create(

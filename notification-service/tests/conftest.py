@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import aio_pika
@@ -336,6 +336,19 @@ class Events:
             "kind": "vendor",
             "actor_id": str(uuid.uuid4()),
             "verified_at": datetime.now(UTC).isoformat(),
+        }
+
+    @staticmethod
+    def license_expiring_data(
+        org_id: uuid.UUID, *, days_left: int, name: str = "St. Mary"
+    ) -> dict[str, Any]:
+        expires = datetime.now(UTC).date() + timedelta(days=days_left)
+        return {
+            "org_id": str(org_id),
+            "name": name,
+            "kind": "hospital",
+            "license_expires_on": expires.isoformat(),
+            "days_left": days_left,
         }
 
     @staticmethod

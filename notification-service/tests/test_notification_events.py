@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    from conftest import Events, NotificationFlow
+    from conftest import Events, NotificationFlow, SmtpSink
 
     DataBuilder = Callable[[Events, uuid.UUID, uuid.UUID], dict[str, Any]]
 
@@ -43,6 +43,12 @@ CASES = [
         lambda ev, v, h: ev.organization_verified_data(v),
         "vendor",
         "verified",
+    ),
+    Case(
+        "organization.license_expiring",
+        lambda ev, v, h: ev.license_expiring_data(h, days_left=30),
+        "hospital",
+        "licence expires in 30 days",
     ),
     Case("order.confirmed", _order("confirmed", eta_minutes=45), "hospital", "confirmed"),
     Case("order.rejected", _order("rejected", reason="no driver"), "hospital", "rejected"),
@@ -191,3 +197,43 @@ async def test_user_registered_from_the_broker_keeps_the_member_projection(
     updated = await flow.member(user_id)
     assert updated is not None
     assert updated.email == "renamed@vendor.test"
+
+
+async def test_a_hospital_hears_its_own_verification(flow: NotificationFlow) -> None:
+    hospital = uuid.uuid4()
+    data = {
+        **flow.events.organization_verified_data(hospital, "St. Mary"),
+        "kind": "hospital",
+        "license_expires_on": "2027-12-31",
+    }
+    event = flow.events.envelope("organization.verified", data)
+
+    await flow.publish(event)
+    stored = await flow.wait_notification(event.id)
+
+    assert stored.org_id == hospital
+    assert "St. Mary has been verified" in stored.body
+    assert "place orders" in stored.body
+    assert "2027-12-31" in stored.body
+
+
+async def test_licence_warning_e_mails_only_the_org_admins(
+    flow: NotificationFlow, smtp_sink: SmtpSink
+) -> None:
+    hospital = uuid.uuid4()
+    for address, role in (("admin@hospital.test", "org_admin"), ("ward@hospital.test", "staff")):
+        data = {**flow.events.user_registered_data(hospital, address), "role": role}
+        await flow.handle(flow.events.envelope("user.registered", data))
+    event = flow.events.envelope(
+        "organization.license_expiring", flow.events.license_expiring_data(hospital, days_left=7)
+    )
+
+    await flow.publish(event)
+    stored = await flow.wait_notification(event.id)
+
+    assert stored.title == "Your licence expires in 7 days"
+    assert stored.data["days_left"] == 7
+    deliveries = await flow.wait_deliveries_done(stored.id)
+    assert [(d.channel, d.target) for d in deliveries] == [("email", "admin@hospital.test")]
+    [mail] = smtp_sink.for_notification(stored.id)
+    assert mail.message["To"] == "admin@hospital.test"

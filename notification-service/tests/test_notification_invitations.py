@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flow_shared.testing.infra import caller_key
+
 if TYPE_CHECKING:
     from conftest import NotificationFlow, SmtpSink
 
 URL = "/internal/invitations/email"
-TRUSTED_CALLER_KEY = "test-trusted-caller-key"  # infra.settings_kwargs trusts this one
+TRUSTED_CALLER_KEY = caller_key("user-service")
 
 
 def _invitation(email: str, *, has_account: bool) -> dict[str, Any]:

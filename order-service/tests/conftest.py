@@ -597,6 +597,9 @@ def order_settings(infra: TestInfra, **overrides: Any) -> Settings:
         "payment_service_url": PAYMENT_URL,
         # Tests run the sweeper themselves (app.state.order_sweeper.run_once()).
         "order_sweep_interval_seconds": 3600,
+        # Out of the way of tests about other rules; test_order_allocation.py sets its own.
+        "allocation_cap_unverified": 1_000_000,
+        "allocation_cap_verified": 1_000_000,
     }
     kwargs.update(overrides)
     return Settings(**infra.settings_kwargs("order-service", **kwargs))

@@ -62,7 +62,7 @@ async def test_an_overdue_order_cannot_be_confirmed_even_before_the_sweeper_runs
     hospital, vendor = fleet.hospital(), fleet.vendor()
     product = uuid.uuid4()
     depot = fleet.depot(vendor, {product: 10})
-    async with order_app_for(confirm_window_routine_seconds=0.001) as opened:
+    async with order_app_for(routine_hold_minutes=0.001 / 60) as opened:
         placed = await opened.client.post(
             "/api/v1/orders",
             json=fleet.order_body(vendor, depot, [(product, 2)], priority="routine"),

@@ -106,7 +106,8 @@ async def test_order_is_reserved_quoted_and_placed_with_the_quote_prices(
 
 @pytest.mark.parametrize(
     ("priority", "window"),
-    [("routine", timedelta(hours=24)), ("urgent", timedelta(hours=1))],
+    # Routine holds are short (SPEC, fair allocation: ROUTINE_HOLD_MINUTES, 120).
+    [("routine", timedelta(minutes=120)), ("urgent", timedelta(hours=1))],
 )
 async def test_confirmation_window_follows_priority(
     client: httpx.AsyncClient,

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from flow_shared.events.consumer import EventHandler
 from flow_shared.events.envelope import EventEnvelope
-from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
 from flow_shared.testing.tokens import TokenIssuer
 from payment_service.config import Settings
 from payment_service.main import create_app
@@ -36,7 +36,7 @@ WEBHOOK_SECRET = "test-webhook-secret-5f1c0a9e"
 PROVIDER_TIMEOUT_SECONDS = 0.3
 WEBHOOK_URL = "/api/v1/payments/webhooks/sandbox"
 # The key the test app trusts for /internal (flow_shared.testing's settings).
-CALLER_KEY = "test-trusted-caller-key"
+CALLER_KEY = caller_key("order-service")
 
 SettingsFactory = Callable[..., Settings]
 

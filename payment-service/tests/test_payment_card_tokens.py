@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from flow_shared.testing.infra import caller_key
 from payment_service.service.card_tokens import prune_card_tokens
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ async def test_handing_over_again_is_idempotent_and_another_token_is_409(pay: Pa
     other = await pay.http.put(
         f"/internal/orders/{order.order_id}/card-token",
         json={"card_token": "tok_declined"},
-        headers={"X-Service-Key": "test-trusted-caller-key"},
+        headers={"X-Service-Key": caller_key("order-service")},
     )
 
     assert other.status_code == 409, other.text

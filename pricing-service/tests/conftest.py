@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
 from flow_shared.testing.tokens import TokenIssuer
 from pricing_service.config import Settings
 from pricing_service.main import create_app
@@ -22,7 +22,7 @@ from pricing_service.main import create_app
 INVENTORY_URL = "http://inventory-service.test"
 LOCATION_URL = "http://location-service.test"
 PRICING_KEY = "test-key-pricing-service"
-CALLER_KEY = "test-trusted-caller-key"
+CALLER_KEY = caller_key("order-service")
 
 
 def _problem(status: int, title: str) -> httpx.Response:
@@ -46,6 +46,8 @@ class Depot:
     available: int = 100
     vendor_active: bool = True
     service_radius_km: float = 50.0
+    # Not updated for inventory's STALE_STOCK_HOURS.
+    stale: bool = False
 
 
 @dataclass
@@ -64,6 +66,7 @@ class InventoryStub:
         available: int = 100,
         vendor_active: bool = True,
         vendor_name: str = "Oxy Vendor",
+        stale: bool = False,
     ) -> Depot:
         index = len(self.depots)
         depot = Depot(
@@ -77,6 +80,7 @@ class InventoryStub:
             distance_km=distance_km,
             available=available,
             vendor_active=vendor_active,
+            stale=stale,
         )
         self.depots[depot.depot_id] = depot
         return depot
@@ -120,7 +124,8 @@ class InventoryStub:
         page, page_size = int(params["page"]), int(params["page_size"])
         rows = sorted(
             (d for d in self.depots.values() if d.vendor_active and d.available >= min_quantity),
-            key=lambda d: d.distance_km,
+            # As inventory ranks them: fresh stock first, then nearest.
+            key=lambda d: (d.stale, d.distance_km),
         )
         items = [
             {
@@ -133,6 +138,7 @@ class InventoryStub:
                 "product_name": "Oxygen cylinder D",
                 "available": d.available,
                 "updated_at": "2026-11-24T10:00:00Z",
+                "stale": d.stale,
                 # Straight-line distance: smaller than the road distance on purpose.
                 "distance_km": round(d.distance_km / 1.3, 1),
                 "lat": d.lat,

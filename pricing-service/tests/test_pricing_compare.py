@@ -335,3 +335,38 @@ async def test_compare_with_location_down_is_503_naming_it(
 
     assert response.status_code == 503
     assert "location-service" in response.json()["detail"]
+
+
+async def test_offers_on_fresh_stock_rank_before_stale_ones(
+    pricing_client: httpx.AsyncClient,
+    inventory: InventoryStub,
+    set_price: SetPrice,
+    hospital: dict[str, str],
+) -> None:
+    """SPEC: compare marks availability not updated for STALE_STOCK_HOURS as `stale` and
+    ranks it after fresh, however cheap it is."""
+    product = uuid.uuid4()
+    cheap_stale = inventory.add_depot(distance_km=1.0, vendor_name="Cheap Stale", stale=True)
+    dear_fresh = inventory.add_depot(distance_km=8.0, vendor_name="Dear Fresh")
+    cheap_fresh = inventory.add_depot(distance_km=3.0, vendor_name="Cheap Fresh")
+    dear_stale = inventory.add_depot(distance_km=2.0, vendor_name="Dear Stale", stale=True)
+    for depot, price in (
+        (cheap_stale, "10.00"),
+        (dear_fresh, "90.00"),
+        (cheap_fresh, "20.00"),
+        (dear_stale, "80.00"),
+    ):
+        await set_price(depot.vendor_id, product, unit_price=price, per_km="0", min_fee="0")
+
+    response = await pricing_client.get(
+        "/api/v1/pricing/compare", params=compare_params(product, 1), headers=hospital
+    )
+
+    assert response.status_code == 200, response.text
+    ranked = [(i["vendor_name"], i["stale"]) for i in response.json()["items"]]
+    assert ranked == [
+        ("Cheap Fresh", False),
+        ("Dear Fresh", False),
+        ("Cheap Stale", True),
+        ("Dear Stale", True),
+    ]

@@ -15,15 +15,22 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel, ConfigDict, Field
 
 from flow_shared.app import Hook, create_service_app
-from flow_shared.auth import CurrentPrincipal, PlatformAdmin, Principal, require_org_kind
+from flow_shared.auth import (
+    CurrentPrincipal,
+    PlatformAdmin,
+    Principal,
+    accepts_callers,
+    require_org_kind,
+)
 from flow_shared.config import BaseServiceSettings
 from flow_shared.errors import DomainError
-from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
 from flow_shared.testing.tokens import TokenIssuer
 
 SHOWCASE_SERVICE = "shared-showcase"
 IN_FLIGHT_METRIC = "flow_http_requests_in_flight"
-TRUSTED_CALLER_KEY = "test-trusted-caller-key"  # what infra.settings_kwargs trusts
+SHOWCASE_CALLER = "order-service"  # the one service its /internal route accepts
+TRUSTED_CALLER_KEY = caller_key(SHOWCASE_CALLER)
 
 showcase_log = structlog.get_logger("showcase")
 
@@ -51,7 +58,7 @@ class ShowcaseState:
 
 
 router = APIRouter()
-internal_router = APIRouter(prefix="/internal")
+internal_router = APIRouter(prefix="/internal", dependencies=[accepts_callers(SHOWCASE_CALLER)])
 
 
 @router.get("/items/{item_id}")
@@ -149,6 +156,9 @@ def showcase_app(
         app.state.showcase = showcase_state
 
     def build(on_startup: Sequence[Hook] = (), **overrides: Any) -> FastAPI:
+        # Two trusted callers, of which its /internal route accepts one.
+        callers = {name: caller_key(name) for name in (SHOWCASE_CALLER, "pricing-service")}
+        overrides.setdefault("trusted_service_keys", callers)
         settings = ShowcaseSettings(**infra.settings_kwargs(SHOWCASE_SERVICE, **overrides))
         return create_service_app(
             settings,

@@ -17,17 +17,21 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter
 from redis.asyncio import Redis
 
 from flow_shared.auth import (
     JWKSCache,
     Principal,
     TokenVerifier,
+    accepts_callers,
+    check_internal_routes,
     revoked_jti_key,
     suspended_org_key,
     user_epoch_key,
 )
 from flow_shared.errors import ServiceUnavailable, Unauthorized
+from flow_shared.testing.infra import caller_key
 from flow_shared.testing.tokens import AUDIENCE, ISSUER, TokenIssuer
 
 if TYPE_CHECKING:
@@ -37,7 +41,7 @@ if TYPE_CHECKING:
 
 ALGORITHMS = ["RS256"]
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "aud", "iss", "org", "org_kind", "role"]
-TRUSTED_CALLER_KEY = "test-trusted-caller-key"
+TRUSTED_CALLER_KEY = caller_key("order-service")
 
 
 def b64url(data: bytes) -> str:
@@ -430,10 +434,36 @@ async def test_internal_routes_accept_a_trusted_service_key(showcase: httpx.Asyn
     assert response.status_code == 200
 
 
+async def test_internal_routes_refuse_a_trusted_service_they_do_not_name(
+    showcase: httpx.AsyncClient,
+) -> None:
+    # pricing-service's key is trusted by this service, but /internal/ping accepts only
+    # order-service: a leaked key opens only the routes its own service needs.
+    headers = {"X-Service-Key": caller_key("pricing-service")}
+
+    response = await showcase.get("/internal/ping", headers=headers)
+
+    assert response.status_code == 403
+    assert response.json()["detail"] == "pricing-service may not call this route."
+
+
+def test_a_service_with_an_internal_route_naming_no_caller_is_not_built() -> None:
+    router = APIRouter(prefix="/internal")
+
+    @router.get("/open")
+    async def open_route() -> None:
+        return None
+
+    with pytest.raises(ValueError, match=r"must name the services it accepts.*/internal/open"):
+        check_internal_routes([router])
+    with pytest.raises(ValueError, match="at least one caller"):
+        accepts_callers()
+
+
 async def test_internal_routes_refuse_everyone_when_no_key_is_trusted(
     showcase_client_for: ShowcaseClientFactory,
 ) -> None:
-    async with showcase_client_for(trusted_service_keys=[]) as client:
+    async with showcase_client_for(trusted_service_keys={}) as client:
         response = await client.get("/internal/ping", headers={"X-Service-Key": ""})
 
     assert response.status_code == 401

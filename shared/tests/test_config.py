@@ -81,20 +81,40 @@ def test_the_default_algorithm_is_rs256() -> None:
 
 def test_lists_come_from_comma_separated_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SERVICE_NAME", "svc")
-    monkeypatch.setenv("TRUSTED_SERVICE_KEYS", "key-one, key-two,")
     monkeypatch.setenv("TRUSTED_HOSTS", "api.flow.test,localhost")
 
-    loaded = settings()
+    assert settings().trusted_hosts == ["api.flow.test", "localhost"]
 
-    assert [k.get_secret_value() for k in loaded.trusted_service_keys] == ["key-one", "key-two"]
-    assert loaded.trusted_hosts == ["api.flow.test", "localhost"]
+
+def test_trusted_service_keys_name_each_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_NAME", "svc")
+    # A key may itself contain "=" (base64 padding): only the first one separates.
+    monkeypatch.setenv("TRUSTED_SERVICE_KEYS", "order-service=key-one, pricing-service=k2==,")
+
+    trusted = settings().trusted_service_keys
+
+    assert {name: key.get_secret_value() for name, key in trusted.items()} == {
+        "order-service": "key-one",
+        "pricing-service": "k2==",
+    }
+
+
+@pytest.mark.parametrize("value", ["bare-key", "=key", "order-service=", "a=k1,a=k2"])
+def test_trusted_service_keys_without_a_caller_or_twice_are_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SERVICE_NAME", "svc")
+    monkeypatch.setenv("TRUSTED_SERVICE_KEYS", value)
+
+    with pytest.raises(ValidationError, match="TRUSTED_SERVICE_KEYS"):
+        settings()
 
 
 def test_secrets_never_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SERVICE_NAME", "svc")
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://flow:db-s3cret@db/flow")
     monkeypatch.setenv("SERVICE_KEY", "svc-key-s3cret")
-    monkeypatch.setenv("TRUSTED_SERVICE_KEYS", "trusted-s3cret")
+    monkeypatch.setenv("TRUSTED_SERVICE_KEYS", "order-service=trusted-s3cret")
 
     shown = repr(settings()) + str(settings())
 
@@ -165,7 +185,7 @@ def test_production_refuses_empty_and_short_secrets(value: str, why: str) -> Non
 def test_production_accepts_real_secrets_and_urls_without_passwords() -> None:
     loaded = production(
         service_key=real_secret(),
-        trusted_service_keys=f"{real_secret()},{real_secret()}",
+        trusted_service_keys=f"order-service={real_secret()},admin-service={real_secret()}",
         database_url=f"postgresql+asyncpg://flow_orders:{real_secret()}@db:5432/flow",
         redis_url="redis://redis:6379/0",
     )
@@ -184,13 +204,13 @@ def test_each_refused_secret_is_named_and_none_is_shown() -> None:
     weak = "local-notification-webhook-secret-8c24d1e5"  # long enough, but shipped
     with pytest.raises(ValidationError) as refused:
         production(
-            trusted_service_keys=f"{real_secret()},{weak}",
+            trusted_service_keys=f"order-service={real_secret()},admin-service={weak}",
             redis_url=f"redis://:{weak}@redis:6379/0",
         )
     message = str(refused.value)
-    assert "TRUSTED_SERVICE_KEYS[1] is a value shipped" in message
+    assert "TRUSTED_SERVICE_KEYS[admin-service] is a value shipped" in message
     assert "REDIS_URL (its password) is a value shipped" in message
-    assert "TRUSTED_SERVICE_KEYS[0]" not in message
+    assert "TRUSTED_SERVICE_KEYS[order-service]" not in message
     assert weak not in message
 
 

@@ -27,6 +27,9 @@ import pytest
 import yaml
 from compose_spec import PyOptions
 
+from flow_shared.config import split_caller_keys
+from flow_shared.events.access import broker_services
+
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "docker-compose.yml"
 OVERLAY = ROOT / "docker-compose.security.yml"
@@ -36,7 +39,14 @@ SERVICES: dict[str, dict[str, Any]] = tomllib.loads((ROOT / "services.toml").rea
 SCHEMA_SERVICES = {name: spec["schema"] for name, spec in SERVICES.items() if "schema" in spec}
 INFRASTRUCTURE = {"postgres", "redis", "rabbitmq"}
 MONITORING = {"prometheus", "grafana"}
-ONE_SHOTS = {"db-init", "jwt-keys", *(f"{name}-migrate" for name in SCHEMA_SERVICES)}
+ONE_SHOTS = {
+    "db-init",
+    "broker-init",
+    "jwt-keys",
+    *(f"{name}-migrate" for name in SCHEMA_SERVICES),
+}
+# The services with a broker user of their own (flow_shared.events.access).
+BROKER_SERVICES = set(broker_services())
 BIN = Path(sys.executable).parent
 
 
@@ -509,9 +519,10 @@ def test_each_service_gets_its_own_key_role_and_callers(production: dict[str, An
     for name, service in flow_services(production).items():
         environment = service["environment"]
         assert environment["SERVICE_KEY"] == f"secret-of-SERVICE_KEY_{short(name)}"
-        trusted = [key for key in environment["TRUSTED_SERVICE_KEYS"].split(",") if key]
+        # Each key under its caller's name: a route accepts callers by name (flow_shared.auth).
+        trusted = split_caller_keys(environment["TRUSTED_SERVICE_KEYS"])
         callers = SERVICES[name].get("callers", [])
-        assert trusted == [f"secret-of-SERVICE_KEY_{short(c)}" for c in callers], name
+        assert trusted == {c: f"secret-of-SERVICE_KEY_{short(c)}" for c in callers}, name
         schema = SCHEMA_SERVICES.get(name)
         if schema is None:
             assert "DATABASE_URL" not in environment
@@ -700,12 +711,16 @@ def _expected_secrets(name: str) -> set[str]:
         "jwt-keys": set(),
         "db-init": {"POSTGRES_PASSWORD"}
         | {f"DB_PASSWORD_{s.upper()}" for s in SCHEMA_SERVICES.values()},
+        "broker-init": {"RABBITMQ_PASSWORD"}
+        | {f"AMQP_PASSWORD_{short(s)}" for s in BROKER_SERVICES},
     }
     if name in infrastructure:
         return infrastructure[name]
     if name.endswith("-migrate"):
         return {f"DB_PASSWORD_{SCHEMA_SERVICES[name.removesuffix('-migrate')].upper()}"}
-    needed = {"REDIS_PASSWORD", "RABBITMQ_PASSWORD", f"SERVICE_KEY_{short(name)}"}
+    needed = {"REDIS_PASSWORD", f"SERVICE_KEY_{short(name)}"}
+    if name in BROKER_SERVICES:
+        needed.add(f"AMQP_PASSWORD_{short(name)}")  # its own broker user, never the admin's
     needed |= {f"SERVICE_KEY_{short(c)}" for c in SERVICES[name].get("callers", [])}
     if name in SCHEMA_SERVICES:
         needed.add(f"DB_PASSWORD_{SCHEMA_SERVICES[name].upper()}")
@@ -715,6 +730,27 @@ def _expected_secrets(name: str) -> set[str]:
         "notification-service": {"WEBHOOK_SECRETS_KEY"},
     }.get(name, set())
     return needed
+
+
+def test_each_event_service_connects_as_its_own_broker_user(production: dict[str, Any]) -> None:
+    services = production["services"]
+    for name, service in flow_services(production).items():
+        url = service["environment"]["AMQP_URL"]
+        if name in BROKER_SERVICES:
+            password = f"secret-of-AMQP_PASSWORD_{short(name)}"
+            assert url == f"amqp://flow-{name}:{password}@rabbitmq:5672/", name
+            # Its user and rights exist before it starts.
+            assert service["depends_on"]["broker-init"] == {
+                "condition": "service_completed_successfully"
+            }, name
+        else:
+            assert url == "amqp://rabbitmq:5672/", name  # never connects: no credentials
+    broker_init = services["broker-init"]
+    assert broker_init["command"] == ["python", "-m", "flow_shared.events.access"]
+    assert broker_init["depends_on"] == {"rabbitmq": {"condition": "service_healthy"}}
+    assert broker_init["environment"]["RABBITMQ_MANAGEMENT_URL"] == "http://rabbitmq:15672"
+    # The management plugin answers on the broker's image.
+    assert services["rabbitmq"]["image"].endswith("-management")
 
 
 def test_each_container_receives_only_its_own_secrets(production: dict[str, Any]) -> None:

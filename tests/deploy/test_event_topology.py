@@ -2,7 +2,10 @@
 
 Its routing table is what every service really consumes: each service is built as
 `make up` configures it (scripts/flowctl.py's environment from .env.example) and its
-event handlers are compared with its entry. And `flowctl topology` (which `make migrate`
+event handlers are compared with its entry. Its publications table is what every
+service really writes (add_event refuses anything else at run time; here, each
+service's event-type constants against its entry), and every event service is started
+as its own broker user (flow_shared.events.access). And `flowctl topology` (which `make migrate`
 and `make up` run) declares, on a real RabbitMQ vhost of its own and idempotently, every
 consumer's queue bound to every type it consumes, before any service has started.
 """
@@ -11,22 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import aio_pika
 import pytest
+from fastapi import FastAPI
 
+from flow_shared.events.access import broker_services
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.relay import build_event_message
-from flow_shared.events.topology import EVENTS_EXCHANGE, FLEET_SUBSCRIPTIONS, fleet_topology
+from flow_shared.events.topology import (
+    EVENTS_EXCHANGE,
+    FLEET_PUBLICATIONS,
+    FLEET_SUBSCRIPTIONS,
+    fleet_topology,
+)
 from flow_shared.services import ServiceSpec, load_service_specs
 from flow_shared.testing.infra import create_vhost, delete_vhost
 
@@ -36,38 +45,8 @@ SPECS = load_service_specs(ROOT)
 DEFAULT_AMQP_BASE_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-def load_flowctl() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("flowctl_for_topology_test", FLOWCTL)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def flowctl_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
-    """Each service's environment exactly as flowctl starts it (with a JWT key of its own)."""
-    flowctl = load_flowctl()
-    config = flowctl.load_config(flowctl.EXAMPLE_ENV_FILE)
-    config["JWT_KEYS_DIR"] = str(tmp_path_factory.mktemp("keys"))
-    fleet = flowctl.Fleet(config)
-    fleet.ensure_keys()
-    return {spec.name: fleet.service_env(spec) for spec in fleet.services}
-
-
-def handled_event_types(spec: ServiceSpec, env: dict[str, str]) -> set[str]:
+def handled_event_types(app: FastAPI) -> set[str]:
     """What the service's consumer handles, read from the app `create_app` builds."""
-    main = importlib.import_module(f"{spec.package}.main")
-    config = importlib.import_module(f"{spec.package}.config")
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        app = main.create_app(config.Settings(_env_file=None))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     events = app.state.events
     # Handlers without an inbox are never consumed (create_service_app starts no consumer).
     return set(events.handlers) if events.inbox is not None else set()
@@ -75,15 +54,69 @@ def handled_event_types(spec: ServiceSpec, env: dict[str, str]) -> set[str]:
 
 @pytest.mark.parametrize("spec", SPECS, ids=[spec.name for spec in SPECS])
 def test_the_routing_table_is_what_each_service_consumes(
-    spec: ServiceSpec, flowctl_env: dict[str, dict[str, str]]
+    spec: ServiceSpec, fleet_apps: dict[str, FastAPI]
 ) -> None:
     expected = FLEET_SUBSCRIPTIONS.get(spec.name, frozenset())
 
-    assert handled_event_types(spec, flowctl_env[spec.name]) == expected
+    assert handled_event_types(fleet_apps[spec.name]) == expected
 
 
 def test_the_routing_table_names_only_services_of_the_fleet() -> None:
     assert set(FLEET_SUBSCRIPTIONS) <= {spec.name for spec in SPECS}
+    assert set(FLEET_PUBLICATIONS) <= {spec.name for spec in SPECS}
+
+
+def written_event_types(spec: ServiceSpec) -> set[str]:
+    """The event types `<package>.events` names (upper-case constants such as
+    `LOW_STOCK = "inventory.low_stock"`) and, for order-service, `order.<status>` for
+    every status (its events module derives the type from the status)."""
+    try:
+        events = importlib.import_module(f"{spec.package}.events")
+    except ModuleNotFoundError:
+        return set()
+    found = {
+        value
+        for name, value in vars(events).items()
+        if name.isupper() and isinstance(value, str) and re.fullmatch(r"[a-z_]+\.[a-z_]+", value)
+    }
+    if spec.name == "order-service":
+        from order_service.models import OrderStatus
+
+        found |= {events.event_type(status) for status in OrderStatus}
+    return found
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[spec.name for spec in SPECS])
+def test_the_publications_table_is_what_each_service_writes(spec: ServiceSpec) -> None:
+    # Constants of types it consumes (handlers' keys) are not its own events.
+    written = written_event_types(spec) - FLEET_SUBSCRIPTIONS.get(spec.name, frozenset())
+
+    assert written == FLEET_PUBLICATIONS.get(spec.name, frozenset())
+
+
+def test_every_subscribed_event_type_has_a_publisher() -> None:
+    published = set().union(*FLEET_PUBLICATIONS.values())
+    for service, event_types in FLEET_SUBSCRIPTIONS.items():
+        # Its broker user could bind it, but nobody could ever publish it.
+        assert event_types <= published, f"{service}: {sorted(event_types - published)}"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[spec.name for spec in SPECS])
+def test_each_event_service_runs_as_its_own_broker_user(
+    spec: ServiceSpec, flowctl_env: dict[str, dict[str, str]]
+) -> None:
+    env = flowctl_env[spec.name]
+    main = ROOT / spec.name / "src" / spec.package / "main.py"
+    uses_events = "EventsConfig(" in main.read_text()
+
+    assert (spec.name in broker_services()) == uses_events
+    if uses_events:
+        url = urllib.parse.urlsplit(env["AMQP_URL"])
+        assert url.username == f"flow-{spec.name}"
+        assert url.password == flowctl_env[spec.name][f"AMQP_PASSWORD_{spec.short}"]
+    else:
+        # Never connects, so gets no URL (the admin's would otherwise be inherited).
+        assert "AMQP_URL" not in env
 
 
 # -- the deploy step -------------------------------------------------------------------------

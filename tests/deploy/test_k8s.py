@@ -10,6 +10,7 @@ scripts/render-k8s.py renders from services.toml.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -20,6 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
+
+from flow_shared.config import split_caller_keys
+from flow_shared.events.access import broker_services
+from flow_shared.services import short_name
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -176,6 +181,13 @@ SECRET_LOOKING = re.compile(r"PASSWORD|SECRET|PRIVATE|_KEY$|_KEYS$")
 REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
+def reference(value: str) -> str:
+    """The variable a `$(NAME)` value refers to."""
+    match = REFERENCE.fullmatch(value)
+    assert match, value
+    return match.group(1)
+
+
 def config_keys(path: Path) -> set[str]:
     [config] = [
         cm for cm in objects(path, "ConfigMap") if cm["metadata"]["name"].startswith("flow-config")
@@ -191,8 +203,9 @@ def test_secrets_are_only_referenced_never_written(rendered: Path) -> None:
                 if "valueFrom" in variable:
                     assert variable["valueFrom"]["secretKeyRef"]["name"] == SECRET_NAME, where
                 elif SECRET_LOOKING.search(variable["name"]):
-                    # Only composed of references, e.g. TRUSTED_SERVICE_KEYS.
-                    leftover = REFERENCE.sub("", variable["value"]).replace(",", "")
+                    # Only composed of references, e.g. TRUSTED_SERVICE_KEYS (caller=$(KEY)).
+                    leftover = REFERENCE.sub("", variable["value"])
+                    leftover = re.sub(r"(^|,)[a-z-]+=", ",", leftover).replace(",", "")
                     assert leftover == "", (where, variable["name"])
 
 
@@ -235,9 +248,12 @@ def test_each_service_gets_its_own_key_role_and_exactly_its_callers_keys(rendere
         assert (
             env["SERVICE_KEY"]["valueFrom"]["secretKeyRef"]["key"] == f"SERVICE_KEY_{short(name)}"
         )
-        trusted = REFERENCE.findall(env["TRUSTED_SERVICE_KEYS"]["value"])
-        trusted_keys = {env[ref]["valueFrom"]["secretKeyRef"]["key"] for ref in trusted}
-        assert trusted_keys == {f"SERVICE_KEY_{short(c)}" for c in spec.get("callers", [])}
+        trusted = split_caller_keys(env["TRUSTED_SERVICE_KEYS"]["value"])
+        trusted_keys = {
+            caller: env[reference(ref)]["valueFrom"]["secretKeyRef"]["key"]
+            for caller, ref in trusted.items()
+        }
+        assert trusted_keys == {c: f"SERVICE_KEY_{short(c)}" for c in spec.get("callers", [])}
         if "schema" in spec:
             assert f"flow_{spec['schema']}:" in env["DATABASE_URL"]["value"]
             password = env["DB_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"]
@@ -336,6 +352,28 @@ def test_the_database_set_up_job_provisions_every_schema(rendered: Path) -> None
     assert container["command"] == ["python", "-m", "flow_shared.provisioning"]
     assert set(env["DB_SCHEMAS"]["value"].split(",")) == schemas
     assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "provision"
+
+
+def test_the_broker_set_up_job_provisions_each_event_services_own_user(rendered: Path) -> None:
+    job = by_name(rendered, "Job")["flow-broker-provision"]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    env = {variable["name"]: variable for variable in container["env"]}
+    users = set(broker_services())
+
+    assert container["command"] == ["python", "-m", "flow_shared.events.access"]
+    assert env["RABBITMQ_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "RABBITMQ_PASSWORD"
+    passwords = {name for name in env if name.startswith("AMQP_PASSWORD_")}
+    assert passwords == {f"AMQP_PASSWORD_{short_name(name)}" for name in users}
+    # Each event service connects as its own user, never the admin.
+    for name, deployment in by_name(rendered, "Deployment").items():
+        service_env = env_of(deployment)
+        if name not in users:
+            assert "AMQP_URL" not in service_env, name
+            continue
+        assert f"://flow-{name}:$(AMQP_PASSWORD)@" in service_env["AMQP_URL"]["value"], name
+        secret = service_env["AMQP_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"]
+        assert secret == f"AMQP_PASSWORD_{short_name(name)}", name
+        assert "RABBITMQ_PASSWORD" not in json.dumps(service_env), name
 
 
 # -- production ------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedFleet]:
         overrides={
             # Two inventory processes, so the no-oversell test races across processes.
             "WEB_CONCURRENCY_INVENTORY": "2",
+            # Two order-service processes (uvicorn workers on one socket), so the allocation
+            # cap test races across processes.
+            "WEB_CONCURRENCY_ORDER": "2",
             # Every test reaches the gateway from 127.0.0.1: give login and register room;
             # auth-token keeps its default so the limit itself is tested.
             "RATE_LIMITS": json.dumps(
@@ -112,7 +115,7 @@ class Accounts:
                 "organization": {
                     "name": f"E2E {kind} {uuid.uuid4().hex[:6]}",
                     "kind": kind,
-                    "license_number": "LIC-42" if kind == "vendor" else None,
+                    "license_number": "LIC-42",
                 },
             },
         )

@@ -31,7 +31,7 @@ async def _register(
             "organization": {
                 "name": f"E2E {kind} {uuid.uuid4().hex[:6]}",
                 "kind": kind,
-                "license_number": "LIC-42" if kind == "vendor" else None,
+                "license_number": "LIC-42",
             },
         },
     )
@@ -109,7 +109,7 @@ async def test_bad_input_is_problem_json_and_changes_nothing(gateway: httpx.Asyn
             "email": taken["email"].upper(),
             "password": PASSWORD,
             "full_name": "T",
-            "organization": {"name": "T", "kind": "hospital"},
+            "organization": {"name": "T", "kind": "hospital", "license_number": "LIC-7"},
         },
     )
     assert again.status_code == 409

@@ -46,7 +46,8 @@ async def test_sixty_concurrent_orders_for_twenty_units(
     )
     assert price.status_code == 200, price.text
 
-    hospitals = [await accounts.register("hospital") for _ in range(3)]
+    # Six hospitals: ten orders each, so no unverified hospital's allocation cap (10) bites.
+    hospitals = [await accounts.register("hospital") for _ in range(6)]
 
     async def order(index: int) -> httpx.Response:
         hospital = hospitals[index % len(hospitals)]

@@ -45,6 +45,15 @@ async def _world(gateway: httpx.AsyncClient, accounts: Any, stock: int) -> dict[
         answer = await gateway.put(path, headers=vendor.headers, json=body)
         assert answer.status_code == 200, answer.text
     hospital = await accounts.register("hospital")
+    # A new hospital is unverified, so its allocation cap (ALLOCATION_CAP_UNVERIFIED) is
+    # below the fifty orders here: the admin raises it for this product, synchronously
+    # (a verification would reach order-service as an event, and the broker goes down).
+    raised = await gateway.put(
+        f"/api/v1/admin/organizations/{hospital.org_id}/allocation",
+        headers=await accounts.admin(),
+        json={"caps": [{"product_id": product_id, "units": 1000}]},
+    )
+    assert raised.status_code == 200, raised.text
     return {"vendor": vendor, "hospital": hospital, "product_id": product_id, "depot_id": depot_id}
 
 
@@ -145,7 +154,8 @@ def _rabbitmq(action: str) -> None:
 async def test_fifty_orders_while_the_broker_is_down_are_paid_heard_and_counted_once(
     gateway: httpx.AsyncClient, accounts: Any
 ) -> None:
-    world = await _world(gateway, accounts, stock=60)
+    # 70 on hand: routine orders may take all but the emergency reserve (20 %), 56 units.
+    world = await _world(gateway, accounts, stock=70)
     admin = await accounts.admin()
     before = await _settled_placed_count(gateway, admin)
 

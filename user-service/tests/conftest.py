@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
 from user_service.config import Settings
 from user_service.main import create_app
 
 PASSWORD = "correct horse battery staple"
-INTERNAL_KEY = "test-trusted-caller-key"  # infra.settings_kwargs trusts this one
+INTERNAL_KEY = caller_key("admin-service")
 
 
 def write_signing_key(directory: Path, kid: str) -> rsa.RSAPrivateKey:
@@ -162,7 +162,12 @@ async def register(
             "email": email,
             "password": password,
             "full_name": "Test Person",
-            "organization": {"name": f"{kind} {uuid.uuid4().hex[:6]}", "kind": kind},
+            "organization": {
+                "name": f"{kind} {uuid.uuid4().hex[:6]}",
+                "kind": kind,
+                # Hospitals register with their licence number (SPEC).
+                **({"license_number": f"HL-{uuid.uuid4().hex[:8]}"} if kind == "hospital" else {}),
+            },
         },
     )
     assert response.status_code == 201, response.text

@@ -111,7 +111,7 @@ async def test_weak_password_is_422(client: httpx.AsyncClient, accounts: Any) ->
             "email": accounts.unique_email(),
             "password": "short-pass1",  # 11 characters
             "full_name": "X",
-            "organization": {"name": "H", "kind": "hospital"},
+            "organization": {"name": "H", "kind": "hospital", "license_number": "H-2"},
         },
     )
     assert response.status_code == 422
@@ -144,7 +144,7 @@ async def test_platform_kind_and_extra_fields_are_refused(
         "email": email,
         "password": accounts.password,
         "full_name": "Sneaky",
-        "organization": {"name": "Evil Corp", "kind": "hospital"},
+        "organization": {"name": "Evil Corp", "kind": "hospital", "license_number": "H-3"},
     }
     attempts = [
         {**base, "role": "platform_admin"},

@@ -109,15 +109,28 @@ async def test_verify_vendor_once_and_idempotently(
     assert all(i["verified"] for i in verified_list.json()["items"])
 
 
-async def test_verify_and_suspend_only_vendors(client: httpx.AsyncClient, accounts: Any) -> None:
+async def test_actions_take_hospitals_and_vendors_and_the_vendor_paths_only_vendors(
+    client: httpx.AsyncClient, accounts: Any, users_db: AsyncEngine
+) -> None:
     hospital = await accounts.register(client, log_in=False)
+    async with users_db.connect() as conn:
+        platform_id = await conn.scalar(text("SELECT id FROM organizations WHERE kind='platform'"))
     body = {"actor_id": str(uuid.uuid4())}
-    for org_id in (hospital.organization["id"], str(uuid.uuid4())):
-        for action in ("verify", "suspend"):
+    for org_id in (str(uuid.uuid4()), str(platform_id) if platform_id else str(uuid.uuid4())):
+        for action in ("verify", "suspend", "reinstate"):
             response = await client.post(
                 f"/internal/organizations/{org_id}/{action}", headers=_key(accounts), json=body
             )
             assert response.status_code == 404, (org_id, action)
+    # admin-service's vendor paths ask for vendors only: a hospital is not one.
+    for action in ("verify", "suspend"):
+        response = await client.post(
+            f"/internal/organizations/{hospital.organization['id']}/{action}",
+            headers=_key(accounts),
+            params={"kind": "vendor"},
+            json=body,
+        )
+        assert response.status_code == 404, action
     unknown_field = await client.post(
         f"/internal/organizations/{hospital.organization['id']}/verify",
         headers=_key(accounts),

@@ -1,4 +1,5 @@
-"""Public admin API (platform admins only): vendor organisations, stats, audit, health."""
+"""Public admin API (platform admins only): vendor and hospital organisations, stats,
+audit, health."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from admin_service.deps import FleetHealthProbe, OwnHealthChecks, UserService
 from admin_service.schemas import (
     AuditPage,
     FleetHealth,
+    Organization,
+    OrganizationKind,
+    OrganizationPage,
     PlatformStats,
+    SuspendOrganizationRequest,
     SuspendVendorRequest,
     VendorOrganization,
     VendorPage,
+    VerifyOrganizationRequest,
 )
 from flow_shared.auth import PlatformAdmin
 from flow_shared.db import DbSession
@@ -55,6 +61,55 @@ async def suspend_vendor(
 ) -> VendorOrganization:
     reason = body.reason if body is not None else None
     return await service.suspend_vendor(session, users, admin, org_id, reason=reason)
+
+
+@router.get("/organizations")
+async def list_organizations(
+    _admin: PlatformAdmin,
+    users: UserService,
+    pagination: Pagination,
+    kind: OrganizationKind | None = None,
+    verified: Annotated[
+        bool | None, Query(description="false lists those awaiting verification")
+    ] = None,
+    suspended: bool | None = None,
+) -> OrganizationPage:
+    return await service.list_organizations(
+        users, kind=kind, verified=verified, suspended=suspended, params=pagination
+    )
+
+
+@router.post("/organizations/{org_id}/verify")
+async def verify_organization(
+    org_id: uuid.UUID,
+    body: VerifyOrganizationRequest,
+    admin: PlatformAdmin,
+    users: UserService,
+    session: DbSession,
+) -> Organization:
+    """Verify a hospital or vendor with its licence expiry, or renew that licence."""
+    return await service.verify_organization(
+        session, users, admin, org_id, license_expires_on=body.license_expires_on
+    )
+
+
+@router.post("/organizations/{org_id}/suspend")
+async def suspend_organization(
+    org_id: uuid.UUID,
+    body: SuspendOrganizationRequest,
+    admin: PlatformAdmin,
+    users: UserService,
+    session: DbSession,
+) -> Organization:
+    return await service.suspend_organization(session, users, admin, org_id, reason=body.reason)
+
+
+@router.post("/organizations/{org_id}/reinstate")
+async def reinstate_organization(
+    org_id: uuid.UUID, admin: PlatformAdmin, users: UserService, session: DbSession
+) -> Organization:
+    """Lift a suspension (409 while the licence has expired: verify with a new date first)."""
+    return await service.reinstate_organization(session, users, admin, org_id)
 
 
 @router.get("/stats")

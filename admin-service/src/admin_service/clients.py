@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import date
 from typing import Any, TypeVar
 
 import httpx
@@ -12,8 +13,19 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from admin_service.config import Settings
-from admin_service.errors import UserServiceBadResponse, VendorNotFound
-from admin_service.schemas import ServiceHealth, VendorOrganization, VendorPage
+from admin_service.errors import (
+    OrganizationConflict,
+    OrganizationNotFound,
+    UserServiceBadResponse,
+    VendorNotFound,
+)
+from admin_service.schemas import (
+    Organization,
+    OrganizationPage,
+    ServiceHealth,
+    VendorOrganization,
+    VendorPage,
+)
 from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
 from flow_shared.http import ServiceClient
 from flow_shared.pagination import PageParams
@@ -47,9 +59,12 @@ class UserServiceClient:
         response = await self._http.get("/internal/organizations/vendors", params=query)
         return _parse(response, VendorPage)
 
+    # The vendor paths ask user-service for a vendor (`kind=vendor`): another kind is 404.
     async def verify_vendor(self, org_id: uuid.UUID, *, actor_id: uuid.UUID) -> VendorOrganization:
         response = await self._http.post(
-            f"/internal/organizations/{org_id}/verify", json={"actor_id": str(actor_id)}
+            f"/internal/organizations/{org_id}/verify",
+            params={"kind": "vendor"},
+            json={"actor_id": str(actor_id)},
         )
         return _parse(response, VendorOrganization)
 
@@ -59,8 +74,53 @@ class UserServiceClient:
         body: dict[str, str] = {"actor_id": str(actor_id)}
         if reason is not None:
             body["reason"] = reason
-        response = await self._http.post(f"/internal/organizations/{org_id}/suspend", json=body)
+        response = await self._http.post(
+            f"/internal/organizations/{org_id}/suspend", params={"kind": "vendor"}, json=body
+        )
         return _parse(response, VendorOrganization)
+
+    async def list_organizations(
+        self,
+        *,
+        kind: str | None,
+        verified: bool | None,
+        suspended: bool | None,
+        params: PageParams,
+    ) -> OrganizationPage:
+        query: dict[str, Any] = {"page": params.page, "page_size": params.page_size}
+        if kind is not None:
+            query["kind"] = kind
+        for name, flag in (("verified", verified), ("suspended", suspended)):
+            if flag is not None:
+                query[name] = "true" if flag else "false"
+        response = await self._http.get("/internal/organizations", params=query)
+        return _parse(response, OrganizationPage, not_found=OrganizationNotFound)
+
+    async def verify_organization(
+        self, org_id: uuid.UUID, *, actor_id: uuid.UUID, license_expires_on: date
+    ) -> Organization:
+        response = await self._http.post(
+            f"/internal/organizations/{org_id}/verify",
+            json={"actor_id": str(actor_id), "license_expires_on": license_expires_on.isoformat()},
+        )
+        return _parse(response, Organization, not_found=OrganizationNotFound)
+
+    async def suspend_organization(
+        self, org_id: uuid.UUID, *, actor_id: uuid.UUID, reason: str
+    ) -> Organization:
+        response = await self._http.post(
+            f"/internal/organizations/{org_id}/suspend",
+            json={"actor_id": str(actor_id), "reason": reason},
+        )
+        return _parse(response, Organization, not_found=OrganizationNotFound)
+
+    async def reinstate_organization(
+        self, org_id: uuid.UUID, *, actor_id: uuid.UUID
+    ) -> Organization:
+        response = await self._http.post(
+            f"/internal/organizations/{org_id}/reinstate", json={"actor_id": str(actor_id)}
+        )
+        return _parse(response, Organization, not_found=OrganizationNotFound)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -121,9 +181,18 @@ def _named_checks(response: httpx.Response) -> dict[str, str] | None:
     }
 
 
-def _parse(response: httpx.Response, model: type[_Model]) -> _Model:
+def _parse(
+    response: httpx.Response,
+    model: type[_Model],
+    *,
+    not_found: type[VendorNotFound | OrganizationNotFound] = VendorNotFound,
+) -> _Model:
     if response.status_code == 404:
-        raise VendorNotFound("No vendor organisation has this id.")
+        what = "vendor" if not_found is VendorNotFound else "hospital or vendor"
+        raise not_found(f"No {what} organisation has this id.")
+    if response.status_code == 409:
+        # user-service's own explanation (e.g. renew the licence first); no internals in it.
+        raise OrganizationConflict(_problem_detail(response))
     if response.status_code != 200:
         # 401/403/422 here mean a misconfigured key or a contract drift, not the client's fault.
         log.error("user_service_unexpected_status", status=response.status_code)
@@ -133,3 +202,12 @@ def _parse(response: httpx.Response, model: type[_Model]) -> _Model:
     except ValidationError:
         log.error("user_service_bad_body", model=model.__name__)
         raise UserServiceBadResponse(f"{USER_SERVICE} sent an unreadable answer.") from None
+
+
+def _problem_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return detail[:500] if isinstance(detail, str) else "user-service refused the change."

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from flow_shared.errors import DomainError, NotFound
+from flow_shared.errors import Conflict, DomainError, NotFound
 
 
 class VendorNotFound(NotFound):
     code = "vendor-not-found"
     title = "Vendor not found"
+
+
+class OrganizationNotFound(NotFound):
+    code = "organization-not-found"
+    title = "Organisation not found"
+
+
+class OrganizationConflict(Conflict):
+    """user-service refused the move (a reinstatement before the licence is renewed)."""
+
+    code = "organization-conflict"
+    title = "Organisation action refused"
 
 
 class UserServiceBadResponse(DomainError):

@@ -6,7 +6,8 @@ redelivered event is never counted twice:
 - it is kept in `events` (the audit), with secrets such as card tokens redacted;
 - order events move `order_facts` forward — events may arrive out of order, so an
   order never goes back to an earlier status and each milestone keeps its own time;
-- user.registered and organization.* keep `org_facts` (kind, verified, suspended).
+- user.registered and organization.* keep `org_facts` (kind, verified, suspended);
+  organization.license_expiring is audited only.
 
 Each producer owns its event's `data`; the models here read only the fields needed.
 """
@@ -20,7 +21,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, bindparam, case, func, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, tuple_
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +34,8 @@ from flow_shared.events.envelope import EventEnvelope
 USER_REGISTERED = "user.registered"
 ORGANIZATION_VERIFIED = "organization.verified"
 ORGANIZATION_SUSPENDED = "organization.suspended"
+ORGANIZATION_REINSTATED = "organization.reinstated"
+ORGANIZATION_LICENSE_EXPIRING = "organization.license_expiring"
 ORDER_EVENT_PREFIX = "order."
 
 # How far along its life an order is. Every order follows one path of the order state
@@ -57,6 +60,8 @@ ALL_EVENT_TYPES: tuple[str, ...] = (
     USER_REGISTERED,
     ORGANIZATION_VERIFIED,
     ORGANIZATION_SUSPENDED,
+    ORGANIZATION_REINSTATED,
+    ORGANIZATION_LICENSE_EXPIRING,
     "inventory.stock_changed",
     "inventory.low_stock",
     "inventory.reservation_expired",
@@ -221,7 +226,7 @@ async def _project_user_registered(session: AsyncSession, envelope: EventEnvelop
         kind=data.org_kind,
         name=data.org_name,
         verified=data.org_verified,
-        suspended=False,
+        suspended=None,
     )
 
 
@@ -234,7 +239,7 @@ async def _project_organization_verified(session: AsyncSession, envelope: EventE
         kind=data.kind,
         name=data.name,
         verified=True,
-        suspended=False,
+        suspended=None,
     )
 
 
@@ -251,6 +256,19 @@ async def _project_organization_suspended(session: AsyncSession, envelope: Event
     )
 
 
+async def _project_organization_reinstated(session: AsyncSession, envelope: EventEnvelope) -> None:
+    data = OrganizationEventData.model_validate(envelope.data)
+    await _upsert_org(
+        session,
+        envelope,
+        org_id=data.org_id,
+        kind=data.kind,
+        name=data.name,
+        verified=False,
+        suspended=False,
+    )
+
+
 async def _upsert_org(
     session: AsyncSession,
     envelope: EventEnvelope,
@@ -259,26 +277,40 @@ async def _upsert_org(
     kind: str,
     name: str,
     verified: bool,
-    suspended: bool,
+    suspended: bool | None,
 ) -> None:
+    """`suspended` None: the event says nothing about suspension (a new row starts not
+    suspended)."""
     at = _utc(envelope.occurred_at)
     row = pg_insert(OrgFact).values(
         org_id=org_id,
         kind=kind,
         name=name[:200],
         verified=verified,
-        suspended=suspended,
+        suspended=bool(suspended),
+        suspension_changed_at=at if suspended is not None else None,
         updated_at=at,
     )
     current, new = OrgFact.__table__.c, row.excluded
-    # Neither flag is ever turned off upstream, so OR-ing them converges whatever the
-    # delivery order; the name comes from the newest event.
+    # `verified` never turns off upstream, so OR-ing converges whatever the delivery
+    # order. `suspended` does (a reinstatement): the latest suspend or reinstate event
+    # wins, by when it happened. The name comes from the newest event.
+    latest_suspension_news = and_(
+        new.suspension_changed_at.is_not(None),
+        or_(
+            current.suspension_changed_at.is_(None),
+            new.suspension_changed_at >= current.suspension_changed_at,
+        ),
+    )
     await session.execute(
         row.on_conflict_do_update(
             index_elements=[current.org_id],
             set_={
                 "verified": current.verified | new.verified,
-                "suspended": current.suspended | new.suspended,
+                "suspended": case((latest_suspension_news, new.suspended), else_=current.suspended),
+                "suspension_changed_at": func.greatest(
+                    current.suspension_changed_at, new.suspension_changed_at
+                ),
                 "name": case((new.updated_at >= current.updated_at, new.name), else_=current.name),
                 "updated_at": func.greatest(current.updated_at, new.updated_at),
             },
@@ -295,4 +327,5 @@ _PROJECTORS: Mapping[str, Callable[[AsyncSession, EventEnvelope], Awaitable[None
     USER_REGISTERED: _project_user_registered,
     ORGANIZATION_VERIFIED: _project_organization_verified,
     ORGANIZATION_SUSPENDED: _project_organization_suspended,
+    ORGANIZATION_REINSTATED: _project_organization_reinstated,
 }

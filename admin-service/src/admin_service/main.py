@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
+from admin_service import allocation
 from admin_service.api import router
 from admin_service.clients import FleetHealthClient, UserServiceClient
 from admin_service.config import Settings
@@ -20,11 +21,15 @@ def create_app(
     jwks_fetcher: JWKSFetcher | None = None,
     user_service_transport: httpx.AsyncBaseTransport | None = None,
     health_transport: httpx.AsyncBaseTransport | None = None,
+    order_service_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
 
     async def open_clients(app: FastAPI) -> None:
         app.state.user_service = UserServiceClient(settings, transport=user_service_transport)
+        app.state.order_service = allocation.OrderServiceClient(
+            settings, transport=order_service_transport
+        )
         app.state.fleet_health = FleetHealthClient(
             settings.fleet_urls(),
             timeout_seconds=settings.health_check_timeout_seconds,
@@ -33,12 +38,13 @@ def create_app(
 
     async def close_clients(app: FastAPI) -> None:
         await app.state.user_service.aclose()
+        await app.state.order_service.aclose()
         await app.state.fleet_health.aclose()
 
     return create_service_app(
         settings,
         title="Flow admin-service",
-        routers=[router],
+        routers=[router, allocation.router],
         # Every event of the platform feeds the stats and audit projection.
         events=EventsConfig(inbox=inbox, handlers=EVENT_HANDLERS),
         jwks_fetcher=jwks_fetcher,

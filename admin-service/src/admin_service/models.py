@@ -26,6 +26,7 @@ class Base(DeclarativeBase):
 class AdminActionKind(StrEnum):
     VERIFY = "verify"
     SUSPEND = "suspend"
+    REINSTATE = "reinstate"
 
 
 class AdminAction(Base):
@@ -33,7 +34,7 @@ class AdminAction(Base):
 
     __tablename__ = "admin_actions"
     __table_args__ = (
-        CheckConstraint("action IN ('verify', 'suspend')", name="action"),
+        CheckConstraint("action IN ('verify', 'suspend', 'reinstate')", name="action"),
         Index("ix_admin_actions_org_id_created_at", "org_id", "created_at"),
     )
 
@@ -106,4 +107,7 @@ class OrgFact(Base):
     name: Mapped[str] = mapped_column(String(200))
     verified: Mapped[bool]
     suspended: Mapped[bool]
+    # When the latest suspension or reinstatement happened: the one that decides
+    # `suspended`, whatever order the events arrive in.
+    suspension_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

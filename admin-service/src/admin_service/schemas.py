@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from flow_shared.pagination import Page
 from flow_shared.validation import NoNul
@@ -25,6 +25,54 @@ class VendorOrganization(BaseModel):
 
 
 VendorPage = Page[VendorOrganization]
+
+OrganizationKind = Literal["hospital", "vendor"]
+
+
+class Organization(BaseModel):
+    """A hospital or vendor organisation as user-service reports it (unknown extra fields
+    are ignored)."""
+
+    id: uuid.UUID
+    name: str
+    kind: OrganizationKind
+    license_number: str | None = None
+    phone: str | None = None
+    oxygen_beds: int | None = None
+    verified: bool
+    suspended: bool
+    suspension_reason: str | None = None
+    license_expires_on: date | None = None
+    verified_at: datetime | None = None
+    suspended_at: datetime | None = None
+    created_at: datetime
+
+
+OrganizationPage = Page[Organization]
+
+
+class VerifyOrganizationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    license_expires_on: date = Field(description="The last day the licence is valid (UTC).")
+
+    @field_validator("license_expires_on")
+    @classmethod
+    def _in_the_future(cls, value: date) -> date:
+        if value <= datetime.now(UTC).date():
+            raise ValueError("license_expires_on must be a date in the future")
+        return value
+
+
+SuspensionReason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoNul()
+]
+
+
+class SuspendOrganizationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: SuspensionReason
 
 
 class SuspendVendorRequest(BaseModel):

@@ -1,4 +1,4 @@
-"""What platform admins do and see: actions on vendor organisations (audited here,
+"""What platform admins do and see: actions on hospitals and vendors (audited here,
 carried out by user-service), stats and audit from the event projection, and the
 readiness of every service."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,8 @@ from admin_service.schemas import (
     AuditEventOut,
     AuditPage,
     FleetHealth,
+    Organization,
+    OrganizationPage,
     PlatformStats,
     ServiceHealth,
     ServiceStatus,
@@ -55,6 +57,59 @@ async def suspend_vendor(
 ) -> VendorOrganization:
     await _record_action(session, admin, AdminActionKind.SUSPEND, org_id, reason=reason)
     return await users.suspend_vendor(org_id, actor_id=admin.user_id, reason=reason)
+
+
+async def list_organizations(
+    users: UserServiceClient,
+    *,
+    kind: str | None,
+    verified: bool | None,
+    suspended: bool | None,
+    params: PageParams,
+) -> OrganizationPage:
+    return await users.list_organizations(
+        kind=kind, verified=verified, suspended=suspended, params=params
+    )
+
+
+async def verify_organization(
+    session: AsyncSession,
+    users: UserServiceClient,
+    admin: Principal,
+    org_id: uuid.UUID,
+    *,
+    license_expires_on: date,
+) -> Organization:
+    """Verify a hospital or vendor, or renew its licence (a new expiry date)."""
+    await _record_action(
+        session,
+        admin,
+        AdminActionKind.VERIFY,
+        org_id,
+        reason=f"license_expires_on={license_expires_on.isoformat()}",
+    )
+    return await users.verify_organization(
+        org_id, actor_id=admin.user_id, license_expires_on=license_expires_on
+    )
+
+
+async def suspend_organization(
+    session: AsyncSession,
+    users: UserServiceClient,
+    admin: Principal,
+    org_id: uuid.UUID,
+    *,
+    reason: str,
+) -> Organization:
+    await _record_action(session, admin, AdminActionKind.SUSPEND, org_id, reason=reason)
+    return await users.suspend_organization(org_id, actor_id=admin.user_id, reason=reason)
+
+
+async def reinstate_organization(
+    session: AsyncSession, users: UserServiceClient, admin: Principal, org_id: uuid.UUID
+) -> Organization:
+    await _record_action(session, admin, AdminActionKind.REINSTATE, org_id, reason=None)
+    return await users.reinstate_organization(org_id, actor_id=admin.user_id)
 
 
 async def _record_action(

@@ -39,6 +39,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "inventory": "inventory-service",
     "vendors": "inventory-service",
     "orders": "order-service",
+    "allocation": "order-service",
     "pricing": "pricing-service",
     "payments": "payment-service",
     "reviews": "review-service",

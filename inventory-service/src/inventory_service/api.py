@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -119,6 +120,7 @@ async def nearby_page(
         redis,
         redis_prefix=settings.redis_key_prefix,
         cache_seconds=settings.nearby_cache_seconds,
+        stale_before=datetime.now(UTC) - timedelta(hours=settings.stale_stock_hours),
         query=catalog.NearbyQuery(
             lat=lat,
             lon=lon,

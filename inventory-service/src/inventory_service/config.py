@@ -15,6 +15,9 @@ class Settings(BaseServiceSettings):
     # NEARBY_CACHE_SECONDS: upper bound on a cached nearby page's life. Freshness does not
     # depend on it: every stock change moves the catalogue generation, which is in the key.
     nearby_cache_seconds: int = Field(default=60, ge=0, le=3600)
+    # STALE_STOCK_HOURS: a stock row not updated for this long is `stale` in nearby (and
+    # in pricing's compare) and ranked after fresh ones.
+    stale_stock_hours: float = Field(default=24.0, gt=0, le=24 * 365)
     # RESERVATION_SWEEP_INTERVAL_SECONDS / _BATCH_SIZE: how often expired holds are
     # released, and how many per transaction.
     reservation_sweep_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
@@ -22,3 +25,6 @@ class Settings(BaseServiceSettings):
     # Largest hold a caller may ask for, when reserving or extending (a confirmed order's
     # hold is extended to cover the wait for delivery).
     reservation_max_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    # EMERGENCY_RESERVE_PCT: the share of a depot's on_hand of each product that routine
+    # reservations may not take (SPEC, fair allocation); urgent and emergency ones may.
+    emergency_reserve_pct: int = Field(default=20, ge=0, le=100)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import case, func
+from sqlalchemy import and_, case, func, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,7 @@ LOW_STOCK = "inventory.low_stock"
 RESERVATION_EXPIRED = "inventory.reservation_expired"
 ORGANIZATION_VERIFIED = "organization.verified"
 ORGANIZATION_SUSPENDED = "organization.suspended"
+ORGANIZATION_REINSTATED = "organization.reinstated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +138,14 @@ class OrganizationEvent(BaseModel):
 
 
 async def _project_vendor(
-    session: AsyncSession, envelope: EventEnvelope, *, verified: bool, suspended: bool
+    session: AsyncSession,
+    envelope: EventEnvelope,
+    *,
+    verified: bool,
+    suspended: bool | None,
 ) -> None:
+    """`suspended` None: the event says nothing about suspension. Hospitals (and any
+    other kind) are not vendors: ignored."""
     data = OrganizationEvent.model_validate(envelope.data)
     if data.kind != "vendor":
         return
@@ -147,25 +154,31 @@ async def _project_vendor(
         vendor_id=data.org_id,
         name=data.name[:200],
         verified=verified,
-        suspended=suspended,
+        suspended=bool(suspended),
         verified_at=at if verified else None,
-        suspended_at=at if suspended else None,
+        suspended_at=at if suspended is not None else None,
         updated_at=at,
     )
-    current = Vendor.__table__.c
-    newer = row.excluded.updated_at >= current.updated_at
-    # Both flags only ever turn on upstream, so OR-ing makes any delivery order converge;
-    # the name is taken from the newest event only.
+    current, new = Vendor.__table__.c, row.excluded
+    newer = new.updated_at >= current.updated_at
+    # `verified` only ever turns on upstream: OR-ing converges whatever the delivery order.
+    # `suspended` turns off again on a reinstatement: the latest suspension or
+    # reinstatement (by suspended_at, when it happened) decides.
+    latest_suspension_news = and_(
+        new.suspended_at.is_not(None),
+        or_(current.suspended_at.is_(None), new.suspended_at >= current.suspended_at),
+    )
     await session.execute(
         row.on_conflict_do_update(
             index_elements=[current.vendor_id],
             set_={
-                "verified": current.verified | row.excluded.verified,
-                "suspended": current.suspended | row.excluded.suspended,
-                "verified_at": func.coalesce(current.verified_at, row.excluded.verified_at),
-                "suspended_at": func.coalesce(current.suspended_at, row.excluded.suspended_at),
-                "name": case((newer, row.excluded.name), else_=current.name),
-                "updated_at": func.greatest(current.updated_at, row.excluded.updated_at),
+                "verified": current.verified | new.verified,
+                "suspended": case((latest_suspension_news, new.suspended), else_=current.suspended),
+                "verified_at": func.coalesce(current.verified_at, new.verified_at),
+                # GREATEST skips NULLs: the time of the latest suspension or reinstatement.
+                "suspended_at": func.greatest(current.suspended_at, new.suspended_at),
+                "name": case((newer, new.name), else_=current.name),
+                "updated_at": func.greatest(current.updated_at, new.updated_at),
             },
         )
     )
@@ -173,7 +186,7 @@ async def _project_vendor(
 
 async def on_organization_verified(session: AsyncSession, envelope: EventEnvelope) -> None:
     """A verified vendor's depots appear in the catalogue and can take reservations."""
-    await _project_vendor(session, envelope, verified=True, suspended=False)
+    await _project_vendor(session, envelope, verified=True, suspended=None)
 
 
 async def on_organization_suspended(session: AsyncSession, envelope: EventEnvelope) -> None:
@@ -181,7 +194,13 @@ async def on_organization_suspended(session: AsyncSession, envelope: EventEnvelo
     await _project_vendor(session, envelope, verified=False, suspended=True)
 
 
+async def on_organization_reinstated(session: AsyncSession, envelope: EventEnvelope) -> None:
+    """A reinstated vendor is back in the catalogue if it is verified."""
+    await _project_vendor(session, envelope, verified=False, suspended=False)
+
+
 EVENT_HANDLERS = {
     ORGANIZATION_VERIFIED: on_organization_verified,
     ORGANIZATION_SUSPENDED: on_organization_suspended,
+    ORGANIZATION_REINSTATED: on_organization_reinstated,
 }

@@ -16,6 +16,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
+from flow_shared.auth import accepts_callers
 from flow_shared.db import DbSession
 from flow_shared.pagination import Page
 from inventory_service.api import NearbyPage
@@ -33,6 +34,11 @@ from inventory_service.service import reservations, stock
 from inventory_service.service.reservations import ReservationView
 
 router = APIRouter(prefix="/internal", tags=["internal"])
+
+# Reservations are order-service's; pricing reads depots; both search the catalog.
+ORDERS = [accepts_callers("order-service")]
+PRICING = [accepts_callers("pricing-service")]
+SEARCHERS = [accepts_callers("order-service", "pricing-service")]
 
 # Reservation movements name the caller as a service, not a user.
 INTERNAL_ACTOR = "service:internal"
@@ -52,10 +58,14 @@ def _reservation(view: ReservationView) -> ReservationOut:
 
 @router.post(
     "/reservations",
+    dependencies=ORDERS,
     status_code=201,
     responses={
         200: {"description": "A replay: this order's reservation already existed"},
-        409: {"description": "Short stock (short_items), vendor unavailable, or mismatch"},
+        409: {
+            "description": "Short stock (short_items; for a routine hold, what it may take"
+            " above the emergency reserve), vendor unavailable, or mismatch"
+        },
     },
 )
 async def create_reservation(
@@ -69,19 +79,21 @@ async def create_reservation(
         body,
         actor=INTERNAL_ACTOR,
         max_ttl_seconds=settings.reservation_max_ttl_seconds,
+        emergency_reserve_pct=settings.emergency_reserve_pct,
     )
     if not created:
         response.status_code = 200
     return _reservation(view)
 
 
-@router.get("/reservations/{reservation_id}")
+@router.get("/reservations/{reservation_id}", dependencies=ORDERS)
 async def get_reservation(reservation_id: uuid.UUID, session: DbSession) -> ReservationOut:
     return _reservation(await reservations.get_reservation(session, reservation_id))
 
 
 @router.post(
     "/reservations/{reservation_id}/extend",
+    dependencies=ORDERS,
     responses={409: {"description": "The hold is no longer held (expired, released, committed)"}},
 )
 async def extend_reservation(
@@ -101,7 +113,7 @@ async def extend_reservation(
     return _reservation(view)
 
 
-@router.post("/reservations/{reservation_id}/commit")
+@router.post("/reservations/{reservation_id}/commit", dependencies=ORDERS)
 async def commit_reservation(
     reservation_id: uuid.UUID, session: CatalogWriteSession
 ) -> ReservationStatusOut:
@@ -109,7 +121,7 @@ async def commit_reservation(
     return ReservationStatusOut(reservation_id=reservation_id, status=status)
 
 
-@router.post("/reservations/{reservation_id}/release")
+@router.post("/reservations/{reservation_id}/release", dependencies=ORDERS)
 async def release_reservation(
     reservation_id: uuid.UUID, session: CatalogWriteSession
 ) -> ReservationStatusOut:
@@ -117,12 +129,12 @@ async def release_reservation(
     return ReservationStatusOut(reservation_id=reservation_id, status=status)
 
 
-@router.get("/depots/{depot_id}")
+@router.get("/depots/{depot_id}", dependencies=PRICING)
 async def get_depot(depot_id: uuid.UUID, session: DbSession) -> InternalDepotOut:
     row = await stock.depot_summary(session, depot_id)
     return InternalDepotOut.model_validate(row)
 
 
-@router.get("/catalog/nearby", response_model=Page[NearbyItem])
+@router.get("/catalog/nearby", response_model=Page[NearbyItem], dependencies=SEARCHERS)
 async def nearby(page: NearbyPage) -> Response:
     return page

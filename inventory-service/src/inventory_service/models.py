@@ -67,8 +67,9 @@ def _in(values: type[StrEnum]) -> str:
 
 class Vendor(Base):
     """Projection of user-service's vendor organisations, built from
-    organization.verified / organization.suspended events. Both flags only ever
-    go from false to true upstream, so applying events in any order converges."""
+    organization.verified / .suspended / .reinstated events. `verified` only ever goes
+    from false to true upstream; `suspended` follows the latest suspension or
+    reinstatement, whose time `suspended_at` keeps, so any delivery order converges."""
 
     __tablename__ = "vendors"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -149,6 +149,9 @@ class NearbyItem(BaseModel):
     product_name: str
     available: int
     updated_at: datetime
+    stale: bool = Field(
+        description="Not updated for STALE_STOCK_HOURS: ranked after every fresh row."
+    )
     distance_km: float
     lat: float
     lon: float
@@ -188,6 +191,10 @@ class ReservationCreate(_Input):
     depot_id: uuid.UUID
     items: list[ReservationLine] = Field(min_length=1, max_length=MAX_RESERVATION_LINES)
     ttl_seconds: int = Field(ge=1, le=DB_INTEGER_MAX)
+    # A routine hold may not take a depot's stock below its emergency reserve
+    # (EMERGENCY_RESERVE_PCT of on_hand); urgent and emergency ones may use all of it.
+    # Absent means routine: only a caller that says so reaches the reserve.
+    priority: Literal["routine", "urgent", "emergency"] = "routine"
 
 
 class ReservationExtend(_Input):

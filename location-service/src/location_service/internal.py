@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from flow_shared.auth import accepts_callers
 from flow_shared.db import DbSession
 from location_service import service
 from location_service.deps import RouteQueryDep, SettingsDep
@@ -27,7 +28,7 @@ from location_service.schemas import (
 router = APIRouter(prefix="/internal", tags=["internal"])
 
 
-@router.get("/sites/{site_id}")
+@router.get("/sites/{site_id}", dependencies=[accepts_callers("order-service")])
 async def get_site(
     site_id: uuid.UUID,
     org_id: Annotated[uuid.UUID, Query(description="the hospital that must own the site")],
@@ -37,12 +38,12 @@ async def get_site(
     return InternalSiteOut.model_validate(site)
 
 
-@router.get("/routes/estimate")
+@router.get("/routes/estimate", dependencies=[accepts_callers("pricing-service")])
 async def estimate_route(query: RouteQueryDep, settings: SettingsDep) -> RouteEstimate:
     return service.estimate_route(settings, query.origin, query.destination, query.priority)
 
 
-@router.post("/routes/batch")
+@router.post("/routes/batch", dependencies=[accepts_callers("order-service", "pricing-service")])
 async def estimate_routes(body: BatchRouteRequest, settings: SettingsDep) -> BatchRouteResponse:
     destination = service.Coordinates(body.to.lat, body.to.lon)
     routes = service.estimate_routes_to(settings, body.origins, destination, body.priority)

@@ -2,7 +2,9 @@
 
 | heard by                                 | events                                          |
 | vendor org (data.vendor_id)              | order.placed, order.cancelled, inventory.low_stock |
-| the org itself (data.org_id)             | organization.verified                           |
+| the org itself (data.org_id)             | organization.verified (hospitals and vendors)   |
+| the org's org admins (data.org_id; the   | organization.license_expiring                   |
+|   e-mail goes to its org_admins only)    |                                                 |
 | hospital org (data.hospital_org_id)      | order.confirmed, order.rejected, order.dispatched, |
 |                                          | order.delivered, order.expired, payment.failed  |
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -91,6 +94,15 @@ class LowStockEvent(_EventData):
 class OrganizationVerifiedEvent(_EventData):
     org_id: uuid.UUID
     name: str
+    kind: str | None = None
+    license_expires_on: date | None = None
+
+
+class LicenseExpiringEvent(_EventData):
+    org_id: uuid.UUID
+    name: str
+    license_expires_on: date
+    days_left: int
 
 
 class PaymentFailedEvent(_EventData):
@@ -117,6 +129,8 @@ class Heard:
 class Recipe(Generic[D]):
     model: type[D]
     render: Callable[[D], Heard]
+    # Only members with one of these roles get the e-mail (None: every member).
+    email_roles: frozenset[str] | None = None
 
     def apply(self, data: dict[str, Any]) -> Heard:
         return self.render(self.model.model_validate(data))
@@ -169,10 +183,27 @@ def _low_stock(e: LowStockEvent) -> Heard:
 
 
 def _organization_verified(e: OrganizationVerifiedEvent) -> Heard:
+    can = "place orders" if e.kind == "hospital" else "receive orders"
+    licence = (
+        f" Your licence is recorded as valid until {e.license_expires_on.isoformat()}."
+        if e.license_expires_on
+        else ""
+    )
     return Heard(
         e.org_id,
         "Your organisation is verified",
-        f"{e.name} has been verified by Flow. You can now receive orders.",
+        f"{e.name} has been verified by Flow. You can now {can}.{licence}",
+    )
+
+
+def _license_expiring(e: LicenseExpiringEvent) -> Heard:
+    days = "1 day" if e.days_left == 1 else f"{e.days_left} days"
+    return Heard(
+        e.org_id,
+        f"Your licence expires in {days}",
+        f"The licence of {e.name} is valid until {e.license_expires_on.isoformat()}. "
+        "Renew it with the Flow platform team before then: on expiry the organisation is "
+        "suspended and its users cannot log in.",
     )
 
 
@@ -234,6 +265,10 @@ RECIPES: Mapping[str, Recipe[Any]] = {
     "order.cancelled": Recipe(OrderEvent, _order_cancelled),
     "inventory.low_stock": Recipe(LowStockEvent, _low_stock),
     "organization.verified": Recipe(OrganizationVerifiedEvent, _organization_verified),
+    # the org's admins
+    "organization.license_expiring": Recipe(
+        LicenseExpiringEvent, _license_expiring, email_roles=frozenset({"org_admin"})
+    ),
     # hospital org
     "order.confirmed": Recipe(OrderEvent, _order_confirmed),
     "order.rejected": Recipe(OrderEvent, _order_rejected),
@@ -248,7 +283,8 @@ async def notify(
     session: AsyncSession, settings: Settings, envelope: EventEnvelope
 ) -> Notification | None:
     """The notification of one heard event (None if the event already has one)."""
-    heard = RECIPES[envelope.type].apply(envelope.data)
+    recipe = RECIPES[envelope.type]
+    heard = recipe.apply(envelope.data)
     return await service.record_notification(
         session,
         settings,
@@ -258,6 +294,7 @@ async def notify(
         title=heard.title,
         body=heard.body,
         data=public_data(envelope.data),
+        email_roles=recipe.email_roles,
     )
 
 
@@ -266,6 +303,7 @@ class UserRegisteredEvent(_EventData):
     org_id: uuid.UUID
     email: str
     full_name: str
+    role: str | None = Field(default=None, max_length=20)
 
 
 async def on_user_registered(session: AsyncSession, envelope: EventEnvelope) -> None:
@@ -276,6 +314,7 @@ async def on_user_registered(session: AsyncSession, envelope: EventEnvelope) -> 
         org_id=data.org_id,
         email=data.email[:320],
         full_name=data.full_name[:200],
+        role=data.role,
     )
 
 

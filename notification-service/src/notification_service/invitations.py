@@ -17,12 +17,17 @@ import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from flow_shared.auth import accepts_callers
 from flow_shared.errors import ServiceUnavailable
 from notification_service.config import Settings
 from notification_service.delivery.email import EmailSender
 from notification_service.delivery.webhook import DeliveryFailed
 
-router = APIRouter(prefix="/internal/invitations", tags=["internal"])
+router = APIRouter(
+    prefix="/internal/invitations",
+    tags=["internal"],
+    dependencies=[accepts_callers("user-service")],
+)
 
 log = structlog.get_logger("notification_service.invitations")
 

@@ -94,6 +94,8 @@ class Member(Base):
     org_id: Mapped[uuid.UUID]
     email: Mapped[str] = mapped_column(String(320))
     full_name: Mapped[str] = mapped_column(String(200))
+    # org_admin | staff | platform_admin; NULL for members projected before roles were.
+    role: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

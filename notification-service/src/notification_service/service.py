@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,9 +56,11 @@ async def record_notification(
     title: str,
     body: str,
     data: dict[str, Any],
+    email_roles: frozenset[str] | None = None,
 ) -> Notification | None:
     """Store the notification of one event for one organisation and queue its e-mail and
-    webhook deliveries. None when this event already has its notification."""
+    webhook deliveries (e-mail only to members with one of `email_roles`, when given).
+    None when this event already has its notification."""
     notification_id = uuid.uuid4()
     inserted = (
         await session.execute(
@@ -83,24 +85,31 @@ async def record_notification(
     notification = (
         await session.scalars(select(Notification).where(Notification.id == notification_id))
     ).one()
-    await queue_deliveries(session, settings, notification)
+    await queue_deliveries(session, settings, notification, email_roles=email_roles)
     return notification
 
 
 async def queue_deliveries(
-    session: AsyncSession, settings: Settings, notification: Notification
+    session: AsyncSession,
+    settings: Settings,
+    notification: Notification,
+    *,
+    email_roles: frozenset[str] | None = None,
 ) -> None:
     """One delivery per member's e-mail address (when the org wants e-mail and SMTP is
-    configured) and one for the org's webhook (when it has one)."""
+    configured; only members with one of `email_roles` when given) and one for the org's
+    webhook (when it has one)."""
     preference = await session.get(Preference, notification.org_id)
     prefs = PreferencesOut.of(preference)
     rows: list[dict[str, Any]] = []
     if prefs.email and settings.email_enabled:
+        recipients = [Member.org_id == notification.org_id]
+        if email_roles is not None:
+            # A member projected before roles were (NULL) still hears: better one e-mail
+            # too many than an org admin missing a warning.
+            recipients.append(or_(Member.role.in_(sorted(email_roles)), Member.role.is_(None)))
         addresses = await session.scalars(
-            select(Member.email)
-            .where(Member.org_id == notification.org_id)
-            .distinct()
-            .order_by(Member.email)
+            select(Member.email).where(*recipients).distinct().order_by(Member.email)
         )
         rows.extend(
             {"channel": DeliveryChannel.EMAIL.value, "target": address} for address in addresses
@@ -123,9 +132,17 @@ async def queue_deliveries(
 
 
 async def upsert_member(
-    session: AsyncSession, *, user_id: uuid.UUID, org_id: uuid.UUID, email: str, full_name: str
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    org_id: uuid.UUID,
+    email: str,
+    full_name: str,
+    role: str | None = None,
 ) -> None:
-    row = pg_insert(Member).values(user_id=user_id, org_id=org_id, email=email, full_name=full_name)
+    row = pg_insert(Member).values(
+        user_id=user_id, org_id=org_id, email=email, full_name=full_name, role=role
+    )
     await session.execute(
         row.on_conflict_do_update(
             index_elements=[Member.user_id],
@@ -133,6 +150,7 @@ async def upsert_member(
                 "org_id": row.excluded.org_id,
                 "email": row.excluded.email,
                 "full_name": row.excluded.full_name,
+                "role": func.coalesce(row.excluded.role, Member.role),
             },
         )
     )

@@ -23,6 +23,7 @@ from order_service.deps import (
 )
 from order_service.models import OrderStatus
 from order_service.schemas import (
+    AllocationOut,
     CancelRequest,
     ConfirmRequest,
     DirectOrderCreate,
@@ -31,7 +32,7 @@ from order_service.schemas import (
     OrderOut,
     RejectRequest,
 )
-from order_service.service import direct, fulfilment, placement
+from order_service.service import allocation, direct, fulfilment, placement
 from order_service.service.placement import Answer
 from order_service.uow import unit_of_work
 
@@ -42,7 +43,11 @@ router = APIRouter(prefix="/api/v1/orders", tags=["orders"], dependencies=[Depen
 
 _PLACEMENT_ERRORS: dict[int | str, dict[str, str]] = {
     404: {"description": "Unknown delivery site, depot or product"},
-    409: {"description": "Not enough stock (`short_items`), vendor unavailable or no price"},
+    409: {
+        "description": "Not enough stock (`short_items`; a routine order may not use a depot's"
+        " emergency reserve), vendor unavailable, no price, or over the hospital's allocation"
+        " cap (type `.../allocation-cap-exceeded` with `product_id, cap, open, requested`)"
+    },
     422: {"description": "Invalid body (client-sent prices included) or Idempotency-Key reused"},
     503: {"description": "A service the order needs is down; nothing was left held"},
 }
@@ -195,3 +200,25 @@ async def deliver_order(
     async with unit_of_work(database) as uow:
         answer = OrderOut.of(await fulfilment.deliver(uow, upstreams.inventory, vendor, order_id))
     return answer
+
+
+allocation_router = APIRouter(
+    prefix="/api/v1/allocation", tags=["allocation"], dependencies=[Depends(_docs_oauth2)]
+)
+
+
+@allocation_router.get(
+    "",
+    description=(
+        "The calling hospital's allocation: for every product it has a cap override for or"
+        " units open in, the cap, the open units (units in its orders not yet delivered,"
+        " cancelled, rejected, expired or failed) and where the cap comes from"
+        " (`default_unverified`, `default_verified` or `override`). Products not listed"
+        " have the default cap and nothing open."
+    ),
+    responses={403: {"description": "Not a hospital"}},
+)
+async def get_allocation(
+    hospital: HospitalUser, session: DbSession, settings: SettingsDep
+) -> AllocationOut:
+    return AllocationOut(items=await allocation.allocation_of(session, settings, hospital.org_id))

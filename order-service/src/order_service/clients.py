@@ -245,8 +245,13 @@ class InventoryClient:
         depot_id: uuid.UUID,
         items: Sequence[StockLine],
         ttl_seconds: int,
+        priority: str,
     ) -> Reservation:
-        """Hold stock for an order. Idempotent on `order_id` at inventory-service."""
+        """Hold stock for an order. Idempotent on `order_id` at inventory-service.
+
+        Always sent with the order's priority: a routine hold may not dip into a depot's
+        emergency reserve, urgent and emergency ones may.
+        """
         response = await self.http.post(
             "/internal/reservations",
             json={
@@ -254,6 +259,7 @@ class InventoryClient:
                 "depot_id": str(depot_id),
                 "items": _lines(items),
                 "ttl_seconds": ttl_seconds,
+                "priority": priority,
             },
         )
         if response.status_code in (200, 201):

@@ -32,7 +32,9 @@ class Settings(BaseServiceSettings):
     # How long a vendor has to confirm before the order expires and its stock returns (SPEC).
     confirm_window_emergency_seconds: float = Field(default=15 * 60, gt=0)
     confirm_window_urgent_seconds: float = Field(default=60 * 60, gt=0)
-    confirm_window_routine_seconds: float = Field(default=24 * 60 * 60, gt=0)
+    # ROUTINE_HOLD_MINUTES: routine holds are short (SPEC, fair allocation): a routine
+    # order the vendor has not confirmed in this time expires and its stock goes back.
+    routine_hold_minutes: float = Field(default=120, gt=0)
     # RESERVATION_HOLD_MARGIN_SECONDS: the inventory hold taken at placement lives for the
     # confirm window plus this margin. Kept short so that a hold orphaned by a crash frees
     # its stock soon; the order sweeper releases unconfirmed orders' holds before that.
@@ -48,6 +50,15 @@ class Settings(BaseServiceSettings):
     order_sweep_batch_size: int = Field(default=100, ge=1, le=1000)
     # A release that failed (inventory down) is tried again after this long.
     release_retry_after_seconds: float = Field(default=30.0, ge=0)
+
+    # Fair allocation (SPEC): a hospital's open units per product are capped. The defaults
+    # apply by whether user-service verified the hospital (the `hospitals` projection);
+    # platform admins override per hospital and product.
+    allocation_cap_unverified: int = Field(default=10, ge=0)
+    allocation_cap_verified: int = Field(default=200, ge=0)
+    # ALLOCATION_DAYS: the verified cap is to be at least this many days of the hospital's
+    # reported consumption once runway reports exist (service/allocation.py, `cap_for`).
+    allocation_days: float = Field(default=3, ge=0)
 
     direct_default_radius_km: float = Field(default=50.0, gt=0, le=500)
     # Direct orders look at this many nearest depots with enough stock.
@@ -66,5 +77,5 @@ class Settings(BaseServiceSettings):
         return {
             "emergency": self.confirm_window_emergency_seconds,
             "urgent": self.confirm_window_urgent_seconds,
-            "routine": self.confirm_window_routine_seconds,
+            "routine": self.routine_hold_minutes * 60,
         }[priority]

@@ -27,6 +27,14 @@ class InsufficientStock(Conflict):
     title = "Insufficient stock"
 
 
+class AllocationCapExceeded(Conflict):
+    """Carries `product_id, cap, open, requested`: the hospital's open units of a product
+    plus this order would pass its cap."""
+
+    code = "allocation-cap-exceeded"
+    title = "Allocation cap exceeded"
+
+
 class VendorUnavailable(Conflict):
     code = "vendor-unavailable"
     title = "Vendor unavailable"

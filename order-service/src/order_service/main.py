@@ -8,11 +8,13 @@ from fastapi import FastAPI
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
 from flow_shared.lifecycle import PeriodicTask
-from order_service.api import router
+from order_service import internal
+from order_service.api import allocation_router, router
 from order_service.clients import Upstreams
 from order_service.config import Settings
 from order_service.metrics import GAUGE_REFRESH_INTERVAL_SECONDS, OpenOrderGauges
 from order_service.models import inbox, outbox
+from order_service.service import allocation
 from order_service.service.expiry import OrderSweeper
 from order_service.service.payments import on_payment_failed
 
@@ -58,9 +60,12 @@ def create_app(
     return create_service_app(
         settings,
         title="Flow order-service",
-        routers=[router],
+        routers=[router, allocation_router],
+        internal_routers=[internal.router],
         events=EventsConfig(
-            outbox=outbox, inbox=inbox, handlers={"payment.failed": on_payment_failed}
+            outbox=outbox,
+            inbox=inbox,
+            handlers={"payment.failed": on_payment_failed, **allocation.EVENT_HANDLERS},
         ),
         jwks_fetcher=jwks_fetcher,
         on_startup=[start],

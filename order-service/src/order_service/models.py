@@ -1,4 +1,5 @@
-"""Tables of the "orders" schema: orders, their lines, the outbox, inbox and idempotency keys."""
+"""Tables of the "orders" schema: orders, their lines, allocation counters and caps, the
+hospitals projection, the outbox, inbox and idempotency keys."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Double,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -176,6 +179,53 @@ class AbandonedHold(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AllocationUsage(Base):
+    """Open units of one hospital for one product: the counter its caps are held against.
+
+    Taken by one conditional UPDATE (`open_units + n <= cap`) in the transaction that
+    creates the order, given back in the transaction that moves the order to delivered or
+    to an end state (state.apply_transition). SOS requests are to count in this same row.
+    """
+
+    __tablename__ = "allocation_usage"
+    __table_args__ = (CheckConstraint("open_units >= 0", name="open_units_non_negative"),)
+
+    hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    open_units: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AllocationCap(Base):
+    """A platform admin's cap for one hospital and product, instead of the default."""
+
+    __tablename__ = "allocation_caps"
+    __table_args__ = (CheckConstraint("units >= 0", name="units_non_negative"),)
+
+    hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    units: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HospitalStanding(Base):
+    """Projection of user-service's hospital organisations (organization.verified,
+    .suspended, .reinstated): whether the verified or the unverified default cap applies.
+
+    `verified` only turns on. `suspended` follows the newest suspension or reinstatement
+    by its event's time (`suspended_as_of`), so redelivered or reordered events converge.
+    """
+
+    __tablename__ = "hospitals"
+
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    verified: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    suspended: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    suspended_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 outbox = define_outbox_table(Base.metadata)

@@ -211,3 +211,45 @@ class Selection(BaseModel):
 class DirectOrderOut(BaseModel):
     order: OrderOut
     selection: Selection
+
+
+# --- fair allocation ---------------------------------------------------------------------
+
+CapSource = Literal["default_unverified", "default_verified", "override"]
+CapUnits = Annotated[int, Field(strict=True, ge=0, le=1_000_000)]
+MAX_CAP_OVERRIDES = 100
+
+
+class AllocationItem(BaseModel):
+    product_id: uuid.UUID
+    cap: int
+    open_units: int
+    source: CapSource
+
+
+class AllocationOut(BaseModel):
+    items: list[AllocationItem]
+
+
+class CapOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: uuid.UUID
+    # null removes the override: the default applies again.
+    units: CapUnits | None
+
+
+class AllocationOverrides(BaseModel):
+    """PUT /internal/allocation/{org_id}: admin-service forwards a platform admin's caps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    caps: list[CapOverride] = Field(min_length=1, max_length=MAX_CAP_OVERRIDES)
+    actor_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _one_entry_per_product(self) -> Self:
+        products = [cap.product_id for cap in self.caps]
+        if len(set(products)) != len(products):
+            raise ValueError("each product may appear once in caps")
+        return self

@@ -6,8 +6,9 @@
     confirmed -> failed               (its payment failed)
 
 `apply_transition` is the only code that changes an order's status: it checks
-the move, appends to `status_history` and writes the `order.<status>` event to
-the outbox, all in the caller's transaction. Anything else is 409.
+the move, appends to `status_history`, writes the `order.<status>` event to the
+outbox and, on delivered or an end state, gives the order's units back to its
+hospital's allocation, all in the caller's transaction. Anything else is 409.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from flow_shared.metrics import business_counter
 from order_service import events
 from order_service.errors import IllegalTransition
 from order_service.models import Order, OrderStatus, ReservationStatus
+from order_service.service import allocation
 
 SYSTEM_ACTOR = "system"
 
@@ -58,6 +60,10 @@ HOLD_EFFECTS: Mapping[OrderStatus, HoldEffect] = {
     OrderStatus.FAILED: HoldEffect.RELEASE,
     OrderStatus.DELIVERED: HoldEffect.COMMIT,
 }
+
+# Entering one of these ends the order's claim on its hospital's allocation: its units
+# stop counting as open (service/allocation.py). Each is entered at most once per order.
+CLOSES_ALLOCATION: frozenset[OrderStatus] = frozenset(HOLD_EFFECTS)
 
 ORDER_TRANSITIONS = business_counter(
     "flow_order_transitions_total", "Order status changes, by the status entered.", ("status",)
@@ -108,5 +114,7 @@ async def apply_transition(
         order.release_attempted_at = at
     elif effect is HoldEffect.COMMIT:
         order.reservation_status = ReservationStatus.COMMITTED
+    if target in CLOSES_ALLOCATION:
+        await allocation.give_back(session, order.hospital_org_id, allocation.order_units(order))
     await events.order_status_changed(session, order, actor_id=actor_id, at=at)
     ORDER_TRANSITIONS.labels(target.value).inc()

@@ -7,11 +7,14 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response, status
 
+from flow_shared.auth import accepts_callers
 from flow_shared.db import DbSession
 from payment_service.schemas import CardTokenHandover
 from payment_service.service import card_tokens
 
-router = APIRouter(prefix="/internal", tags=["internal"])
+router = APIRouter(
+    prefix="/internal", tags=["internal"], dependencies=[accepts_callers("order-service")]
+)
 
 
 @router.put("/orders/{order_id}/card-token", status_code=status.HTTP_204_NO_CONTENT)

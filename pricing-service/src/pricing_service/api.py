@@ -75,7 +75,9 @@ async def compare(
     radius_km: Annotated[float, Query(gt=0, le=MAX_COMPARE_RADIUS_KM)] = 25.0,
     priority: Priority = "routine",
 ) -> Response:
-    """Vendors with the stock nearby, each priced as a quote, cheapest total first.
+    """Vendors with the stock nearby, each priced as a quote: offers on fresh stock before
+    `stale` ones (stock not updated for inventory's STALE_STOCK_HOURS), each cheapest total
+    first.
 
     Nothing is stored: POST /quotes keeps a quote, and an order asks for its own.
 

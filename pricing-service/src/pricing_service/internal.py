@@ -6,12 +6,15 @@ import uuid
 
 from fastapi import APIRouter, status
 
+from flow_shared.auth import accepts_callers
 from flow_shared.db import DbSession
 from pricing_service import service
 from pricing_service.deps import AppSettings, Inventory, Location
 from pricing_service.schemas import QuoteOut, QuoteRequest
 
-router = APIRouter(prefix="/internal", tags=["internal"])
+router = APIRouter(
+    prefix="/internal", tags=["internal"], dependencies=[accepts_callers("order-service")]
+)
 
 
 @router.post("/quotes", status_code=status.HTTP_201_CREATED)

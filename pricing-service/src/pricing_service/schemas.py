@@ -153,6 +153,10 @@ class CompareItem(BaseModel):
     depot_name: str
     distance_km: float
     available: int
+    stale: bool = Field(
+        description="The vendor's stock was not updated for STALE_STOCK_HOURS (inventory): "
+        "ranked after every fresh offer."
+    )
     # The prices as a quote would have them; ask POST /quotes for one to keep.
     quote: QuoteFigures
 
@@ -202,6 +206,8 @@ class UpstreamNearbyItem(BaseModel):
     vendor_name: str
     product_id: uuid.UUID
     available: int
+    # Not updated for inventory's STALE_STOCK_HOURS (absent from an older inventory).
+    stale: bool = False
     distance_km: float
     lat: float
     lon: float

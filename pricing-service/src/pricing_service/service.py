@@ -544,10 +544,14 @@ async def _compute_compare(
                     depot_name=depot.depot_name,
                     distance_km=float(distance),
                     available=depot.available,
+                    stale=depot.stale,
                     quote=quote_figures(quote),
                 )
             )
-    items.sort(key=lambda i: (i.quote.total, i.distance_km, str(i.vendor_id), str(i.depot_id)))
+    # Fresh stock first (stale availability may be gone), then cheapest total.
+    items.sort(
+        key=lambda i: (i.stale, i.quote.total, i.distance_km, str(i.vendor_id), str(i.depot_id))
+    )
     return CompareOut(
         items=items,
         product_id=query.product_id,

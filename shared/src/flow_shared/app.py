@@ -23,6 +23,7 @@ from flow_shared.auth import (
     JWKSCache,
     JWKSFetcher,
     TokenVerifier,
+    check_internal_routes,
     http_jwks_fetcher,
     require_service_key,
 )
@@ -125,6 +126,8 @@ def create_service_app(
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for router in routers:
         app.include_router(router)
+    check_internal_routes(internal_routers)
+    app.state.internal_routers = list(internal_routers)
     for router in internal_routers:
         app.include_router(
             router, include_in_schema=False, dependencies=[Depends(require_service_key)]
@@ -219,6 +222,7 @@ async def _start(
                 if settings.events_declare_fleet_topology
                 else None
             ),
+            unroutable_retry_seconds=settings.events_unroutable_retry_seconds,
         )
         await relay.start()
         app.state.relay = relay

@@ -16,7 +16,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -24,8 +24,10 @@ from typing import Annotated, Any, Literal
 import httpx
 import jwt
 import structlog
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.routing import APIRoute
 from jwt.algorithms import get_default_algorithms
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -370,20 +372,66 @@ async def require_platform_admin(principal: CurrentPrincipal) -> Principal:
 PlatformAdmin = Annotated[Principal, Depends(require_platform_admin)]
 
 
-def service_key_matches(presented: str, trusted: Iterable[str]) -> bool:
+def identify_service_caller(presented: str, trusted: Mapping[str, SecretStr]) -> str | None:
+    """The name of the service whose key was presented, or None."""
     presented_bytes = presented.encode()
-    matched = False
-    for key in trusted:
+    caller: str | None = None
+    for name, key in trusted.items():
         # Compare against every key so timing does not tell which one (or whether any) matched.
-        matched |= hmac.compare_digest(presented_bytes, key.encode())
-    return matched
+        if hmac.compare_digest(presented_bytes, key.get_secret_value().encode()):
+            caller = name
+    return caller
 
 
-async def require_service_key(request: Request) -> None:
+async def require_service_key(request: Request) -> str:
+    """The calling service, by its key (TRUSTED_SERVICE_KEYS names each key's owner)."""
     presented = request.headers.get(SERVICE_KEY_HEADER)
-    trusted = [k.get_secret_value() for k in request.app.state.settings.trusted_service_keys]
-    if not presented or not trusted or not service_key_matches(presented, trusted):
+    trusted: Mapping[str, SecretStr] = request.app.state.settings.trusted_service_keys
+    caller = identify_service_caller(presented, trusted) if presented else None
+    if caller is None:
         raise Unauthorized("A valid service key is required.", headers={})
+    request.state.service_caller = caller
+    return caller
 
 
-ServiceCaller = Depends(require_service_key)
+class CallerCheck:
+    """The dependency behind `accepts_callers`: it names the services one route accepts, so
+    a leaked key opens only the routes its service needs (`check_internal_routes`)."""
+
+    def __init__(self, callers: Iterable[str]) -> None:
+        self.callers = frozenset(callers)
+        if not self.callers:
+            raise ValueError("an internal route must accept at least one caller")
+
+    async def __call__(self, caller: Annotated[str, Depends(require_service_key)]) -> str:
+        if caller not in self.callers:
+            raise Forbidden(f"{caller} may not call this route.")
+        return caller
+
+
+def accepts_callers(*callers: str) -> Any:
+    """`dependencies=[accepts_callers("order-service")]` on an /internal route or router."""
+    return Depends(CallerCheck(callers))
+
+
+def route_callers(route: APIRoute) -> frozenset[str] | None:
+    """The callers an /internal route accepts, or None when it names none."""
+    named = [d.dependency for d in route.dependencies if isinstance(d.dependency, CallerCheck)]
+    if not named:
+        return None
+    return frozenset.intersection(*(check.callers for check in named))
+
+
+def check_internal_routes(routers: Iterable[APIRouter]) -> None:
+    """Refuse to build a service with an /internal route that does not name its callers."""
+    unnamed = [
+        f"{sorted(route.methods or ())} {route.path}"
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and route_callers(route) is None
+    ]
+    if unnamed:
+        raise ValueError(
+            "every /internal route must name the services it accepts "
+            f"(dependencies=[accepts_callers(...)]); these do not: {unnamed}"
+        )

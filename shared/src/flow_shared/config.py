@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Self
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
@@ -17,6 +18,28 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def split_caller_keys(value: str) -> dict[str, str]:
+    """`caller=key,caller=key` -> {caller: key}. A key may itself contain `=`."""
+    keys: dict[str, str] = {}
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        caller, separator, key = part.partition("=")
+        if not separator or not caller.strip() or not key.strip():
+            raise ValueError(
+                "TRUSTED_SERVICE_KEYS entries are `caller=key` (the calling service's name)"
+            )
+        if caller.strip() in keys:
+            raise ValueError(f"TRUSTED_SERVICE_KEYS names {caller.strip()} twice")
+        keys[caller.strip()] = key.strip()
+    return keys
+
+
+def join_caller_keys(keys: Mapping[str, str]) -> str:
+    """{caller: key} -> the TRUSTED_SERVICE_KEYS value."""
+    return ",".join(f"{caller}={key}" for caller, key in keys.items())
 
 
 class BaseServiceSettings(BaseSettings):
@@ -48,10 +71,12 @@ class BaseServiceSettings(BaseSettings):
 
     amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
     events_exchange: str = "flow.events"
-    # The relay declares every consumer's queue (the fleet's topology) before it publishes,
-    # so no event is dropped before its consumer first starts. Off only where one vhost
-    # serves unrelated tests (flow_shared.testing), whose queues would pile up there.
-    events_declare_fleet_topology: bool = True
+    # On: the relay declares every consumer's queue (the fleet's topology) before it
+    # publishes. Off (the default): the deploy step has declared it (flowctl provision, the
+    # broker-init job), and a service's own broker user may not (flow_shared.events.access).
+    events_declare_fleet_topology: bool = False
+    # An event type no queue is bound to is tried again after this long (relay.py).
+    events_unroutable_retry_seconds: float = Field(default=30.0, gt=0)
 
     jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
     jwt_issuer: str = "flow-user-service"
@@ -61,8 +86,9 @@ class BaseServiceSettings(BaseSettings):
     jwks_cache_seconds: float = 300.0
 
     service_key: SecretStr | None = None
-    # Keys of the services allowed to call this service's /internal routes.
-    trusted_service_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # The services allowed to call this service's /internal routes, each with its key:
+    # `order-service=<key>,pricing-service=<key>`. Each route names which of them it accepts.
+    trusted_service_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
 
     max_body_bytes: int = 1_048_576
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
@@ -75,12 +101,15 @@ class BaseServiceSettings(BaseSettings):
     # Unset: on everywhere but production (the API docs are for developers).
     docs_enabled: bool = True
 
-    @field_validator(
-        "jwt_algorithms", "trusted_service_keys", "trusted_hosts", "cors_origins", mode="before"
-    )
+    @field_validator("jwt_algorithms", "trusted_hosts", "cors_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("trusted_service_keys", mode="before")
+    @classmethod
+    def _caller_keys(cls, value: object) -> object:
+        return split_caller_keys(value) if isinstance(value, str) else value
 
     @field_validator("monitoring_networks", mode="before")
     @classmethod

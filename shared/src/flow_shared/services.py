@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def short_name(name: str) -> str:
+    """A service's suffix of its per-service variables: order-service -> ORDER."""
+    return name.removesuffix("-service").replace("-", "_").upper()
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """One entry of services.toml."""
@@ -22,7 +27,7 @@ class ServiceSpec:
     @property
     def short(self) -> str:
         """The suffix of its per-service variables (SERVICE_KEY_<SHORT>, ...)."""
-        return self.name.removesuffix("-service").replace("-", "_").upper()
+        return short_name(self.name)
 
     @property
     def url_variable(self) -> str:

@@ -46,6 +46,11 @@ class Settings(BaseServiceSettings):
     # Each hash holds `argon2_memory_cost` KiB; bounding concurrent hashes bounds memory.
     argon2_max_concurrency: int = Field(default=4, ge=1)
 
+    # LICENSE_CHECK_INTERVAL_SECONDS: how often the licence job runs (suspends expired
+    # licences, warns 30 and 7 days before); _BATCH_SIZE: organisations per transaction.
+    license_check_interval_seconds: float = Field(default=86400.0, gt=0)
+    license_check_batch_size: int = Field(default=100, ge=1, le=5000)
+
     bootstrap_admin_email: str | None = None
     bootstrap_admin_full_name: str = "Flow Platform Admin"
     bootstrap_admin_password: SecretStr | None = None

@@ -128,3 +128,15 @@ class LastOrgAdmin(Conflict):
             "This is the organisation's only org_admin: invite another org_admin "
             "and let them accept before removing this one."
         )
+
+
+class LicenseExpired(Conflict):
+    """Reinstating an organisation whose licence has run out: the licence job would only
+    suspend it again. A platform admin renews it first (verify with a new expiry)."""
+
+    code, title = "license-expired", "Licence expired"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The organisation's licence has expired; verify it with a new expiry date first."
+        )

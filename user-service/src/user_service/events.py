@@ -7,6 +7,7 @@ rename or remove them. No secret (password, hash, token) ever goes in.
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,8 @@ PRODUCER = "user-service"
 USER_REGISTERED = "user.registered"
 ORGANIZATION_VERIFIED = "organization.verified"
 ORGANIZATION_SUSPENDED = "organization.suspended"
+ORGANIZATION_REINSTATED = "organization.reinstated"
+ORGANIZATION_LICENSE_EXPIRING = "organization.license_expiring"
 
 
 async def user_registered(
@@ -47,42 +50,86 @@ async def user_registered(
     )
 
 
-async def organization_verified(
-    session: AsyncSession, organization: Organization, actor_id: uuid.UUID
+def _actor(actor_id: uuid.UUID | None) -> str | None:
+    # None: Flow itself acted (the licence job).
+    return str(actor_id) if actor_id is not None else None
+
+
+def _iso(value: date | datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def _organization_event(
+    session: AsyncSession, event_type: str, organization: Organization, **data: object
 ) -> None:
+    """An organization.* event: who it is about, then what happened to it."""
     await add_event(
         session,
         outbox,
-        event_type=ORGANIZATION_VERIFIED,
+        event_type=event_type,
         producer=PRODUCER,
         data={
             "org_id": str(organization.id),
             "name": organization.name,
             "kind": organization.kind,
-            "actor_id": str(actor_id),
-            "verified_at": organization.verified_at.isoformat()
-            if organization.verified_at
-            else None,
+            **data,
         },
     )
 
 
-async def organization_suspended(
-    session: AsyncSession, organization: Organization, actor_id: uuid.UUID, reason: str | None
+async def organization_verified(
+    session: AsyncSession, organization: Organization, actor_id: uuid.UUID
 ) -> None:
-    await add_event(
+    """Also sent again when a verified organisation's licence is renewed (a new date)."""
+    await _organization_event(
         session,
-        outbox,
-        event_type=ORGANIZATION_SUSPENDED,
-        producer=PRODUCER,
-        data={
-            "org_id": str(organization.id),
-            "name": organization.name,
-            "kind": organization.kind,
-            "actor_id": str(actor_id),
-            "reason": reason,
-            "suspended_at": organization.suspended_at.isoformat()
-            if organization.suspended_at
-            else None,
-        },
+        ORGANIZATION_VERIFIED,
+        organization,
+        actor_id=str(actor_id),
+        verified_at=_iso(organization.verified_at),
+        license_expires_on=_iso(organization.license_expires_on),
+    )
+
+
+async def organization_suspended(
+    session: AsyncSession,
+    organization: Organization,
+    actor_id: uuid.UUID | None,
+    reason: str | None,
+) -> None:
+    """`reason` is "license_expired" (and actor_id null) when the licence job suspends."""
+    await _organization_event(
+        session,
+        ORGANIZATION_SUSPENDED,
+        organization,
+        actor_id=_actor(actor_id),
+        reason=reason,
+        suspended_at=_iso(organization.suspended_at),
+    )
+
+
+async def organization_reinstated(
+    session: AsyncSession, organization: Organization, actor_id: uuid.UUID
+) -> None:
+    await _organization_event(
+        session,
+        ORGANIZATION_REINSTATED,
+        organization,
+        actor_id=str(actor_id),
+        # Whether it is verified: a reinstated unverified vendor is still not listed.
+        verified=organization.verified,
+        license_expires_on=_iso(organization.license_expires_on),
+    )
+
+
+async def organization_license_expiring(
+    session: AsyncSession, organization: Organization, *, days_left: int
+) -> None:
+    """Heard by the organisation's org admins (notification-service)."""
+    await _organization_event(
+        session,
+        ORGANIZATION_LICENSE_EXPIRING,
+        organization,
+        license_expires_on=_iso(organization.license_expires_on),
+        days_left=days_left,
     )

@@ -4,16 +4,20 @@ the outbox."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
+    Integer,
+    SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -25,13 +29,14 @@ from flow_shared.events.outbox import define_outbox_table
 
 ORG_KINDS = ("hospital", "vendor", "platform")
 ROLES = ("org_admin", "staff", "platform_admin")
+MAX_OXYGEN_BEDS = 100_000
 
 
 class Base(DeclarativeBase):
     metadata = service_metadata("users")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
+def _in(column: str, values: tuple[object, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
@@ -47,6 +52,16 @@ class Organization(Base):
             postgresql_where=text("kind = 'platform'"),
         ),
         Index("ix_organizations_kind_created_at", "kind", "created_at"),
+        CheckConstraint(
+            f"oxygen_beds IS NULL OR oxygen_beds BETWEEN 0 AND {MAX_OXYGEN_BEDS}",
+            name="oxygen_beds",
+        ),
+        # The licence job reads organisations by expiry date.
+        Index(
+            "ix_organizations_license_expires_on",
+            "license_expires_on",
+            postgresql_where=text("license_expires_on IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -59,7 +74,34 @@ class Organization(Base):
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suspension_reason: Mapped[str | None] = mapped_column(Text)
+    # Hospitals only: the beds with piped or cylinder oxygen they declared.
+    oxygen_beds: Mapped[int | None] = mapped_column(Integer)
+    # Set by a platform admin on verification; the licence job suspends after it.
+    license_expires_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+LICENSE_WARNING_DAYS = (30, 7)
+
+
+class LicenseWarning(Base):
+    """A licence-expiry warning sent (organization.license_expiring). Unique per licence
+    date and threshold: re-runs, restarts and concurrent passes never repeat one, and a
+    renewed licence (a new date) starts with none."""
+
+    __tablename__ = "license_warnings"
+    __table_args__ = (
+        UniqueConstraint("org_id", "license_expires_on", "days_before"),
+        CheckConstraint(_in("days_before", LICENSE_WARNING_DAYS), name="days_before"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    org_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    license_expires_on: Mapped[date] = mapped_column(Date)
+    days_before: Mapped[int] = mapped_column(SmallInteger)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class User(Base):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from flow_shared.validation import NoNul
+from user_service.models import MAX_OXYGEN_BEDS
 
 MIN_PASSWORD_LENGTH = 12
 # Argon2 accepts any length; the cap only keeps request bodies and hashing time sane.
@@ -55,8 +56,19 @@ class OrganizationRegistration(Input):
     name: OrgName
     # Platform organisations are never self-registered: only the bootstrap makes one.
     kind: Literal["hospital", "vendor"]
+    # Required of hospitals (a platform admin checks it before verifying them).
     license_number: LicenseNumber | None = None
     phone: Phone | None = None
+    # Hospitals only: beds with oxygen supply.
+    oxygen_beds: Annotated[int, Field(ge=0, le=MAX_OXYGEN_BEDS)] | None = None
+
+    @model_validator(mode="after")
+    def _hospital_fields(self) -> OrganizationRegistration:
+        if self.kind == "hospital" and self.license_number is None:
+            raise ValueError("a hospital registers with its license_number")
+        if self.kind != "hospital" and self.oxygen_beds is not None:
+            raise ValueError("only hospitals declare oxygen_beds")
+        return self
 
 
 class RegisterRequest(Input):
@@ -101,6 +113,8 @@ class OrganizationOut(BaseModel):
     suspended: bool
     verified_at: datetime | None
     suspended_at: datetime | None
+    oxygen_beds: int | None
+    license_expires_on: date | None
     created_at: datetime
 
 
@@ -170,12 +184,50 @@ class VendorItem(BaseModel):
     created_at: datetime
 
 
+class OrganizationItem(BaseModel):
+    """A hospital or vendor organisation as platform admins see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    kind: Literal["hospital", "vendor"]
+    license_number: str | None
+    phone: str | None
+    oxygen_beds: int | None
+    verified: bool
+    suspended: bool
+    suspension_reason: str | None
+    license_expires_on: date | None
+    verified_at: datetime | None
+    suspended_at: datetime | None
+    created_at: datetime
+
+
+SuspensionReason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), NoNul()]
+
+
 class VerifyVendorRequest(Input):
     actor_id: uuid.UUID
+    # Optional on this body (the vendor path verifies without one); when given it must
+    # lie in the future. The organisation paths always send it.
+    license_expires_on: date | None = None
+
+    @model_validator(mode="after")
+    def _expiry_in_the_future(self) -> VerifyVendorRequest:
+        if self.license_expires_on is not None and self.license_expires_on <= utc_today():
+            raise ValueError("license_expires_on must be a date in the future")
+        return self
 
 
 class SuspendVendorRequest(Input):
     actor_id: uuid.UUID
-    reason: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), NoNul()] | None
-    ) = None
+    reason: SuspensionReason | None = None
+
+
+class ReinstateRequest(Input):
+    actor_id: uuid.UUID
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()

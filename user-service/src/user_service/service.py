@@ -1,5 +1,6 @@
 """Identity rules: registration, login with lockout, token rotation, profiles,
-organisations and their members, vendor verification and suspension.
+organisations and their members, verification, suspension and reinstatement of
+hospitals and vendors. (The licence job: licences.py.)
 (Invitations and member removal: members.py; the lockout counter: lockout.py;
 ending sessions: sessions.py.)
 
@@ -16,7 +17,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import structlog
 from redis.asyncio import Redis
@@ -37,6 +38,7 @@ from user_service.errors import (
     EmailTaken,
     InvalidCredentials,
     InvalidRefreshToken,
+    LicenseExpired,
     OrganizationNotFound,
     OrganizationSuspended,
     RefreshTokenReused,
@@ -101,9 +103,9 @@ async def register(
         kind=org_spec.kind,
         license_number=org_spec.license_number,
         phone=org_spec.phone,
-        # Vendors wait for a platform admin; hospitals have no verification step.
-        verified=org_spec.kind != "vendor",
-        verified_at=utcnow() if org_spec.kind != "vendor" else None,
+        oxygen_beds=org_spec.oxygen_beds,
+        # Hospitals and vendors alike wait for a platform admin to check their licence.
+        verified=False,
         suspended=False,
     )
     session.add(organization)
@@ -452,74 +454,186 @@ async def list_members(
     return await fetch_page(session, statement, params)
 
 
-# --- vendors (admin-service, through /internal) -----------------------------------------------
+# --- organisations (admin-service, through /internal) -----------------------------------------
+
+# The kinds a platform admin verifies, suspends and reinstates (never the platform itself).
+MANAGED_KINDS = ("hospital", "vendor")
+LICENSE_EXPIRED = "license_expired"
 
 
-async def list_vendors(
-    session: AsyncSession, *, verified: bool | None, params: PageParams
+async def list_organizations(
+    session: AsyncSession,
+    *,
+    kind: str | None,
+    verified: bool | None,
+    suspended: bool | None,
+    params: PageParams,
 ) -> tuple[Sequence[Organization], int]:
-    conditions = [Organization.kind == "vendor"]
+    """Hospitals and vendors (one kind if asked), oldest first."""
+    conditions = [Organization.kind == kind] if kind else [Organization.kind.in_(MANAGED_KINDS)]
     if verified is not None:
         conditions.append(Organization.verified.is_(verified))
+    if suspended is not None:
+        conditions.append(Organization.suspended.is_(suspended))
     statement = (
         select(Organization).where(*conditions).order_by(Organization.created_at, Organization.id)
     )
     return await fetch_page(session, statement, params)
 
 
-async def _vendor_for_update(session: AsyncSession, org_id: uuid.UUID) -> Organization:
-    vendor = await session.scalar(
+async def list_vendors(
+    session: AsyncSession, *, verified: bool | None, params: PageParams
+) -> tuple[Sequence[Organization], int]:
+    return await list_organizations(
+        session, kind="vendor", verified=verified, suspended=None, params=params
+    )
+
+
+async def _organization_for_update(
+    session: AsyncSession, org_id: uuid.UUID, kind: str | None
+) -> Organization:
+    """The hospital or vendor (of `kind` when given), locked; anything else is 404."""
+    kinds = (kind,) if kind else MANAGED_KINDS
+    organization = await session.scalar(
         select(Organization)
-        .where(Organization.id == org_id, Organization.kind == "vendor")
+        .where(Organization.id == org_id, Organization.kind.in_(kinds))
         .with_for_update()
     )
-    if vendor is None:
-        raise OrganizationNotFound("No vendor organisation with this id.")
-    return vendor
+    if organization is None:
+        what = f"{kind} organisation" if kind else "hospital or vendor organisation"
+        raise OrganizationNotFound(f"No {what} with this id.")
+    return organization
 
 
-async def verify_vendor(
-    session: AsyncSession, org_id: uuid.UUID, *, actor_id: uuid.UUID
+async def verify_organization(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    actor_id: uuid.UUID,
+    license_expires_on: date | None,
+    kind: str | None = None,
 ) -> Organization:
-    """Idempotent: verifying a verified vendor changes nothing and emits nothing."""
-    vendor = await _vendor_for_update(session, org_id)
-    if not vendor.verified:
-        vendor.verified = True
-        vendor.verified_at = utcnow()
+    """Verify, or renew the licence of, a hospital or vendor. Idempotent: the same answer
+    again changes nothing and emits nothing. A new licence date is a renewal: the licence
+    warnings start afresh (they are kept per date)."""
+    organization = await _organization_for_update(session, org_id, kind)
+    renewed = (
+        license_expires_on is not None and license_expires_on != organization.license_expires_on
+    )
+    if organization.verified and not renewed:
+        return organization
+    if not organization.verified:
+        organization.verified = True
+        organization.verified_at = utcnow()
+    if renewed:
+        organization.license_expires_on = license_expires_on
+    await session.flush()
+    await events.organization_verified(session, organization, actor_id)
+    log.info(
+        "organization_verified",
+        org_id=str(organization.id),
+        actor_id=str(actor_id),
+        license_expires_on=str(organization.license_expires_on),
+    )
+    return organization
+
+
+async def suspend_organization(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    redis: Redis,
+    settings: Settings,
+    actor_id: uuid.UUID | None,
+    reason: str | None,
+    kind: str | None = None,
+    now: datetime | None = None,
+) -> Organization:
+    """Suspended users cannot log in or refresh, and every service rejects their
+    existing access tokens through the Redis mark. Idempotent. `actor_id` None: the
+    licence job."""
+    organization = await _organization_for_update(session, org_id, kind)
+    return await suspend_locked_organization(
+        session,
+        organization,
+        redis=redis,
+        settings=settings,
+        actor_id=actor_id,
+        reason=reason,
+        now=now,
+    )
+
+
+async def suspend_locked_organization(
+    session: AsyncSession,
+    organization: Organization,
+    *,
+    redis: Redis,
+    settings: Settings,
+    actor_id: uuid.UUID | None,
+    reason: str | None,
+    now: datetime | None = None,
+) -> Organization:
+    """Suspend a locked organisation (the admin's and the licence job's one path)."""
+    # Marked before the commit: if the commit then fails, the org is blocked a little
+    # early (and the admin retries) rather than left able to act.
+    await mark_suspended(redis, settings, [organization.id])
+    if not organization.suspended:
+        now = now or utcnow()
+        organization.suspended = True
+        organization.suspended_at = now
+        organization.suspension_reason = reason
+        # The suspended-org mark refuses their tokens only while the org stays suspended;
+        # the epoch makes sure a later reinstatement does not bring them back.
+        member_ids = (
+            await session.scalars(select(User.id).where(User.org_id == organization.id))
+        ).all()
+        await sessions.end_sessions(session, redis, settings, member_ids, now=utcnow())
         await session.flush()
-        await events.organization_verified(session, vendor, actor_id)
-        log.info("organization_verified", org_id=str(vendor.id), actor_id=str(actor_id))
-    return vendor
+        await events.organization_suspended(session, organization, actor_id, reason)
+        log.info(
+            "organization_suspended",
+            org_id=str(organization.id),
+            actor_id=str(actor_id),
+            reason=reason,
+        )
+    return organization
 
 
-async def suspend_vendor(
+async def reinstate_organization(
     session: AsyncSession,
     org_id: uuid.UUID,
     *,
     redis: Redis,
     settings: Settings,
     actor_id: uuid.UUID,
-    reason: str | None,
+    today: date | None = None,
 ) -> Organization:
-    """Suspended users cannot log in or refresh, and every service rejects their
-    existing access tokens through the Redis mark. Idempotent."""
-    vendor = await _vendor_for_update(session, org_id)
-    # Marked before the commit: if the commit then fails, the org is blocked a little
-    # early (and the admin retries) rather than left able to act.
-    await mark_suspended(redis, settings, [vendor.id])
-    if not vendor.suspended:
-        now = utcnow()
-        vendor.suspended = True
-        vendor.suspended_at = now
-        vendor.suspension_reason = reason
-        # The suspended-org mark refuses their tokens only while the org stays suspended;
-        # the epoch makes sure a later reinstatement does not bring them back.
-        member_ids = (await session.scalars(select(User.id).where(User.org_id == vendor.id))).all()
-        await sessions.end_sessions(session, redis, settings, member_ids, now=now)
-        await session.flush()
-        await events.organization_suspended(session, vendor, actor_id, reason)
-        log.info("organization_suspended", org_id=str(vendor.id), actor_id=str(actor_id))
-    return vendor
+    """Lift a suspension: the org's users may log in again (sessions ended by the
+    suspension stay ended). Idempotent. An expired licence must be renewed first."""
+    organization = await _organization_for_update(session, org_id, None)
+    if not organization.suspended:
+        return organization
+    expires = organization.license_expires_on
+    if expires is not None and expires < (today or utcnow().date()):
+        raise LicenseExpired()
+    organization.suspended = False
+    organization.suspended_at = None
+    organization.suspension_reason = None
+    await session.flush()
+    await events.organization_reinstated(session, organization, actor_id)
+    # Cleared before the commit: should the commit fail, login still reads the database
+    # (still suspended), and the next start-up restores the mark.
+    await clear_suspended(redis, settings, organization.id)
+    log.info("organization_reinstated", org_id=str(organization.id), actor_id=str(actor_id))
+    return organization
+
+
+async def clear_suspended(redis: Redis, settings: Settings, org_id: uuid.UUID) -> None:
+    try:
+        await redis.delete(suspended_org_key(settings.redis_key_prefix, org_id))
+    except RedisError as exc:
+        raise ServiceUnavailable("The reinstatement cannot be recorded right now.") from exc
 
 
 async def mark_suspended(redis: Redis, settings: Settings, org_ids: Sequence[uuid.UUID]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -132,7 +133,8 @@ _CATEGORY_FILTER = """
 
 # One statement: the matches (materialized once), their count (no distance computed for
 # it), the page (distances for the sort, then depot and product names for its rows only),
-# nearest first with (depot_id, product_id) breaking ties. The LEFT JOIN keeps the total
+# fresh stock before stale (not updated since :stale_before), then nearest first with
+# (depot_id, product_id) breaking ties. The LEFT JOIN keeps the total
 # even for a page past the end.
 _NEARBY_SQL = """
 WITH origin AS (
@@ -142,21 +144,22 @@ matches AS MATERIALIZED ({matches}
 ),
 page AS (
     SELECT m.depot_id, m.product_id, m.vendor_id, m.vendor_name, m.available, m.updated_at,
+           m.updated_at < :stale_before AS stale,
            ST_Distance(m.location, origin.point, false) AS distance_m
     FROM matches AS m, origin
-    ORDER BY distance_m, m.depot_id, m.product_id
+    ORDER BY stale, distance_m, m.depot_id, m.product_id
     LIMIT :limit OFFSET :offset
 )
 SELECT totals.total, page.depot_id, d.name AS depot_name, page.vendor_id, page.vendor_name,
        page.product_id, p.sku, p.name AS product_name, page.available, page.updated_at,
-       page.distance_m, d.lat, d.lon
+       page.stale, page.distance_m, d.lat, d.lon
 FROM (SELECT count(*) AS total FROM matches) AS totals
 LEFT JOIN (
     page
     JOIN depots d ON d.id = page.depot_id
     JOIN products p ON p.id = page.product_id
 ) ON true
-ORDER BY page.distance_m, page.depot_id, page.product_id
+ORDER BY page.stale, page.distance_m, page.depot_id, page.product_id
 """
 
 
@@ -178,11 +181,13 @@ _NEARBY_STATEMENTS = {
 
 
 async def find_nearby(
-    session: AsyncSession, query: NearbyQuery, params: PageParams
+    session: AsyncSession, query: NearbyQuery, params: PageParams, *, stale_before: datetime
 ) -> Page[NearbyItem]:
-    """Stock of verified vendors within `radius_km` of the point, nearest first (sphere
-    distance, ties by depot then product), one page and the exact total, in one query."""
+    """Stock of verified vendors within `radius_km` of the point: fresh rows first, then
+    those not updated since `stale_before` (`stale`), each nearest first (sphere
+    distance, ties by depot then product); one page and the exact total, in one query."""
     values: dict[str, Any] = {
+        "stale_before": stale_before,
         "lat": query.lat,
         "lon": query.lon,
         "radius_m": query.radius_km * 1000.0,
@@ -208,6 +213,7 @@ async def find_nearby(
             product_name=r.product_name,
             available=r.available,
             updated_at=r.updated_at,
+            stale=r.stale,
             distance_km=round(r.distance_m / 1000.0, 3),
             lat=r.lat,
             lon=r.lon,
@@ -261,9 +267,11 @@ async def cached_nearby(
     cache_seconds: int,
     query: NearbyQuery,
     params: PageParams,
+    stale_before: datetime,
 ) -> tuple[bytes, bool]:
     """The nearby page as JSON, and whether it came from the cache (this catalogue
-    generation's key)."""
+    generation's key). Stock turning stale is no stock change (no new generation): a
+    cached page may show it fresh for at most `cache_seconds` (at most an hour)."""
     generation = await current_generation(redis, redis_prefix)
     key = (
         nearby_key(redis_prefix, generation, query.normalised(params))
@@ -275,7 +283,7 @@ async def cached_nearby(
         if cached is not None:
             return cached, True
     async with database.sessionmaker() as session:
-        page = await find_nearby(session, query, params)
+        page = await find_nearby(session, query, params, stale_before=stale_before)
     body = dumps(page.model_dump(mode="json"))
     if key is not None:
         await store_cached(redis, key, body, cache_seconds)

@@ -2,7 +2,9 @@
 cancellation, expired by the sweeper.
 
 Never oversold, whatever the concurrency: a hold is an atomic conditional UPDATE
-(`... WHERE on_hand - reserved >= q`), backed by the CHECK on the stock table.
+(`... WHERE on_hand - reserved >= q`), backed by the CHECK on the stock table. A
+routine hold's condition also keeps the emergency reserve (EMERGENCY_RESERVE_PCT of
+on_hand) available: `floor(on_hand * (100 - pct) / 100) - reserved >= q`.
 Rows are locked in one global order, (depot_id, product_id), by every writer,
 so two reservations for [A, B] and [B, A] cannot deadlock. A reservation row is
 locked before its stock rows, and the sweeper skips reservation rows others hold.
@@ -112,11 +114,29 @@ async def _replay(
     return view
 
 
+def reservable(pct_kept: int) -> Any:
+    """How many units of a stock row a hold may take, for a hold that must leave
+    `pct_kept` percent of on_hand (rounded up) available; 0 for urgent and emergency."""
+    if pct_kept == 0:
+        return Stock.on_hand - Stock.reserved
+    # Integer arithmetic: the floor of on_hand's (100 - pct)%, less what is held already.
+    return (Stock.on_hand * (100 - pct_kept)) // 100 - Stock.reserved
+
+
 async def reserve(
-    session: AsyncSession, body: ReservationCreate, *, actor: str, max_ttl_seconds: int
+    session: AsyncSession,
+    body: ReservationCreate,
+    *,
+    actor: str,
+    max_ttl_seconds: int,
+    emergency_reserve_pct: int = 0,
 ) -> tuple[ReservationView, bool]:
     """Hold the items for the order. Returns (reservation, created); a replay of the same
-    order returns the first reservation, whatever its status now."""
+    order returns the first reservation, whatever its status now.
+
+    A routine hold may not take a product's available stock below `emergency_reserve_pct`
+    of its on_hand: the floor is in the same conditional UPDATE that holds, so concurrent
+    routine holds can never dip into it. Its short items say what it could have taken."""
     if body.ttl_seconds > max_ttl_seconds:
         raise UnprocessableEntity(f"ttl_seconds may be at most {max_ttl_seconds}.")
     wanted = sum_lines(body.items)
@@ -169,6 +189,7 @@ async def reserve(
 
     held: list[tuple[StockState, int]] = []
     short: list[ShortItem] = []
+    may_take = reservable(emergency_reserve_pct if body.priority == "routine" else 0)
     for product_id, quantity in wanted.items():  # ascending product_id: the lock order
         returned = (
             await session.execute(
@@ -176,7 +197,7 @@ async def reserve(
                 .where(
                     Stock.depot_id == body.depot_id,
                     Stock.product_id == product_id,
-                    Stock.on_hand - Stock.reserved >= quantity,
+                    may_take >= quantity,
                 )
                 .values(reserved=Stock.reserved + quantity, updated_at=func.clock_timestamp())
                 .returning(*STOCK_COLUMNS)
@@ -184,7 +205,7 @@ async def reserve(
         ).one_or_none()
         if returned is None:
             available = await session.scalar(
-                select(Stock.on_hand - Stock.reserved).where(
+                select(may_take).where(
                     Stock.depot_id == body.depot_id, Stock.product_id == product_id
                 )
             )

@@ -33,6 +33,7 @@ from order_service.errors import (
     VendorUnavailable,
 )
 from order_service.schemas import DirectOrderCreate, OrderOut, Selection
+from order_service.service import allocation
 from order_service.service.placement import (
     ORDERS_PLACED,
     Answer,
@@ -83,6 +84,10 @@ async def create_direct_order(
     idempotency_key: str | None,
 ) -> Answer:
     async def produce() -> dict[str, Any]:
+        # Emergencies are capped too; counted once, whichever candidate takes the order.
+        await allocation.take(
+            uow.session, settings, hospital.org_id, {body.product_id: body.quantity}
+        )
         destination = await resolve_destination(
             upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
         )

@@ -170,6 +170,8 @@ class OrderSweeper:
                     depot_id=uuid.UUID(str(request["depot_id"])),
                     items=[StockLine.model_validate(line) for line in request["items"]],
                     ttl_seconds=int(request["ttl_seconds"]),
+                    # Rows written before priorities were sent: any priority finds the hold.
+                    priority=str(request.get("priority", "emergency")),
                 )
             except DomainError as exc:
                 # A refusal (short stock, unknown depot) means there is no hold to give back.

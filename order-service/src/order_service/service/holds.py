@@ -105,13 +105,14 @@ def release_after_commit(
 
 
 def reserve_request(
-    depot_id: uuid.UUID, items: Sequence[StockLine], ttl_seconds: int
+    depot_id: uuid.UUID, items: Sequence[StockLine], ttl_seconds: int, priority: str
 ) -> dict[str, object]:
     """What was sent to reserve, kept so the hold can be found again by its order id."""
     return {
         "depot_id": str(depot_id),
         "items": [{"product_id": str(i.product_id), "quantity": i.quantity} for i in items],
         "ttl_seconds": ttl_seconds,
+        "priority": priority,
     }
 
 

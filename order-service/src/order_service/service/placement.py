@@ -1,6 +1,7 @@
 """Placing an order: a saga over inventory-, pricing- and (card orders) payment-service.
 
-    claim Idempotency-Key -> resolve the destination -> reserve stock (inventory)
+    claim Idempotency-Key -> count the units against the hospital's allocation caps
+    -> resolve the destination -> reserve stock (inventory)
     -> quote (pricing) -> card orders: hand the card token to payment-service
     -> persist the order, its lines and `order.placed` (outbox)
     -> store the idempotent answer -> COMMIT
@@ -63,6 +64,7 @@ from order_service.models import (
     idempotency_keys,
 )
 from order_service.schemas import DeliveryPoint, OrderCreate, OrderOut, Priority
+from order_service.service import allocation
 from order_service.service.holds import (
     give_back_later,
     release_hold,
@@ -170,6 +172,13 @@ async def create_order(
     idempotency_key: str | None,
 ) -> Answer:
     async def produce() -> dict[str, Any]:
+        # Before any stock is held: an order over the cap leaves nothing behind.
+        await allocation.take(
+            uow.session,
+            settings,
+            hospital.org_id,
+            allocation.units_by_product((i.product_id, i.quantity) for i in body.items),
+        )
         destination = await resolve_destination(
             upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
         )
@@ -269,6 +278,7 @@ class _Hold:
             depot_id=self.request.depot_id,
             items=self.request.items,
             ttl_seconds=self.ttl_seconds,
+            priority=self.request.priority,
         )
         try:
             return await reserve()
@@ -293,7 +303,12 @@ class _Hold:
             self.uow,
             order_id=self.order_id,
             reservation_id=reservation_id,
-            request=reserve_request(self.request.depot_id, self.request.items, self.ttl_seconds),
+            request=reserve_request(
+                self.request.depot_id,
+                self.request.items,
+                self.ttl_seconds,
+                self.request.priority,
+            ),
             ttl_seconds=self.ttl_seconds,
         )
 

@@ -8,13 +8,21 @@ flowctl and the relays declare: topology.py), for service `S`:
   transaction has committed (or after the message was safely moved elsewhere).
 - `S.events.retry`: durable queue without consumers. A failed message is
   republished here with a per-message expiration of `retry_delay_ms`; when it
-  expires the broker dead-letters it back to `S.events`. Other events keep
+  expires the broker dead-letters it back to `S.events` (through `S.events.moves`,
+  key `requeue`). Other events keep
   flowing meanwhile. Every message gets the same delay, so expiry order is
   arrival order (per-message TTL only expires messages at the head of a queue).
 - `S.events.dlq`: durable queue for poison messages (not a valid envelope) and
   for events whose handler still failed after the first attempt and `max_retries`
   retries. A failure because the database is unreachable does not count as an
   attempt: during an outage good events wait in the retry loop, not in the DLQ.
+  `replay_dead_letters` puts them back into `S.events` once the cause is fixed.
+- `S.events.moves`: direct exchange every move above goes through (`retry`, `dlq`,
+  `requeue`), never the default exchange, which the service's broker user may not
+  write to (access.py: it could reach every queue through it).
+
+The consumer creates none of the events exchange: it checks that the deploy step
+declared it (a passive declare), so its broker user needs no configure right there.
 
 Handling one event happens in one database transaction: the inbox row
 (consumer, event_id) is inserted with ON CONFLICT DO NOTHING, and only if it is
@@ -58,10 +66,13 @@ from flow_shared.events.relay import (
     wait_for_event,
 )
 from flow_shared.events.topology import (
+    DEAD_LETTER_KEY,
+    REQUEUE_KEY,
+    RETRY_KEY,
     EventTopology,
     Subscription,
-    declare_events_exchange,
     declare_subscription,
+    events_exchange,
 )
 from flow_shared.metrics import business_counter, business_gauge
 
@@ -257,7 +268,7 @@ class EventConsumer:
         self._channel = channel
         channel.close_callbacks.add(self._on_closed)
         await channel.set_qos(prefetch_count=self.prefetch)
-        exchange = await declare_events_exchange(channel, self.exchange_name)
+        exchange = await events_exchange(channel, self.exchange_name)
         queue = await declare_subscription(channel, exchange, self.subscription)
         self._inspect_channel = await connection.channel(publisher_confirms=False)
         self._queue = queue
@@ -310,7 +321,7 @@ class EventConsumer:
             await self._move(
                 message,
                 channel,
-                self.dlq_name,
+                DEAD_LETTER_KEY,
                 attempts=_attempts(message),
                 error=f"invalid envelope: {exc}",
                 reason="poison",
@@ -351,7 +362,7 @@ class EventConsumer:
                 await self._move(
                     message,
                     channel,
-                    self.retry_queue_name,
+                    RETRY_KEY,
                     attempts=failures,
                     error=repr(exc),
                     reason=None,
@@ -368,7 +379,7 @@ class EventConsumer:
                 await self._move(
                     message,
                     channel,
-                    self.dlq_name,
+                    DEAD_LETTER_KEY,
                     attempts=failures,
                     error=repr(exc),
                     reason="max_retries",
@@ -406,7 +417,7 @@ class EventConsumer:
         self,
         message: AbstractIncomingMessage,
         channel: AbstractChannel,
-        queue_name: str,
+        move: str,
         *,
         attempts: int,
         error: str,
@@ -414,8 +425,9 @@ class EventConsumer:
         event_type: str,
         expiration_ms: int | None = None,
     ) -> None:
-        """Republish to the retry queue or the DLQ, and ack the original only once the
-        broker has confirmed the copy; on any failure the original goes back to its queue."""
+        """Republish to the retry queue or the DLQ (`move`: RETRY_KEY or DEAD_LETTER_KEY on
+        the moves exchange), and ack the original only once the broker has confirmed the
+        copy; on any failure the original goes back to its queue."""
         headers: HeadersType = {
             key: value
             for key, value in (message.headers or {}).items()
@@ -425,28 +437,77 @@ class EventConsumer:
         headers[ERROR_HEADER] = error[:MAX_ERROR_HEADER_LENGTH]
         if reason is not None:
             headers[DEAD_LETTER_REASON_HEADER] = reason
-        copy = aio_pika.Message(
-            message.body,
-            headers=headers,
-            content_type=message.content_type,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            type=message.type,
-            app_id=message.app_id,
-            expiration=expiration_ms / 1000 if expiration_ms is not None else None,
-        )
+        copy = _copy(message, headers, expiration_ms)
         try:
-            await channel.default_exchange.publish(
-                copy, routing_key=queue_name, timeout=PUBLISH_TIMEOUT_SECONDS
+            # Declared with the queues on connect; no round trip here.
+            moves = await channel.get_exchange(self.subscription.moves_exchange, ensure=False)
+            await moves.publish(
+                copy, routing_key=move, mandatory=True, timeout=PUBLISH_TIMEOUT_SECONDS
             )
         except Exception as exc:
-            log.warning("event_requeue_failed", queue=queue_name, error=repr(exc))
+            log.warning("event_requeue_failed", move=move, error=repr(exc))
             await _settle(message.nack(requeue=True))
             return
         outcome = "retried" if reason is None else "dead_lettered"
         EVENTS_CONSUMED.labels(self.service, event_type, outcome).inc()
         await _settle(message.ack())
+
+
+async def replay_dead_letters(
+    amqp_url: str, subscription: Subscription, *, limit: int | None = None
+) -> int:
+    """Move the dead letters of `subscription` back into its main queue, for a fresh set of
+    attempts (once the cause is fixed); returns how many. Each goes through the moves
+    exchange (key `requeue`) and is removed from the DLQ only once the broker confirmed
+    its copy. Works with the service's own broker user (access.py)."""
+    connection = await aio_pika.connect(amqp_url, timeout=CONNECT_TIMEOUT_SECONDS)
+    moved = 0
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        dead_letters = await channel.declare_queue(subscription.dead_letter_queue, passive=True)
+        moves = await channel.get_exchange(subscription.moves_exchange, ensure=False)
+        while limit is None or moved < limit:
+            message = await dead_letters.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            headers: HeadersType = {
+                key: value
+                for key, value in (message.headers or {}).items()
+                if not key.startswith(_BROKER_DEATH_HEADERS)
+                and key not in (ATTEMPTS_HEADER, DEAD_LETTER_REASON_HEADER)
+            }
+            try:
+                await moves.publish(
+                    _copy(message, headers, None),
+                    routing_key=REQUEUE_KEY,
+                    mandatory=True,
+                    timeout=PUBLISH_TIMEOUT_SECONDS,
+                )
+            except Exception:
+                await _settle(message.nack(requeue=True))
+                raise
+            await message.ack()
+            moved += 1
+    finally:
+        await connection.close()
+    log.info("dead_letters_replayed", queue=subscription.dead_letter_queue, count=moved)
+    return moved
+
+
+def _copy(
+    message: AbstractIncomingMessage, headers: HeadersType, expiration_ms: int | None
+) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        app_id=message.app_id,
+        expiration=expiration_ms / 1000 if expiration_ms is not None else None,
+    )
 
 
 def is_infrastructure_outage(exc: BaseException) -> bool:

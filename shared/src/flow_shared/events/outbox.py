@@ -7,7 +7,7 @@ relay (relay.py) publishes it, however long the broker is away.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from flow_shared.events.envelope import EventEnvelope
+from flow_shared.events.topology import check_publication
 
 OUTBOX_TABLE = "outbox"
 INBOX_TABLE = "inbox"
@@ -77,8 +78,14 @@ async def add_event(
     data: dict[str, Any],
     producer: str,
     event_id: uuid.UUID | None = None,
+    publications: Mapping[str, frozenset[str]] | None = None,
 ) -> EventEnvelope:
-    """Write an event into the caller's transaction. Nothing is sent until it commits."""
+    """Write an event into the caller's transaction. Nothing is sent until it commits.
+
+    Raises UndeclaredPublication unless `producer` publishes `event_type` according to
+    `publications` (the fleet's table, FLEET_PUBLICATIONS, unless a test brings its own):
+    its broker user could not publish it, so it would sit in the outbox for ever."""
+    check_publication(producer, event_type, publications)
     envelope = EventEnvelope(
         id=event_id or uuid.uuid4(), type=event_type, producer=producer, data=data
     )

@@ -7,8 +7,11 @@ only marked once the broker has confirmed it, so a crash or a lost broker means
 a later pass publishes it again: delivery is at least once, and consumers
 de-duplicate with their inbox.
 
-Before its first publish on a connection the relay declares the event topology
-(topology.py), so every consumer's queue exists even if that consumer has never run.
+Before its first publish on a connection the relay checks that the events exchange
+exists (a passive declare: the service's broker user needs no configure right). Only
+with a topology to declare (EVENTS_DECLARE_FLEET_TOPOLOGY, for a broker user allowed to)
+does it declare every consumer's queue itself; otherwise the deploy step has (flowctl,
+topology.py), so every consumer's queue exists even if that consumer has never run.
 Publishes are mandatory: an event no queue is bound to comes back from the broker,
 stays in the outbox (counted in `flow_events_unroutable_total`, which alerts), and its
 type is tried again every `unroutable_retry_seconds`, while other types keep flowing.
@@ -38,7 +41,7 @@ from aio_pika.exceptions import PublishError
 from sqlalchemy import Table, func, select, update
 
 from flow_shared.db import Database
-from flow_shared.events.topology import EventTopology, declare_topology
+from flow_shared.events.topology import EventTopology, declare_topology, events_exchange
 from flow_shared.events.topology import declare_events_exchange as declare_events_exchange
 from flow_shared.jsonutil import dumps
 from flow_shared.metrics import business_counter, business_gauge
@@ -144,10 +147,9 @@ class OutboxRelay:
         topology: EventTopology | None = None,
         unroutable_retry_seconds: float = 30.0,
     ) -> None:
-        """`topology`: what to declare on connect (the fleet's in a service); by default
-        only the exchange."""
-        topology = topology or EventTopology(exchange)
-        if topology.exchange != exchange:
+        """`topology`: what to declare on connect (needs configure rights on all of it); by
+        default nothing: the exchange is only checked to exist."""
+        if topology is not None and topology.exchange != exchange:
             raise ValueError(f"topology is of exchange {topology.exchange!r}, not {exchange!r}")
         self.database = database
         self.outbox = outbox
@@ -366,7 +368,10 @@ class OutboxRelay:
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                 # Every consumer's queue before the first publish: an event published
                 # before its consumer ever started then waits for it (no partial routing).
-                exchange = await declare_topology(channel, self.topology)
+                if self.topology is not None:
+                    exchange = await declare_topology(channel, self.topology)
+                else:
+                    exchange = await events_exchange(channel, self.exchange_name)
             except Exception as exc:
                 await connection.close()
                 raise BrokerUnavailable(

@@ -2,10 +2,12 @@
 
 The topic exchange `flow.events` and, for every consuming service `S`, the queues of
 consumer.py: `S.events` bound to each event type `S` handles, `S.events.retry` and
-`S.events.dlq`. Declared (idempotently) by `flowctl migrate` / `make up` before any
-service starts, by every outbox relay when it connects (before its first publish), and by
-each consumer for its own queues. So an event published before its consumer has ever
-started waits in that consumer's queue instead of being dropped by the exchange.
+`S.events.dlq`, and its moves exchange `S.events.moves`. Declared (idempotently) by the
+deploy step before any service starts (`flowctl provision` / `make up`, compose's
+broker-init, the Kubernetes broker Job: flow_shared.events.access), by a relay only when
+EVENTS_DECLARE_FLEET_TOPOLOGY is on, and by each consumer for its own queues. So an
+event published before its consumer has ever started waits in that consumer's queue
+instead of being dropped by the exchange.
 
 `FLEET_SUBSCRIPTIONS` is the fleet's routing table: which event types each service
 consumes. It lives here, in the one package every service image carries, because a relay
@@ -13,6 +15,14 @@ must know every consumer's queue, not only its own service's. It is not a second
 keep in step by hand: `create_service_app` refuses to build a service whose handlers
 differ from its entry, and tests/deploy/test_event_topology.py builds every service and
 compares.
+
+`FLEET_PUBLICATIONS` is the other half: which event types each service publishes.
+`add_event` refuses an event its producer has no entry for, and the broker refuses it
+too: each service's RabbitMQ user may publish only these routing keys (access.py).
+
+Retries and dead letters never go through the default exchange (a user allowed to write
+there could put messages into any queue): each consumer `S` has a direct exchange
+`S.events.moves` with its three queues bound by `retry`, `dlq` and `requeue`.
 """
 
 from __future__ import annotations
@@ -25,14 +35,21 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 EVENTS_EXCHANGE = "flow.events"
 DECLARE_TIMEOUT_SECONDS = 10.0
+# Routing keys of a consumer's moves exchange (`S.events.moves`, direct).
+RETRY_KEY = "retry"
+DEAD_LETTER_KEY = "dlq"
+REQUEUE_KEY = "requeue"
 
-_ORGANIZATION_CHANGES = frozenset({"organization.verified", "organization.suspended"})
+_ORGANIZATION_CHANGES = frozenset(
+    {"organization.verified", "organization.suspended", "organization.reinstated"}
+)
 _ORDER_ENDS = frozenset({"order.cancelled", "order.rejected", "order.expired", "order.failed"})
 
 FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
     # The verified-vendor projection behind "nearby".
     "inventory-service": _ORGANIZATION_CHANGES,
-    "order-service": frozenset({"payment.failed"}),
+    # payment.failed ends orders; which hospitals are verified sets their allocation caps.
+    "order-service": frozenset({"payment.failed"}) | _ORGANIZATION_CHANGES,
     "payment-service": frozenset({"order.placed", "order.delivered"}) | _ORDER_ENDS,
     # Which orders a hospital may review.
     "review-service": frozenset({"order.placed", "order.delivered"}),
@@ -41,6 +58,7 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
         {
             "user.registered",
             "organization.verified",
+            "organization.license_expiring",
             "inventory.low_stock",
             "order.placed",
             "order.confirmed",
@@ -56,6 +74,7 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
     "admin-service": frozenset(
         {
             "user.registered",
+            "organization.license_expiring",
             "inventory.stock_changed",
             "inventory.low_stock",
             "inventory.reservation_expired",
@@ -75,8 +94,51 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
 }
 
 
+# Which event types each service writes to its outbox (and so publishes). A new event
+# type is one more string in its producer's entry; a new publishing service, one entry.
+FLEET_PUBLICATIONS: Mapping[str, frozenset[str]] = {
+    "user-service": frozenset({"user.registered", "organization.license_expiring"})
+    | _ORGANIZATION_CHANGES,
+    "inventory-service": frozenset(
+        {"inventory.stock_changed", "inventory.low_stock", "inventory.reservation_expired"}
+    ),
+    # order.<status> for every status an order can reach (order_service.events).
+    "order-service": frozenset(
+        {"order.placed", "order.confirmed", "order.dispatched", "order.delivered"}
+    )
+    | _ORDER_ENDS,
+    "payment-service": frozenset(
+        {"payment.authorized", "payment.failed", "payment.captured", "payment.refunded"}
+    ),
+    "review-service": frozenset({"review.created"}),
+}
+
+
 class TopologyMismatch(ValueError):
     """A consumer's handlers and its entry in the topology disagree."""
+
+
+class UndeclaredPublication(TopologyMismatch):
+    """A service wrote an event type its entry in FLEET_PUBLICATIONS does not list."""
+
+
+def check_publication(
+    producer: str, event_type: str, publications: Mapping[str, frozenset[str]] | None = None
+) -> None:
+    """Raise unless `producer` may publish `event_type` (`publications`: FLEET_PUBLICATIONS
+    by default). Its broker user could not publish it either (access.py)."""
+    table = FLEET_PUBLICATIONS if publications is None else publications
+    if event_type in table.get(producer, frozenset()):
+        return
+    if producer in table:
+        fix = f"add {event_type!r} to FLEET_PUBLICATIONS[{producer!r}]"
+    else:
+        fix = f"add the entry {producer!r}: frozenset({{{event_type!r}}}) to FLEET_PUBLICATIONS"
+    raise UndeclaredPublication(
+        f"{producer} writes event type {event_type!r}, which is not among its publications "
+        f"in flow_shared.events.topology: {fix} (its broker user may publish only the types "
+        "listed there; run the broker provisioning again after the change)"
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +159,15 @@ class Subscription:
     @property
     def dead_letter_queue(self) -> str:
         return f"{self.service}.events.dlq"
+
+    @property
+    def moves_exchange(self) -> str:
+        """The direct exchange retries, dead letters and replays go through."""
+        return f"{self.service}.events.moves"
+
+    @property
+    def queues(self) -> tuple[str, str, str]:
+        return (self.queue, self.retry_queue, self.dead_letter_queue)
 
     def check_handlers(self, handled: Iterable[str]) -> None:
         """Raise unless `handled` is exactly this subscription's event types: a handler
@@ -142,22 +213,33 @@ def fleet_topology(exchange: str = EVENTS_EXCHANGE) -> EventTopology:
 
 
 async def declare_events_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
+    """Create the events exchange (needs configure on it: the deploy step's admin only)."""
     return await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+
+
+async def events_exchange(channel: AbstractChannel, name: str) -> AbstractExchange:
+    """The events exchange, checked to exist (a passive declare: no permission needed).
+    Services use this; the exchange is the deploy step's (declare_topology_at)."""
+    return await channel.get_exchange(name, ensure=True)
 
 
 async def declare_subscription(
     channel: AbstractChannel, exchange: AbstractExchange, subscription: Subscription
 ) -> AbstractQueue:
-    """A subscription's queues and bindings; returns its main queue. Whoever declares them
-    (flowctl, a relay, the consumer) declares the same arguments, or the broker refuses."""
-    await channel.declare_queue(subscription.dead_letter_queue, durable=True)
+    """A subscription's moves exchange, queues and bindings; returns its main queue. Whoever
+    declares them (flowctl, a relay, the consumer) declares the same arguments, or the
+    broker refuses. What the consumer's own user needs for this is access.py's."""
+    moves = await channel.declare_exchange(
+        subscription.moves_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    dead_letters = await channel.declare_queue(subscription.dead_letter_queue, durable=True)
     # Expired retries are dead-lettered back to the main queue (see consumer.py).
-    await channel.declare_queue(
+    retries = await channel.declare_queue(
         subscription.retry_queue,
         durable=True,
         arguments={
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": subscription.queue,
+            "x-dead-letter-exchange": subscription.moves_exchange,
+            "x-dead-letter-routing-key": REQUEUE_KEY,
         },
     )
     # A message the broker itself rejects (never by us) still lands in the DLQ.
@@ -165,10 +247,13 @@ async def declare_subscription(
         subscription.queue,
         durable=True,
         arguments={
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": subscription.dead_letter_queue,
+            "x-dead-letter-exchange": subscription.moves_exchange,
+            "x-dead-letter-routing-key": DEAD_LETTER_KEY,
         },
     )
+    await dead_letters.bind(moves, routing_key=DEAD_LETTER_KEY)
+    await retries.bind(moves, routing_key=RETRY_KEY)
+    await queue.bind(moves, routing_key=REQUEUE_KEY)
     for event_type in sorted(subscription.event_types):
         await queue.bind(exchange, routing_key=event_type)
     return queue

@@ -8,6 +8,12 @@ session, a benchmark, a developer's `make up`) share one machine without meeting
 
 `stop()` (or leaving the `with`) stops the processes and removes everything the
 fleet created: database, vhost, Redis keys and, unless kept, its directory.
+
+The fleet's AMQP_URL is the broker admin's (guest) on the fleet's vhost: `flowctl up`
+provisions every event service's own broker user there (flow_shared.events.access) and
+starts each service as that user, so every end-to-end test runs under the production
+broker permissions. (Broker users are global and their rights per vhost: fleets side
+by side share the users, with the same passwords from .env.example.)
 """
 
 from __future__ import annotations

@@ -42,6 +42,17 @@ def service_schemas() -> dict[str, str]:
     return {spec.name: spec.schema for spec in load_service_specs(repo_root()) if spec.schema}
 
 
+def callers_of(service: str) -> list[str]:
+    """The services allowed to call `service`'s /internal routes, from services.toml."""
+    specs = {spec.name: spec for spec in load_service_specs(repo_root())}
+    return specs[service].callers if service in specs else []
+
+
+def caller_key(service: str) -> str:
+    """The service key `service` presents in the service tier (its own `service_key`)."""
+    return f"test-key-{service}"
+
+
 @dataclass
 class TestInfra:
     __test__ = False  # a fixture value, not a test class
@@ -68,8 +79,13 @@ class TestInfra:
             # The session's one vhost serves every service's tests: the fleet's queues
             # there would collect each test's events for consumers of later tests.
             "events_declare_fleet_topology": False,
-            "service_key": f"test-key-{service}",
-            "trusted_service_keys": ["test-trusted-caller-key"],
+            # Earlier tests leave events nobody here consumes: a test that binds a queue for
+            # one of their types must not wait out the production back-off behind them.
+            "events_unroutable_retry_seconds": 1.0,
+            "service_key": caller_key(service),
+            # Its callers in services.toml, each with its own key (`caller_key`), as deployed:
+            # a test calls an /internal route as a service the route accepts.
+            "trusted_service_keys": {caller: caller_key(caller) for caller in callers_of(service)},
         }
         schema = service_schemas().get(service)
         if schema:
@@ -172,7 +188,22 @@ def start_infra(worker: str) -> TestInfra:
     asyncio.run(provision(admin_dsn, infra.database, grants, reset_passwords=False))
     migrate_all(infra)
     create_vhost(vhost)
+    # The deploy step's part (services only check that the exchange exists); the fleet's
+    # queues stay undeclared here (see settings_kwargs).
+    asyncio.run(declare_exchange_at(infra.amqp_url, "flow.events"))
     return infra
+
+
+async def declare_exchange_at(amqp_url: str, name: str) -> None:
+    import aio_pika
+
+    from flow_shared.events.topology import declare_events_exchange
+
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        await declare_events_exchange(await connection.channel(), name)
+    finally:
+        await connection.close()
 
 
 def stop_infra(infra: TestInfra) -> None:
