@@ -113,8 +113,8 @@ class FlowApi:
         email = f"{kind}-{uuid.uuid4().hex[:12]}@bench.flow.test"
         password = "bench-" + secrets.token_urlsafe(16)
         organization: dict[str, Any] = {"name": name, "kind": kind}
-        if kind == "vendor":
-            organization["license_number"] = f"BENCH-{uuid.uuid4().hex[:8].upper()}"
+        # Vendors and hospitals both register with a licence (SPEC "Verified hospitals").
+        organization["license_number"] = f"BENCH-{uuid.uuid4().hex[:8].upper()}"
         answer = await self.call(
             "POST",
             "/api/v1/auth/register",

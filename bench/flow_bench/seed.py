@@ -22,6 +22,7 @@ admin), for the conservation check after the order runs.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
 import time
 import uuid
@@ -107,6 +108,14 @@ async def seed_accounts(api: FlowApi, fleet: IsolatedFleet, profile: Profile) ->
         [api.register("hospital", f"Bench Hospital {n}") for n in range(profile.hospitals)],
         limit=4,
     )
+    licence_valid_until = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+    for account in hospital_accounts:
+        await api.call(
+            "POST",
+            f"/api/v1/admin/organizations/{account.org_id}/verify",
+            account=admin,
+            body={"license_expires_on": licence_valid_until},
+        )
     hospitals: list[Hospital] = []
     for number, account in enumerate(hospital_accounts):
         sites: list[Site] = []
@@ -131,9 +140,26 @@ async def seed_accounts(api: FlowApi, fleet: IsolatedFleet, profile: Profile) ->
             f"{profile.products_per_depot} per depot asked for"
         )
     world = World(admin=admin, vendors=vendors, hospitals=hospitals, products=products)
+    await _lift_allocation_caps(api, world)
     await _set_prices(api, world, rng)
     await _wait_for_verified_vendors(fleet, [v.org_id for v in vendors])
     return world
+
+
+# The bench measures ordering, not fair allocation: its few hospitals place far more
+# orders than a cap would let one hospital hold open, so their caps are lifted.
+BENCH_ALLOCATION_CAP = 1_000_000  # the most an override may be
+
+
+async def _lift_allocation_caps(api: FlowApi, world: World) -> None:
+    caps = [{"product_id": p.id, "units": BENCH_ALLOCATION_CAP} for p in world.products]
+    for hospital in world.hospitals:
+        await api.call(
+            "PUT",
+            f"/api/v1/admin/organizations/{hospital.account.org_id}/allocation",
+            account=world.admin,
+            body={"caps": caps},
+        )
 
 
 async def _set_prices(api: FlowApi, world: World, rng: random.Random) -> None:

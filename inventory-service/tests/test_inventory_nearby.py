@@ -38,6 +38,7 @@ ROW_FIELDS = {
     "product_name",
     "available",
     "updated_at",
+    "reported_at",
     "stale",
     "distance_km",
     "lat",

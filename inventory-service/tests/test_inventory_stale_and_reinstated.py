@@ -1,7 +1,7 @@
-"""SPEC "Verified hospitals and licences", inventory's part: nearby marks stock not
-updated for STALE_STOCK_HOURS as `stale` and ranks it after fresh stock (the cache shows
-a row turning stale within its TTL); the verified-vendor projection brings a reinstated
-vendor back and ignores hospitals."""
+"""SPEC "Verified hospitals and licences", inventory's part: nearby marks stock the vendor
+has not reported (set or adjusted) for STALE_STOCK_HOURS as `stale` and ranks it after
+fresh stock (the cache shows a row turning stale within its TTL); the verified-vendor
+projection brings a reinstated vendor back and ignores hospitals."""
 
 from __future__ import annotations
 
@@ -29,11 +29,11 @@ def _place(seed: int) -> tuple[float, float]:
 
 
 async def _age(inv: Any, depot_id: uuid.UUID, hours: float) -> None:
-    """Make a stock row look last updated `hours` ago (the clock of staleness)."""
+    """Make a depot's stock look last reported `hours` ago (the clock of staleness)."""
     async with inv.engine.begin() as conn:
         await conn.execute(
             text(
-                "UPDATE stock SET updated_at = now() - make_interval(secs => :s) "
+                "UPDATE stock SET reported_at = now() - make_interval(secs => :s) "
                 "WHERE depot_id = :d"
             ),
             {"s": hours * 3600, "d": depot_id},
@@ -52,6 +52,28 @@ async def _rows(http: httpx.AsyncClient, inv: Any, lat: float, lon: float, **par
 
 def test_stale_stock_hours_defaults_to_a_day() -> None:
     assert Settings.model_fields["stale_stock_hours"].default == 24.0
+
+
+async def test_holds_do_not_refresh_stale_stock_but_a_report_does(
+    client: httpx.AsyncClient, inv: Any, product_ids: dict[str, uuid.UUID]
+) -> None:
+    # A hold changes what is available, not what anyone counted on the shelf.
+    lat, lon = _place(2407)
+    product = product_ids["O2-CYL-10L"]
+    vendor = await inv.vendor()
+    depot = await inv.depot(vendor, lat=lat, lon=lon)
+    await inv.set_stock(vendor, depot, product, 10)
+    await _age(inv, depot, 30)
+    held = await inv.reserve(depot, [(product, 2)])
+    assert held.status_code == 201, held.text
+
+    [row] = (await _rows(client, inv, lat, lon, product_id=product)).json()["items"]
+    assert (row["available"], row["stale"]) == (8, True)
+
+    await inv.set_stock(vendor, depot, product, 12)
+    [row] = (await _rows(client, inv, lat, lon, product_id=product)).json()["items"]
+    assert row["stale"] is False
+    assert datetime.fromisoformat(row["reported_at"]) > datetime.now(UTC) - timedelta(minutes=1)
 
 
 async def test_fresh_stock_ranks_before_stale_then_by_distance(

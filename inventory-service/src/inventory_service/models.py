@@ -150,6 +150,11 @@ class Stock(Base):
     # Set when available drops below the threshold (one alert per crossing), cleared above.
     low_stock_alerted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When the vendor last reported this row (set or adjust): what goes stale. Holds and
+    # deliveries move updated_at, but they count nothing on the shelf.
+    reported_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     # Copies of the depot's vendor and location, so the nearby search needs no depot per
     # candidate row. A trigger (migration 20261124_0003) always sets both from the depot,
     # whatever a writer sends: FetchedValue keeps the ORM from sending anything.

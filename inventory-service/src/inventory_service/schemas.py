@@ -149,8 +149,12 @@ class NearbyItem(BaseModel):
     product_name: str
     available: int
     updated_at: datetime
+    reported_at: datetime = Field(
+        description="When the vendor last set or adjusted this stock (holds do not count)."
+    )
     stale: bool = Field(
-        description="Not updated for STALE_STOCK_HOURS: ranked after every fresh row."
+        description="Not reported by the vendor for STALE_STOCK_HOURS: ranked after every "
+        "fresh row."
     )
     distance_km: float
     lat: float

@@ -110,7 +110,7 @@ class NearbyQuery:
 #   depots.location), then their stock rows.
 _PRODUCT_MATCHES = """
     SELECT s.depot_id, s.product_id, s.vendor_id, v.name AS vendor_name, s.location,
-           s.on_hand - s.reserved AS available, s.updated_at
+           s.on_hand - s.reserved AS available, s.updated_at, s.reported_at
     FROM origin
     JOIN stock s ON s.product_id = :product_id
                 AND ST_DWithin(s.location, origin.point, :radius_m, false)
@@ -119,7 +119,7 @@ _PRODUCT_MATCHES = """
 
 _DEPOT_MATCHES = """
     SELECT s.depot_id, s.product_id, d.vendor_id, v.name AS vendor_name, d.location,
-           s.on_hand - s.reserved AS available, s.updated_at
+           s.on_hand - s.reserved AS available, s.updated_at, s.reported_at
     FROM origin
     JOIN depots d ON ST_DWithin(d.location, origin.point, :radius_m, false)
     JOIN vendors v ON v.vendor_id = d.vendor_id AND v.verified AND NOT v.suspended
@@ -144,7 +144,7 @@ matches AS MATERIALIZED ({matches}
 ),
 page AS (
     SELECT m.depot_id, m.product_id, m.vendor_id, m.vendor_name, m.available, m.updated_at,
-           m.updated_at < :stale_before AS stale,
+           m.reported_at, m.reported_at < :stale_before AS stale,
            ST_Distance(m.location, origin.point, false) AS distance_m
     FROM matches AS m, origin
     ORDER BY stale, distance_m, m.depot_id, m.product_id
@@ -152,7 +152,7 @@ page AS (
 )
 SELECT totals.total, page.depot_id, d.name AS depot_name, page.vendor_id, page.vendor_name,
        page.product_id, p.sku, p.name AS product_name, page.available, page.updated_at,
-       page.stale, page.distance_m, d.lat, d.lon
+       page.reported_at, page.stale, page.distance_m, d.lat, d.lon
 FROM (SELECT count(*) AS total FROM matches) AS totals
 LEFT JOIN (
     page
@@ -184,7 +184,7 @@ async def find_nearby(
     session: AsyncSession, query: NearbyQuery, params: PageParams, *, stale_before: datetime
 ) -> Page[NearbyItem]:
     """Stock of verified vendors within `radius_km` of the point: fresh rows first, then
-    those not updated since `stale_before` (`stale`), each nearest first (sphere
+    those not reported by the vendor since `stale_before` (`stale`), each nearest first (sphere
     distance, ties by depot then product); one page and the exact total, in one query."""
     values: dict[str, Any] = {
         "stale_before": stale_before,
@@ -213,6 +213,7 @@ async def find_nearby(
             product_name=r.product_name,
             available=r.available,
             updated_at=r.updated_at,
+            reported_at=r.reported_at,
             stale=r.stale,
             distance_km=round(r.distance_m / 1000.0, 3),
             lat=r.lat,

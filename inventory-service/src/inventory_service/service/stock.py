@@ -231,7 +231,8 @@ async def _update_stock(
         await session.execute(
             update(Stock)
             .where(Stock.depot_id == depot_id, Stock.product_id == product_id)
-            .values(**values, updated_at=func.clock_timestamp())
+            # Only the vendor's own set and adjust come here: a report, so not stale.
+            .values(**values, updated_at=func.clock_timestamp(), reported_at=func.clock_timestamp())
             .returning(*STOCK_COLUMNS)
         )
     ).one()
