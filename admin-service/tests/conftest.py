@@ -179,6 +179,34 @@ def readiness_app(**checks: bool) -> FastAPI:
     return app
 
 
+class AreaStub:
+    """location- and inventory-service's "who is inside this area" /internal routes: answers
+    the hospital orgs and vendor orgs it was given, or fails (`down`) like a dead service."""
+
+    def __init__(self, service_key: str) -> None:
+        self.service_key = service_key
+        self.hospital_org_ids: list[str] = []
+        self.vendor_ids: list[str] = []
+        self.down: set[str] = set()
+        self.requests: list[httpx.Request] = []
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        service = (request.url.host or "").removesuffix(".test")
+        if service in self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        if request.headers.get("X-Service-Key") != self.service_key:
+            return httpx.Response(401, json={"title": "Unauthorized", "status": 401})
+        if request.url.path == "/internal/sites/orgs-within":
+            return httpx.Response(200, json={"org_ids": self.hospital_org_ids})
+        if request.url.path == "/internal/depots/vendors-within":
+            return httpx.Response(200, json={"vendor_ids": self.vendor_ids})
+        return httpx.Response(404, json={"title": "Not found", "status": 404})
+
+
 class FleetStub:
     """The other services' readiness endpoints, at http://<service>.test: ready unless a
     test makes one failing (its own failing check) or down (connection refused)."""
@@ -230,11 +258,18 @@ def fleet() -> FleetStub:
 
 
 @pytest.fixture
+def area_members(admin_settings: Settings) -> AreaStub:
+    assert admin_settings.service_key is not None
+    return AreaStub(admin_settings.service_key.get_secret_value())
+
+
+@pytest.fixture
 def admin_app_for(
     infra: TestInfra,
     token_issuer: TokenIssuer,
     user_service: UserServiceStub,
     fleet: FleetStub,
+    area_members: AreaStub,
     projection: Projection,
 ) -> AdminAppFactory:
     """Builds admin-service; settings overrides change its configuration, and
@@ -253,6 +288,8 @@ def admin_app_for(
             jwks_fetcher=token_issuer.fetch_jwks,
             user_service_transport=user_service.transport(),
             health_transport=None if real_network else fleet.transport(),
+            location_transport=area_members.transport(),
+            inventory_transport=area_members.transport(),
         )
 
     return build
@@ -448,6 +485,14 @@ class Projection:
             # `table` is one of our own table names, never input.
             return int(await conn.scalar(text(f"SELECT count(*) FROM admin.{table}")) or 0)  # noqa: S608
 
+    async def audit_count(self, event_id: uuid.UUID) -> int:
+        """Audit rows of one event (other tests' events may arrive on the shared vhost)."""
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.event_id == event_id)
+            )
+        return int(count or 0)
+
     async def inbox_count(self, event_id: uuid.UUID) -> int:
         async with self.engine.connect() as conn:
             count = await conn.scalar(
@@ -465,7 +510,10 @@ class Projection:
                 await channel.queue_delete(queue)
         async with self.engine.begin() as conn:
             await conn.execute(
-                text("TRUNCATE admin.events, admin.order_facts, admin.org_facts, admin.inbox")
+                text(
+                    "TRUNCATE admin.events, admin.order_facts, admin.org_facts, admin.inbox,"
+                    " admin.shortages, admin.sos_facts, admin.outbox, admin.idempotency_keys"
+                )
             )
 
 

@@ -87,6 +87,8 @@ async def test_with_no_events_every_figure_is_zero_and_averages_are_null(
         "open_emergency_orders": 0,
         "active_vendors": 0,
         "active_hospitals": 0,
+        "active_shortages": 0,
+        "open_sos": 0,
     }
 
 
@@ -161,6 +163,8 @@ async def test_stats_of_a_hand_built_set_of_events(
         "open_emergency_orders": 3,
         "active_vendors": 0,
         "active_hospitals": 0,
+        "active_shortages": 0,
+        "open_sos": 0,
     }
 
 

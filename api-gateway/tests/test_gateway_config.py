@@ -34,11 +34,13 @@ def test_default_route_table_is_specs(monkeypatch: pytest.MonkeyPatch) -> None:
         "vendors": "inventory-service",
         "orders": "order-service",
         "allocation": "order-service",
+        "sos": "order-service",
         "pricing": "pricing-service",
         "payments": "payment-service",
         "reviews": "review-service",
         "notifications": "notification-service",
         "admin": "admin-service",
+        "shortages": "admin-service",
     }
 
 

@@ -73,9 +73,20 @@ def consumed(event_type: str, outcome: str) -> float:
 
 
 def test_the_consumer_listens_to_exactly_the_heard_events(flow: NotificationFlow) -> None:
-    assert set(flow.app.state.consumer.handlers) == {case.event_type for case in CASES} | {
-        "user.registered"
+    # Shortage readiness: test_notification_shortage_readiness.py.
+    shortage_readiness = {
+        "sos.request",
+        "sos.escalated",
+        "sos.fulfilled",
+        "sos.closed",
+        "sos.unfilled",
+        "shortage.declared",
+        "shortage.ended",
     }
+    assert (
+        set(flow.app.state.consumer.handlers)
+        == {case.event_type for case in CASES} | {"user.registered"} | shortage_readiness
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.event_type for case in CASES])

@@ -167,6 +167,8 @@ class FakeInventory(StubService):
         # run this before a reservation is decided (another buyer racing us).
         self.next_reservation_id: uuid.UUID | None = None
         self.before_reserve: Callable[[FakeDepot], None] | None = None
+        # GET /internal/products: each product's category (unknown ones are left out).
+        self.categories: dict[uuid.UUID, str] = {}
 
     def add_depot(
         self, vendor_id: uuid.UUID, lat: float, lon: float, stock: dict[uuid.UUID, int]
@@ -215,6 +217,12 @@ class FakeInventory(StubService):
             )
         if request.method == "GET" and path == "/internal/catalog/nearby":
             return self._nearby(request.url.params)
+        if request.method == "GET" and path == "/internal/products":
+            ids = [uuid.UUID(i) for i in request.url.params["ids"].split(",")]
+            items = [
+                {"id": str(i), "category": self.categories[i]} for i in ids if i in self.categories
+            ]
+            return httpx.Response(200, json={"items": items})
         return problem(404, "not-found", "No such route.")
 
     def _reserve(self, body: dict[str, Any]) -> httpx.Response:
@@ -597,6 +605,8 @@ def order_settings(infra: TestInfra, **overrides: Any) -> Settings:
         "payment_service_url": PAYMENT_URL,
         # Tests run the sweeper themselves (app.state.order_sweeper.run_once()).
         "order_sweep_interval_seconds": 3600,
+        # ... and the SOS sweeper (app.state.sos_sweeper.run_once(now)).
+        "sos_sweep_interval_seconds": 3600,
         # Out of the way of tests about other rules; test_order_allocation.py sets its own.
         "allocation_cap_unverified": 1_000_000,
         "allocation_cap_verified": 1_000_000,

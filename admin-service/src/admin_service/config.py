@@ -31,6 +31,11 @@ class Settings(BaseServiceSettings):
     # (with the check named) rather than as "unreachable".
     health_check_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
 
+    # SHORTAGE_EXPIRY_INTERVAL_SECONDS: how often a shortage whose ends_at has passed is
+    # ended (shortage.ended with ended_by null). Declaring a shortage also needs
+    # LOCATION_SERVICE_URL and INVENTORY_SERVICE_URL (who is inside its area).
+    shortage_expiry_interval_seconds: float = Field(default=60.0, gt=0)
+
     def fleet_urls(self) -> dict[str, str | None]:
         """Every other service's base URL by name; None when it is not configured."""
         urls = {

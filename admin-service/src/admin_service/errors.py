@@ -26,3 +26,13 @@ class UserServiceBadResponse(DomainError):
     """user-service answered, but not as its internal API promises (e.g. a rejected key)."""
 
     status, code, title = 502, "bad-upstream-response", "Bad gateway"
+
+
+class ShortageNotFound(NotFound):
+    code = "shortage-not-found"
+    title = "Shortage not found"
+
+
+class ShortageAlreadyEnded(Conflict):
+    code = "shortage-already-ended"
+    title = "Shortage already ended"

@@ -7,7 +7,10 @@ redelivered event is never counted twice:
 - order events move `order_facts` forward — events may arrive out of order, so an
   order never goes back to an earlier status and each milestone keeps its own time;
 - user.registered and organization.* keep `org_facts` (kind, verified, suspended);
-  organization.license_expiring is audited only.
+  organization.license_expiring is audited only;
+- sos.opened / .fulfilled / .unfilled / .cancelled keep `sos_facts` (open_sos); the
+  other sos.* events are audited only. admin-service's own shortage.* events are audited
+  as it writes them (shortages.py), not consumed.
 
 Each producer owns its event's `data`; the models here read only the fields needed.
 """
@@ -27,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 
-from admin_service.models import AuditEvent, OrderFact, OrgFact
+from admin_service.models import AuditEvent, OrderFact, OrgFact, SosFact
 from flow_shared.events.consumer import EventHandler
 from flow_shared.events.envelope import EventEnvelope
 
@@ -37,6 +40,15 @@ ORGANIZATION_SUSPENDED = "organization.suspended"
 ORGANIZATION_REINSTATED = "organization.reinstated"
 ORGANIZATION_LICENSE_EXPIRING = "organization.license_expiring"
 ORDER_EVENT_PREFIX = "order."
+# Written by admin-service itself (admin_service.shortages); audited as they are written.
+SHORTAGE_DECLARED = "shortage.declared"
+SHORTAGE_ENDED = "shortage.ended"
+# order-service's SOS events: open_sos counts opened minus fulfilled, unfilled, cancelled.
+SOS_OPENED = "sos.opened"
+SOS_FULFILLED = "sos.fulfilled"
+SOS_UNFILLED = "sos.unfilled"
+SOS_CANCELLED = "sos.cancelled"
+SOS_AUDITED_ONLY = ("sos.request", "sos.escalated", "sos.closed")
 
 # How far along its life an order is. Every order follows one path of the order state
 # machine (placed -> confirmed -> dispatched -> delivered, or an end state on the way),
@@ -71,6 +83,11 @@ ALL_EVENT_TYPES: tuple[str, ...] = (
     "payment.captured",
     "payment.refunded",
     "review.created",
+    SOS_OPENED,
+    SOS_FULFILLED,
+    SOS_UNFILLED,
+    SOS_CANCELLED,
+    *SOS_AUDITED_ONLY,
 )
 
 # Payment provider tokens can charge a card: the audit shows that one was sent, not it.
@@ -92,6 +109,13 @@ class OrderEventData(BaseModel):
     total: Money
     currency: str = Field(min_length=3, max_length=3)
     at: datetime | None = None
+
+
+class SosEventData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    sos_id: uuid.UUID
+    hospital_org_id: uuid.UUID
 
 
 class UserRegisteredData(BaseModel):
@@ -137,6 +161,12 @@ def _audit_insert() -> ReturningInsert[tuple[uuid.UUID]]:
 # Built once: constructing these statements cost about a millisecond of CPU per event,
 # more than running them (bench/README.md); executions only bind new values.
 _AUDIT_INSERT = _audit_insert()
+
+
+async def record_own_event(session: AsyncSession, envelope: EventEnvelope) -> None:
+    """Audit an event admin-service writes itself, in the transaction that writes it (it
+    does not consume its own events)."""
+    await _record_event(session, envelope)
 
 
 async def _record_event(session: AsyncSession, envelope: EventEnvelope) -> bool:
@@ -318,6 +348,32 @@ async def _upsert_org(
     )
 
 
+_SOS_CLOSING = {SOS_FULFILLED: "fulfilled", SOS_UNFILLED: "unfilled", SOS_CANCELLED: "cancelled"}
+
+
+async def _project_sos(session: AsyncSession, envelope: EventEnvelope) -> None:
+    """An SOS is open from sos.opened until one closing event; a closing event that arrives
+    first wins over the late sos.opened (the row is never reopened)."""
+    data = SosEventData.model_validate(envelope.data)
+    status = _SOS_CLOSING.get(envelope.type, "open")
+    row = pg_insert(SosFact).values(
+        sos_id=data.sos_id,
+        hospital_org_id=data.hospital_org_id,
+        status=status,
+        updated_at=_utc(envelope.occurred_at),
+    )
+    if status == "open":
+        await session.execute(row.on_conflict_do_nothing(index_elements=[SosFact.sos_id]))
+        return
+    await session.execute(
+        row.on_conflict_do_update(
+            index_elements=[SosFact.sos_id],
+            set_={"status": row.excluded.status, "updated_at": row.excluded.updated_at},
+            where=SosFact.status == "open",
+        )
+    )
+
+
 def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
@@ -328,4 +384,5 @@ _PROJECTORS: Mapping[str, Callable[[AsyncSession, EventEnvelope], Awaitable[None
     ORGANIZATION_VERIFIED: _project_organization_verified,
     ORGANIZATION_SUSPENDED: _project_organization_suspended,
     ORGANIZATION_REINSTATED: _project_organization_reinstated,
+    **dict.fromkeys((SOS_OPENED, *_SOS_CLOSING), _project_sos),
 }

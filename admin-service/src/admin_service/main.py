@@ -5,14 +5,15 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from admin_service import allocation
+from admin_service import allocation, shortages
 from admin_service.api import router
 from admin_service.clients import FleetHealthClient, UserServiceClient
 from admin_service.config import Settings
 from admin_service.events import EVENT_HANDLERS
-from admin_service.models import inbox
+from admin_service.models import inbox, outbox
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
+from flow_shared.lifecycle import PeriodicTask
 
 
 def create_app(
@@ -22,6 +23,8 @@ def create_app(
     user_service_transport: httpx.AsyncBaseTransport | None = None,
     health_transport: httpx.AsyncBaseTransport | None = None,
     order_service_transport: httpx.AsyncBaseTransport | None = None,
+    location_transport: httpx.AsyncBaseTransport | None = None,
+    inventory_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
 
@@ -35,8 +38,22 @@ def create_app(
             timeout_seconds=settings.health_check_timeout_seconds,
             transport=health_transport,
         )
+        app.state.area_members = shortages.AreaMembersClient(
+            settings,
+            location_transport=location_transport,
+            inventory_transport=inventory_transport,
+        )
+        app.state.shortage_expiry = shortages.ShortageExpiry(app.state.database)
+        app.state.shortage_expiry_task = PeriodicTask(
+            "shortage-expiry",
+            settings.shortage_expiry_interval_seconds,
+            app.state.shortage_expiry.run_once,
+        )
+        await app.state.shortage_expiry_task.start()
 
     async def close_clients(app: FastAPI) -> None:
+        await app.state.shortage_expiry_task.stop()
+        await app.state.area_members.aclose()
         await app.state.user_service.aclose()
         await app.state.order_service.aclose()
         await app.state.fleet_health.aclose()
@@ -44,9 +61,10 @@ def create_app(
     return create_service_app(
         settings,
         title="Flow admin-service",
-        routers=[router, allocation.router],
-        # Every event of the platform feeds the stats and audit projection.
-        events=EventsConfig(inbox=inbox, handlers=EVENT_HANDLERS),
+        routers=[router, allocation.router, *shortages.ROUTERS],
+        # Every event of the platform feeds the stats and audit projection; shortage.*
+        # go out through the outbox.
+        events=EventsConfig(outbox=outbox, inbox=inbox, handlers=EVENT_HANDLERS),
         jwks_fetcher=jwks_fetcher,
         on_startup=[open_clients],
         on_shutdown=[close_clients],

@@ -1,5 +1,6 @@
 """Tables of the "admin" schema: the audit of admin actions, the event inbox and the
-projection of every domain event that stats and audit read."""
+projection of every domain event that stats and audit read; shortage declarations, with
+the outbox and idempotency keys of their creation."""
 
 from __future__ import annotations
 
@@ -9,12 +10,26 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, String, Text, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    CheckConstraint,
+    Computed,
+    DateTime,
+    Double,
+    Index,
+    Numeric,
+    String,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 from flow_shared.db import service_metadata
-from flow_shared.events.outbox import define_inbox_table
+from flow_shared.events.outbox import define_inbox_table, define_outbox_table
+from flow_shared.idempotency import define_idempotency_table
 
 SCHEMA = "admin"
 
@@ -111,3 +126,82 @@ class OrgFact(Base):
     # `suspended`, whatever order the events arrive in.
     suspension_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GeographyPoint(UserDefinedType[Any]):
+    """PostGIS geography(Point, 4326); only ever written by the database (generated column)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "geography(Point,4326)"
+
+
+# The centre is derived from lat/lon by PostgreSQL, so the two can never disagree.
+SHORTAGE_CENTER_EXPRESSION = "(ST_SetSRID(ST_MakePoint(lon, lat), 4326))::geography"
+
+
+class Shortage(Base):
+    """A declared shortage: a circle (centre, radius) and the product categories short in it.
+
+    Active while `ended_at` is null; ended by an admin or, once `ends_at` has passed, by the
+    expiry job (one conditional UPDATE each, so it ends, and says so, once)."""
+
+    __tablename__ = "shortages"
+    __table_args__ = (
+        CheckConstraint("lat BETWEEN -90 AND 90", name="lat_range"),
+        CheckConstraint("lon BETWEEN -180 AND 180", name="lon_range"),
+        CheckConstraint("radius_km > 0", name="radius_positive"),
+        CheckConstraint("cardinality(categories) > 0", name="categories_not_empty"),
+        CheckConstraint("ends_at IS NULL OR ends_at > starts_at", name="ends_after_start"),
+        # "Covers this point": ST_DWithin on the centre's spatial index.
+        Index("ix_shortages_center", "center", postgresql_using="gist"),
+        Index("ix_shortages_starts_at", "starts_at"),
+        # The expiry job looks only at active shortages that have an end.
+        Index(
+            "ix_shortages_active_ends_at",
+            "ends_at",
+            postgresql_where=text("ended_at IS NULL AND ends_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    lat: Mapped[float] = mapped_column(Double)
+    lon: Mapped[float] = mapped_column(Double)
+    radius_km: Mapped[float] = mapped_column(Double)
+    center: Mapped[Any] = mapped_column(
+        GeographyPoint(), Computed(SHORTAGE_CENTER_EXPRESSION, persisted=True), deferred=True
+    )
+    categories: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    note: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    declared_by: Mapped[uuid.UUID]
+    # Null when the shortage ended by itself (its ends_at passed).
+    ended_by: Mapped[uuid.UUID | None]
+    # Who was told at declaration; shortage.ended goes to the same organisations.
+    recipient_org_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid()))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SosFact(Base):
+    """One row per SOS request: open until fulfilled, unfilled or cancelled (open_sos)."""
+
+    __tablename__ = "sos_facts"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'fulfilled', 'unfilled', 'cancelled')", name="status"),
+        Index("ix_sos_facts_status", "status"),
+    )
+
+    sos_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    hospital_org_id: Mapped[uuid.UUID]
+    status: Mapped[str] = mapped_column(String(20))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# shortage.declared / shortage.ended, written in the transaction that changes the shortage.
+outbox = define_outbox_table(Base.metadata)
+
+# Idempotency-Key of POST /api/v1/admin/shortages.
+idempotency_keys = define_idempotency_table(Base.metadata)

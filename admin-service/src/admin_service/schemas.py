@@ -108,6 +108,10 @@ class PlatformStats(BaseModel):
     )
     active_vendors: int = Field(description="Vendors verified and not suspended.")
     active_hospitals: int = Field(description="Hospitals verified and not suspended.")
+    active_shortages: int = Field(description="Declared shortages not yet ended.")
+    open_sos: int = Field(
+        description="SOS requests opened and not yet fulfilled, unfilled or cancelled."
+    )
 
 
 class AuditEventOut(BaseModel):

@@ -10,12 +10,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, SQLColumnExpression, cast, func, select
+from sqlalchemy import ColumnElement, Numeric, SQLColumnExpression, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_service.clients import FleetHealthClient, UserServiceClient
 from admin_service.events import OPEN_ORDER_STATUSES, ORDER_STATUSES
-from admin_service.models import AdminAction, AdminActionKind, AuditEvent, OrderFact, OrgFact
+from admin_service.models import (
+    AdminAction,
+    AdminActionKind,
+    AuditEvent,
+    OrderFact,
+    OrgFact,
+    Shortage,
+    SosFact,
+)
 from admin_service.schemas import (
     AuditEventOut,
     AuditPage,
@@ -182,6 +190,16 @@ async def platform_stats(session: AsyncSession, *, now: datetime) -> PlatformSta
         )
     ).one()
 
+    # Ended by an admin or by the expiry job; one past its ends_at no longer counts.
+    active_shortages = await session.scalar(
+        select(func.count())
+        .select_from(Shortage)
+        .where(Shortage.ended_at.is_(None), or_(Shortage.ends_at.is_(None), Shortage.ends_at > now))
+    )
+    open_sos = await session.scalar(
+        select(func.count()).select_from(SosFact).where(SosFact.status == "open")
+    )
+
     return PlatformStats(
         orders_by_status=by_status,
         orders_today=orders_today,
@@ -191,6 +209,8 @@ async def platform_stats(session: AsyncSession, *, now: datetime) -> PlatformSta
         open_emergency_orders=open_emergency,
         active_vendors=active_vendors,
         active_hospitals=active_hospitals,
+        active_shortages=active_shortages or 0,
+        open_sos=open_sos or 0,
     )
 
 

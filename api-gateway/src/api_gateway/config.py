@@ -40,11 +40,15 @@ DEFAULT_ROUTES: dict[str, str] = {
     "vendors": "inventory-service",
     "orders": "order-service",
     "allocation": "order-service",
+    # SOS broadcast (SPEC, shortage readiness).
+    "sos": "order-service",
     "pricing": "pricing-service",
     "payments": "payment-service",
     "reviews": "review-service",
     "notifications": "notification-service",
     "admin": "admin-service",
+    # Active shortages covering a point, for any signed-in user (SPEC, shortage readiness).
+    "shortages": "admin-service",
 }
 
 # Routes reached without a token: how one gets a token, the keys to check it with, and

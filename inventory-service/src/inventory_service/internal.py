@@ -6,18 +6,23 @@ GET  /internal/reservations/{id}                  -> ReservationOut
 POST /internal/reservations/{id}/extend           -> ReservationOut (expires_at moved on)
 POST /internal/reservations/{id}/commit           -> {reservation_id, status: "committed"}
 POST /internal/reservations/{id}/release          -> {reservation_id, status: "released"|"expired"}
+GET  /internal/depots/vendors-within?lat&lon&radius_km -> {vendor_ids} (admin-service)
 GET  /internal/depots/{depot_id}                  -> InternalDepotOut
+GET  /internal/products?ids=a,b                   -> {items: [{id, category}]} (order-service)
 GET  /internal/catalog/nearby?...                 -> the public nearby page
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel
 
 from flow_shared.auth import accepts_callers
 from flow_shared.db import DbSession
+from flow_shared.errors import UnprocessableEntity
 from flow_shared.pagination import Page
 from inventory_service.api import NearbyPage
 from inventory_service.deps import CatalogWriteSession, SettingsDep
@@ -30,7 +35,7 @@ from inventory_service.schemas import (
     ReservationOut,
     ReservationStatusOut,
 )
-from inventory_service.service import reservations, stock
+from inventory_service.service import area, reservations, stock
 from inventory_service.service.reservations import ReservationView
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -39,6 +44,8 @@ router = APIRouter(prefix="/internal", tags=["internal"])
 ORDERS = [accepts_callers("order-service")]
 PRICING = [accepts_callers("pricing-service")]
 SEARCHERS = [accepts_callers("order-service", "pricing-service")]
+# admin-service asks who is inside a declared shortage's area.
+ADMIN = [accepts_callers("admin-service")]
 
 # Reservation movements name the caller as a service, not a user.
 INTERNAL_ACTOR = "service:internal"
@@ -127,6 +134,50 @@ async def release_reservation(
 ) -> ReservationStatusOut:
     status = await reservations.release_reservation(session, reservation_id, actor=INTERNAL_ACTOR)
     return ReservationStatusOut(reservation_id=reservation_id, status=status)
+
+
+class VendorsWithinOut(BaseModel):
+    vendor_ids: list[uuid.UUID]
+
+
+class ProductCategoryOut(BaseModel):
+    id: uuid.UUID
+    category: str
+
+
+class ProductCategoriesOut(BaseModel):
+    items: list[ProductCategoryOut]
+
+
+# Declared before /depots/{depot_id}, which would otherwise take "vendors-within" as an id.
+@router.get("/depots/vendors-within", dependencies=ADMIN)
+async def vendors_within(
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+    radius_km: Annotated[float, Query(gt=0, le=2000)],
+    session: DbSession,
+) -> VendorsWithinOut:
+    """Vendor organisations with a depot within `radius_km` of the point."""
+    ids = await area.vendors_within(session, lat=lat, lon=lon, radius_km=radius_km)
+    return VendorsWithinOut(vendor_ids=ids)
+
+
+@router.get("/products", dependencies=ORDERS)
+async def product_categories(
+    ids: Annotated[str, Query(max_length=3700, description="product ids, comma-separated")],
+    session: DbSession,
+) -> ProductCategoriesOut:
+    """The category of each known product of `ids` (at most 100; unknown ones are left out)."""
+    try:
+        product_ids = [uuid.UUID(part) for part in ids.split(",") if part.strip()]
+    except ValueError:
+        raise UnprocessableEntity("ids must be comma-separated product ids.") from None
+    if not 1 <= len(product_ids) <= 100:
+        raise UnprocessableEntity("ids must name 1 to 100 products.")
+    categories = await area.product_categories(session, product_ids)
+    return ProductCategoriesOut(
+        items=[ProductCategoryOut(id=pid, category=c) for pid, c in categories.items()]
+    )
 
 
 @router.get("/depots/{depot_id}", dependencies=PRICING)

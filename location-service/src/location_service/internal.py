@@ -1,5 +1,6 @@
 """/internal API for order-service and pricing-service (X-Service-Key enforced by the app).
 
+GET  /internal/sites/orgs-within?lat&lon&radius_km  -> {org_ids} (admin-service)
 GET  /internal/sites/{site_id}?org_id=                   -> {id, org_id, name, address, lat, lon}
 GET  /internal/routes/estimate?from_lat&from_lon&to_lat&to_lon&priority=
                                                           -> {distance_km, duration_min, source}
@@ -13,6 +14,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 
 from flow_shared.auth import accepts_callers
 from flow_shared.db import DbSession
@@ -26,6 +28,23 @@ from location_service.schemas import (
 )
 
 router = APIRouter(prefix="/internal", tags=["internal"])
+
+
+class OrgsWithinOut(BaseModel):
+    org_ids: list[uuid.UUID]
+
+
+# Declared before /sites/{site_id}, which would otherwise take "orgs-within" as an id.
+@router.get("/sites/orgs-within", dependencies=[accepts_callers("admin-service")])
+async def orgs_within(
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+    radius_km: Annotated[float, Query(gt=0, le=2000)],
+    session: DbSession,
+) -> OrgsWithinOut:
+    """Hospital organisations with a delivery site within `radius_km` of the point."""
+    ids = await service.orgs_with_site_within(session, lat=lat, lon=lon, radius_km=radius_km)
+    return OrgsWithinOut(org_ids=ids)
 
 
 @router.get("/sites/{site_id}", dependencies=[accepts_callers("order-service")])

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
@@ -136,3 +136,22 @@ async def get_site(session: AsyncSession, site_id: uuid.UUID, *, org_id: uuid.UU
     if site is None:
         raise SiteNotFound("No site with this id.")
     return site
+
+
+async def orgs_with_site_within(
+    session: AsyncSession, *, lat: float, lon: float, radius_km: float
+) -> list[uuid.UUID]:
+    """Every hospital organisation with a delivery site within `radius_km` of the point
+    (sphere distance, on the sites' GiST index): who hears of a shortage declared there."""
+    rows = await session.scalars(
+        select(Site.org_id)
+        .where(
+            text(
+                "ST_DWithin(sites.location,"
+                " ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :radius_m, false)"
+            ).bindparams(lon=lon, lat=lat, radius_m=radius_km * 1000.0)
+        )
+        .distinct()
+        .order_by(Site.org_id)
+    )
+    return list(rows)

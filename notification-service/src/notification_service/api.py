@@ -1,7 +1,9 @@
 """Public notification API: parse, authorize, call the service, shape the answer.
 
-Everything is scoped to the caller's organisation (from the token): another
-organisation's notifications are invisible (404), never forbidden (403).
+Everything is scoped to the caller's organisation (from the token), and within it to
+what is for everyone, for the caller's role or for the caller (audience.py): another
+organisation's notifications, or an org-admins-only one to staff, are invisible (404),
+never forbidden (403).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from flow_shared.auth import CurrentPrincipal, bearer_token
 from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
 from notification_service import service
+from notification_service.audience import Reader
 from notification_service.deps import (
     DatabaseDep,
     HubDep,
@@ -60,7 +63,7 @@ async def list_notifications(
     ] = None,
 ) -> Page[NotificationOut]:
     rows, total = await service.list_notifications(
-        session, principal.org_id, unread=unread, params=params
+        session, Reader.of(principal), unread=unread, params=params
     )
     return Page[NotificationOut].of([NotificationOut.of(n) for n in rows], params, total)
 
@@ -115,14 +118,14 @@ async def stream_notifications(
 
 @router.post("/read-all", response_model=ReadAllOut)
 async def read_all(session: DbSession, principal: CurrentPrincipal) -> ReadAllOut:
-    return ReadAllOut(updated=await service.mark_all_read(session, principal.org_id))
+    return ReadAllOut(updated=await service.mark_all_read(session, Reader.of(principal)))
 
 
 @router.post("/{notification_id}/read", response_model=NotificationOut, responses=_NOT_FOUND)
 async def read_one(
     notification_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal
 ) -> NotificationOut:
-    notification = await service.mark_read(session, principal.org_id, notification_id)
+    notification = await service.mark_read(session, Reader.of(principal), notification_id)
     return NotificationOut.of(notification)
 
 

@@ -1,35 +1,49 @@
-"""Events notification-service consumes: who hears what (SPEC "Notifications").
+"""Events notification-service consumes: who hears what (SPEC "Notifications", "Who
+hears what (added)").
 
 | heard by                                 | events                                          |
 | vendor org (data.vendor_id)              | order.placed, order.cancelled, inventory.low_stock |
 | the org itself (data.org_id)             | organization.verified (hospitals and vendors)   |
-| the org's org admins (data.org_id; the   | organization.license_expiring                   |
-|   e-mail goes to its org_admins only)    |                                                 |
+| the org's org admins only (data.org_id)  | organization.license_expiring                   |
 | hospital org (data.hospital_org_id)      | order.confirmed, order.rejected, order.dispatched, |
-|                                          | order.delivered, order.expired, payment.failed  |
+|                                          | order.delivered, order.expired, payment.failed, |
+|                                          | sos.escalated, sos.fulfilled, sos.unfilled      |
+| every vendor in data.offers              | sos.request (one per ring)                      |
+| every vendor in data.vendor_ids          | sos.closed                                      |
+| every org in data.recipient_org_ids      | shortage.declared, shortage.ended               |
+| the platform admins                      | sos.unfilled                                    |
 
-The recipient is always read from the event, never inferred. `user.registered` keeps
-the member projection (the e-mail recipients of each organisation).
+The recipient is always read from the event, never inferred; one event may notify
+several organisations, each once (the notification is unique per event and recipient).
+Each recipient's `data` holds what it may see: a vendor hearing an SOS sees its own
+offers, never its competitors'; nobody sees the list of who else was told.
+`sos.opened` (ring 1 is announced by its own sos.request) and `sos.cancelled` (the
+vendors hear sos.closed) notify nobody, so they are not consumed. `user.registered`
+keeps the member projection (the e-mail recipients of each organisation, with roles).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.events.consumer import EventHandler
 from flow_shared.events.envelope import EventEnvelope
 from notification_service import service
+from notification_service.audience import PLATFORM_ADMIN_ROLE, Audience, PlatformAdmins, Recipient
 from notification_service.config import Settings
 from notification_service.models import Notification
 
 USER_REGISTERED = "user.registered"
+
+log = structlog.get_logger("notifications.events")
 
 # Keys never copied into a notification's data (it is shown to users and sent to webhooks).
 SECRET_KEYS = frozenset(
@@ -113,6 +127,82 @@ class PaymentFailedEvent(_EventData):
     reason: str | None = None
 
 
+class SosDelivery(_EventData):
+    lat: float
+    lon: float
+    address: str | None = None
+
+
+class SosOffer(_EventData):
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    distance_km: float
+    eta_min: int | None = None
+
+
+class SosRequestEvent(_EventData):
+    sos_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity: int
+    delivery: SosDelivery | None = None
+    ring_number: int
+    expires_at: datetime
+    offers: list[SosOffer] = Field(default_factory=list)
+
+
+class SosEscalatedEvent(_EventData):
+    sos_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    from_ring: int
+    to_ring: int
+    reason: str | None = None
+
+
+class SosFulfilledEvent(_EventData):
+    sos_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    order_id: uuid.UUID
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID | None = None
+    eta_minutes: int | None = None
+
+
+class SosClosedEvent(_EventData):
+    sos_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    vendor_ids: list[uuid.UUID] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class SosUnfilledEvent(_EventData):
+    sos_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity: int
+    rings_tried: int | None = None
+
+
+class ShortageArea(_EventData):
+    lat: float
+    lon: float
+    radius_km: float
+
+
+class ShortageEvent(_EventData):
+    """shortage.declared and shortage.ended."""
+
+    shortage_id: uuid.UUID
+    area: ShortageArea
+    categories: list[str] = Field(default_factory=list)
+    note: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    ended_at: datetime | None = None
+    ended_by: uuid.UUID | None = None
+    recipient_org_ids: list[uuid.UUID] = Field(default_factory=list)
+
+
 D = TypeVar("D", bound=_EventData)
 
 
@@ -120,20 +210,22 @@ D = TypeVar("D", bound=_EventData)
 class Heard:
     """Who hears an event, and what they read."""
 
-    org_id: uuid.UUID
+    to: Recipient
     title: str
     body: str
+    # What this recipient's notification carries (None: the event's data, secrets removed).
+    data: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Recipe(Generic[D]):
     model: type[D]
-    render: Callable[[D], Heard]
-    # Only members with one of these roles get the e-mail (None: every member).
-    email_roles: frozenset[str] | None = None
+    # One event may be heard by several recipients, each reading its own text.
+    render: Callable[[D], Heard | Sequence[Heard]]
 
-    def apply(self, data: dict[str, Any]) -> Heard:
-        return self.render(self.model.model_validate(data))
+    def apply(self, data: dict[str, Any]) -> list[Heard]:
+        heard = self.render(self.model.model_validate(data))
+        return [heard] if isinstance(heard, Heard) else list(heard)
 
 
 def _amount(total: str | None, currency: str | None) -> str:
@@ -158,7 +250,7 @@ def _order_placed(e: OrderEvent) -> Heard:
         details.append(f"payment {e.payment_method.replace('_', ' ')}")
     extra = f" ({'; '.join(details)})" if details else ""
     return Heard(
-        e.vendor_id,
+        Audience(e.vendor_id),
         f"New order {short_id(e.order_id)}",
         f"Order {short_id(e.order_id)} placed: {lines or 'no items'}{extra}. "
         "Please confirm or reject it.",
@@ -167,7 +259,7 @@ def _order_placed(e: OrderEvent) -> Heard:
 
 def _order_cancelled(e: OrderEvent) -> Heard:
     return Heard(
-        e.vendor_id,
+        Audience(e.vendor_id),
         f"Order {short_id(e.order_id)} cancelled",
         f"Order {short_id(e.order_id)} was cancelled by the hospital{_because(e.reason)}",
     )
@@ -175,7 +267,7 @@ def _order_cancelled(e: OrderEvent) -> Heard:
 
 def _low_stock(e: LowStockEvent) -> Heard:
     return Heard(
-        e.vendor_id,
+        Audience(e.vendor_id),
         f"Low stock: {e.sku}",
         f"{e.sku} at depot {short_id(e.depot_id)} is down to {e.available} available "
         f"(threshold {e.low_stock_threshold}).",
@@ -190,7 +282,7 @@ def _organization_verified(e: OrganizationVerifiedEvent) -> Heard:
         else ""
     )
     return Heard(
-        e.org_id,
+        Audience(e.org_id),
         "Your organisation is verified",
         f"{e.name} has been verified by Flow. You can now {can}.{licence}",
     )
@@ -199,7 +291,8 @@ def _organization_verified(e: OrganizationVerifiedEvent) -> Heard:
 def _license_expiring(e: LicenseExpiringEvent) -> Heard:
     days = "1 day" if e.days_left == 1 else f"{e.days_left} days"
     return Heard(
-        e.org_id,
+        # The licence is the org admins' business: staff do not see it (list, stream, mail).
+        Audience(e.org_id, role="org_admin"),
         f"Your licence expires in {days}",
         f"The licence of {e.name} is valid until {e.license_expires_on.isoformat()}. "
         "Renew it with the Flow platform team before then: on expiry the organisation is "
@@ -210,7 +303,7 @@ def _license_expiring(e: LicenseExpiringEvent) -> Heard:
 def _order_confirmed(e: OrderEvent) -> Heard:
     eta = f", estimated arrival in {e.eta_minutes} minutes" if e.eta_minutes is not None else ""
     return Heard(
-        e.hospital_org_id,
+        Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} confirmed",
         f"Order {short_id(e.order_id)} was confirmed by the vendor{eta}.",
     )
@@ -218,7 +311,7 @@ def _order_confirmed(e: OrderEvent) -> Heard:
 
 def _order_rejected(e: OrderEvent) -> Heard:
     return Heard(
-        e.hospital_org_id,
+        Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} rejected",
         f"Order {short_id(e.order_id)} was rejected by the vendor{_because(e.reason)}",
     )
@@ -226,7 +319,7 @@ def _order_rejected(e: OrderEvent) -> Heard:
 
 def _order_dispatched(e: OrderEvent) -> Heard:
     return Heard(
-        e.hospital_org_id,
+        Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} dispatched",
         f"Order {short_id(e.order_id)} is on its way.",
     )
@@ -234,7 +327,7 @@ def _order_dispatched(e: OrderEvent) -> Heard:
 
 def _order_delivered(e: OrderEvent) -> Heard:
     return Heard(
-        e.hospital_org_id,
+        Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} delivered",
         f"Order {short_id(e.order_id)} was delivered.",
     )
@@ -242,7 +335,7 @@ def _order_delivered(e: OrderEvent) -> Heard:
 
 def _order_expired(e: OrderEvent) -> Heard:
     return Heard(
-        e.hospital_org_id,
+        Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} expired",
         f"Order {short_id(e.order_id)} expired: the vendor did not confirm it in time. "
         "Its stock hold was released; you can order again.",
@@ -252,11 +345,209 @@ def _order_expired(e: OrderEvent) -> Heard:
 def _payment_failed(e: PaymentFailedEvent) -> Heard:
     amount = _amount(e.amount, e.currency)
     return Heard(
-        e.hospital_org_id,
+        Audience(e.hospital_org_id),
         f"Payment failed for order {short_id(e.order_id)}",
         f"The payment{f' of {amount}' if amount else ''} for order {short_id(e.order_id)} "
         f"failed{_because(e.reason)}",
     )
+
+
+# --- shortage readiness: SOS and shortages (read at 3 a.m.: what, how much, how far, by when)
+
+
+def _unique(ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    return list(dict.fromkeys(ids))
+
+
+def _clock(at: datetime) -> str:
+    """`10:42 UTC` (events carry UTC; the recipient's time zone is not known here)."""
+    return f"{at.astimezone(UTC):%H:%M} UTC"
+
+
+def _when(at: datetime) -> str:
+    """`10:42 UTC on 7 Dec 2026`."""
+    utc = at.astimezone(UTC)
+    return f"{_clock(utc)} on {utc.day} {utc:%b %Y}"
+
+
+def _km(value: float) -> str:
+    return f"{value:.1f} km"
+
+
+def _product(product_id: uuid.UUID) -> str:
+    # Events carry product ids, not names: say what is there, invent nothing.
+    return f"product {short_id(product_id)}"
+
+
+def _rings(count: int | None) -> str:
+    if count is None:
+        return "every ring"
+    return "1 ring" if count == 1 else f"{count} rings"
+
+
+def _sos_request(e: SosRequestEvent) -> list[Heard]:
+    """Every vendor offered in this ring, each told of its own depot(s) only."""
+    heard = []
+    for vendor_id in _unique([offer.vendor_id for offer in e.offers]):
+        mine = sorted(
+            (offer for offer in e.offers if offer.vendor_id == vendor_id),
+            key=lambda offer: offer.distance_km,
+        )
+        nearest = mine[0]
+        depots = "; ".join(
+            f"depot {short_id(offer.depot_id)} is {_km(offer.distance_km)} away"
+            + (f" (about {offer.eta_min} min)" if offer.eta_min is not None else "")
+            for offer in mine
+        )
+        where = f" Deliver to: {e.delivery.address}." if e.delivery and e.delivery.address else ""
+        heard.append(
+            Heard(
+                Audience(vendor_id),
+                f"SOS: {e.quantity} \N{MULTIPLICATION SIGN} {_product(e.product_id)} needed "
+                f"{_km(nearest.distance_km)} away \N{EM DASH} answer by {_clock(e.expires_at)}",
+                f"Emergency: hospital {short_id(e.hospital_org_id)} needs {e.quantity} "
+                f"\N{MULTIPLICATION SIGN} {_product(e.product_id)} now. Your {depots}.{where} "
+                f"Accept with your ETA or decline by {_when(e.expires_at)} (SOS "
+                f"{short_id(e.sos_id)}, ring {e.ring_number}); the first vendor to accept "
+                "gets the order, and unanswered it goes to the next nearest vendors.",
+                data={
+                    "sos_id": str(e.sos_id),
+                    "hospital_org_id": str(e.hospital_org_id),
+                    "product_id": str(e.product_id),
+                    "quantity": e.quantity,
+                    "delivery": e.delivery.model_dump(mode="json") if e.delivery else None,
+                    "ring_number": e.ring_number,
+                    "expires_at": e.expires_at.isoformat(),
+                    # This vendor's offers only: who else was asked is not its business.
+                    "offers": [offer.model_dump(mode="json") for offer in mine],
+                },
+            )
+        )
+    return heard
+
+
+_ESCALATED_BECAUSE = {
+    "declined": "every vendor asked declined",
+    "timed_out": "no vendor answered in time",
+}
+
+
+def _sos_escalated(e: SosEscalatedEvent) -> Heard:
+    because = _ESCALATED_BECAUSE.get(e.reason or "", "it was not accepted")
+    return Heard(
+        Audience(e.hospital_org_id),
+        f"SOS {short_id(e.sos_id)}: asking more vendors (ring {e.to_ring})",
+        f"Ring {e.from_ring} of your SOS {short_id(e.sos_id)} ended: {because}. It has gone "
+        f"to the next nearest vendors (ring {e.to_ring}). You will be told as soon as one "
+        "accepts, or if none within range does.",
+    )
+
+
+def _sos_fulfilled(e: SosFulfilledEvent) -> Heard:
+    eta = f": ETA {e.eta_minutes} min" if e.eta_minutes is not None else ""
+    depot = f" from depot {short_id(e.depot_id)}" if e.depot_id is not None else ""
+    arrival = f", estimated arrival in {e.eta_minutes} minutes" if e.eta_minutes is not None else ""
+    return Heard(
+        Audience(e.hospital_org_id),
+        f"SOS fulfilled by vendor {short_id(e.vendor_id)}{eta}",
+        f"Vendor {short_id(e.vendor_id)} accepted your SOS {short_id(e.sos_id)}{depot}. "
+        f"Order {short_id(e.order_id)} is confirmed{arrival}.",
+    )
+
+
+def _sos_closed(e: SosClosedEvent) -> list[Heard]:
+    """The vendors offered it (the winner is not among them), to stop preparing it."""
+    sos = short_id(e.sos_id)
+    if e.reason == "fulfilled":
+        title = f"SOS {sos} closed: another vendor is supplying it"
+        why = "was accepted by another vendor"
+    elif e.reason == "cancelled":
+        title = f"SOS {sos} cancelled by the hospital"
+        why = "was cancelled by the hospital"
+    elif e.reason == "unfilled":
+        title = f"SOS {sos} closed"
+        why = "closed without a supplier"
+    else:
+        title = f"SOS {sos} closed"
+        why = "is closed"
+    body = (
+        f"The SOS {sos} of hospital {short_id(e.hospital_org_id)} {why}. It can no longer be "
+        "accepted: do not send stock for it."
+    )
+    data = {
+        "sos_id": str(e.sos_id),
+        "hospital_org_id": str(e.hospital_org_id),
+        "reason": e.reason,
+    }
+    return [Heard(Audience(vendor), title, body, data=data) for vendor in _unique(e.vendor_ids)]
+
+
+def _sos_unfilled(e: SosUnfilledEvent) -> list[Heard]:
+    sos, wanted = (
+        short_id(e.sos_id),
+        f"{e.quantity} \N{MULTIPLICATION SIGN} {_product(e.product_id)}",
+    )
+    return [
+        Heard(
+            Audience(e.hospital_org_id),
+            f"SOS {sos} unfilled: no vendor in range accepted",
+            f"No vendor within range accepted your SOS {sos} for {wanted} after "
+            f"{_rings(e.rings_tried)}. It is closed. Open a new SOS with a larger distance, "
+            "or order from a vendor further away; the Flow platform team has been told.",
+        ),
+        Heard(
+            PlatformAdmins(),
+            f"SOS unfilled: hospital {short_id(e.hospital_org_id)} needs {wanted}",
+            f"SOS {sos} of hospital {short_id(e.hospital_org_id)} for {wanted} found no "
+            f"vendor after {_rings(e.rings_tried)} and is closed. The hospital has been told.",
+        ),
+    ]
+
+
+def _shortage_data(e: ShortageEvent) -> dict[str, Any]:
+    # Not the recipient list (who else is in the area) nor which admin acted.
+    return {
+        "shortage_id": str(e.shortage_id),
+        "area": e.area.model_dump(mode="json"),
+        "categories": e.categories,
+        "note": e.note,
+        "starts_at": e.starts_at.isoformat() if e.starts_at else None,
+        "ends_at": e.ends_at.isoformat() if e.ends_at else None,
+        "ended_at": e.ended_at.isoformat() if e.ended_at else None,
+    }
+
+
+def _area(e: ShortageEvent) -> str:
+    return f"within {_km(e.area.radius_km)} of ({e.area.lat:.4f}, {e.area.lon:.4f})"
+
+
+def _shortage_declared(e: ShortageEvent) -> list[Heard]:
+    categories = ", ".join(e.categories) or "oxygen"
+    until = f"until {_when(e.ends_at)}" if e.ends_at else "until it is ended"
+    since = f"from {_when(e.starts_at)} " if e.starts_at else ""
+    note = f" Note from Flow: {e.note}" if e.note else ""
+    title = f"Shortage declared around you: {categories} routine orders paused"
+    body = (
+        f"A shortage of {categories} is declared {_area(e)}, {since}{until}. Routine orders "
+        f"of {categories} there are paused; urgent, emergency and SOS orders go on, with "
+        f"tighter allocation caps and shorter holds on unconfirmed orders.{note}"
+    )
+    data = _shortage_data(e)
+    return [Heard(Audience(org), title, body, data=data) for org in _unique(e.recipient_org_ids)]
+
+
+def _shortage_ended(e: ShortageEvent) -> list[Heard]:
+    """Told to the same organisations, so nobody keeps holding back routine orders."""
+    categories = ", ".join(e.categories) or "oxygen"
+    ended = f" at {_when(e.ended_at)}" if e.ended_at else ""
+    how = "ended by the Flow platform team" if e.ended_by else "over: its end time passed"
+    title = f"Shortage over: {categories} routine orders resume"
+    body = (
+        f"The shortage of {categories} {_area(e)} is {how}{ended}. Routine orders of "
+        f"{categories} are taken again, with the usual allocation caps and holds."
+    )
+    data = _shortage_data(e)
+    return [Heard(Audience(org), title, body, data=data) for org in _unique(e.recipient_org_ids)]
 
 
 RECIPES: Mapping[str, Recipe[Any]] = {
@@ -266,9 +557,7 @@ RECIPES: Mapping[str, Recipe[Any]] = {
     "inventory.low_stock": Recipe(LowStockEvent, _low_stock),
     "organization.verified": Recipe(OrganizationVerifiedEvent, _organization_verified),
     # the org's admins
-    "organization.license_expiring": Recipe(
-        LicenseExpiringEvent, _license_expiring, email_roles=frozenset({"org_admin"})
-    ),
+    "organization.license_expiring": Recipe(LicenseExpiringEvent, _license_expiring),
     # hospital org
     "order.confirmed": Recipe(OrderEvent, _order_confirmed),
     "order.rejected": Recipe(OrderEvent, _order_rejected),
@@ -276,26 +565,55 @@ RECIPES: Mapping[str, Recipe[Any]] = {
     "order.delivered": Recipe(OrderEvent, _order_delivered),
     "order.expired": Recipe(OrderEvent, _order_expired),
     "payment.failed": Recipe(PaymentFailedEvent, _payment_failed),
+    "sos.escalated": Recipe(SosEscalatedEvent, _sos_escalated),
+    "sos.fulfilled": Recipe(SosFulfilledEvent, _sos_fulfilled),
+    # hospital org and the platform admins
+    "sos.unfilled": Recipe(SosUnfilledEvent, _sos_unfilled),
+    # every vendor named in the event
+    "sos.request": Recipe(SosRequestEvent, _sos_request),
+    "sos.closed": Recipe(SosClosedEvent, _sos_closed),
+    # every organisation inside the area (hospitals and vendors)
+    "shortage.declared": Recipe(ShortageEvent, _shortage_declared),
+    "shortage.ended": Recipe(ShortageEvent, _shortage_ended),
 }
+
+
+async def audiences(session: AsyncSession, recipient: Recipient) -> list[Audience]:
+    """The audiences a recipient stands for: itself, or the platform admins' org(s) with
+    the platform_admin role (none while no platform admin is projected)."""
+    if isinstance(recipient, Audience):
+        return [recipient]
+    return [
+        Audience(org_id, role=PLATFORM_ADMIN_ROLE)
+        for org_id in await service.platform_admin_orgs(session)
+    ]
 
 
 async def notify(
     session: AsyncSession, settings: Settings, envelope: EventEnvelope
-) -> Notification | None:
-    """The notification of one heard event (None if the event already has one)."""
-    recipe = RECIPES[envelope.type]
-    heard = recipe.apply(envelope.data)
-    return await service.record_notification(
-        session,
-        settings,
-        event_id=envelope.id,
-        org_id=heard.org_id,
-        event_type=envelope.type,
-        title=heard.title,
-        body=heard.body,
-        data=public_data(envelope.data),
-        email_roles=recipe.email_roles,
-    )
+) -> list[Notification]:
+    """The new notifications of one heard event, one per recipient ([] for a redelivery:
+    every recipient already has its own)."""
+    heard_by = RECIPES[envelope.type].apply(envelope.data)
+    event_data = public_data(envelope.data)
+    created = []
+    for heard in heard_by:
+        for audience in await audiences(session, heard.to):
+            notification = await service.record_notification(
+                session,
+                settings,
+                event_id=envelope.id,
+                audience=audience,
+                event_type=envelope.type,
+                title=heard.title,
+                body=heard.body,
+                data=public_data(heard.data) if heard.data is not None else event_data,
+            )
+            if notification is not None:
+                created.append(notification)
+    if not created and not heard_by:
+        log.info("event_heard_by_nobody", event_type=envelope.type, event_id=str(envelope.id))
+    return created
 
 
 class UserRegisteredEvent(_EventData):
@@ -325,8 +643,7 @@ def build_event_handlers(
     transaction is still open (to act once it commits: the live stream)."""
 
     async def handle_heard(session: AsyncSession, envelope: EventEnvelope) -> None:
-        notification = await notify(session, settings, envelope)
-        if notification is not None:
+        for notification in await notify(session, settings, envelope):
             on_recorded(session, notification)
 
     handlers: dict[str, EventHandler] = dict.fromkeys(RECIPES, handle_heard)

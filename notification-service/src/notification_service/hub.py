@@ -1,10 +1,12 @@
 """Live fan-out of new notifications to open streams, across processes, through Redis.
 
 Whichever process's consumer stores a notification publishes it, after its transaction
-commits, on the organisation's channel (`<prefix>notifications:org:<org_id>`). Every
-process holds one pattern subscription to all of them and hands each message to the
-streams of that organisation it serves. Redis pub/sub is fire-and-forget: when the
-subscription was lost and comes back, streams are told to catch up from the database.
+commits, on the organisation's channel (`<prefix>notifications:org:<org_id>`; one for
+only some of its members, a role or a user, on `<prefix>notifications:org:<org_id>:narrow`).
+Every process holds one pattern subscription to all of them and hands each message to
+the streams of that organisation it serves whose reader it is for (audience.py), as the
+list would. Redis pub/sub is fire-and-forget: when the subscription was lost and comes
+back, streams are told to catch up from the database.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from redis.exceptions import RedisError
 
 from flow_shared.events.relay import Backoff, wait_for_event
 from flow_shared.jsonutil import dumps, loads
+from notification_service.audience import Reader
 
 log = structlog.get_logger("notifications.hub")
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
+NARROW_SUFFIX = ":narrow"
 
 
 class Signal(Enum):
@@ -42,6 +46,13 @@ class Signal(Enum):
 class LiveNotification:
     seq: int
     payload: dict[str, Any]  # as the API shows it: id, type, title, body, data, read, created_at
+    # Who in the org it is for (both None: everyone).
+    audience_role: str | None = None
+    user_id: uuid.UUID | None = None
+
+    @property
+    def narrow(self) -> bool:
+        return self.audience_role is not None or self.user_id is not None
 
     @property
     def id(self) -> str:
@@ -54,8 +65,9 @@ HubItem = LiveNotification | Signal
 class Subscription:
     """One open stream's inbox of live notifications."""
 
-    def __init__(self, org_id: uuid.UUID, size: int) -> None:
-        self.org_id = org_id
+    def __init__(self, reader: Reader, size: int) -> None:
+        self.reader = reader
+        self.org_id = reader.org_id
         self.queue: asyncio.Queue[HubItem] = asyncio.Queue(maxsize=size)
         self.closed = False
         self.close_reason: str | None = None
@@ -63,6 +75,10 @@ class Subscription:
     def offer(self, item: HubItem) -> None:
         if self.closed:
             return
+        if isinstance(item, LiveNotification) and not self.reader.reads(
+            self.org_id, item.audience_role, item.user_id
+        ):
+            return  # for another role or user of the org: the list would not show it either
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -94,25 +110,35 @@ class NotificationHub:
         self._closing = False
         self._backoff = Backoff(0.2, 5.0)
 
-    def channel(self, org_id: uuid.UUID) -> str:
-        return f"{self.channel_prefix}{org_id}"
+    def channel(self, org_id: uuid.UUID, *, narrow: bool = False) -> str:
+        # A process too old to know audiences cannot parse a narrow channel's org id and
+        # drops its messages, rather than showing them to the whole org.
+        return f"{self.channel_prefix}{org_id}{NARROW_SUFFIX if narrow else ''}"
 
     # -- publishing ----------------------------------------------------------------------
 
     async def publish(self, org_id: uuid.UUID, live: LiveNotification) -> None:
         """Best effort: the notification is stored already, a stream that misses it live
         gets it on its next reconnect (Last-Event-ID) or resync."""
-        message = dumps({"seq": live.seq, "notification": live.payload}).decode()
+        message = dumps(
+            {
+                "seq": live.seq,
+                "notification": live.payload,
+                "audience_role": live.audience_role,
+                "user_id": str(live.user_id) if live.user_id is not None else None,
+            }
+        ).decode()
         try:
-            await self.redis.publish(self.channel(org_id), message)
+            await self.redis.publish(self.channel(org_id, narrow=live.narrow), message)
         except RedisError as exc:
             log.warning("notification_publish_failed", org_id=str(org_id), error=repr(exc))
 
     # -- subscribing ---------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def subscribe(self, org_id: uuid.UUID) -> Iterator[Subscription]:
-        subscription = Subscription(org_id, self.queue_size)
+    def subscribe(self, reader: Reader) -> Iterator[Subscription]:
+        org_id = reader.org_id
+        subscription = Subscription(reader, self.queue_size)
         if self._closing:
             subscription.close("shutting down")
         self._subscriptions[org_id].add(subscription)
@@ -197,9 +223,17 @@ class NotificationHub:
         if not isinstance(channel, str) or not channel.startswith(self.channel_prefix):
             return
         try:
-            org_id = uuid.UUID(channel[len(self.channel_prefix) :])
+            tail = channel[len(self.channel_prefix) :]
+            org_id = uuid.UUID(tail.removesuffix(NARROW_SUFFIX))
             body = loads(message["data"])
-            live = LiveNotification(seq=int(body["seq"]), payload=dict(body["notification"]))
+            role = body.get("audience_role")
+            user_id = body.get("user_id")
+            live = LiveNotification(
+                seq=int(body["seq"]),
+                payload=dict(body["notification"]),
+                audience_role=str(role) if role is not None else None,
+                user_id=uuid.UUID(str(user_id)) if user_id is not None else None,
+            )
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("notification_hub_bad_message", channel=channel, error=repr(exc))
             return

@@ -53,10 +53,22 @@ def _in(values: type[StrEnum]) -> str:
 
 
 class Notification(Base):
-    """One event heard by one organisation. `event_id` is unique: an event notifies once."""
+    """One event heard by one organisation (or by one role or one user in it: audience.py).
+
+    One event may notify several organisations (an SOS ring, a shortage area), but each
+    of them once: (event_id, org_id, user_id) is unique, NULL user_id included.
+    """
 
     __tablename__ = "notifications"
     __table_args__ = (
+        Index(
+            "uq_notifications_event_recipient",
+            "event_id",
+            "org_id",
+            "user_id",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
         # The list (newest first) and the stream's replay (after a given seq) of one org.
         Index("ix_notifications_org_id_seq", "org_id", "seq"),
         Index(
@@ -75,7 +87,11 @@ class Notification(Base):
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    event_id: Mapped[uuid.UUID]
+    # Only the org's members with this role see it (NULL: everyone in the org).
+    audience_role: Mapped[str | None] = mapped_column(String(20))
+    # Only this user sees it (NULL: not addressed to one user).
+    user_id: Mapped[uuid.UUID | None]
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
 from flow_shared.pagination import PageParams, fetch_page
+from notification_service.audience import PLATFORM_ADMIN_ROLE, Audience, Reader
 from notification_service.config import Settings
 from notification_service.delivery.guard import WebhookRefused, check_literal_host
 from notification_service.errors import (
@@ -51,23 +52,24 @@ async def record_notification(
     settings: Settings,
     *,
     event_id: uuid.UUID,
-    org_id: uuid.UUID,
+    audience: Audience,
     event_type: str,
     title: str,
     body: str,
     data: dict[str, Any],
-    email_roles: frozenset[str] | None = None,
 ) -> Notification | None:
-    """Store the notification of one event for one organisation and queue its e-mail and
-    webhook deliveries (e-mail only to members with one of `email_roles`, when given).
-    None when this event already has its notification."""
+    """Store the notification of one event for one audience (an organisation, or one
+    role or one user in it) and queue its e-mail and webhook deliveries.
+    None when this event already notified that audience."""
     notification_id = uuid.uuid4()
     inserted = (
         await session.execute(
             pg_insert(Notification)
             .values(
                 id=notification_id,
-                org_id=org_id,
+                org_id=audience.org_id,
+                audience_role=audience.role,
+                user_id=audience.user_id,
                 type=event_type,
                 # One line: titles become e-mail subjects.
                 title=" ".join(title.split())[:200],
@@ -75,8 +77,11 @@ async def record_notification(
                 data=data,
                 event_id=event_id,
             )
-            # The unique event_id is the last word on "one notification per event".
-            .on_conflict_do_nothing(index_elements=[Notification.event_id])
+            # The unique (event_id, org_id, user_id) is the last word on "one notification
+            # per event and recipient": a redelivery inserts nothing and queues nothing.
+            .on_conflict_do_nothing(
+                index_elements=[Notification.event_id, Notification.org_id, Notification.user_id]
+            )
             .returning(Notification.id)
         )
     ).scalar_one_or_none()
@@ -85,36 +90,58 @@ async def record_notification(
     notification = (
         await session.scalars(select(Notification).where(Notification.id == notification_id))
     ).one()
-    await queue_deliveries(session, settings, notification, email_roles=email_roles)
+    await queue_deliveries(session, settings, notification)
     return notification
 
 
+def _email_recipients(notification: Notification) -> list[ColumnElement[bool]]:
+    """Which members of the org get a notification's e-mail: all of them, or the user it
+    names, or those with its role. A member projected before roles were (NULL role)
+    counts as having the role only if it is the org's first member: the one who
+    registered it (always its org_admin) or, for the platform, the bootstrap admin. Later
+    members with no known role may be staff, who must not get an admins-only warning."""
+    where: list[ColumnElement[bool]] = [Member.org_id == notification.org_id]
+    if notification.user_id is not None:
+        where.append(Member.user_id == notification.user_id)
+    if notification.audience_role is not None:
+        first_member = (
+            select(Member.user_id)
+            .where(Member.org_id == notification.org_id)
+            .order_by(Member.created_at, Member.user_id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        where.append(
+            or_(
+                Member.role == notification.audience_role,
+                and_(Member.role.is_(None), Member.user_id == first_member),
+            )
+        )
+    return where
+
+
 async def queue_deliveries(
-    session: AsyncSession,
-    settings: Settings,
-    notification: Notification,
-    *,
-    email_roles: frozenset[str] | None = None,
+    session: AsyncSession, settings: Settings, notification: Notification
 ) -> None:
-    """One delivery per member's e-mail address (when the org wants e-mail and SMTP is
-    configured; only members with one of `email_roles` when given) and one for the org's
-    webhook (when it has one)."""
+    """One delivery per recipient member's e-mail address (when the org wants e-mail and
+    SMTP is configured) and, for a notification to the whole org, one for the org's
+    webhook (when it has one). A webhook is the organisation's feed, readable by whoever
+    it forwards to: a notification for one role or one user never goes there."""
     preference = await session.get(Preference, notification.org_id)
     prefs = PreferencesOut.of(preference)
     rows: list[dict[str, Any]] = []
     if prefs.email and settings.email_enabled:
-        recipients = [Member.org_id == notification.org_id]
-        if email_roles is not None:
-            # A member projected before roles were (NULL) still hears: better one e-mail
-            # too many than an org admin missing a warning.
-            recipients.append(or_(Member.role.in_(sorted(email_roles)), Member.role.is_(None)))
         addresses = await session.scalars(
-            select(Member.email).where(*recipients).distinct().order_by(Member.email)
+            select(Member.email)
+            .where(*_email_recipients(notification))
+            .distinct()
+            .order_by(Member.email)
         )
         rows.extend(
             {"channel": DeliveryChannel.EMAIL.value, "target": address} for address in addresses
         )
-    if prefs.webhook_url and settings.webhooks_enabled:
+    whole_org = notification.audience_role is None and notification.user_id is None
+    if whole_org and prefs.webhook_url and settings.webhooks_enabled:
         rows.append({"channel": DeliveryChannel.WEBHOOK.value, "target": prefs.webhook_url})
     if rows:
         await session.execute(
@@ -129,6 +156,15 @@ async def queue_deliveries(
                 for row in rows
             ],
         )
+
+
+async def platform_admin_orgs(session: AsyncSession) -> list[uuid.UUID]:
+    """The organisation(s) of the platform admins, from the member projection
+    (user.registered with role platform_admin: the bootstrap admin's included)."""
+    rows = await session.scalars(
+        select(Member.org_id).where(Member.role == PLATFORM_ADMIN_ROLE).distinct()
+    )
+    return sorted(rows.all())
 
 
 async def upsert_member(
@@ -159,15 +195,25 @@ async def upsert_member(
 # --- the in-app list ---------------------------------------------------------------------
 
 
-def _of_org(org_id: uuid.UUID) -> Select[Notification]:
-    return select(Notification).where(Notification.org_id == org_id)
+def _readable_by(reader: Reader) -> list[ColumnElement[bool]]:
+    """SQL of Reader.reads: the reader's org's notifications for everyone, for the
+    reader's role, or for the reader."""
+    return [
+        Notification.org_id == reader.org_id,
+        or_(Notification.audience_role.is_(None), Notification.audience_role == reader.role),
+        or_(Notification.user_id.is_(None), Notification.user_id == reader.user_id),
+    ]
+
+
+def _of_reader(reader: Reader) -> Select[Notification]:
+    return select(Notification).where(*_readable_by(reader))
 
 
 async def list_notifications(
-    session: AsyncSession, org_id: uuid.UUID, *, unread: bool | None, params: PageParams
+    session: AsyncSession, reader: Reader, *, unread: bool | None, params: PageParams
 ) -> tuple[Sequence[Notification], int]:
     """Newest first. unread=True: only unread ones; False: only read ones; None: all."""
-    statement = _of_org(org_id)
+    statement = _of_reader(reader)
     if unread is True:
         statement = statement.where(Notification.read_at.is_(None))
     elif unread is False:
@@ -176,12 +222,13 @@ async def list_notifications(
 
 
 async def mark_read(
-    session: AsyncSession, org_id: uuid.UUID, notification_id: uuid.UUID
+    session: AsyncSession, reader: Reader, notification_id: uuid.UUID
 ) -> Notification:
-    """Idempotent; another organisation's notification is not found (404, not 403)."""
+    """Idempotent; a notification the reader may not read (another organisation's, or
+    one for another role or user) is not found (404, not 403)."""
     notification = (
         await session.scalars(
-            _of_org(org_id).where(Notification.id == notification_id).with_for_update()
+            _of_reader(reader).where(Notification.id == notification_id).with_for_update()
         )
     ).one_or_none()
     if notification is None:
@@ -192,10 +239,10 @@ async def mark_read(
     return notification
 
 
-async def mark_all_read(session: AsyncSession, org_id: uuid.UUID) -> int:
+async def mark_all_read(session: AsyncSession, reader: Reader) -> int:
     result = await session.execute(
         update(Notification)
-        .where(Notification.org_id == org_id, Notification.read_at.is_(None))
+        .where(*_readable_by(reader), Notification.read_at.is_(None))
         .values(read_at=func.now())
         .execution_options(synchronize_session=False)
     )
@@ -205,30 +252,27 @@ async def mark_all_read(session: AsyncSession, org_id: uuid.UUID) -> int:
 # --- what a stream missed ----------------------------------------------------------------
 
 
-async def seq_of(
-    session: AsyncSession, org_id: uuid.UUID, notification_id: uuid.UUID
-) -> int | None:
+async def seq_of(session: AsyncSession, reader: Reader, notification_id: uuid.UUID) -> int | None:
     seq: int | None = await session.scalar(
-        select(Notification.seq).where(
-            Notification.org_id == org_id, Notification.id == notification_id
-        )
+        select(Notification.seq).where(*_readable_by(reader), Notification.id == notification_id)
     )
     return seq
 
 
-async def latest_seq(session: AsyncSession, org_id: uuid.UUID) -> int:
-    seq = await session.scalar(
-        select(func.max(Notification.seq)).where(Notification.org_id == org_id)
-    )
+async def latest_seq(session: AsyncSession, reader: Reader) -> int:
+    seq = await session.scalar(select(func.max(Notification.seq)).where(*_readable_by(reader)))
     return int(seq or 0)
 
 
 async def notifications_after(
-    session: AsyncSession, org_id: uuid.UUID, after_seq: int, *, limit: int
+    session: AsyncSession, reader: Reader, after_seq: int, *, limit: int
 ) -> Sequence[Notification]:
-    """The org's notifications stored after `after_seq`, oldest first."""
+    """The reader's notifications stored after `after_seq`, oldest first."""
     rows = await session.scalars(
-        _of_org(org_id).where(Notification.seq > after_seq).order_by(Notification.seq).limit(limit)
+        _of_reader(reader)
+        .where(Notification.seq > after_seq)
+        .order_by(Notification.seq)
+        .limit(limit)
     )
     return rows.all()
 

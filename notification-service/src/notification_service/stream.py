@@ -1,4 +1,5 @@
-"""GET /api/v1/notifications/stream: the organisation's notifications as server-sent events.
+"""GET /api/v1/notifications/stream: the caller's notifications as server-sent events: its
+organisation's, less those for another role or user in it (audience.py), as in the list.
 
 Each message is `id: <notification id>`, `event: <type>`, `data: <JSON as in the list>`.
 A client that reconnects sends `Last-Event-ID` and first gets what it missed, from the
@@ -29,6 +30,7 @@ from flow_shared.errors import DomainError
 from flow_shared.jsonutil import dumps
 from flow_shared.metrics import business_gauge
 from notification_service import service
+from notification_service.audience import Reader
 from notification_service.config import Settings
 from notification_service.hub import LiveNotification, NotificationHub, Signal
 from notification_service.models import Notification
@@ -55,6 +57,8 @@ def live_notification(notification: Notification) -> LiveNotification:
     return LiveNotification(
         seq=notification.seq,
         payload=NotificationOut.of(notification).model_dump(mode="json"),
+        audience_role=notification.audience_role,
+        user_id=notification.user_id,
     )
 
 
@@ -141,24 +145,25 @@ async def _stream_messages(
     lease: StreamLease,
     last_event_id: uuid.UUID | None,
 ) -> AsyncGenerator[bytes, None]:
-    org_id = principal.org_id
+    # What the list would show this user: the org's, less what is for another role or user.
+    reader = Reader.of(principal)
     # Subscribed before reading the database: nothing falls between replay and live.
-    with hub.subscribe(org_id) as subscription:
+    with hub.subscribe(reader) as subscription:
         OPEN_STREAMS.inc()
         try:
             yield f"retry: {settings.sse_retry_milliseconds}\n\n".encode()
             async with database.sessionmaker() as session:
                 after = None
                 if last_event_id is not None:
-                    after = await service.seq_of(session, org_id, last_event_id)
+                    after = await service.seq_of(session, reader, last_event_id)
                 if after is None:
                     # A first connection (or an id we do not know): only what comes next.
-                    sent = _Sent(await service.latest_seq(session, org_id))
+                    sent = _Sent(await service.latest_seq(session, reader))
                     missed: Sequence[Notification] = ()
                 else:
                     sent = _Sent(after)
                     missed = await service.notifications_after(
-                        session, org_id, after, limit=settings.sse_replay_limit
+                        session, reader, after, limit=settings.sse_replay_limit
                     )
             for notification in missed:
                 yield _sent_message(sent, live_notification(notification))
@@ -190,7 +195,7 @@ async def _stream_messages(
                     log.info("notification_stream_closed", reason=subscription.close_reason)
                     return
                 if item is Signal.RESYNC:
-                    async for message in _catch_up(database, settings, org_id, sent):
+                    async for message in _catch_up(database, settings, reader, sent):
                         yield message
                     next_heartbeat = clock() + settings.sse_heartbeat_seconds
                     continue
@@ -209,12 +214,12 @@ def _sent_message(sent: _Sent, live: LiveNotification) -> bytes:
 
 
 async def _catch_up(
-    database: Database, settings: Settings, org_id: uuid.UUID, sent: _Sent
+    database: Database, settings: Settings, reader: Reader, sent: _Sent
 ) -> AsyncIterator[bytes]:
     """After the live feed had a gap: what was stored since the last one sent."""
     async with database.sessionmaker() as session:
         missed = await service.notifications_after(
-            session, org_id, sent.seq, limit=settings.sse_replay_limit
+            session, reader, sent.seq, limit=settings.sse_replay_limit
         )
     for notification in missed:
         if str(notification.id) not in sent:

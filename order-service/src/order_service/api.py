@@ -21,8 +21,9 @@ from order_service.deps import (
     UpstreamsDep,
     VendorUser,
 )
-from order_service.models import OrderStatus
+from order_service.models import OrderStatus, SosStatus
 from order_service.schemas import (
+    MIN_RING_TIMEOUT_SECONDS,
     AllocationOut,
     CancelRequest,
     ConfirmRequest,
@@ -31,8 +32,13 @@ from order_service.schemas import (
     OrderCreate,
     OrderOut,
     RejectRequest,
+    SosAccept,
+    SosAcceptOut,
+    SosCreate,
+    SosDecline,
+    SosOut,
 )
-from order_service.service import allocation, direct, fulfilment, placement
+from order_service.service import allocation, direct, fulfilment, placement, sos
 from order_service.service.placement import Answer
 from order_service.uow import unit_of_work
 
@@ -222,3 +228,111 @@ async def get_allocation(
     hospital: HospitalUser, session: DbSession, settings: SettingsDep
 ) -> AllocationOut:
     return AllocationOut(items=await allocation.allocation_of(session, settings, hospital.org_id))
+
+
+sos_router = APIRouter(prefix="/api/v1/sos", tags=["sos"], dependencies=[Depends(_docs_oauth2)])
+
+_SOS_ERRORS: dict[int | str, dict[str, str]] = {
+    403: {"description": "Not this kind of organisation's move"},
+    404: {"description": "Unknown, or not visible to you (a vendor never offered it)"},
+    409: {
+        "description": "The SOS is no longer open (`.../sos-closed`), your ring has closed"
+        " (`.../sos-ring-closed`), or (accept) the depot's stock is short (`short_items`;"
+        " the SOS stays open)"
+    },
+}
+
+
+@sos_router.post(
+    "",
+    status_code=201,
+    response_model=SosOut,
+    description=(
+        "Broadcast an emergency request: ring 1 offers it at once to the `ring_size` verified"
+        " vendors in range with the stock (best ETA first, one depot each). Each ring lasts"
+        f" `ring_timeout_seconds` (at least {MIN_RING_TIMEOUT_SECONDS}, default 180); when"
+        " all of a ring decline or it times out, the next nearest are offered; nobody left"
+        " makes it `unfilled`. The quantity counts against the allocation cap while open."
+    ),
+    responses={
+        404: {"description": "Unknown delivery site"},
+        409: {"description": "Nobody in range has the stock, or over the allocation cap"},
+        422: {"description": "Invalid body or Idempotency-Key reused with another body"},
+    },
+)
+async def open_sos(
+    body: SosCreate,
+    hospital: HospitalUser,
+    database: DatabaseDep,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ORJSONResponse:
+    async with unit_of_work(database) as uow:
+        answer = await sos.open_sos(
+            uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
+        )
+    headers = {"Location": f"/api/v1/sos/{answer.body['id']}"}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return ORJSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+
+
+@sos_router.get("", description="Hospital: its own; vendor: those offered to it; admin: all.")
+async def list_sos(
+    principal: CurrentPrincipal,
+    session: DbSession,
+    pagination: Pagination,
+    status: Annotated[SosStatus | None, Query()] = None,
+) -> Page[SosOut]:
+    return await sos.list_sos(session, principal, status=status, params=pagination)
+
+
+@sos_router.get(
+    "/{sos_id}",
+    description="A vendor sees the request and its own offer only.",
+    responses={404: {"description": "Unknown, or not visible to you"}},
+)
+async def get_sos(sos_id: uuid.UUID, principal: CurrentPrincipal, session: DbSession) -> SosOut:
+    return await sos.get_sos(session, principal, sos_id)
+
+
+@sos_router.post(
+    "/{sos_id}/accept", status_code=201, response_model=SosAcceptOut, responses=_SOS_ERRORS
+)
+async def accept_sos(
+    sos_id: uuid.UUID,
+    body: SosAccept,
+    vendor: VendorUser,
+    database: DatabaseDep,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
+) -> ORJSONResponse:
+    async with unit_of_work(database) as uow:
+        found, order = await sos.accept(uow, upstreams, settings, vendor, sos_id, body)
+        answer = sos.accepted(found, order, vendor)
+    return ORJSONResponse(
+        answer, status_code=201, headers={"Location": f"/api/v1/orders/{order.id}"}
+    )
+
+
+@sos_router.post("/{sos_id}/decline", responses=_SOS_ERRORS)
+async def decline_sos(
+    sos_id: uuid.UUID,
+    body: SosDecline,
+    vendor: VendorUser,
+    database: DatabaseDep,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
+) -> SosOut:
+    async with unit_of_work(database) as uow:
+        found = await sos.decline(uow, upstreams, settings, vendor, sos_id, reason=body.reason)
+        answer = sos.view(found, vendor)
+    return answer
+
+
+@sos_router.post("/{sos_id}/cancel", responses=_SOS_ERRORS)
+async def cancel_sos(sos_id: uuid.UUID, hospital: HospitalUser, database: DatabaseDep) -> SosOut:
+    async with unit_of_work(database) as uow:
+        answer = sos.view(await sos.cancel(uow, hospital, sos_id), hospital)
+    return answer

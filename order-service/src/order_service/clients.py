@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flow_shared.http import ServiceClient
 from flow_shared.resilience import CircuitBreaker
@@ -348,6 +348,29 @@ class InventoryClient:
         if response.status_code != 200:
             raise _unexpected(INVENTORY_SERVICE, response)
         return _parse(INVENTORY_SERVICE, response, NearbyPage).items
+
+    async def product_categories(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """Each product's category (products are platform-wide; unknown ids are left out)."""
+        response = await self.http.get(
+            "/internal/products", params={"ids": ",".join(str(p) for p in sorted(product_ids))}
+        )
+        if response.status_code != 200:
+            raise _unexpected(INVENTORY_SERVICE, response)
+        page = _parse(INVENTORY_SERVICE, response, _ProductCategories)
+        return {item.id: item.category for item in page.items}
+
+
+class _ProductCategory(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: uuid.UUID
+    category: str
+
+
+class _ProductCategories(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    items: list[_ProductCategory]
 
 
 class PricingClient:

@@ -60,9 +60,21 @@ class Settings(BaseServiceSettings):
     # reported consumption once runway reports exist (service/allocation.py, `cap_for`).
     allocation_days: float = Field(default=3, ge=0)
 
+    # Inside an active shortage for a product's category (the shortages projection):
+    # SHORTAGE_CAP_FACTOR multiplies the caps (floor, at least 1 when the base cap is), and
+    # an unconfirmed order's hold lasts at most SHORTAGE_HOLD_MINUTES.
+    shortage_cap_factor: float = Field(default=0.5, gt=0, le=1)
+    shortage_hold_minutes: float = Field(default=15, gt=0)
+
     direct_default_radius_km: float = Field(default=50.0, gt=0, le=500)
     # Direct orders look at this many nearest depots with enough stock.
     direct_max_candidates: int = Field(default=20, ge=1, le=100)
+
+    # SOS broadcast (service/sos.py): the ring sweeper's interval and batch.
+    sos_sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    sos_sweep_batch_size: int = Field(default=50, ge=1, le=1000)
+    # How many depots' stock the SOS asks inventory-service for when building a ring.
+    sos_max_candidates: int = Field(default=100, ge=1, le=100)
 
     @model_validator(mode="after")
     def _needs_database_and_key(self) -> Settings:

@@ -27,6 +27,14 @@ class InsufficientStock(Conflict):
     title = "Insufficient stock"
 
 
+class ShortageRoutinePaused(Conflict):
+    """Carries `shortage_ids, categories`: the delivery point lies inside an active shortage
+    for a category of the order's products, and the order is routine."""
+
+    code = "shortage-routine-paused"
+    title = "Routine orders paused by a shortage"
+
+
 class AllocationCapExceeded(Conflict):
     """Carries `product_id, cap, open, requested`: the hospital's open units of a product
     plus this order would pass its cap."""
@@ -91,3 +99,22 @@ class QuoteRefused(Conflict):
 
     code = "quote-refused"
     title = "Quote refused"
+
+
+class SosNotFound(NotFound):
+    code = "sos-not-found"
+    title = "SOS request not found"
+
+
+class SosClosed(Conflict):
+    """The SOS request is no longer open (fulfilled, cancelled or unfilled)."""
+
+    code = "sos-closed"
+    title = "SOS request closed"
+
+
+class SosRingClosed(Conflict):
+    """The vendor's offer is not in the SOS's open ring (it timed out, or was declined)."""
+
+    code = "sos-ring-closed"
+    title = "SOS ring closed"

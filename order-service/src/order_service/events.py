@@ -7,15 +7,25 @@ Every order event has the same shape, whatever the status; money is a string.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.events.outbox import add_event
-from order_service.models import Order, OrderStatus, outbox
+from order_service.models import Order, OrderStatus, SosOffer, SosRequest, outbox
 
 PRODUCER = "order-service"
+
+# SOS broadcast event types (SPEC; data contracts in the SOS service module).
+SOS_OPENED = "sos.opened"
+SOS_REQUEST = "sos.request"
+SOS_ESCALATED = "sos.escalated"
+SOS_FULFILLED = "sos.fulfilled"
+SOS_CLOSED = "sos.closed"
+SOS_UNFILLED = "sos.unfilled"
+SOS_CANCELLED = "sos.cancelled"
 
 
 def event_type(status: OrderStatus) -> str:
@@ -53,6 +63,8 @@ def order_event_data(order: Order, *, actor_id: uuid.UUID | None, at: datetime) 
         data["reason"] = order.reason
     if order.status == OrderStatus.CONFIRMED:
         data["eta_minutes"] = order.eta_minutes
+    if order.sos_id is not None:
+        data["sos_id"] = str(order.sos_id)
     return data
 
 
@@ -75,3 +87,27 @@ async def order_status_changed(
         producer=PRODUCER,
         data=order_event_data(order, actor_id=actor_id, at=at),
     )
+
+
+# --- SOS broadcast (service/sos.py) -------------------------------------------------------
+
+
+def sos_delivery(sos: SosRequest) -> dict[str, Any]:
+    return {"lat": sos.delivery_lat, "lon": sos.delivery_lon, "address": sos.delivery_address}
+
+
+def sos_offers_data(offers: Sequence[SosOffer]) -> list[dict[str, Any]]:
+    return [
+        {
+            "vendor_id": str(offer.vendor_id),
+            "depot_id": str(offer.depot_id),
+            "distance_km": offer.distance_km,
+            "eta_min": offer.eta_min,
+        }
+        for offer in offers
+    ]
+
+
+async def sos_event(session: AsyncSession, event_type: str, data: dict[str, Any]) -> None:
+    """`sos.<what>`: opened, request, escalated, fulfilled, closed, unfilled, cancelled."""
+    await add_event(session, outbox, event_type=event_type, producer=PRODUCER, data=data)

@@ -9,14 +9,15 @@ from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
 from flow_shared.lifecycle import PeriodicTask
 from order_service import internal
-from order_service.api import allocation_router, router
+from order_service.api import allocation_router, router, sos_router
 from order_service.clients import Upstreams
 from order_service.config import Settings
 from order_service.metrics import GAUGE_REFRESH_INTERVAL_SECONDS, OpenOrderGauges
 from order_service.models import inbox, outbox
-from order_service.service import allocation
+from order_service.service import allocation, shortages
 from order_service.service.expiry import OrderSweeper
 from order_service.service.payments import on_payment_failed
+from order_service.service.sos import SosSweeper
 
 
 def create_app(
@@ -45,6 +46,12 @@ def create_app(
             "order-sweeper", settings.order_sweep_interval_seconds, sweeper.run_once
         )
         await app.state.order_sweep_task.start()
+        sos_sweeper = SosSweeper(app.state.database, upstreams, settings)
+        app.state.sos_sweeper = sos_sweeper
+        app.state.sos_sweep_task = PeriodicTask(
+            "sos-sweeper", settings.sos_sweep_interval_seconds, sos_sweeper.run_once
+        )
+        await app.state.sos_sweep_task.start()
         gauges = OpenOrderGauges(app.state.database)
         app.state.open_order_gauges = gauges
         app.state.open_order_gauges_task = PeriodicTask(
@@ -54,18 +61,23 @@ def create_app(
 
     async def stop(app: FastAPI) -> None:
         await app.state.open_order_gauges_task.stop()
+        await app.state.sos_sweep_task.stop()
         await app.state.order_sweep_task.stop()
         await app.state.upstreams.aclose()
 
     return create_service_app(
         settings,
         title="Flow order-service",
-        routers=[router, allocation_router],
+        routers=[router, allocation_router, sos_router],
         internal_routers=[internal.router],
         events=EventsConfig(
             outbox=outbox,
             inbox=inbox,
-            handlers={"payment.failed": on_payment_failed, **allocation.EVENT_HANDLERS},
+            handlers={
+                "payment.failed": on_payment_failed,
+                **allocation.EVENT_HANDLERS,
+                **shortages.EVENT_HANDLERS,
+            },
         ),
         jwks_fetcher=jwks_fetcher,
         on_startup=[start],

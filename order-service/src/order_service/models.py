@@ -1,5 +1,5 @@
 """Tables of the "orders" schema: orders, their lines, allocation counters and caps, the
-hospitals projection, the outbox, inbox and idempotency keys."""
+hospitals and shortages projections, the outbox, inbox and idempotency keys."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flow_shared.db import service_metadata
@@ -130,6 +130,8 @@ class Order(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     eta_minutes: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text)
+    # The SOS request this order fulfils (service/sos.py); its payment never fails it.
+    sos_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Set in Python, not by the server: answers are built before the commit.
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -226,6 +228,129 @@ class HospitalStanding(Base):
     suspended: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     suspended_as_of: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ShortageProjection(Base):
+    """Projection of admin-service's shortage.declared / shortage.ended: where (a circle)
+    and for which product categories routine orders pause, caps tighten and holds shorten.
+
+    Active while `ended_at` is null and `ends_at` (if any) is in the future. An ended event
+    that arrives before its declaration leaves the row ended whatever comes next.
+    """
+
+    __tablename__ = "shortages"
+    __table_args__ = (
+        CheckConstraint("radius_km > 0", name="radius_positive"),
+        Index("ix_shortages_active", "ended_at", postgresql_where=text("ended_at IS NULL")),
+    )
+
+    shortage_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    lat: Mapped[float] = mapped_column(Double)
+    lon: Mapped[float] = mapped_column(Double)
+    radius_km: Mapped[float] = mapped_column(Double)
+    categories: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SosStatus(StrEnum):
+    OPEN = "open"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    UNFILLED = "unfilled"
+
+
+class SosRequest(Base):
+    """An SOS broadcast (service/sos.py): rings of offers to the nearest vendors with stock.
+
+    `current_ring` and `ring_expires_at` belong to the open ring; every change of ring or
+    status is one conditional UPDATE on this row (WHERE status = 'open' AND current_ring =
+    n), so the first acceptance wins and a ring escalates once, in any process.
+    """
+
+    __tablename__ = "sos_requests"
+    __table_args__ = (
+        CheckConstraint(_in("status", tuple(SosStatus)), name="status"),
+        CheckConstraint(_in("payment_method", PAYMENT_METHODS), name="payment_method"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_sos_requests_hospital_org_id_created_at", "hospital_org_id", "created_at"),
+        # The SOS sweeper scans only open requests by their ring's deadline.
+        Index(
+            "ix_sos_requests_open_ring_expires_at",
+            "ring_expires_at",
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    created_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    quantity: Mapped[int] = mapped_column(Integer)
+    site_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    delivery_lat: Mapped[float] = mapped_column(Double)
+    delivery_lon: Mapped[float] = mapped_column(Double)
+    delivery_address: Mapped[str | None] = mapped_column(Text)
+    max_distance_km: Mapped[float] = mapped_column(Double)
+    ring_size: Mapped[int] = mapped_column(Integer)
+    ring_timeout_seconds: Mapped[int] = mapped_column(Integer)
+    payment_method: Mapped[str] = mapped_column(String(20))
+    notes: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    current_ring: Mapped[int] = mapped_column(Integer)
+    ring_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    closed_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    rings: Mapped[list[SosRing]] = relationship(
+        lazy="selectin", order_by="SosRing.number", cascade="all, delete-orphan"
+    )
+    offers: Mapped[list[SosOffer]] = relationship(
+        lazy="selectin",
+        order_by=lambda: [SosOffer.ring_number, SosOffer.position],
+        cascade="all, delete-orphan",
+    )
+
+
+class SosRing(Base):
+    __tablename__ = "sos_rings"
+
+    sos_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sos_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Why it closed: accepted, declined, timed_out, cancelled.
+    closed_reason: Mapped[str | None] = mapped_column(String(20))
+
+
+class SosOffer(Base):
+    """One vendor's offer in one ring (a vendor is offered an SOS once, at its best depot)."""
+
+    __tablename__ = "sos_offers"
+    __table_args__ = (
+        CheckConstraint("answer IS NULL OR answer IN ('declined', 'accepted')", name="answer"),
+        Index("ix_sos_offers_vendor_id", "vendor_id"),
+    )
+
+    sos_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("sos_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    vendor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    ring_number: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    depot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    distance_km: Mapped[float] = mapped_column(Double)
+    eta_min: Mapped[int | None] = mapped_column(Integer)
+    answer: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
 
 outbox = define_outbox_table(Base.metadata)

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from flow_shared.validation import NoNul
-from order_service.models import Order
+from order_service.models import Order, SosRequest
 
 Priority = Literal["routine", "urgent", "emergency"]
 PaymentMethod = Literal["invoice", "card", "cash_on_delivery"]
@@ -253,3 +253,144 @@ class AllocationOverrides(BaseModel):
         if len(set(products)) != len(products):
             raise ValueError("each product may appear once in caps")
         return self
+
+
+# --- SOS broadcast -----------------------------------------------------------------------
+
+# The smallest ring time-out is small enough for tests that wait for a real one (e2e).
+MIN_RING_TIMEOUT_SECONDS = 5
+MAX_RING_TIMEOUT_SECONDS = 3600
+MAX_RING_SIZE = 20
+SosAnswer = Literal["declined", "accepted"]
+
+
+class SosCreate(BaseModel):
+    """POST /api/v1/sos. `payment_method` invoice (the default) or cash_on_delivery: a card
+    would need its token kept until a vendor accepts, and tokens are never stored here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: uuid.UUID
+    quantity: Quantity
+    site_id: uuid.UUID | None = None
+    delivery: DeliveryPoint | None = None
+    max_distance_km: float = Field(default=50.0, gt=0, le=500, allow_inf_nan=False)
+    ring_size: int = Field(default=3, ge=1, le=MAX_RING_SIZE)
+    ring_timeout_seconds: int = Field(
+        default=180, ge=MIN_RING_TIMEOUT_SECONDS, le=MAX_RING_TIMEOUT_SECONDS
+    )
+    payment_method: Literal["invoice", "cash_on_delivery"] = "invoice"
+    notes: Notes | None = None
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Self:
+        if (self.site_id is None) == (self.delivery is None):
+            raise ValueError("give exactly one of site_id or delivery")
+        return self
+
+
+class SosAccept(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    depot_id: uuid.UUID
+    eta_minutes: int = Field(ge=1, le=7 * 24 * 60)
+
+
+class SosDecline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+
+
+class SosOfferOut(BaseModel):
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    distance_km: float
+    eta_min: int | None
+    answer: SosAnswer | None
+
+
+class SosRingOut(BaseModel):
+    number: int
+    opened_at: datetime
+    expires_at: datetime
+    # null while the ring is open; else accepted, declined, timed_out, cancelled.
+    closed_reason: str | None
+    offers: list[SosOfferOut]
+
+
+class SosOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    hospital_org_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity: int
+    site_id: uuid.UUID | None
+    delivery: DeliveryOut
+    max_distance_km: float
+    ring_size: int
+    ring_timeout_seconds: int
+    payment_method: str
+    notes: str | None
+    current_ring: int
+    rings: list[SosRingOut]
+    order_id: uuid.UUID | None
+    closed_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, sos: SosRequest, *, vendor_id: uuid.UUID | None = None) -> SosOut:
+        """`vendor_id`: a vendor's view, its own offers only (and the rings holding them)."""
+        rings = []
+        for ring in sos.rings:
+            offers = [
+                SosOfferOut(
+                    vendor_id=offer.vendor_id,
+                    depot_id=offer.depot_id,
+                    distance_km=offer.distance_km,
+                    eta_min=offer.eta_min,
+                    answer=offer.answer,
+                )
+                for offer in sos.offers
+                if offer.ring_number == ring.number
+                and (vendor_id is None or offer.vendor_id == vendor_id)
+            ]
+            if vendor_id is not None and not offers:
+                continue
+            rings.append(
+                SosRingOut(
+                    number=ring.number,
+                    opened_at=ring.opened_at,
+                    expires_at=ring.expires_at,
+                    closed_reason=ring.closed_reason,
+                    offers=offers,
+                )
+            )
+        return cls(
+            id=sos.id,
+            status=sos.status,
+            hospital_org_id=sos.hospital_org_id,
+            product_id=sos.product_id,
+            quantity=sos.quantity,
+            site_id=sos.site_id,
+            delivery=DeliveryOut(
+                lat=sos.delivery_lat, lon=sos.delivery_lon, address=sos.delivery_address
+            ),
+            max_distance_km=sos.max_distance_km,
+            ring_size=sos.ring_size,
+            ring_timeout_seconds=sos.ring_timeout_seconds,
+            payment_method=sos.payment_method,
+            notes=sos.notes,
+            current_ring=sos.current_ring,
+            rings=rings,
+            order_id=sos.order_id,
+            closed_reason=sos.closed_reason,
+            created_at=sos.created_at,
+            updated_at=sos.updated_at,
+        )
+
+
+class SosAcceptOut(BaseModel):
+    sos: SosOut
+    order: OrderOut

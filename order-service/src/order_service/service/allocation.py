@@ -16,8 +16,9 @@ back through the same two functions). They are counted in `allocation_usage`, on
   state once, so its units come back once, whichever path ends it.
 
 Caps come from one function, `caps_for`: an admin's override, else the default for a
-verified or an unverified hospital. The consumption floor (ALLOCATION_DAYS of reported
-use) and shortage factors are to be applied there.
+verified or an unverified hospital; inside an active shortage for the product's category,
+times SHORTAGE_CAP_FACTOR. The consumption floor (ALLOCATION_DAYS of reported use) is to
+be applied there too.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from order_service.errors import AllocationCapExceeded
 from order_service.models import AllocationCap, AllocationUsage, HospitalStanding, Order
 from order_service.schemas import AllocationItem, CapOverride, CapSource
 from order_service.service.holds import utcnow
+from order_service.service.shortages import NO_SHORTAGE, ShortageScope, shortage_cap
 
 ALLOCATION_REFUSALS = business_counter(
     "flow_allocation_refusals_total", "Orders refused for passing an allocation cap.", ()
@@ -77,12 +79,15 @@ async def caps_for(
     settings: Settings,
     hospital_org_id: uuid.UUID,
     product_ids: Sequence[uuid.UUID],
+    *,
+    shortage: ShortageScope = NO_SHORTAGE,
 ) -> dict[uuid.UUID, Cap]:
-    """The cap of each product for this hospital: its override, else the default.
+    """The cap of each product for this hospital: its override, else the default; for the
+    products an active shortage covers at the delivery point (`shortage`, from
+    shortages.scope_for), that times SHORTAGE_CAP_FACTOR (floor, at least 1).
 
     The one place caps are computed. Still to come here: the verified default raised to
-    ALLOCATION_DAYS of the hospital's reported consumption (needs runway reports), and
-    SHORTAGE_CAP_FACTOR inside an active shortage (needs the shortage projection).
+    ALLOCATION_DAYS of the hospital's reported consumption (needs runway reports).
     """
     rows = await session.execute(
         select(AllocationCap.product_id, AllocationCap.units).where(
@@ -95,10 +100,14 @@ async def caps_for(
         default = Cap(settings.allocation_cap_verified, "default_verified")
     else:
         default = Cap(settings.allocation_cap_unverified, "default_unverified")
-    return {
+    caps = {
         product_id: Cap(overrides[product_id], "override") if product_id in overrides else default
         for product_id in product_ids
     }
+    for product_id in shortage.products & caps.keys():
+        cap = caps[product_id]
+        caps[product_id] = Cap(shortage_cap(cap.units, settings.shortage_cap_factor), cap.source)
+    return caps
 
 
 async def take(
@@ -106,13 +115,16 @@ async def take(
     settings: Settings,
     hospital_org_id: uuid.UUID,
     wanted: Mapping[uuid.UUID, int],
+    *,
+    shortage: ShortageScope = NO_SHORTAGE,
 ) -> None:
     """Count `wanted` as open for this hospital, or raise AllocationCapExceeded.
 
     In the caller's transaction, which must be the one that creates the order (or SOS).
+    `shortage` (shortages.scope_for at the delivery point) tightens the caps it covers.
     """
     products = sorted(wanted)
-    caps = await caps_for(session, settings, hospital_org_id, products)
+    caps = await caps_for(session, settings, hospital_org_id, products, shortage=shortage)
     # The rows must exist for the conditional UPDATE to lock and test them.
     await session.execute(
         insert(AllocationUsage)

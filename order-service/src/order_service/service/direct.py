@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -33,7 +34,8 @@ from order_service.errors import (
     VendorUnavailable,
 )
 from order_service.schemas import DirectOrderCreate, OrderOut, Selection
-from order_service.service import allocation
+from order_service.service import allocation, shortages
+from order_service.service.holds import utcnow
 from order_service.service.placement import (
     ORDERS_PLACED,
     Answer,
@@ -84,15 +86,36 @@ async def create_direct_order(
     idempotency_key: str | None,
 ) -> Answer:
     async def produce() -> dict[str, Any]:
-        # Emergencies are capped too; counted once, whichever candidate takes the order.
-        await allocation.take(
-            uow.session, settings, hospital.org_id, {body.product_id: body.quantity}
-        )
         destination = await resolve_destination(
             upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
         )
+        shortage = await shortages.scope_for(
+            uow.session,
+            upstreams.inventory,
+            lat=destination.lat,
+            lon=destination.lon,
+            product_ids=[body.product_id],
+            now=utcnow(),
+        )
+        shortages.check_priority(shortage, body.priority)
+        # Emergencies are capped too; counted once, whichever candidate takes the order.
+        await allocation.take(
+            uow.session,
+            settings,
+            hospital.org_id,
+            {body.product_id: body.quantity},
+            shortage=shortage,
+        )
         radius_km = body.max_distance_km or settings.direct_default_radius_km
-        candidates = await _candidates(upstreams, settings, destination, body, radius_km)
+        candidates = await find_candidates(
+            upstreams,
+            destination,
+            product_id=body.product_id,
+            quantity=body.quantity,
+            priority=body.priority,
+            radius_km=radius_km,
+            limit=settings.direct_max_candidates,
+        )
         line = StockLine(product_id=body.product_id, quantity=body.quantity)
         for _, group in itertools.groupby(candidates, key=lambda c: c.rank):
             for candidate in await _by_price(upstreams, destination, body, list(group), line):
@@ -104,6 +127,7 @@ async def create_direct_order(
                     priority=body.priority,
                     payment_method=body.payment_method,
                     notes=body.notes,
+                    in_shortage=shortage.applies,
                 )
                 try:
                     order = await place(
@@ -143,29 +167,31 @@ async def create_direct_order(
     )
 
 
-async def _candidates(
+async def find_candidates(
     upstreams: Upstreams,
-    settings: Settings,
     destination: Destination,
-    body: DirectOrderCreate,
+    *,
+    product_id: uuid.UUID,
+    quantity: int,
+    priority: str,
     radius_km: float,
+    limit: int,
 ) -> list[Candidate]:
-    """Depots with enough stock in range, ranked by road distance then ETA."""
+    """Depots of verified vendors with enough stock in range, ranked by road distance then
+    ETA (also the SOS rings' candidates, service/sos.py)."""
     stocks = await upstreams.inventory.nearby(
         lat=destination.lat,
         lon=destination.lon,
         radius_km=radius_km,
-        product_id=body.product_id,
-        min_quantity=body.quantity,
-        page_size=settings.direct_max_candidates,
+        product_id=product_id,
+        min_quantity=quantity,
+        page_size=limit,
     )
     # Never trust a filter we did not apply: only rows that can serve the whole quantity.
     stocks = [
         s
         for s in stocks
-        if s.product_id == body.product_id
-        and s.available >= body.quantity
-        and s.distance_km <= radius_km
+        if s.product_id == product_id and s.available >= quantity and s.distance_km <= radius_km
     ]
     if not stocks:
         return []
@@ -174,7 +200,7 @@ async def _candidates(
             to_lat=destination.lat,
             to_lon=destination.lon,
             origins=[(str(s.depot_id), s.lat, s.lon) for s in stocks],
-            priority=body.priority,
+            priority=priority,
         )
     except (ServiceUnavailable, BadUpstreamResponse) as exc:
         # An emergency must not wait for route estimates: rank by straight distance.

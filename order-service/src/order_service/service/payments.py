@@ -37,6 +37,16 @@ async def on_payment_failed(session: AsyncSession, envelope: EventEnvelope) -> N
     if order is None:
         log.warning("payment_failed_for_unknown_order", order_id=str(event.order_id))
         return
+    if order.sos_id is not None:
+        # Payment never blocks an emergency (SPEC, SOS): the order goes on; the failure is
+        # payment-service's to follow up (and it is in the audit trail as payment.failed).
+        log.warning(
+            "payment_failed_on_sos_order_kept",
+            order_id=str(order.id),
+            sos_id=str(order.sos_id),
+            reason=event.reason,
+        )
+        return
     if OrderStatus.FAILED not in TRANSITIONS.get(current_status(order), frozenset()):
         log.info("payment_failed_ignored", order_id=str(order.id), status=order.status)
         return

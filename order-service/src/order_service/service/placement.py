@@ -64,7 +64,7 @@ from order_service.models import (
     idempotency_keys,
 )
 from order_service.schemas import DeliveryPoint, OrderCreate, OrderOut, Priority
-from order_service.service import allocation
+from order_service.service import allocation, shortages
 from order_service.service.holds import (
     give_back_later,
     release_hold,
@@ -104,6 +104,11 @@ class PlacementRequest:
     notes: str | None
     # Handed to payment-service before the order is committed; never stored in this schema.
     card_token: str | None = None
+    # Inside an active shortage for one of its products' categories: the unconfirmed hold
+    # lasts at most SHORTAGE_HOLD_MINUTES.
+    in_shortage: bool = False
+    # The SOS request this order fulfils (service/sos.py).
+    sos_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,16 +177,21 @@ async def create_order(
     idempotency_key: str | None,
 ) -> Answer:
     async def produce() -> dict[str, Any]:
-        # Before any stock is held: an order over the cap leaves nothing behind.
-        await allocation.take(
-            uow.session,
-            settings,
-            hospital.org_id,
-            allocation.units_by_product((i.product_id, i.quantity) for i in body.items),
-        )
         destination = await resolve_destination(
             upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
         )
+        wanted = allocation.units_by_product((i.product_id, i.quantity) for i in body.items)
+        shortage = await shortages.scope_for(
+            uow.session,
+            upstreams.inventory,
+            lat=destination.lat,
+            lon=destination.lon,
+            product_ids=list(wanted),
+            now=utcnow(),
+        )
+        shortages.check_priority(shortage, body.priority)
+        # Before any stock is held: an order over the cap leaves nothing behind.
+        await allocation.take(uow.session, settings, hospital.org_id, wanted, shortage=shortage)
         order = await place(
             uow,
             upstreams,
@@ -196,6 +206,7 @@ async def create_order(
                 payment_method=body.payment_method,
                 notes=body.notes,
                 card_token=body.card_token,
+                in_shortage=shortage.applies,
             ),
         )
         ORDERS_PLACED.labels(body.priority, "standard").inc()
@@ -226,6 +237,8 @@ async def place(
     """
     order_id = uuid.uuid4()
     window = timedelta(seconds=settings.confirm_window_seconds(request.priority))
+    if request.in_shortage:
+        window = min(window, timedelta(minutes=settings.shortage_hold_minutes))
     ttl_seconds = math.ceil(window.total_seconds()) + settings.reservation_hold_margin_seconds
     hold = _Hold(uow, upstreams.inventory, order_id, request, ttl_seconds)
     reservation = await hold.reserve()
@@ -397,6 +410,7 @@ def _new_order(
         total=quote.total,
         distance_km=quote.distance_km,
         notes=request.notes,
+        sos_id=request.sos_id,
         expires_at=now + window,
         created_at=now,
         updated_at=now,

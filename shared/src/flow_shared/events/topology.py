@@ -48,8 +48,11 @@ _ORDER_ENDS = frozenset({"order.cancelled", "order.rejected", "order.expired", "
 FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
     # The verified-vendor projection behind "nearby".
     "inventory-service": _ORGANIZATION_CHANGES,
-    # payment.failed ends orders; which hospitals are verified sets their allocation caps.
-    "order-service": frozenset({"payment.failed"}) | _ORGANIZATION_CHANGES,
+    # payment.failed ends orders; which hospitals are verified sets their allocation caps;
+    # the projection of active shortages pauses routine orders, tightens caps and holds.
+    "order-service": frozenset({"payment.failed"})
+    | _ORGANIZATION_CHANGES
+    | frozenset({"shortage.declared", "shortage.ended"}),
     "payment-service": frozenset({"order.placed", "order.delivered"}) | _ORDER_ENDS,
     # Which orders a hospital may review.
     "review-service": frozenset({"order.placed", "order.delivered"}),
@@ -68,6 +71,15 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
             "order.cancelled",
             "order.expired",
             "payment.failed",
+            # Shortage readiness ("Who hears what (added)"); sos.opened and sos.cancelled
+            # notify nobody (ring 1's sos.request and sos.closed do).
+            "sos.request",
+            "sos.escalated",
+            "sos.fulfilled",
+            "sos.closed",
+            "sos.unfilled",
+            "shortage.declared",
+            "shortage.ended",
         }
     ),
     # Stats and audit: every event of the platform.
@@ -87,6 +99,15 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
             "payment.captured",
             "payment.refunded",
             "review.created",
+            # open_sos in the stats; the others for the audit. admin-service's own
+            # shortage.* events are audited as it writes them (admin_service.shortages).
+            "sos.opened",
+            "sos.request",
+            "sos.escalated",
+            "sos.fulfilled",
+            "sos.closed",
+            "sos.unfilled",
+            "sos.cancelled",
         }
     )
     | _ORGANIZATION_CHANGES
@@ -106,11 +127,25 @@ FLEET_PUBLICATIONS: Mapping[str, frozenset[str]] = {
     "order-service": frozenset(
         {"order.placed", "order.confirmed", "order.dispatched", "order.delivered"}
     )
-    | _ORDER_ENDS,
+    | _ORDER_ENDS
+    # SOS broadcast (order_service.events' SOS_* types).
+    | frozenset(
+        {
+            "sos.opened",
+            "sos.request",
+            "sos.escalated",
+            "sos.fulfilled",
+            "sos.closed",
+            "sos.unfilled",
+            "sos.cancelled",
+        }
+    ),
     "payment-service": frozenset(
         {"payment.authorized", "payment.failed", "payment.captured", "payment.refunded"}
     ),
     "review-service": frozenset({"review.created"}),
+    # Shortage declarations (admin_service.shortages).
+    "admin-service": frozenset({"shortage.declared", "shortage.ended"}),
 }
 
 
