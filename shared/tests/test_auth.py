@@ -219,12 +219,14 @@ async def test_tokens_issued_before_the_users_epoch_are_refused_and_later_ones_p
     user_id = uuid.uuid4()
     now = time.time()
     # Sub-second iat: a token signed a moment after the epoch (a new login) must pass.
+    # No iat in the future: PyJWT compares the whole seconds of iat with the clock.
+    epoch = now - 0.3
     older = issuer.token(user_id=user_id, iat=now - 0.5)
-    newer = issuer.token(user_id=user_id, iat=now + 0.2)
+    newer = issuer.token(user_id=user_id, iat=now)
     someone_else = issuer.token(iat=now - 0.5)
     await verifier.verify(older)
 
-    await revocation_redis.set(user_epoch_key(infra.redis_prefix, user_id), str(now), ex=60)
+    await revocation_redis.set(user_epoch_key(infra.redis_prefix, user_id), str(epoch), ex=60)
 
     refused = await assert_refused(verifier, older)
     assert "revoked" in refused.detail
