@@ -136,6 +136,50 @@ class Accounts:
         assert verified.status_code == 200, verified.text
         return vendor
 
+    async def stocked_depot(
+        self, *, name: str, lat: float, lon: float, category: str, on_hand: int
+    ) -> StockedDepot:
+        """A verified vendor with one depot holding `on_hand` of the category's first
+        product, priced: what an order through the gateway needs on the vendor's side."""
+        vendor = await self.verified_vendor()
+        products = await self.gateway.get(
+            "/api/v1/catalog/products", params={"category": category}, headers=vendor.headers
+        )
+        product_id = str(products.json()["items"][0]["id"])
+        depot = await self.gateway.post(
+            "/api/v1/inventory/depots",
+            headers=vendor.headers,
+            json={"name": name, "lat": lat, "lon": lon, "service_radius_km": 40},
+        )
+        assert depot.status_code == 201, depot.text
+        depot_id = str(depot.json()["id"])
+        stock = await self.gateway.put(
+            f"/api/v1/inventory/depots/{depot_id}/stock/{product_id}",
+            headers=vendor.headers,
+            json={"on_hand": on_hand, "low_stock_threshold": 2},
+        )
+        assert stock.status_code == 200, stock.text
+        price = await self.gateway.put(
+            f"/api/v1/pricing/prices/{product_id}",
+            headers=vendor.headers,
+            json={
+                "unit_price": "950.00",
+                "currency": "GBP",
+                "delivery_fee_per_km": "2.00",
+                "min_delivery_fee": "20.00",
+                "emergency_surcharge_pct": "15",
+            },
+        )
+        assert price.status_code == 200, price.text
+        return StockedDepot(vendor, product_id, depot_id)
+
+
+@dataclass
+class StockedDepot:
+    vendor: Account
+    product_id: str
+    depot_id: str
+
 
 @pytest.fixture
 def accounts(gateway: httpx.AsyncClient, fleet: IsolatedFleet) -> Accounts:

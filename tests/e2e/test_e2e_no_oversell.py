@@ -15,36 +15,10 @@ INITIAL_STOCK = 20
 async def test_sixty_concurrent_orders_for_twenty_units(
     gateway: httpx.AsyncClient, accounts: Any
 ) -> None:
-    vendor = await accounts.verified_vendor()
-    products = await gateway.get(
-        "/api/v1/catalog/products", params={"category": "concentrator"}, headers=vendor.headers
+    stocked = await accounts.stocked_depot(
+        name="Cambridge depot", **DEPOT, category="concentrator", on_hand=INITIAL_STOCK
     )
-    product_id = products.json()["items"][0]["id"]
-    depot = await gateway.post(
-        "/api/v1/inventory/depots",
-        headers=vendor.headers,
-        json={"name": "Cambridge depot", **DEPOT, "service_radius_km": 40},
-    )
-    assert depot.status_code == 201, depot.text
-    depot_id = depot.json()["id"]
-    stock = await gateway.put(
-        f"/api/v1/inventory/depots/{depot_id}/stock/{product_id}",
-        headers=vendor.headers,
-        json={"on_hand": INITIAL_STOCK, "low_stock_threshold": 2},
-    )
-    assert stock.status_code == 200, stock.text
-    price = await gateway.put(
-        f"/api/v1/pricing/prices/{product_id}",
-        headers=vendor.headers,
-        json={
-            "unit_price": "950.00",
-            "currency": "GBP",
-            "delivery_fee_per_km": "2.00",
-            "min_delivery_fee": "20.00",
-            "emergency_surcharge_pct": "15",
-        },
-    )
-    assert price.status_code == 200, price.text
+    vendor, product_id, depot_id = stocked.vendor, stocked.product_id, stocked.depot_id
 
     # Six hospitals: ten orders each, so no unverified hospital's allocation cap (10) bites.
     hospitals = [await accounts.register("hospital") for _ in range(6)]

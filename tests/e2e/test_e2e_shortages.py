@@ -19,36 +19,10 @@ DEPOT = {"lat": 64.1355, "lon": -21.8954}  # about 2.6 km away
 async def test_a_declared_shortage_pauses_routine_orders_in_its_area_until_it_ends(
     gateway: httpx.AsyncClient, accounts: Any
 ) -> None:
-    vendor = await accounts.verified_vendor()
-    products = await gateway.get(
-        "/api/v1/catalog/products", params={"category": "oxygen_cylinder"}, headers=vendor.headers
+    stocked = await accounts.stocked_depot(
+        name="Reykjavik depot", **DEPOT, category="oxygen_cylinder", on_hand=100
     )
-    product_id = products.json()["items"][0]["id"]
-    depot = await gateway.post(
-        "/api/v1/inventory/depots",
-        headers=vendor.headers,
-        json={"name": "Reykjavik depot", **DEPOT, "service_radius_km": 40},
-    )
-    assert depot.status_code == 201, depot.text
-    depot_id = depot.json()["id"]
-    stock = await gateway.put(
-        f"/api/v1/inventory/depots/{depot_id}/stock/{product_id}",
-        headers=vendor.headers,
-        json={"on_hand": 100, "low_stock_threshold": 2},
-    )
-    assert stock.status_code == 200, stock.text
-    price = await gateway.put(
-        f"/api/v1/pricing/prices/{product_id}",
-        headers=vendor.headers,
-        json={
-            "unit_price": "120.00",
-            "currency": "EUR",
-            "delivery_fee_per_km": "1.00",
-            "min_delivery_fee": "10.00",
-            "emergency_surcharge_pct": "10",
-        },
-    )
-    assert price.status_code == 200, price.text
+    vendor, product_id, depot_id = stocked.vendor, stocked.product_id, stocked.depot_id
     hospital = await accounts.register("hospital")
     site = await gateway.post(
         "/api/v1/locations/sites",
