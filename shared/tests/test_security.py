@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from flow_shared.security import API_CSP, DOCS_CSP, BodySizeLimitMiddleware
+from flow_shared.security import BodySizeLimitMiddleware
+from flow_shared.security_headers import API_CSP, DOCS_CSP
 
 if TYPE_CHECKING:
     from conftest import ShowcaseClientFactory, ShowcaseState

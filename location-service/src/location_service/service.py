@@ -14,11 +14,11 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
+from flow_shared.geo import GEODESIC_METHOD, geodesic_distance_m
 from flow_shared.pagination import PageParams, fetch_page
 from location_service.config import Settings
 from location_service.errors import AddressNotFound, SiteNotFound
 from location_service.geocoding import Geocoder
-from location_service.geodesy import METHOD, geodesic_distance_m
 from location_service.models import Site
 from location_service.schemas import BatchRoute, Priority, RouteEstimate, RouteOrigin, SiteCreate
 
@@ -35,8 +35,8 @@ class Coordinates:
 
 
 def route_source(settings: Settings) -> str:
-    """Names the method and the road factor, e.g. "geodesic-wgs84-vincenty\u00d71.30"."""
-    return f"{METHOD}\N{MULTIPLICATION SIGN}{settings.route_road_factor:.2f}"
+    """Names the method and the road factor, e.g. "geodesic-wgs84-karney\u00d71.30"."""
+    return f"{GEODESIC_METHOD}\N{MULTIPLICATION SIGN}{settings.route_road_factor:.2f}"
 
 
 def _speed_kmh(settings: Settings, priority: Priority) -> float:
@@ -58,8 +58,8 @@ def estimate_route(
 ) -> RouteEstimate:
     """Road distance (geodesic times road factor) and driving time at the priority's speed
     plus the fixed handling time; km to 0.1, minutes whole."""
-    geodesic_km = geodesic_distance_m(origin.lat, origin.lon, destination.lat, destination.lon)
-    road_km = geodesic_km / 1000 * settings.route_road_factor
+    geodesic_m = geodesic_distance_m(origin.lat, origin.lon, destination.lat, destination.lon)
+    road_km = geodesic_m / 1000 * settings.route_road_factor
     minutes = settings.route_handling_minutes + road_km / _speed_kmh(settings, priority) * 60
     return RouteEstimate(
         distance_km=_round_half_up(road_km, 1),

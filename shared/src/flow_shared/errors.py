@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
 from flow_shared.jsonutil import dumps
+from flow_shared.security_headers import security_headers
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://flow.example/problems/"
@@ -163,9 +164,6 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    # Imported here: security.py builds its own problems with this module.
-    from flow_shared.security import security_headers
-
     log.error("unhandled_exception", path=request.url.path, exc_info=exc)
     # This answer is sent outside the middleware stack, so it brings its own headers.
     return problem_response(

@@ -105,10 +105,6 @@ async def drop_database(admin_dsn: str, database: str) -> None:
         await admin.close()
 
 
-def provision_sync(admin_dsn: str, database: str, grants: Sequence[SchemaGrant]) -> None:
-    asyncio.run(provision(admin_dsn, database, grants))
-
-
 class ProvisioningConfigError(ValueError):
     """The environment does not say what to provision; the message names what is missing."""
 

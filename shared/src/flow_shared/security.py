@@ -1,38 +1,12 @@
-"""Edge hygiene every service applies: security headers and a request body cap."""
+"""Edge hygiene every service applies: security headers (the set is in
+`flow_shared.security_headers`), trusted hosts and a request body cap."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flow_shared.errors import problem_response
-
-# Swagger UI needs inline script/style for its bootstrap; everything else is same-origin.
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'"
-)
-API_CSP = "default-src 'none'; frame-ancestors 'none'"
-
-_BASE_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-    (b"permissions-policy", b"geolocation=(), camera=(), microphone=()"),
-]
-_DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json", "/static/swagger")
-
-
-def _csp_for(path: str) -> str:
-    return DOCS_CSP if path.startswith(_DOCS_PREFIXES) else API_CSP
-
-
-def security_headers(path: str) -> dict[str, str]:
-    """The headers every response carries, for responses built outside the middleware."""
-    headers = {k.decode(): v.decode() for k, v in _BASE_HEADERS}
-    headers["content-security-policy"] = _csp_for(path)
-    return headers
+from flow_shared.security_headers import BASE_HEADERS, csp_for
 
 
 class SecurityHeadersMiddleware:
@@ -43,13 +17,13 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = _csp_for(scope["path"])
+        csp = csp_for(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {k.lower() for k, _ in message.get("headers", [])}
                 headers = list(message.get("headers", []))
-                headers.extend(h for h in _BASE_HEADERS if h[0] not in present)
+                headers.extend(h for h in BASE_HEADERS if h[0] not in present)
                 if b"content-security-policy" not in present:
                     headers.append((b"content-security-policy", csp.encode()))
                 message["headers"] = headers
