@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from flow_shared.validation import MAX_AMOUNT, AmountTooLarge
-from pricing_service.pricing import LinePrice, compute_quote
+from pricing_service.service.money import LinePrice, compute_quote
 
 if TYPE_CHECKING:
     from conftest import InventoryStub, PriceBody, QuoteBody, SetPrice

@@ -16,7 +16,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pricing_service.pricing import LinePrice, compute_quote, distance_decimal, to_cents
+from pricing_service.service.money import LinePrice, compute_quote, distance_decimal, to_cents
 
 if TYPE_CHECKING:
     from conftest import InventoryStub, QuoteBody, SetPrice

@@ -3,9 +3,9 @@ registers with its licence, a platform admin verifies it with an expiry, the lic
 warns its org admin 30 days before and suspends it after expiry, the admin reinstates it.
 
 The licence job runs on a day-long interval in the fleet; the test runs one pass itself
-(`user_service.licences.run_license_pass`) against the fleet's own database and Redis, as
-user-service's own role, with the clock moved: the fleet's relay publishes what the pass
-wrote, as it would for the job."""
+(`user_service.service.licences.run_license_pass`) against the fleet's own database and
+Redis, as user-service's own role, with the clock moved: the fleet's relay publishes what
+the pass wrote, as it would for the job."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from flow_shared.db import Database, create_engine
 from flow_shared.testing.fleet import IsolatedFleet
 from flow_shared.testing.polling import eventually
 from user_service.config import Settings
-from user_service.licences import run_license_pass
+from user_service.service.licences import run_license_pass
 
 PASSWORD = "correct horse battery staple"
 

@@ -19,10 +19,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_shared.auth import suspended_org_key
-from user_service import service
 from user_service.errors import LicenseExpired
-from user_service.licences import run_license_pass
 from user_service.main import create_app
+from user_service.service.licences import run_license_pass
+from user_service.service.suspension import reinstate_organization
 
 ORGS = "/internal/organizations"
 
@@ -307,7 +307,7 @@ async def test_licence_job_warns_at_30_and_7_days_once_then_suspends(
     # warnings start afresh.
     with pytest.raises(LicenseExpired):
         async with app.state.database.sessionmaker() as session, session.begin():
-            await service.reinstate_organization(
+            await reinstate_organization(
                 session,
                 uuid.UUID(org_id),
                 redis=app.state.redis,

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Query, Response, status
 from flow_shared.auth import CurrentPrincipal
 from flow_shared.db import DbSession
 from flow_shared.pagination import Pagination
-from pricing_service import service
 from pricing_service.deps import (
     AppSettings,
     HospitalUser,
@@ -29,6 +28,7 @@ from pricing_service.schemas import (
     QuoteOut,
     QuoteRequest,
 )
+from pricing_service.service import comparison, prices, quotes
 
 router = APIRouter(prefix="/api/v1/pricing", tags=["pricing"])
 
@@ -40,7 +40,7 @@ async def set_price(
     product_id: uuid.UUID, body: PriceInput, vendor: VendorUser, session: DbSession
 ) -> PriceOut:
     """Set the calling vendor's price for a product. Existing quotes keep their prices."""
-    price = await service.set_price(
+    price = await prices.set_price(
         session,
         vendor_id=vendor.org_id,
         product_id=product_id,
@@ -54,7 +54,7 @@ async def set_price(
 async def list_vendor_prices(
     vendor_id: uuid.UUID, _user: CurrentPrincipal, session: DbSession, pagination: Pagination
 ) -> PricePage:
-    rows, total = await service.list_vendor_prices(session, vendor_id, pagination)
+    rows, total = await prices.list_vendor_prices(session, vendor_id, pagination)
     return PricePage.of(
         [PriceOut.model_validate(row, from_attributes=True) for row in rows], pagination, total
     )
@@ -84,7 +84,7 @@ async def compare(
     Served from a short cache (COMPARE_CACHE_SECONDS): stock shown may be that
     stale, but an order always re-reserves and re-quotes.
     """
-    query = service.CompareQuery(
+    query = comparison.CompareQuery(
         product_id=product_id,
         quantity=quantity,
         lat=lat,
@@ -92,7 +92,7 @@ async def compare(
         radius_km=radius_km,
         priority=priority,
     )
-    body = await service.compare(session, redis, inventory, location, settings, query)
+    body = await comparison.compare(session, redis, inventory, location, settings, query)
     return Response(content=body, media_type="application/json")
 
 
@@ -105,9 +105,9 @@ async def create_quote(
     location: Location,
     settings: AppSettings,
 ) -> QuoteOut:
-    source = service.QuoteSource(kind="api", user_id=principal.user_id, org_id=principal.org_id)
-    quote = await service.create_quote(session, inventory, location, settings, body, source)
-    return service.quote_out(quote)
+    source = quotes.QuoteSource(kind="api", user_id=principal.user_id, org_id=principal.org_id)
+    quote = await quotes.create_quote(session, inventory, location, settings, body, source)
+    return quotes.quote_out(quote)
 
 
 @router.get("/quotes/{quote_id}")
@@ -115,4 +115,4 @@ async def get_quote(
     quote_id: uuid.UUID, principal: CurrentPrincipal, session: DbSession
 ) -> QuoteOut:
     """A stored quote, for the organisation that asked for it, the quoted vendor or an admin."""
-    return service.quote_out(await service.get_quote_for(session, quote_id, principal))
+    return quotes.quote_out(await quotes.get_quote_for(session, quote_id, principal))

@@ -8,9 +8,9 @@ from fastapi import APIRouter, status
 
 from flow_shared.auth import accepts_callers
 from flow_shared.db import DbSession
-from pricing_service import service
 from pricing_service.deps import AppSettings, Inventory, Location
 from pricing_service.schemas import QuoteOut, QuoteRequest
+from pricing_service.service import quotes
 
 router = APIRouter(
     prefix="/internal", tags=["internal"], dependencies=[accepts_callers("order-service")]
@@ -25,12 +25,12 @@ async def create_quote(
     location: Location,
     settings: AppSettings,
 ) -> QuoteOut:
-    quote = await service.create_quote(
-        session, inventory, location, settings, body, service.QuoteSource(kind="internal")
+    quote = await quotes.create_quote(
+        session, inventory, location, settings, body, quotes.QuoteSource(kind="internal")
     )
-    return service.quote_out(quote)
+    return quotes.quote_out(quote)
 
 
 @router.get("/quotes/{quote_id}")
 async def get_quote(quote_id: uuid.UUID, session: DbSession) -> QuoteOut:
-    return service.quote_out(await service.get_quote(session, quote_id))
+    return quotes.quote_out(await quotes.get_quote(session, quote_id))

@@ -14,7 +14,7 @@ import structlog
 
 from flow_shared.db import Database
 from flow_shared.lifecycle import run_in_batches
-from pricing_service.service import prune_expired_quotes
+from pricing_service.service.quotes import prune_expired_quotes
 
 log = structlog.get_logger("pricing_service.pruner")
 

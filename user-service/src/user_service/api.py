@@ -1,4 +1,4 @@
-"""Public HTTP API (/api/v1): parse, authorise, call service.py, shape the answer."""
+"""Public HTTP API (/api/v1): parse, authorise, call the rules in service/, shape the answer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from flow_shared.auth import CurrentPrincipal
 from flow_shared.db import DbSession
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
-from user_service import members, service
 from user_service.deps import (
     ClientIpDep,
     DatabaseDep,
@@ -42,6 +41,15 @@ from user_service.schemas import (
     UpdateMeRequest,
     UserOut,
 )
+from user_service.service import (
+    authentication,
+    clock,
+    members,
+    organizations,
+    profile,
+    registration,
+    tokens,
+)
 
 # Only for the docs' Authorize button; CurrentPrincipal does the verifying.
 _docs_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -59,10 +67,8 @@ _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 JWKS_MAX_AGE_SECONDS = 60
 
 
-def _token_answer(
-    outcome: service.TokenPair | service.Refused, response: Response
-) -> TokenResponse:
-    if isinstance(outcome, service.Refused):
+def _token_answer(outcome: tokens.TokenPair | tokens.Refused, response: Response) -> TokenResponse:
+    if isinstance(outcome, tokens.Refused):
         raise outcome.error
     response.headers.update(_NO_STORE)
     return TokenResponse(
@@ -86,7 +92,7 @@ def _me(user: User, organization: Organization) -> MeOut:
 async def register(
     body: RegisterRequest, session: DbSession, passwords: PasswordsDep
 ) -> RegisterResponse:
-    user, organization = await service.register(session, passwords, body)
+    user, organization = await registration.register(session, passwords, body)
     return RegisterResponse(
         user=UserOut.model_validate(user),
         organization=OrganizationOut.model_validate(organization),
@@ -106,7 +112,7 @@ async def _password_login(
 ) -> TokenResponse:
     # Owns its transaction: the tokens' refresh row commits before the answer is sent.
     async with database.sessionmaker() as session, session.begin():
-        outcome = await service.login(
+        outcome = await authentication.login(
             session,
             redis=redis,
             passwords=passwords,
@@ -239,7 +245,7 @@ async def refresh(
 ) -> TokenResponse:
     # Owns its transaction: detecting reuse revokes the family and still answers 401.
     async with database.sessionmaker() as session, session.begin():
-        outcome = await service.refresh(
+        outcome = await tokens.refresh(
             session, keys=keys, settings=settings, refresh_token=body.refresh_token
         )
     return _token_answer(outcome, response)
@@ -253,7 +259,7 @@ async def logout(
     settings: SettingsDep,
     body: LogoutRequest | None = None,
 ) -> None:
-    await service.logout(
+    await tokens.logout(
         session,
         redis=redis,
         settings=settings,
@@ -284,14 +290,14 @@ async def well_known_jwks(keys: SigningKeysDep) -> ORJSONResponse:
 
 @users_router.get("/me")
 async def get_me(principal: CurrentPrincipal, session: DbSession) -> MeOut:
-    return _me(*await service.get_me(session, principal))
+    return _me(*await profile.get_me(session, principal))
 
 
 @users_router.patch("/me")
 async def update_me(
     body: UpdateMeRequest, principal: CurrentPrincipal, session: DbSession
 ) -> MeOut:
-    return _me(*await service.update_me(session, principal, full_name=body.full_name))
+    return _me(*await profile.update_me(session, principal, full_name=body.full_name))
 
 
 @users_router.post(
@@ -310,7 +316,7 @@ async def change_password(
 ) -> None:
     """Every session ends, this one included: refresh tokens are revoked and access
     tokens issued before the change stop working at once. Log in again afterwards."""
-    await service.change_password(
+    await profile.change_password(
         session,
         redis=redis,
         passwords=passwords,
@@ -329,7 +335,7 @@ async def change_password(
 async def get_organization(
     org_id: uuid.UUID, principal: CurrentPrincipal, session: DbSession
 ) -> OrganizationOut:
-    organization = await service.get_organization(session, principal, org_id)
+    organization = await organizations.get_organization(session, principal, org_id)
     return OrganizationOut.model_validate(organization)
 
 
@@ -340,7 +346,7 @@ async def list_members(
     session: DbSession,
     pagination: Pagination,
 ) -> Page[UserOut]:
-    users, total = await service.list_members(session, principal, org_id, pagination)
+    users, total = await members.list_members(session, principal, org_id, pagination)
     return Page[UserOut].of([UserOut.model_validate(u) for u in users], pagination, total)
 
 
@@ -349,7 +355,7 @@ def _invitation(invitation: Invitation) -> InvitationOut:
         id=invitation.id,
         email=invitation.email,
         role=invitation.role,
-        status=members.invitation_status(invitation, members.utcnow()),
+        status=members.invitation_status(invitation, clock.utcnow()),
         expires_at=invitation.expires_at,
     )
 

@@ -24,10 +24,11 @@ from sqlalchemy.exc import DBAPIError
 
 from flow_shared.db import Database, create_engine
 from flow_shared.errors import ServiceUnavailable
-from user_service import service, sessions
+from user_service import sessions
 from user_service.config import Settings
 from user_service.passwords import Passwords
 from user_service.schemas import EMAIL_PATTERN, MIN_PASSWORD_LENGTH
+from user_service.service import platform_admin, suspension
 
 log = structlog.get_logger("user_service.bootstrap")
 
@@ -78,7 +79,7 @@ async def prepare(app: FastAPI) -> None:
     database: Database = app.state.database
     async with database.sessionmaker() as session, session.begin():
         try:
-            restored = await service.restore_suspension_marks(session, app.state.redis, settings)
+            restored = await suspension.restore_suspension_marks(session, app.state.redis, settings)
             if restored:
                 log.info("suspension_marks_restored", organizations=restored)
             epochs = await sessions.restore_epoch_marks(session, app.state.redis, settings)
@@ -88,7 +89,7 @@ async def prepare(app: FastAPI) -> None:
             # Token checks fail closed while Redis is away, so starting is still safe.
             log.warning("suspension_marks_not_restored")
         if settings.bootstrap_admin_email and settings.bootstrap_admin_password:
-            await service.ensure_platform_admin(
+            await platform_admin.ensure_platform_admin(
                 session,
                 app.state.passwords,
                 email=settings.bootstrap_admin_email,
@@ -113,7 +114,7 @@ async def create_platform_admin(
     )
     try:
         async with database.sessionmaker() as session, session.begin():
-            user = await service.ensure_platform_admin(
+            user = await platform_admin.ensure_platform_admin(
                 session,
                 Passwords.from_settings(settings),
                 email=email,

@@ -21,7 +21,6 @@ from fastapi import APIRouter, Query
 from flow_shared.auth import accepts_callers
 from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
-from user_service import service
 from user_service.deps import RedisDep, SettingsDep
 from user_service.schemas import (
     OrganizationItem,
@@ -30,6 +29,7 @@ from user_service.schemas import (
     VendorItem,
     VerifyVendorRequest,
 )
+from user_service.service import organizations, suspension
 
 ManagedKind = Literal["hospital", "vendor"]
 KindFilter = Annotated[ManagedKind | None, Query(description="only this kind")]
@@ -50,11 +50,11 @@ async def list_organizations(
     suspended: bool | None = None,
 ) -> Page[OrganizationItem]:
     """Hospitals and vendors, oldest first; `verified=false` is the verification queue."""
-    organizations, total = await service.list_organizations(
+    found, total = await organizations.list_organizations(
         session, kind=kind, verified=verified, suspended=suspended, params=pagination
     )
     return Page[OrganizationItem].of(
-        [OrganizationItem.model_validate(o) for o in organizations], pagination, total
+        [OrganizationItem.model_validate(o) for o in found], pagination, total
     )
 
 
@@ -65,7 +65,7 @@ async def list_vendors(
     verified: bool | None = None,
 ) -> Page[VendorItem]:
     """Vendor organisations, oldest first; `verified=false` is the verification queue."""
-    vendors, total = await service.list_vendors(session, verified=verified, params=pagination)
+    vendors, total = await organizations.list_vendors(session, verified=verified, params=pagination)
     return Page[VendorItem].of([VendorItem.model_validate(v) for v in vendors], pagination, total)
 
 
@@ -73,7 +73,7 @@ async def list_vendors(
 async def verify_organization(
     org_id: uuid.UUID, body: VerifyVendorRequest, session: DbSession, kind: KindFilter = None
 ) -> OrganizationItem:
-    organization = await service.verify_organization(
+    organization = await organizations.verify_organization(
         session,
         org_id,
         actor_id=body.actor_id,
@@ -92,7 +92,7 @@ async def suspend_organization(
     settings: SettingsDep,
     kind: KindFilter = None,
 ) -> OrganizationItem:
-    organization = await service.suspend_organization(
+    organization = await suspension.suspend_organization(
         session,
         org_id,
         redis=redis,
@@ -112,7 +112,7 @@ async def reinstate_organization(
     redis: RedisDep,
     settings: SettingsDep,
 ) -> OrganizationItem:
-    organization = await service.reinstate_organization(
+    organization = await suspension.reinstate_organization(
         session, org_id, redis=redis, settings=settings, actor_id=body.actor_id
     )
     return OrganizationItem.model_validate(organization)

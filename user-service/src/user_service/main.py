@@ -11,12 +11,13 @@ from fastapi import FastAPI
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
 from flow_shared.lifecycle import PeriodicTask
-from user_service import api, bootstrap, internal, licences
+from user_service import api, bootstrap, internal
 from user_service.clients import NotificationClient
 from user_service.config import Settings
 from user_service.keys import SigningKeys
 from user_service.models import outbox
 from user_service.passwords import Passwords
+from user_service.service import licences
 
 
 def create_app(

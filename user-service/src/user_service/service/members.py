@@ -1,5 +1,5 @@
-"""Organisation membership: invitations by e-mailed one-time token, their acceptance,
-and removing members.
+"""Organisation membership: listing members, invitations by e-mailed one-time token,
+their acceptance, and removing members.
 
 An invitation's answer never depends on whether the address has an account: the
 same row, the same e-mail call, the same body. Only the invitee, who holds the
@@ -14,7 +14,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 import structlog
@@ -37,15 +37,13 @@ from user_service.errors import (
 )
 from user_service.models import Invitation, Organization, User
 from user_service.passwords import Passwords
-from user_service.service import create_user, get_organization
+from user_service.service.clock import utcnow
+from user_service.service.organizations import get_organization
+from user_service.service.registration import create_user
 
 InvitationStatus = Literal["pending", "accepted", "revoked", "expired"]
 
 log = structlog.get_logger("user_service.members")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def hash_invitation_token(token: str) -> str:
@@ -79,6 +77,17 @@ async def _managed_organization(
         # A platform admin sees the organisation but does not manage its people.
         raise NotOrgAdmin()
     return organization
+
+
+# --- members ------------------------------------------------------------------------------
+
+
+async def list_members(
+    session: AsyncSession, principal: Principal, org_id: uuid.UUID, params: PageParams
+) -> tuple[Sequence[User], int]:
+    await get_organization(session, principal, org_id)
+    statement = select(User).where(User.org_id == org_id).order_by(User.created_at, User.id)
+    return await fetch_page(session, statement, params)
 
 
 # --- invitations ------------------------------------------------------------------------

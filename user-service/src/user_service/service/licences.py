@@ -14,6 +14,7 @@ A licence valid through day D has expired on D + 1 (UTC dates).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -26,9 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flow_shared.db import Database
 from flow_shared.lifecycle import run_in_batches
 from flow_shared.metrics import business_counter
-from user_service import events, service
+from user_service import events
 from user_service.config import Settings
 from user_service.models import LICENSE_WARNING_DAYS, LicenseWarning, Organization
+from user_service.service.organizations import MANAGED_KINDS
+from user_service.service.suspension import LICENSE_EXPIRED, suspend_locked_organization
 
 log = structlog.get_logger("user_service.licences")
 
@@ -62,13 +65,26 @@ async def warn_expiring(
     session: AsyncSession, *, today: date, now: datetime, days_before: int, batch_size: int
 ) -> int:
     """Send up to `batch_size` due `days_before` warnings; returns how many were due."""
+    due = await _due_for_warning(
+        session, today=today, days_before=days_before, batch_size=batch_size
+    )
+    for organization in due:
+        await _warn(session, organization, today=today, now=now, days_before=days_before)
+    return len(due)
+
+
+async def _due_for_warning(
+    session: AsyncSession, *, today: date, days_before: int, batch_size: int
+) -> Sequence[Organization]:
+    """Unsuspended organisations in the `days_before` window not yet warned for this
+    licence date, claimed (locked, skipping those another pass holds)."""
     lower, upper = warning_window(days_before)
     already_warned = exists().where(
         LicenseWarning.org_id == Organization.id,
         LicenseWarning.license_expires_on == Organization.license_expires_on,
         LicenseWarning.days_before == days_before,
     )
-    due = (
+    return (
         await session.scalars(
             select(Organization)
             .where(
@@ -85,40 +101,50 @@ async def warn_expiring(
             .with_for_update(skip_locked=True)
         )
     ).all()
-    for organization in due:
-        expires = organization.license_expires_on
-        assert expires is not None
-        # The constraint decides: a pass that loses the race inserts nothing, emits nothing.
-        inserted = await session.scalar(
-            pg_insert(LicenseWarning)
-            .values(
-                id=uuid.uuid4(),
-                org_id=organization.id,
-                license_expires_on=expires,
-                days_before=days_before,
-                sent_at=now,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[
-                    LicenseWarning.org_id,
-                    LicenseWarning.license_expires_on,
-                    LicenseWarning.days_before,
-                ]
-            )
-            .returning(LicenseWarning.id)
+
+
+async def _warn(
+    session: AsyncSession,
+    organization: Organization,
+    *,
+    today: date,
+    now: datetime,
+    days_before: int,
+) -> None:
+    """Record this warning and emit organization.license_expiring, unless a concurrent
+    pass recorded it first."""
+    expires = organization.license_expires_on
+    assert expires is not None
+    # The constraint decides: a pass that loses the race inserts nothing, emits nothing.
+    inserted = await session.scalar(
+        pg_insert(LicenseWarning)
+        .values(
+            id=uuid.uuid4(),
+            org_id=organization.id,
+            license_expires_on=expires,
+            days_before=days_before,
+            sent_at=now,
         )
-        if inserted is None:
-            continue
-        days_left = (expires - today).days
-        await events.organization_license_expiring(session, organization, days_left=days_left)
-        LICENSE_WARNINGS.labels(str(days_before)).inc()
-        log.info(
-            "license_expiring",
-            org_id=str(organization.id),
-            days_left=days_left,
-            license_expires_on=expires.isoformat(),
+        .on_conflict_do_nothing(
+            index_elements=[
+                LicenseWarning.org_id,
+                LicenseWarning.license_expires_on,
+                LicenseWarning.days_before,
+            ]
         )
-    return len(due)
+        .returning(LicenseWarning.id)
+    )
+    if inserted is None:
+        return
+    days_left = (expires - today).days
+    await events.organization_license_expiring(session, organization, days_left=days_left)
+    LICENSE_WARNINGS.labels(str(days_before)).inc()
+    log.info(
+        "license_expiring",
+        org_id=str(organization.id),
+        days_left=days_left,
+        license_expires_on=expires.isoformat(),
+    )
 
 
 async def suspend_expired(
@@ -136,7 +162,7 @@ async def suspend_expired(
         await session.scalars(
             select(Organization)
             .where(
-                Organization.kind.in_(service.MANAGED_KINDS),
+                Organization.kind.in_(MANAGED_KINDS),
                 Organization.license_expires_on < today,
                 Organization.suspended.is_(False),
             )
@@ -146,13 +172,13 @@ async def suspend_expired(
         )
     ).all()
     for organization in expired:
-        await service.suspend_locked_organization(
+        await suspend_locked_organization(
             session,
             organization,
             redis=redis,
             settings=settings,
             actor_id=None,
-            reason=service.LICENSE_EXPIRED,
+            reason=LICENSE_EXPIRED,
             now=now,
         )
         LICENSE_SUSPENSIONS.inc()
