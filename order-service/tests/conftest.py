@@ -441,7 +441,8 @@ class FakePricing(StubService):
 
 
 class FakePayment(StubService):
-    """payment-service's PUT /internal/orders/{id}/card-token: one token kept per order."""
+    """payment-service's PUT /internal/{orders|sos}/{id}/card-token: one token kept per
+    order or SOS request."""
 
     name = "payment-service"
 
@@ -450,7 +451,7 @@ class FakePayment(StubService):
         self.card_tokens: dict[uuid.UUID, str] = {}
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        match = re.fullmatch(r"/internal/orders/([^/]+)/card-token", request.url.path)
+        match = re.fullmatch(r"/internal/(?:orders|sos)/([^/]+)/card-token", request.url.path)
         if request.method == "PUT" and match:
             order_id, token = uuid.UUID(match.group(1)), json.loads(request.content)["card_token"]
             if self.card_tokens.setdefault(order_id, token) != token:

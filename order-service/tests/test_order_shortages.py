@@ -246,6 +246,42 @@ async def test_caps_are_halved_inside_a_shortage_for_its_categories_only(area: A
     assert concentrators.status_code == 201, concentrators.text
 
 
+async def test_allocation_at_a_site_shows_the_caps_a_shortage_there_tightens(area: Area) -> None:
+    near = area.fleet.location.add_site(area.hospital.org_id, area.lat, area.lon)
+    far = area.fleet.location.add_site(area.hospital.org_id, area.lat + 5, area.lon)
+    shortage_id = await area.declare([CYLINDER])
+    assert (await area.order(area.cylinder, 2, priority="urgent")).status_code == 201
+    assert (await area.order(area.concentrator, 1, priority="urgent")).status_code == 201
+
+    async def allocation(**params: str) -> dict[str, Any]:
+        answer = await area.client.get(
+            "/api/v1/allocation", params=params, headers=area.hospital.headers
+        )
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def caps(body: dict[str, Any]) -> dict[str, tuple[int, int]]:
+        return {i["product_id"]: (i["cap"], i["open_units"]) for i in body["items"]}
+
+    at_near = await allocation(site_id=str(near))
+    assert at_near["site_id"] == str(near)
+    assert at_near["shortage_ids"] == [shortage_id]
+    assert caps(at_near) == {str(area.cylinder): (5, 2), str(area.concentrator): (10, 1)}
+    at_far = await allocation(site_id=str(far))
+    assert at_far["shortage_ids"] == []
+    assert caps(at_far) == {str(area.cylinder): (10, 2), str(area.concentrator): (10, 1)}
+    anywhere = await allocation()
+    assert anywhere["site_id"] is None
+    assert caps(anywhere) == caps(at_far)
+
+    others = area.fleet.location.add_site(uuid.uuid4(), area.lat, area.lon)
+    hidden = await area.client.get(
+        "/api/v1/allocation", params={"site_id": str(others)}, headers=area.hospital.headers
+    )
+    assert hidden.status_code == 404, hidden.text
+
+
 def test_the_shortage_cap_is_floored_and_never_below_one() -> None:
     assert shortage_cap(200, 0.5) == 100
     assert shortage_cap(11, 0.5) == 5

@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
+from flow_shared.errors import ServiceUnavailable
 from flow_shared.events.envelope import EventEnvelope
 from order_service.service.payments import on_payment_failed
 
@@ -464,3 +466,102 @@ async def test_a_declined_card_never_fails_an_sos_order(
         await on_payment_failed(session, envelope)
     order = (await client.get(f"/api/v1/orders/{order_id}", headers=hospital.headers)).json()
     assert order["status"] == "confirmed"
+
+
+async def test_a_card_paid_sos_hands_its_token_over_when_it_opens(
+    client: httpx.AsyncClient, fleet: Fleet, orders_engine: AsyncEngine
+) -> None:
+    """The token goes to payment-service under the SOS's id (its order's id is chosen when a
+    vendor accepts); the SOS order's order.placed names that sos_id."""
+    hospital, product = fleet.hospital(), uuid.uuid4()
+    vendor, depot = five_vendors(fleet, product)[0]
+    body = sos_body(fleet, product, 1, ring_size=1, payment_method="card", card_token="tok_visa")
+
+    sos = await open_sos(client, hospital, body)
+
+    assert len(fleet.payment.calls("PUT", rf"/internal/sos/{sos['id']}/card-token")) == 1
+    assert fleet.payment.card_tokens[uuid.UUID(sos["id"])] == "tok_visa"
+    assert "tok_visa" not in str(sos)
+    won = await client.post(
+        f"/api/v1/sos/{sos['id']}/accept",
+        json={"depot_id": str(depot.depot_id), "eta_minutes": 12},
+        headers=vendor.headers,
+    )
+    assert won.status_code == 201, won.text
+    order = won.json()["order"]
+    assert order["payment_method"] == "card"
+    # Handed over once, for the SOS: accepting hands nothing over for the order.
+    assert fleet.payment.calls("PUT", r"/internal/orders/[^/]+/card-token") == []
+    placed = [e for e in await sos_events(orders_engine, sos["id"]) if e["type"] == "order.placed"]
+    assert [e["data"]["order_id"] for e in placed] == [order["id"]]
+    assert placed[0]["data"]["payment_method"] == "card"
+    assert "card_token" not in placed[0]["data"]
+
+
+async def test_a_card_sos_needs_its_token_and_payment_service(
+    client: httpx.AsyncClient, fleet: Fleet, orders_engine: AsyncEngine
+) -> None:
+    hospital, product = fleet.hospital(), uuid.uuid4()
+    five_vendors(fleet, product, count=1)
+    no_token = await client.post(
+        "/api/v1/sos",
+        json=sos_body(fleet, product, 1, payment_method="card"),
+        headers=hospital.headers,
+    )
+    assert no_token.status_code == 422, no_token.text
+
+    fleet.payment.down = True
+    try:
+        refused = await client.post(
+            "/api/v1/sos",
+            json=sos_body(fleet, product, 2, payment_method="card", card_token="tok_visa"),
+            headers=hospital.headers,
+        )
+    finally:
+        fleet.payment.down = False
+
+    assert refused.status_code == 503, refused.text
+    assert "payment-service" in refused.json()["detail"]
+    listed = await client.get("/api/v1/sos", headers=hospital.headers)
+    assert listed.json()["total"] == 0  # nothing opened
+    assert await open_units(orders_engine, hospital, product) == 0  # nothing counted
+
+
+async def test_a_decline_during_an_inventory_outage_counts_and_the_sweeper_escalates(
+    order_app_for: OrderAppFactory, fleet: Fleet, orders_engine: AsyncEngine
+) -> None:
+    """The last decline of a ring cannot look up the next ring while inventory-service is
+    down: the decline is kept (200), and the sweeper opens ring 2 once it answers."""
+    hospital, product = fleet.hospital(), uuid.uuid4()
+    vendors = five_vendors(fleet, product, count=2)
+    async with order_app_for(breaker_reset_timeout_seconds=0.3) as order_app:
+        client, sweeper = order_app.client, order_app.app.state.sos_sweeper
+        sos = await open_sos(client, hospital, sos_body(fleet, product, 1, ring_size=1))
+        fleet.inventory.down = True
+        try:
+            declined = await client.post(
+                f"/api/v1/sos/{sos['id']}/decline",
+                json={"reason": "no driver"},
+                headers=vendors[0][0].headers,
+            )
+            assert declined.status_code == 200, declined.text
+            assert declined.json()["rings"][0]["offers"][0]["answer"] == "declined"
+            # Still down: a sweep fails and changes nothing (its task logs it, tries again).
+            with pytest.raises(ServiceUnavailable):
+                await sweeper.run_once(datetime.now(UTC))
+        finally:
+            fleet.inventory.down = False
+        events = await sos_events(orders_engine, sos["id"])
+        assert not [e for e in events if e["type"] == "sos.escalated"]
+        await asyncio.sleep(0.4)  # past the breaker's reset timeout: a probe may go
+
+        await sweeper.run_once(datetime.now(UTC))
+
+        events = await sos_events(orders_engine, sos["id"])
+        escalations = [e["data"] for e in events if e["type"] == "sos.escalated"]
+        assert [(e["from_ring"], e["to_ring"], e["reason"]) for e in escalations] == [
+            (1, 2, "declined")
+        ]
+        now = (await client.get(f"/api/v1/sos/{sos['id']}", headers=hospital.headers)).json()
+        assert now["rings"][0]["closed_reason"] == "declined"
+        assert [o["vendor_id"] for o in now["rings"][1]["offers"]] == [str(vendors[1][0].org_id)]

@@ -99,6 +99,8 @@ class Order:
     order_id: uuid.UUID = field(default_factory=uuid.uuid4)
     hospital_org_id: uuid.UUID = field(default_factory=uuid.uuid4)
     vendor_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # An SOS order: its token was handed over for the SOS request when it opened.
+    sos_id: uuid.UUID | None = None
 
     def event(self, status: str, *, reason: str | None = None) -> EventEnvelope:
         """An `order.<status>` event with every field order-service publishes."""
@@ -125,6 +127,8 @@ class Order:
         }
         if status in ("rejected", "cancelled"):
             data["reason"] = reason or "changed plans"
+        if self.sos_id is not None:
+            data["sos_id"] = str(self.sos_id)
         return EventEnvelope(type=f"order.{status}", producer="order-service", data=data)
 
 
@@ -170,9 +174,11 @@ class Payments:
     async def hand_over(
         self, order: Order, headers: dict[str, str] | None = None
     ) -> httpx.Response:
-        """What order-service does before committing a card order: hand its token over."""
+        """What order-service does before committing a card order (or opening a card-paid
+        SOS request): hand its token over."""
+        held_for = f"orders/{order.order_id}" if order.sos_id is None else f"sos/{order.sos_id}"
         return await self.http.put(
-            f"/internal/orders/{order.order_id}/card-token",
+            f"/internal/{held_for}/card-token",
             json={"card_token": order.card_token},
             headers=headers if headers is not None else {"X-Service-Key": CALLER_KEY},
         )

@@ -4,6 +4,7 @@ read from an event; tokens whose order never came are pruned after their retenti
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 async def _held(pay: Payments, order_id: object) -> int:
     return int(
-        await pay.scalar("SELECT count(*) FROM pending_card_tokens WHERE order_id = :o", o=order_id)
+        await pay.scalar("SELECT count(*) FROM pending_card_tokens WHERE held_for = :o", o=order_id)
     )
 
 
@@ -92,6 +93,35 @@ async def test_a_declined_card_fails_the_payment_once_however_often_placed_arriv
     assert await pay.sandbox_authorizations(order) == 0
 
 
+async def test_a_card_paid_sos_orders_token_is_the_one_handed_over_for_its_sos(
+    pay: Payments,
+) -> None:
+    """The SOS order's id is chosen when a vendor accepts; the token came when it opened."""
+    order = pay.order(sos_id=uuid.uuid4())
+    assert (await pay.hand_over(order)).status_code == 204
+    assert await _held(pay, order.sos_id) == 1
+
+    payment = await pay.place(order)
+
+    assert payment["status"] == "authorized"
+    assert await pay.sandbox_authorizations(order) == 1
+    assert await _held(pay, order.sos_id) == 0
+    # A redelivery finds no token and no second payment.
+    await pay.handle(order.event("placed"))
+    assert await pay.count_payments(order) == 1
+    assert await pay.sandbox_authorizations(order) == 1
+
+
+async def test_a_declined_sos_card_fails_its_payment_only(pay: Payments) -> None:
+    """payment.failed follows; order-service never cancels an SOS order for it."""
+    order = pay.order(sos_id=uuid.uuid4(), card_token="tok_declined")
+
+    payment = await pay.place(order)
+
+    assert payment["status"] == "failed"
+    assert len(await pay.outbox_events("payment.failed", order)) == 1
+
+
 async def test_an_ended_order_discards_its_token(pay: Payments) -> None:
     order = pay.order()
     await pay.hand_over(order)
@@ -106,7 +136,7 @@ async def test_unclaimed_tokens_are_pruned_after_their_retention_only(pay: Payme
     order = pay.order()
     await pay.hand_over(order)
     received_at = await pay.scalar(
-        "SELECT received_at FROM pending_card_tokens WHERE order_id = :o", o=order.order_id
+        "SELECT received_at FROM pending_card_tokens WHERE held_for = :o", o=order.order_id
     )
     retention = timedelta(hours=1)
     sessions = async_sessionmaker(pay.engine, expire_on_commit=False)

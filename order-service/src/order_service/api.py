@@ -220,14 +220,28 @@ allocation_router = APIRouter(
         " units open in, the cap, the open units (units in its orders not yet delivered,"
         " cancelled, rejected, expired or failed) and where the cap comes from"
         " (`default_unverified`, `default_verified` or `override`). Products not listed"
-        " have the default cap and nothing open."
+        " have the default cap and nothing open. With `site_id` (one of the hospital's"
+        " sites): the caps for deliveries there, as an active shortage covering it"
+        " tightens them (`shortage_ids`)."
     ),
-    responses={403: {"description": "Not a hospital"}},
+    responses={
+        403: {"description": "Not a hospital"},
+        404: {"description": "No such site of this hospital"},
+        503: {"description": "location-service or inventory-service unavailable"},
+    },
 )
 async def get_allocation(
-    hospital: HospitalUser, session: DbSession, settings: SettingsDep
+    hospital: HospitalUser,
+    session: DbSession,
+    settings: SettingsDep,
+    upstreams: UpstreamsDep,
+    site_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> AllocationOut:
-    return AllocationOut(items=await allocation.allocation_of(session, settings, hospital.org_id))
+    if site_id is None:
+        return await allocation.allocation_of(session, settings, hospital.org_id)
+    return await allocation.allocation_at_site(
+        session, settings, upstreams, hospital.org_id, site_id
+    )
 
 
 sos_router = APIRouter(prefix="/api/v1/sos", tags=["sos"], dependencies=[Depends(_docs_oauth2)])

@@ -429,9 +429,15 @@ class PaymentClient:
     async def hand_over_card_token(self, order_id: uuid.UUID, card_token: str) -> None:
         """Give payment-service the token that order.placed will authorize the card with.
         A PUT, so a timed-out call is safely repeated (payment-service keeps one per order)."""
-        response = await self.http.put(
-            f"/internal/orders/{order_id}/card-token", json={"card_token": card_token}
-        )
+        await self._hand_over(f"/internal/orders/{order_id}/card-token", card_token)
+
+    async def hand_over_sos_card_token(self, sos_id: uuid.UUID, card_token: str) -> None:
+        """The token of a card-paid SOS request, when it opens: its order's id is chosen when a
+        vendor accepts, and that order's order.placed names the sos_id it was held for."""
+        await self._hand_over(f"/internal/sos/{sos_id}/card-token", card_token)
+
+    async def _hand_over(self, path: str, card_token: str) -> None:
+        response = await self.http.put(path, json={"card_token": card_token})
         if response.status_code != 204:
             raise _unexpected(PAYMENT_SERVICE, response)
 

@@ -46,7 +46,7 @@ class OrderLineIn(BaseModel):
     quantity: Quantity
 
 
-class _Destination(BaseModel):
+class DeliveryAndPayment(BaseModel):
     """Where to deliver (a saved site XOR coordinates) and how the hospital will pay."""
 
     model_config = ConfigDict(extra="forbid")
@@ -70,7 +70,7 @@ class _Destination(BaseModel):
         return self
 
 
-class OrderCreate(_Destination):
+class OrderCreate(DeliveryAndPayment):
     """Prices are never sent by the client (extra fields are refused): the server quotes."""
 
     vendor_id: uuid.UUID
@@ -79,7 +79,7 @@ class OrderCreate(_Destination):
     priority: Priority
 
 
-class DirectOrderCreate(_Destination):
+class DirectOrderCreate(DeliveryAndPayment):
     product_id: uuid.UUID
     quantity: Quantity
     priority: Priority = "emergency"
@@ -229,6 +229,9 @@ class AllocationItem(BaseModel):
 
 class AllocationOut(BaseModel):
     items: list[AllocationItem]
+    # With ?site_id: the caps for deliveries there, and the active shortages that tighten them.
+    site_id: uuid.UUID | None = None
+    shortage_ids: list[uuid.UUID] = Field(default_factory=list)
 
 
 class CapOverride(BaseModel):
@@ -264,29 +267,19 @@ MAX_RING_SIZE = 20
 SosAnswer = Literal["declined", "accepted"]
 
 
-class SosCreate(BaseModel):
-    """POST /api/v1/sos. `payment_method` invoice (the default) or cash_on_delivery: a card
-    would need its token kept until a vendor accepts, and tokens are never stored here."""
-
-    model_config = ConfigDict(extra="forbid")
+class SosCreate(DeliveryAndPayment):
+    """POST /api/v1/sos. `payment_method` invoice unless the hospital chooses otherwise; a
+    card's token goes to payment-service when the SOS opens (never stored here), and a
+    declined card never cancels the SOS order."""
 
     product_id: uuid.UUID
     quantity: Quantity
-    site_id: uuid.UUID | None = None
-    delivery: DeliveryPoint | None = None
     max_distance_km: float = Field(default=50.0, gt=0, le=500, allow_inf_nan=False)
     ring_size: int = Field(default=3, ge=1, le=MAX_RING_SIZE)
     ring_timeout_seconds: int = Field(
         default=180, ge=MIN_RING_TIMEOUT_SECONDS, le=MAX_RING_TIMEOUT_SECONDS
     )
-    payment_method: Literal["invoice", "cash_on_delivery"] = "invoice"
-    notes: Notes | None = None
-
-    @model_validator(mode="after")
-    def _one_destination(self) -> Self:
-        if (self.site_id is None) == (self.delivery is None):
-            raise ValueError("give exactly one of site_id or delivery")
-        return self
+    payment_method: PaymentMethod = "invoice"
 
 
 class SosAccept(BaseModel):

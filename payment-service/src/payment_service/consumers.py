@@ -41,6 +41,7 @@ class OrderEventData(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     # No card token: it comes over order-service's internal call, never in an event.
     reason: str | None = Field(default=None, max_length=1000)
+    sos_id: uuid.UUID | None = None
 
     def facts(self) -> lifecycle.OrderFacts:
         return lifecycle.OrderFacts(
@@ -52,6 +53,7 @@ class OrderEventData(BaseModel):
             currency=self.currency,
             order_status=self.status,
             reason=self.reason,
+            sos_id=self.sos_id,
         )
 
 

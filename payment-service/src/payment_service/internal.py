@@ -1,4 +1,5 @@
-"""/internal routes (service key required): order-service hands over card tokens."""
+"""/internal routes (service key required): order-service hands over card tokens, of an
+order it is placing or of a card-paid SOS request it is opening."""
 
 from __future__ import annotations
 
@@ -23,4 +24,13 @@ async def hand_over_card_token(
 ) -> Response:
     """Held for the order's order.placed, which authorizes the card. Idempotent."""
     await card_tokens.hold_card_token(session, order_id, body.card_token, at=datetime.now(UTC))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/sos/{sos_id}/card-token", status_code=status.HTTP_204_NO_CONTENT)
+async def hand_over_sos_card_token(
+    sos_id: uuid.UUID, body: CardTokenHandover, session: DbSession
+) -> Response:
+    """Held for the SOS order's order.placed (it carries the sos_id). Idempotent."""
+    await card_tokens.hold_card_token(session, sos_id, body.card_token, at=datetime.now(UTC))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,7 +4,8 @@
   second one), its state, the money captured and refunded, and its `events` history.
 - `invoices`: one per `invoice` payment, issued on delivery.
 - `pending_card_tokens`: a card order's token, handed over by order-service over an
-  authenticated internal call before the order is committed, until its order.placed takes it.
+  authenticated internal call before the order (or its SOS request) is committed, until its
+  order.placed takes it.
 - `webhook_events`: every provider webhook handled, so a replay has no second effect.
 - `sandbox_charges` / `sandbox_requests`: the built-in sandbox provider's own books (what
   a real provider keeps on its side), including its idempotency keys.
@@ -142,10 +143,10 @@ class Payment(Base):
 
 
 class PendingCardToken(Base):
-    """A card token order-service handed over for an order it is placing (an internal call
-    behind its service key: the token never travels in an event). The order's order.placed
-    takes it to authorize the card; one whose order was never committed is pruned after
-    CARD_TOKEN_RETENTION_SECONDS."""
+    """A card token order-service handed over for an order it is placing, or for an SOS
+    request whose order a vendor has yet to accept (an internal call behind its service key:
+    the token never travels in an event). The order's order.placed takes it to authorize the
+    card; one whose order was never committed is pruned after CARD_TOKEN_RETENTION_SECONDS."""
 
     __tablename__ = "pending_card_tokens"
     __table_args__ = (
@@ -153,7 +154,8 @@ class PendingCardToken(Base):
         Index("ix_pending_card_tokens_received_at", "received_at"),
     )
 
-    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    # The order's id, or the SOS request's (SOS orders carry their sos_id).
+    held_for: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     token: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

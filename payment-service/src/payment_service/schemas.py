@@ -168,8 +168,9 @@ def webhook_body_schema() -> dict[str, Any]:
 
 
 class CardTokenHandover(BaseModel):
-    """PUT /internal/orders/{order_id}/card-token: order-service hands over the token of
-    a card order it is placing (never a card number: the pattern refuses digits)."""
+    """PUT /internal/orders/{order_id}/card-token and /internal/sos/{sos_id}/card-token:
+    order-service hands over the token of a card order it is placing, or of a card-paid SOS
+    request it is opening (never a card number: the pattern refuses digits)."""
 
     model_config = ConfigDict(extra="forbid")
 

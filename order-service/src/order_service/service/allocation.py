@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.metrics import business_counter
+from order_service.clients import Upstreams
 from order_service.config import Settings
 from order_service.errors import AllocationCapExceeded
 from order_service.models import AllocationCap, AllocationUsage, HospitalStanding, Order
-from order_service.schemas import AllocationItem, CapOverride, CapSource
+from order_service.schemas import AllocationItem, AllocationOut, CapOverride, CapSource
+from order_service.service import shortages
 from order_service.service.holds import utcnow
 from order_service.service.shortages import NO_SHORTAGE, ShortageScope, shortage_cap
 
@@ -189,9 +191,15 @@ async def give_back(
 
 
 async def allocation_of(
-    session: AsyncSession, settings: Settings, hospital_org_id: uuid.UUID
-) -> list[AllocationItem]:
-    """Every product this hospital has an override for or units open in."""
+    session: AsyncSession,
+    settings: Settings,
+    hospital_org_id: uuid.UUID,
+    *,
+    site_id: uuid.UUID | None = None,
+    shortage_at: Callable[[Sequence[uuid.UUID]], Awaitable[ShortageScope]] | None = None,
+) -> AllocationOut:
+    """Every product this hospital has an override for or units open in, with its cap; at a
+    delivery point (`shortage_at` gives the shortage scope there) as a shortage tightens it."""
     rows = await session.execute(
         select(AllocationUsage.product_id, AllocationUsage.open_units).where(
             AllocationUsage.hospital_org_id == hospital_org_id,
@@ -205,8 +213,9 @@ async def allocation_of(
         )
     ).all()
     products = sorted(set(open_units) | set(overridden))
-    caps = await caps_for(session, settings, hospital_org_id, products)
-    return [
+    shortage = await shortage_at(products) if shortage_at is not None and products else NO_SHORTAGE
+    caps = await caps_for(session, settings, hospital_org_id, products, shortage=shortage)
+    items = [
         AllocationItem(
             product_id=product_id,
             cap=caps[product_id].units,
@@ -215,6 +224,32 @@ async def allocation_of(
         )
         for product_id in products
     ]
+    return AllocationOut(items=items, site_id=site_id, shortage_ids=list(shortage.shortage_ids))
+
+
+async def allocation_at_site(
+    session: AsyncSession,
+    settings: Settings,
+    upstreams: Upstreams,
+    hospital_org_id: uuid.UUID,
+    site_id: uuid.UUID,
+) -> AllocationOut:
+    """The caps for deliveries at one of the hospital's sites (404 for another's)."""
+    site = await upstreams.location.get_site(site_id, org_id=hospital_org_id)
+
+    async def shortage_at(products: Sequence[uuid.UUID]) -> ShortageScope:
+        return await shortages.scope_for(
+            session,
+            upstreams.inventory,
+            lat=site.lat,
+            lon=site.lon,
+            product_ids=products,
+            now=utcnow(),
+        )
+
+    return await allocation_of(
+        session, settings, hospital_org_id, site_id=site.id, shortage_at=shortage_at
+    )
 
 
 async def set_caps(
@@ -256,7 +291,7 @@ async def set_caps(
         actor_id=str(actor_id) if actor_id else None,
         caps={str(c.product_id): c.units for c in caps},
     )
-    return await allocation_of(session, settings, hospital_org_id)
+    return (await allocation_of(session, settings, hospital_org_id)).items
 
 
 # --- the hospitals projection (organization.verified / .suspended / .reinstated) ----------

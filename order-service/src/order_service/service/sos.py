@@ -9,7 +9,9 @@
               so order.placed/order.confirmed are the normal ones). Short stock rolls all
               of it back: the SOS stays open. Losers wait on the row lock and then find the
               SOS fulfilled: 409 sos-closed.
-    decline:  recorded; the last open offer of the ring declined opens the next ring.
+    decline:  recorded; the last open offer of the ring declined opens the next ring (when
+              location- or inventory-service cannot answer, the decline still counts and
+              the ring is left due for the sweeper, which opens the next one).
     time-out: the SOS sweeper claims open requests whose ring is past `ring_expires_at`
               (FOR UPDATE SKIP LOCKED) and opens the next ring in that transaction, which
               also moves `ring_expires_at`: each ring escalates once, across processes and
@@ -35,8 +37,10 @@ from flow_shared.auth import Principal
 from flow_shared.correlation import new_correlation_id, set_correlation_id
 from flow_shared.db import Database
 from flow_shared.errors import Forbidden
+from flow_shared.http import UpstreamUnavailable
 from flow_shared.metrics import business_counter
 from flow_shared.pagination import Page, PageParams, fetch_page
+from flow_shared.resilience import CircuitOpen
 from order_service import events
 from order_service.clients import StockLine, Upstreams
 from order_service.config import Settings
@@ -248,6 +252,9 @@ async def open_sos(
             )
         first = _add_ring(sos, 1, ring, now)
         session.add(sos)
+        if body.card_token is not None:
+            # Before the COMMIT, as for a card order: payment-service down refuses it whole.
+            await upstreams.payment.hand_over_sos_card_token(sos.id, body.card_token)
         await events.sos_event(
             session,
             "sos.opened",
@@ -297,13 +304,16 @@ async def escalate(
     now: datetime,
 ) -> None:
     """Close the current ring (the caller holds the SOS's row lock) and open the next one,
-    or make the SOS unfilled when nobody is left in range."""
-    ring = _current_ring(sos)
-    if ring is not None:
-        ring.closed_reason = reason
+    or make the SOS unfilled when nobody is left in range.
+
+    The next ring is looked up first: when that fails (UpstreamUnavailable) nothing here
+    has changed the SOS."""
     ring_candidates = await _next_ring(
         upstreams, settings, sos, _destination(sos), offered={o.vendor_id for o in sos.offers}
     )
+    ring = _current_ring(sos)
+    if ring is not None:
+        ring.closed_reason = reason
     SOS_ESCALATIONS.labels(reason).inc()
     if not ring_candidates:
         await _close(session, sos, SosStatus.UNFILLED, now=now, ring_reason=reason)
@@ -406,6 +416,8 @@ async def accept(
         order.reservation_id, ttl_seconds=settings.confirmed_hold_seconds
     )
     order.eta_minutes = body.eta_minutes
+    # Stamped after placement, so the history reads placed, then confirmed.
+    now = utcnow()
     await apply_transition(session, order, OrderStatus.CONFIRMED, actor_id=vendor.user_id, at=now)
     ORDERS_PLACED.labels(SOS_PRIORITY, "sos").inc()
     sos.order_id = order.id
@@ -455,10 +467,19 @@ async def decline(
     offer.answered_at = now
     offer.answered_by = vendor.user_id
     sos.updated_at = now
-    ring = [o for o in sos.offers if o.ring_number == sos.current_ring]
-    if all(o.answer == "declined" for o in ring):
-        await escalate(session, upstreams, settings, sos, reason="declined", now=now)
+    if _ring_declined(sos):
+        # Due now: if the next ring cannot be looked up here, the sweeper opens it.
+        sos.ring_expires_at = now
+        try:
+            await escalate(session, upstreams, settings, sos, reason="declined", now=now)
+        except (UpstreamUnavailable, CircuitOpen) as unavailable:
+            log.warning("sos_escalation_deferred", sos_id=str(sos.id), detail=unavailable.detail)
     return sos
+
+
+def _ring_declined(sos: SosRequest) -> bool:
+    """Every offer of the current ring has been declined."""
+    return all(o.answer == "declined" for o in sos.offers if o.ring_number == sos.current_ring)
 
 
 async def cancel(uow: UnitOfWork, hospital: Principal, sos_id: uuid.UUID) -> SosRequest:
@@ -507,8 +528,10 @@ class SosSweeper:
                     .execution_options(populate_existing=True)
                 )
                 if due is not None:
+                    # Declined to the last offer when a decline could not open the next ring.
+                    reason = "declined" if _ring_declined(due) else "timed_out"
                     await escalate(
-                        uow.session, self.upstreams, self.settings, due, reason="timed_out", now=at
+                        uow.session, self.upstreams, self.settings, due, reason=reason, now=at
                     )
             if due is None:
                 break

@@ -62,6 +62,8 @@ class OrderFacts:
     currency: str
     order_status: str
     reason: str | None = None
+    # The SOS request an SOS order fulfils: its card token was handed over for the SOS.
+    sos_id: uuid.UUID | None = None
 
 
 async def payment_for_update(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
@@ -120,7 +122,7 @@ async def on_order_placed(
 ) -> Payment | None:
     """Open the order's payment and authorize a card. None when it was opened before."""
     # Taken first, whatever follows: a redelivery finds neither a token nor a new payment.
-    token = await card_tokens.take_card_token(session, order.order_id)
+    token = await card_tokens.take_card_token(session, order.order_id, sos_id=order.sos_id)
     if await payment_for_update(session, order.order_id) is not None:
         return None
     payment = _new_payment(order, at=at)
@@ -253,7 +255,7 @@ async def on_order_ended(
     """Void what was not taken, refund what was (the order was cancelled, rejected, ...)."""
     why = f"order {order.order_status}" + (f": {order.reason}" if order.reason else "")
     # An ended order is never authorized: a token still held for it is of no use.
-    await card_tokens.take_card_token(session, order.order_id)
+    await card_tokens.take_card_token(session, order.order_id, sos_id=order.sos_id)
     payment = await payment_for_update(session, order.order_id)
     if payment is None:
         tombstone = _new_payment(order, at=at)
