@@ -9,7 +9,10 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -184,3 +187,28 @@ class StockedDepot:
 @pytest.fixture
 def accounts(gateway: httpx.AsyncClient, fleet: IsolatedFleet) -> Accounts:
     return Accounts(gateway, fleet)
+
+
+async def outbox_events(fleet: IsolatedFleet, schema: str, **data: str) -> list[dict[str, Any]]:
+    """The events a service wrote to its outbox (`<schema>.outbox`, kept after publishing)
+    whose `data` holds every given key and value, oldest first; read as the service's own
+    role. E.g. `outbox_events(fleet, "orders", sos_id=...)`."""
+    connection = await asyncpg.connect(fleet.database_url(schema))
+    try:
+        rows = await connection.fetch(
+            f"SELECT payload FROM {schema}.outbox"  # noqa: S608 - schema is ours, not input
+            " WHERE payload->'data' @> $1::jsonb ORDER BY seq",
+            json.dumps(data),
+        )
+    finally:
+        await connection.close()
+    return [json.loads(row["payload"]) for row in rows]
+
+
+def process_exited(pid: int) -> bool:
+    """The process is gone, or a zombie nobody has reaped yet (it runs no code)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
