@@ -94,6 +94,20 @@ WHERE r.id IS NULL
 """  # noqa: S608 - built from constants only
 
 
+# An SOS becomes one order when accepted (order-service's service/sos.py): a fulfilled SOS
+# names an order carrying its sos_id, and an order with a sos_id is its SOS's order.
+_SOS_ORDERS = """
+SELECT (SELECT count(*) FROM orders.sos_requests s
+        LEFT JOIN orders.orders o ON o.id = s.order_id AND o.sos_id = s.id
+        WHERE s.status = 'fulfilled' AND o.id IS NULL) AS fulfilled_without_order,
+       (SELECT count(*) FROM orders.orders o
+        LEFT JOIN orders.sos_requests s
+               ON s.id = o.sos_id AND s.order_id = o.id AND s.status = 'fulfilled'
+        WHERE o.sos_id IS NOT NULL AND s.id IS NULL) AS orders_without_sos,
+       (SELECT count(*) FROM orders.orders WHERE sos_id IS NOT NULL) AS sos_orders
+"""
+
+
 class InvariantViolation(RuntimeError):
     pass
 
@@ -266,6 +280,15 @@ class OrderChecks:
                 and notified["misaddressed"] == 0,
                 f"{notified['missing']} missing, {notified['duplicated']} duplicated, "
                 f"{notified['misaddressed']} not to the vendor",
+            )
+        )
+        sos = await connection.fetchrow(_SOS_ORDERS)
+        invariants.append(
+            Invariant(
+                "every fulfilled SOS has its order, every SOS order its fulfilled SOS",
+                sos["fulfilled_without_order"] == 0 and sos["orders_without_sos"] == 0,
+                f"{sos['sos_orders']} SOS orders; {sos['fulfilled_without_order']} fulfilled "
+                f"SOS without their order, {sos['orders_without_sos']} orders without their SOS",
             )
         )
         mismatched = int(await connection.fetchval(_ORDER_HOLDS))

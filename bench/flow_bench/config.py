@@ -24,6 +24,14 @@ MIXED_DRIFT_GOAL = 1.5
 MEMORY_GROWTH_GOAL = 0.10
 EVENT_LAG_GOAL_MS = 1000.0
 LOAD_SHARE_OF_ORDER_KNEE = 0.7
+# Issue 13: an SOS reaches every ring-1 vendor within 1 s; an acceptance is a confirmed
+# order within 200 ms.
+SOS_NOTIFY_GOAL_MS = 1000.0
+SOS_CONFIRM_GOAL_MS = 200.0
+SOS_RING_SIZE = 3
+SOS_MAX_DISTANCE_KM = 50.0
+# The default ring time-out: acceptances come long before it, so no ring escalates.
+SOS_RING_TIMEOUT_S = 180
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,11 @@ class Profile:
     mixed_window_s: float
     rss_sample_s: float
     lag_run_s: float
+    # Scenario 6: SOS requests per second (a fixed rate the machine holds), the length
+    # of each run, and how long after its SOS's answer a vendor accepts.
+    sos_rate: float
+    sos_run_s: float
+    sos_accept_delay_s: float
     # How long the events of a run may take to be consumed before the checks fail.
     drain_timeout_s: float
     port_offset: int
@@ -120,6 +133,9 @@ FULL = Profile(
     mixed_window_s=60.0,
     rss_sample_s=5.0,
     lag_run_s=20.0,
+    sos_rate=2.0,
+    sos_run_s=30.0,
+    sos_accept_delay_s=0.5,
     drain_timeout_s=300.0,
     port_offset=21000,
 )
@@ -128,7 +144,8 @@ SMOKE = Profile(
     name="smoke",
     scales=(20, 50),
     products_per_depot=10,
-    vendors=2,
+    # A ring of SOS_RING_SIZE vendors, chosen from more than that many.
+    vendors=4,
     hospitals=2,
     sites_per_hospital=1,
     depots_per_site=5,
@@ -151,6 +168,9 @@ SMOKE = Profile(
     mixed_window_s=2.0,
     rss_sample_s=0.5,
     lag_run_s=1.0,
+    sos_rate=1.0,
+    sos_run_s=2.0,
+    sos_accept_delay_s=0.5,
     drain_timeout_s=90.0,
     port_offset=22000,
 )

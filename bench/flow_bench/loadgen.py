@@ -201,6 +201,35 @@ def make_session(concurrency: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
 
+async def perform(
+    session: aiohttp.ClientSession, request: PlannedRequest, client_timeout: aiohttp.ClientTimeout
+) -> str | None:
+    """Send one request and read its answer: None when it is as expected, else the error
+    it counts as (a status, a time-out, a broken connection, an unreadable answer)."""
+    try:
+        async with session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            data=request.body,
+            timeout=client_timeout,
+        ) as response:
+            body = await response.read()
+            if response.status not in request.expected:
+                return f"status {response.status}"
+            if request.on_response is not None:
+                try:
+                    request.on_response(response.status, body)
+                except Exception as exc:
+                    # An answer the scenario cannot read is an error, not lost.
+                    return f"unreadable answer: {type(exc).__name__}"
+    except TimeoutError:
+        return "timeout"
+    except aiohttp.ClientError as exc:
+        return f"connection: {type(exc).__name__}"
+    return None
+
+
 async def run_open_loop(
     session: aiohttp.ClientSession,
     source: RequestSource,
@@ -233,31 +262,10 @@ async def run_open_loop(
     async def send(index: int, intended: float, start: float) -> None:
         request = source(index)
         stats = result.kinds.setdefault(request.kind, KindStats())
-        outcome: str | None = None
         try:
             async with gate:
                 result.send_lag.record_seconds(clock() - intended)
-                try:
-                    async with session.request(
-                        request.method,
-                        request.url,
-                        headers=request.headers,
-                        data=request.body,
-                        timeout=client_timeout,
-                    ) as response:
-                        body = await response.read()
-                        if response.status not in request.expected:
-                            outcome = f"status {response.status}"
-                        elif request.on_response is not None:
-                            try:
-                                request.on_response(response.status, body)
-                            except Exception as exc:
-                                # An answer the scenario cannot read is an error, not lost.
-                                outcome = f"unreadable answer: {type(exc).__name__}"
-                except TimeoutError:
-                    outcome = "timeout"
-                except aiohttp.ClientError as exc:
-                    outcome = f"connection: {type(exc).__name__}"
+                outcome = await perform(session, request, client_timeout)
         except asyncio.CancelledError:
             # Given up on at the end of the run (never sent, or never answered in time).
             result.errors[ABANDONED] += 1

@@ -14,6 +14,9 @@ role, keeping what the service relies on:
 - the nearby cache's catalogue generation is bumped after each load, as a stock
   change would, so no cached page survives the new data.
 
+For the SOS scenario, a few depots are added next to every hospital site (one per
+vendor, every product in stock) the same way, so that every SOS finds a full ring.
+
 Seeded rows have no `set` movement: their history starts at their first change.
 The initial quantity of every stock row is also kept in a `bench` schema (as the
 admin), for the conservation check after the order runs.
@@ -23,9 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import random
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -75,6 +81,8 @@ class World:
     hospitals: list[Hospital]
     products: list[Product]
     depots: int = 0
+    # Depots seeded next to the hospital sites for the SOS scenario (seed_sos_depots).
+    sos_depots: int = 0
     # site id -> its nearest depots with stock
     targets: dict[str, list[OrderTarget]] = field(default_factory=dict)
     seed_seconds: dict[int, float] = field(default_factory=dict)
@@ -204,6 +212,97 @@ async def _wait_for_verified_vendors(
         await connection.close()
 
 
+_DEPOT_COLUMNS = [
+    "id",
+    "vendor_id",
+    "name",
+    "address",
+    "lat",
+    "lon",
+    "service_radius_km",
+    "created_at",
+]
+_STOCK_COLUMNS = [
+    "depot_id",
+    "product_id",
+    "on_hand",
+    "reserved",
+    "low_stock_threshold",
+    "low_stock_alerted",
+    "updated_at",
+]
+
+
+class _DepotWriter:
+    """COPY of depots and their stock as inventory-service's role, each stock row's
+    initial quantity kept in the bench schema (as the admin) for the conservation check."""
+
+    def __init__(self, service: asyncpg.Connection, admin: asyncpg.Connection) -> None:
+        self.service = service
+        self.admin = admin
+        self.now = datetime.now(UTC)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, fleet: IsolatedFleet) -> AsyncIterator[_DepotWriter]:
+        service = await asyncpg.connect(fleet.database_url("inventory"))
+        admin = await asyncpg.connect(fleet.database_dsn)
+        try:
+            await admin.execute(
+                f"CREATE SCHEMA IF NOT EXISTS {BENCH_SCHEMA};"
+                f"CREATE TABLE IF NOT EXISTS {BENCH_SCHEMA}.initial_stock ("
+                " depot_id uuid NOT NULL, product_id uuid NOT NULL, on_hand integer NOT NULL,"
+                " PRIMARY KEY (depot_id, product_id))"
+            )
+            yield cls(service, admin)
+            await service.execute("ANALYZE inventory.depots; ANALYZE inventory.stock")
+            await admin.execute(f"ANALYZE {BENCH_SCHEMA}.initial_stock")
+        finally:
+            await service.close()
+            await admin.close()
+        await _bump_catalogue_generation(fleet)
+
+    def depot(
+        self,
+        rng: random.Random,
+        vendor_id: uuid.UUID,
+        name: str,
+        lat: float,
+        lon: float,
+        product_ids: list[uuid.UUID],
+        depots: list[tuple[object, ...]],
+        stock: list[tuple[object, ...]],
+        *,
+        sample: int | None = None,
+    ) -> None:
+        """One depot and its stock rows (of `sample` of the products at random, or all),
+        appended to the batch. The draws keep their order, so a seed gives the same data."""
+        depot_id = uuid.uuid4()
+        radius = float(rng.choice((30, 50, 80)))
+        depots.append((depot_id, vendor_id, name, None, lat, lon, radius, self.now))
+        stocked = product_ids if sample is None else rng.sample(product_ids, sample)
+        for product_id in stocked:
+            on_hand = rng.randint(500, 5000)
+            threshold = rng.randint(5, 50)
+            stock.append((depot_id, product_id, on_hand, 0, threshold, False, self.now))
+
+    async def write(
+        self, depots: list[tuple[object, ...]], stock: list[tuple[object, ...]]
+    ) -> None:
+        await self.service.copy_records_to_table(
+            "depots", schema_name="inventory", columns=_DEPOT_COLUMNS, records=depots
+        )
+        await self.service.copy_records_to_table(
+            "stock", schema_name="inventory", columns=_STOCK_COLUMNS, records=stock
+        )
+        await self.admin.copy_records_to_table(
+            "initial_stock",
+            schema_name=BENCH_SCHEMA,
+            columns=["depot_id", "product_id", "on_hand"],
+            records=[(row[0], row[1], row[2]) for row in stock],
+        )
+
+
 async def grow_depots(fleet: IsolatedFleet, world: World, profile: Profile, target: int) -> float:
     """Add depots (and their stock) until there are `target`; returns the seconds it took."""
     if target <= world.depots:
@@ -213,87 +312,128 @@ async def grow_depots(fleet: IsolatedFleet, world: World, profile: Profile, targ
     rng = random.Random(f"{profile.seed}:{world.depots}:{target}")
     product_ids = [uuid.UUID(p.id) for p in world.products]
     vendor_ids = [uuid.UUID(v.org_id) for v in world.vendors]
-    service = await asyncpg.connect(fleet.database_url("inventory"))
-    admin = await asyncpg.connect(fleet.database_dsn)
-    try:
-        await admin.execute(
-            f"CREATE SCHEMA IF NOT EXISTS {BENCH_SCHEMA};"
-            f"CREATE TABLE IF NOT EXISTS {BENCH_SCHEMA}.initial_stock ("
-            " depot_id uuid NOT NULL, product_id uuid NOT NULL, on_hand integer NOT NULL,"
-            " PRIMARY KEY (depot_id, product_id))"
-        )
-        now = datetime.now(UTC)
+    async with _DepotWriter.open(fleet) as writer:
         number = world.depots
         while number < target:
             batch = min(COPY_BATCH_DEPOTS, target - number)
             depots: list[tuple[object, ...]] = []
             stock: list[tuple[object, ...]] = []
             for _ in range(batch):
-                depot_id = uuid.uuid4()
                 lat, lon = random_point(rng, profile)
-                vendor_id = vendor_ids[number % len(vendor_ids)]
-                depots.append(
-                    (
-                        depot_id,
-                        vendor_id,
-                        f"Bench depot {number}",
-                        None,
-                        lat,
-                        lon,
-                        float(rng.choice((30, 50, 80))),
-                        now,
-                    )
+                writer.depot(
+                    rng,
+                    vendor_ids[number % len(vendor_ids)],
+                    f"Bench depot {number}",
+                    lat,
+                    lon,
+                    product_ids,
+                    depots,
+                    stock,
+                    sample=profile.products_per_depot,
                 )
-                for product_id in rng.sample(product_ids, profile.products_per_depot):
-                    on_hand = rng.randint(500, 5000)
-                    threshold = rng.randint(5, 50)
-                    stock.append((depot_id, product_id, on_hand, 0, threshold, False, now))
                 number += 1
-            await service.copy_records_to_table(
-                "depots",
-                schema_name="inventory",
-                columns=[
-                    "id",
-                    "vendor_id",
-                    "name",
-                    "address",
-                    "lat",
-                    "lon",
-                    "service_radius_km",
-                    "created_at",
-                ],
-                records=depots,
-            )
-            await service.copy_records_to_table(
-                "stock",
-                schema_name="inventory",
-                columns=[
-                    "depot_id",
-                    "product_id",
-                    "on_hand",
-                    "reserved",
-                    "low_stock_threshold",
-                    "low_stock_alerted",
-                    "updated_at",
-                ],
-                records=stock,
-            )
-            await admin.copy_records_to_table(
-                "initial_stock",
-                schema_name=BENCH_SCHEMA,
-                columns=["depot_id", "product_id", "on_hand"],
-                records=[(row[0], row[1], row[2]) for row in stock],
-            )
-        await service.execute("ANALYZE inventory.depots; ANALYZE inventory.stock")
-        await admin.execute(f"ANALYZE {BENCH_SCHEMA}.initial_stock")
-    finally:
-        await service.close()
-        await admin.close()
-    await _bump_catalogue_generation(fleet)
+            await writer.write(depots, stock)
     world.depots = target
     seconds = time.monotonic() - started
     world.seed_seconds[target] = round(seconds, 2)
     return seconds
+
+
+# SOS depots lie this far from their site (km): well inside SOS_MAX_DISTANCE_KM.
+SOS_DEPOT_DISTANCE_KM = (3.0, 15.0)
+KM_PER_DEGREE_LAT = 111.32
+
+
+def point_at(lat: float, lon: float, distance_km: float, bearing_rad: float) -> tuple[float, float]:
+    """A point `distance_km` from (lat, lon) on a bearing (flat-earth: fine at tens of km)."""
+    north = distance_km * math.cos(bearing_rad) / KM_PER_DEGREE_LAT
+    east = distance_km * math.sin(bearing_rad) / (KM_PER_DEGREE_LAT * math.cos(math.radians(lat)))
+    return round(lat + north, 6), round(lon + east, 6)
+
+
+async def seed_sos_depots(
+    fleet: IsolatedFleet, world: World, profile: Profile, *, vendors_per_site: int
+) -> int:
+    """Near every hospital site, one depot for each of `vendors_per_site` vendors (taken in
+    turn, so sites get different vendors), stocking every product: an SOS from any site,
+    for any product, finds that many vendors in range whatever the uniform spread gave.
+    Done once; returns the depots added."""
+    if world.sos_depots:
+        return 0
+    rng = random.Random(f"{profile.seed}:sos")
+    product_ids = [uuid.UUID(p.id) for p in world.products]
+    vendor_ids = [uuid.UUID(v.org_id) for v in world.vendors]
+    count = min(vendors_per_site, len(vendor_ids))
+    depots: list[tuple[object, ...]] = []
+    stock: list[tuple[object, ...]] = []
+    async with _DepotWriter.open(fleet) as writer:
+        sites = [site for hospital in world.hospitals for site in hospital.sites]
+        for number, site in enumerate(sites):
+            for turn in range(count):
+                vendor_id = vendor_ids[(number + turn) % len(vendor_ids)]
+                lat, lon = point_at(
+                    site.lat,
+                    site.lon,
+                    rng.uniform(*SOS_DEPOT_DISTANCE_KM),
+                    rng.uniform(0.0, 2 * math.pi),
+                )
+                writer.depot(
+                    rng,
+                    vendor_id,
+                    f"Bench SOS depot {number}.{turn}",
+                    lat,
+                    lon,
+                    product_ids,
+                    depots,
+                    stock,
+                )
+        await writer.write(depots, stock)
+    world.sos_depots = len(depots)
+    return len(depots)
+
+
+_VENDORS_IN_RANGE = """
+SELECT p.product_id, count(DISTINCT v.vendor_id) AS vendors
+FROM unnest($3::uuid[]) AS p(product_id)
+LEFT JOIN inventory.stock s
+       ON s.product_id = p.product_id
+      AND s.on_hand - s.reserved >= $5
+      AND ST_DWithin(s.location, ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography, $4, false)
+LEFT JOIN inventory.vendors v ON v.vendor_id = s.vendor_id AND v.verified AND NOT v.suspended
+GROUP BY p.product_id
+"""
+
+
+async def check_sos_suppliers(
+    fleet: IsolatedFleet, world: World, *, radius_km: float, quantity: int, needed: int
+) -> int:
+    """Every site has at least `needed` verified vendors with `quantity` of every product in
+    range (inventory's own rule for SOS candidates); returns the fewest any site has."""
+    fewest: int | None = None
+    connection = await asyncpg.connect(fleet.database_url("inventory"))
+    try:
+        for hospital in world.hospitals:
+            for site in hospital.sites:
+                rows = await connection.fetch(
+                    _VENDORS_IN_RANGE,
+                    site.lat,
+                    site.lon,
+                    [uuid.UUID(p.id) for p in world.products],
+                    radius_km * 1000.0,
+                    quantity,
+                )
+                for row in rows:
+                    if row["vendors"] < needed:
+                        raise RuntimeError(
+                            f"site {site.id} has {row['vendors']} verified vendors with "
+                            f"{quantity} of product {row['product_id']} within {radius_km:g} km, "
+                            f"fewer than {needed}"
+                        )
+                    vendors = int(row["vendors"])
+                    fewest = vendors if fewest is None else min(fewest, vendors)
+    finally:
+        await connection.close()
+    return fewest or 0
 
 
 async def _bump_catalogue_generation(fleet: IsolatedFleet) -> None:

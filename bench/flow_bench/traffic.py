@@ -6,15 +6,19 @@ account's current token (tokens are renewed between runs).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import urllib.parse
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
 
 from flow_bench.api import Account
 from flow_bench.config import Profile
-from flow_bench.loadgen import PlannedRequest, RequestSource
+from flow_bench.loadgen import LatencyHistogram, PlannedRequest, RequestSource, clock, perform
 from flow_bench.seed import Hospital, OrderTarget, Site, World, random_point
 from flow_shared.jsonutil import dumps, loads
 
@@ -205,3 +209,145 @@ class MixedDay:
         return PlannedRequest(
             "GET", f"{self.base_url}/api/v1/catalog/products/{product.id}", headers, kind="product"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class SosOffer:
+    vendor_id: str
+    depot_id: str
+    eta_min: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSos:
+    sos_id: str
+    ring_one: tuple[SosOffer, ...]
+
+
+@dataclass
+class SosRunRecord:
+    """What one run's SOS traffic did, taken at its end (SosTraffic.take)."""
+
+    opened: list[OpenedSos]
+    # Acceptance -> confirmed order, from each acceptance's intended time.
+    accept_latency: LatencyHistogram
+    accepted: int
+    accept_errors: Counter[str]
+
+
+@dataclass
+class SosTraffic:
+    """Hospitals broadcasting SOS requests from their sites (the open-loop source), and
+    the vendors accepting them: `accept_delay_s` after an SOS's answer, one of its ring-1
+    vendors (chosen at random) accepts with its own token. The acceptance is due at that
+    moment whatever happens meanwhile, and its latency counts from then (open loop, as
+    the generator's); it goes out on the generator's session, outside the run's
+    concurrency cap (its pool still bounds it)."""
+
+    base_url: str
+    world: World
+    rng: random.Random
+    session: aiohttp.ClientSession
+    accept_delay_s: float
+    timeout_s: float
+    ring_size: int
+    max_distance_km: float
+    ring_timeout_s: int
+    opened: list[OpenedSos] = field(default_factory=list)
+    accept_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    accepted: int = 0
+    accept_errors: Counter[str] = field(default_factory=Counter)
+    _accepting: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def source(self, _index: int) -> PlannedRequest:
+        hospital = self.rng.choice(self.world.hospitals)
+        site = self.rng.choice(hospital.sites)
+        body = {
+            "product_id": self.rng.choice(self.world.products).id,
+            "quantity": self.rng.randint(1, 3),
+            "site_id": site.id,
+            "ring_size": self.ring_size,
+            "max_distance_km": self.max_distance_km,
+            "ring_timeout_seconds": self.ring_timeout_s,
+            "payment_method": "invoice",
+        }
+        return PlannedRequest(
+            "POST",
+            self.base_url + "/api/v1/sos",
+            {**hospital.account.headers, **JSON, "Idempotency-Key": uuid.uuid4().hex},
+            dumps(body),
+            expected=frozenset({201}),
+            kind="sos",
+            on_response=self._opened,
+        )
+
+    def _opened(self, _status: int, answer: bytes) -> None:
+        sos = read_opened_sos(loads(answer), self.ring_size)
+        self.opened.append(sos)
+        # The generator can only play the bench's own vendors (it has their tokens).
+        ours = {v.org_id for v in self.world.vendors}
+        playable = [o for o in sos.ring_one if o.vendor_id in ours]
+        if not playable:
+            raise ValueError(f"SOS {sos.sos_id}'s ring 1 has none of the bench's vendors")
+        offer = self.rng.choice(playable)
+        intended = clock() + self.accept_delay_s
+        task = asyncio.get_running_loop().create_task(self._accept(sos, offer, intended))
+        self._accepting.add(task)
+        task.add_done_callback(self._accepting.discard)
+
+    async def _accept(self, sos: OpenedSos, offer: SosOffer, intended: float) -> None:
+        await asyncio.sleep(max(0.0, intended - clock()))
+        vendor = self.world.vendor(offer.vendor_id)
+        body = {"depot_id": offer.depot_id, "eta_minutes": max(1, offer.eta_min or 30)}
+        request = PlannedRequest(
+            "POST",
+            f"{self.base_url}/api/v1/sos/{sos.sos_id}/accept",
+            {**vendor.headers, **JSON},
+            dumps(body),
+            expected=frozenset({201}),
+            kind="sos accept",
+            on_response=lambda _status, answer: check_confirmed(loads(answer), sos.sos_id),
+        )
+        outcome = await perform(self.session, request, aiohttp.ClientTimeout(total=self.timeout_s))
+        if outcome is not None:
+            self.accept_errors[outcome] += 1
+            return
+        self.accepted += 1
+        self.accept_latency.record_seconds(clock() - intended)
+
+    async def settle(self) -> None:
+        """Wait for the acceptances still due or in flight (each bounded by its timeout)."""
+        while self._accepting:
+            await asyncio.wait(set(self._accepting))
+
+    def take(self) -> SosRunRecord:
+        record = SosRunRecord(self.opened, self.accept_latency, self.accepted, self.accept_errors)
+        self.opened, self.accept_latency = [], LatencyHistogram()
+        self.accepted, self.accept_errors = 0, Counter()
+        return record
+
+
+def read_opened_sos(answer: dict[str, Any], ring_size: int) -> OpenedSos:
+    """The SOS's id and ring 1's offers; a ring short of `ring_size` vendors is an error
+    (the bench seeds enough in range of every site: fewer means the product lost some)."""
+    rings = [r for r in answer["rings"] if r["number"] == 1]
+    if answer["status"] != "open" or len(rings) != 1:
+        raise ValueError(f"SOS {answer['id']} is {answer['status']} with rings {answer['rings']}")
+    offers = tuple(
+        SosOffer(str(o["vendor_id"]), str(o["depot_id"]), o["eta_min"]) for o in rings[0]["offers"]
+    )
+    if len({o.vendor_id for o in offers}) != ring_size:
+        raise ValueError(f"SOS {answer['id']}'s ring 1 has {len(offers)} vendors, not {ring_size}")
+    return OpenedSos(str(answer["id"]), offers)
+
+
+def check_confirmed(answer: dict[str, Any], sos_id: str) -> None:
+    """An acceptance's answer carries the SOS fulfilled and its order already confirmed."""
+    order, sos = answer["order"], answer["sos"]
+    if order["status"] != "confirmed" or order["priority"] != "emergency":
+        raise ValueError(
+            f"the acceptance of SOS {sos_id} gave a {order['priority']} {order['status']} order"
+        )
+    fulfilled = sos["status"] == "fulfilled" and str(sos["order_id"]) == str(order["id"])
+    if str(sos["id"]) != sos_id or not fulfilled:
+        raise ValueError(f"SOS {sos_id} is {sos['status']} after its acceptance")
