@@ -7,28 +7,44 @@ and prices; a hospital with a delivery site), then checks, one line each:
   3 reservation via an order   4 vendor availability
   5 order-service health       6 the orders endpoint with authentication
   7 a direct order end to end (confirm, dispatch, deliver; stock committed)
-Exits non-zero on the first failure. Usage:
+  8 a shortage around the hospital: routine orders paused, urgent ones placed
+  9 an SOS accepted by the vendor (a confirmed emergency order); the shortage ended
+Steps 8 and 9 follow README's walkthrough steps 7 and 8 (kept in step by hand; here around
+this script's own London points). Exits non-zero on the first failure. Usage:
   .venv/bin/python scripts/test-order-inventory-integration.py [--env-file F] [--port-offset N]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowctl import Fleet, load_config
 
+from flow_shared.testing.polling import eventually
+
 PASSWORD = "integration-check-password"  # noqa: S105 (a throwaway test account)
 # A depot in central London and a hospital site about 3 km away.
 DEPOT = {"lat": 51.5074, "lon": -0.1278}
 SITE = {"lat": 51.5230, "lon": -0.0950}
+# The shortage of check 8: around the site, small enough to touch no other e2e test's points.
+SHORTAGE_RADIUS_KM = 5
+# Over any allocation cap: a routine order this big is refused whatever happens, so polling
+# with it never places an order (paused by a shortage, else over the cap).
+OVER_ANY_CAP = 100_000
+
+
+T = TypeVar("T")
 
 
 class CheckFailed(Exception):
@@ -132,7 +148,7 @@ def run(platform: Platform, fleet: Fleet) -> None:
             ),
             200,
         )
-    _, hospital = platform.register("hospital")
+    hospital_id, hospital = platform.register("hospital")
     site = expect_status(
         http.post("/api/v1/locations/sites", headers=hospital, json={"name": "Ward block", **SITE}),
         201,
@@ -253,6 +269,153 @@ def run(platform: Platform, fleet: Fleet) -> None:
     expect(row["on_hand"] == 6 and row["reserved"] == 0, f"delivery took 4 off on_hand: {row}")
     print("ok 7 direct order placed, confirmed, dispatched and delivered; stock committed")
 
+    # 8, 9 --------------------------------------------------------------------------------
+    declared = expect_status(
+        http.post(
+            "/api/v1/admin/shortages",
+            headers=admin,
+            json={
+                "area": {**SITE, "radius_km": SHORTAGE_RADIUS_KM},
+                "categories": ["oxygen_cylinder"],
+                "note": "Integration check",
+            },
+        ),
+        201,
+    )
+    shortage_id = declared["id"]
+    # The fleet is shared: the shortage must end even when a check fails, or later
+    # tests' routine orders in this area would be paused.
+    try:
+        check_shortage_and_sos(
+            http,
+            admin=admin,
+            hospital=hospital,
+            hospital_id=hospital_id,
+            vendor=vendor,
+            vendor_id=vendor_id,
+            depot_id=depot_id,
+            site_id=site["id"],
+            product_id=product["id"],
+            shortage_id=shortage_id,
+        )
+    finally:
+        ended = http.post(f"/api/v1/admin/shortages/{shortage_id}/end", headers=admin)
+    expect(expect_status(ended, 200)["status"] == "ended", f"the shortage ended: {ended.text}")
+    active = expect_status(http.get("/api/v1/shortages", params=SITE, headers=hospital), 200)
+    expect(shortage_id not in {s["id"] for s in active["items"]}, "no longer listed as active")
+    print("ok 9 an SOS accepted by the vendor: a confirmed emergency order; shortage ended")
+
+
+def poll(probe: Callable[[], T | None], what: str) -> T:
+    """flow_shared's `eventually`, from this synchronous script."""
+    return asyncio.run(eventually(probe, what, interval=0.5))
+
+
+def check_shortage_and_sos(
+    http: httpx.Client,
+    *,
+    admin: dict[str, str],
+    hospital: dict[str, str],
+    hospital_id: str,
+    vendor: dict[str, str],
+    vendor_id: str,
+    depot_id: str,
+    site_id: str,
+    product_id: str,
+    shortage_id: str,
+) -> None:
+    """Checks 8 and 9 up to the shortage's end (README walkthrough steps 7 and 8)."""
+    # A verified hospital's cap is 200 (halved inside the shortage), not 10.
+    licence_until = datetime.now(UTC).date() + timedelta(days=365)
+    verified = expect_status(
+        http.post(
+            f"/api/v1/admin/organizations/{hospital_id}/verify",
+            headers=admin,
+            json={"license_expires_on": licence_until.isoformat()},
+        ),
+        200,
+    )
+    expect(verified["verified"], f"the hospital is verified: {verified}")
+
+    def order(priority: str, quantity: int) -> httpx.Response:
+        return http.post(
+            "/api/v1/orders",
+            headers=hospital,
+            json={
+                "vendor_id": vendor_id,
+                "depot_id": depot_id,
+                "site_id": site_id,
+                "items": [{"product_id": product_id, "quantity": quantity}],
+                "priority": priority,
+                "payment_method": "invoice",
+            },
+        )
+
+    def paused(answer: httpx.Response) -> bool:
+        return answer.status_code == 409 and str(answer.json().get("type", "")).endswith(
+            "/shortage-routine-paused"
+        )
+
+    # order-service learns of the shortage (and of the verification) from events.
+    poll(lambda: paused(order("routine", OVER_ANY_CAP)), "routine orders paused")
+    refused = order("routine", 1)
+    expect(paused(refused), f"a routine order is paused: {refused.text}")
+    expect(refused.json()["shortage_id"] == shortage_id, "the refusal names the shortage")
+    urgent = expect_status(order("urgent", 1), 201)
+    expect(urgent["status"] == "placed", f"an urgent order goes through: {urgent}")
+
+    listed = expect_status(http.get("/api/v1/shortages", params=SITE, headers=hospital), 200)
+    expect(shortage_id in {s["id"] for s in listed["items"]}, f"listed at the site: {listed}")
+
+    def verified_allocation() -> dict[str, Any] | None:
+        items = expect_status(http.get("/api/v1/allocation", headers=hospital), 200)["items"]
+        row = next((i for i in items if i["product_id"] == product_id), None)
+        return row if row and row["source"] == "default_verified" else None
+
+    allocation = poll(verified_allocation, "the verified cap in force")
+    # 3 units from check 3 (still placed) and the urgent one.
+    expect(allocation["cap"] == 200 and allocation["open_units"] == 4, f"caps: {allocation}")
+
+    def shortage_notice() -> dict[str, Any] | None:
+        notices = expect_status(
+            http.get("/api/v1/notifications", params={"page_size": 100}, headers=hospital), 200
+        )["items"]
+        return next((n for n in notices if n["type"] == "shortage.declared"), None)
+
+    notice = poll(shortage_notice, "the hospital told of the shortage")
+    expect(notice["data"].get("shortage_id") == shortage_id, f"the notice: {notice}")
+    print("ok 8 a shortage pauses routine orders at the site; urgent ones go through")
+
+    sos = expect_status(
+        http.post(
+            "/api/v1/sos",
+            headers={**hospital, "Idempotency-Key": uuid.uuid4().hex},
+            json={"product_id": product_id, "quantity": 2, "site_id": site_id},
+        ),
+        201,
+    )
+    ring = sos["rings"][0]
+    expect(sos["status"] == "open" and ring["number"] == 1, f"ring 1 is open: {sos}")
+    expect(vendor_id in {o["vendor_id"] for o in ring["offers"]}, f"our vendor in ring 1: {ring}")
+    offered = expect_status(http.get("/api/v1/sos", params={"status": "open"}, headers=vendor), 200)
+    expect(sos["id"] in {s["id"] for s in offered["items"]}, "the vendor sees the SOS")
+    accepted = expect_status(
+        http.post(
+            f"/api/v1/sos/{sos['id']}/accept",
+            headers=vendor,
+            json={"depot_id": depot_id, "eta_minutes": 30},
+        ),
+        201,
+    )
+    emergency = accepted["order"]
+    expect(
+        emergency["status"] == "confirmed"
+        and emergency["priority"] == "emergency"
+        and emergency["vendor_id"] == vendor_id,
+        f"the accepting vendor has a confirmed emergency order: {emergency}",
+    )
+    expect(accepted["sos"]["status"] == "fulfilled", f"the SOS is fulfilled: {accepted['sos']}")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(
@@ -272,7 +435,8 @@ def main() -> int:
     )
     try:
         run(platform, fleet)
-    except (CheckFailed, httpx.HTTPError, KeyError, StopIteration) as exc:
+    # AssertionError: `eventually` gave up.
+    except (CheckFailed, AssertionError, httpx.HTTPError, KeyError, StopIteration) as exc:
         print(f"FAIL {type(exc).__name__}: {exc}")
         return 1
     print("all integration checks passed")
