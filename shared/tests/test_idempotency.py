@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from sqlalchemy import MetaData, Table
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from flow_shared.idempotency import (
     IdempotencyKeyReused,
+    IdempotentAnswer,
     InvalidIdempotencyKey,
     StoredResponse,
+    answer_once,
     claim_idempotency_key,
     define_idempotency_table,
     request_fingerprint,
@@ -53,8 +55,6 @@ async def _request(
     fail: bool = False,
 ) -> StoredResponse | None:
     """One request's transaction: claim, 'work', store the answer, commit (or fail)."""
-    from sqlalchemy.ext.asyncio import AsyncSession
-
     async with AsyncSession(engine) as session, session.begin():
         replay = await claim_idempotency_key(
             session,
@@ -131,3 +131,75 @@ def test_fingerprint_is_canonical_and_keys_are_validated() -> None:
     for bad in ("", "   ", "x" * 201, "line\nbreak"):
         with pytest.raises(InvalidIdempotencyKey):
             validate_key(bad)
+
+
+class CreateRequests:
+    """Requests through `answer_once` as a create route runs them: one transaction each,
+    `produce` doing the work (counted) and answering the new resource."""
+
+    def __init__(self, engine: AsyncEngine, table: Table) -> None:
+        self.engine = engine
+        self.table = table
+        self.produced = 0
+
+    async def send(
+        self, key: str | None, body: dict[str, object], *, work_seconds: float = 0.0
+    ) -> IdempotentAnswer:
+        async def produce() -> dict[str, object]:
+            self.produced += 1
+            await asyncio.sleep(work_seconds)
+            return {"id": str(uuid.uuid4()), **body}
+
+        async with AsyncSession(self.engine) as session, session.begin():
+            return await answer_once(
+                session,
+                self.table,
+                scope="refunds:org-1",
+                key=key,
+                request_body=body,
+                status_code=200,
+                produce=produce,
+            )
+
+
+async def test_answer_once_answers_first_and_then_replays_the_same_answer(
+    keys: tuple[AsyncEngine, Table],
+) -> None:
+    requests = CreateRequests(*keys)
+
+    first = await requests.send("a-1", {"amount": "5.00"})
+    again = await requests.send("a-1", {"amount": "5.00"})
+
+    assert first.replayed is False
+    assert (first.status_code, first.body["amount"]) == (200, "5.00")
+    assert again == IdempotentAnswer(200, first.body, replayed=True)
+    assert requests.produced == 1
+    with pytest.raises(IdempotencyKeyReused):
+        await requests.send("a-1", {"amount": "6.00"})
+    assert requests.produced == 1
+
+
+async def test_answer_once_without_a_key_does_the_work_every_time(
+    keys: tuple[AsyncEngine, Table],
+) -> None:
+    requests = CreateRequests(*keys)
+
+    answers = [await requests.send(None, {"amount": "5.00"}) for _ in range(2)]
+
+    assert [a.replayed for a in answers] == [False, False]
+    assert answers[0].body["id"] != answers[1].body["id"]
+    assert requests.produced == 2
+
+
+async def test_answer_once_under_parallel_retries_does_the_work_once(
+    keys: tuple[AsyncEngine, Table],
+) -> None:
+    requests = CreateRequests(*keys)
+
+    answers = await asyncio.gather(
+        *(requests.send("a-par", {"amount": "1.00"}, work_seconds=0.2) for _ in range(6))
+    )
+
+    assert requests.produced == 1
+    assert sorted(a.replayed for a in answers) == [False] + [True] * 5
+    assert len({a.body["id"] for a in answers}) == 1

@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal
 from flow_shared.db import DbSession
+from flow_shared.idempotency import IdempotentAnswer
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
 from order_service import queries
@@ -39,7 +40,6 @@ from order_service.schemas import (
     SosOut,
 )
 from order_service.service import allocation, direct, fulfilment, placement, sos
-from order_service.service.placement import Answer
 from order_service.uow import unit_of_work
 
 # Only for the docs' Authorize button; CurrentPrincipal does the verifying.
@@ -59,7 +59,7 @@ _PLACEMENT_ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-def _created(answer: Answer, order_id: object) -> ORJSONResponse:
+def _created(answer: IdempotentAnswer, order_id: object) -> ORJSONResponse:
     headers = {"Location": f"/api/v1/orders/{order_id}"}
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"

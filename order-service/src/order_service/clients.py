@@ -3,7 +3,8 @@ payment.
 
 Every call goes through flow_shared's ServiceClient (timeouts, a breaker per
 upstream, retries for idempotent methods only). Upstream 4xx problems become
-this service's own errors; an answer that breaks the contract is a 502.
+this service's own errors (read with flow_shared.upstream); an answer that
+breaks the contract is a 502.
 """
 
 from __future__ import annotations
@@ -14,18 +15,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-import structlog
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from flow_shared.http import ServiceClient
-from flow_shared.resilience import CircuitBreaker
+from flow_shared.upstream import (
+    BadUpstreamResponse,
+    parse_answer,
+    problem_code,
+    problem_detail,
+    problem_extensions,
+    problem_of,
+    unexpected_answer,
+)
 from flow_shared.validation import AmountTooLarge
 from order_service.config import Settings
 from order_service.errors import (
-    BadUpstreamResponse,
     DepotOrProductNotFound,
     HoldLost,
     InsufficientStock,
@@ -41,9 +48,6 @@ LOCATION_SERVICE = "location-service"
 INVENTORY_SERVICE = "inventory-service"
 PRICING_SERVICE = "pricing-service"
 PAYMENT_SERVICE = "payment-service"
-
-_Model = TypeVar("_Model", bound=BaseModel)
-log = structlog.get_logger("order_service.clients")
 
 
 # What order-service reads from the answers (unknown fields are ignored, so callees may add).
@@ -129,73 +133,6 @@ class ReleaseOutcome(StrEnum):
     COMMITTED = "committed"
 
 
-def _service_client(
-    settings: Settings, upstream: str, base_url: str, transport: httpx.AsyncBaseTransport | None
-) -> ServiceClient:
-    service_key = settings.service_key.get_secret_value() if settings.service_key else None
-    return ServiceClient(
-        upstream,
-        base_url,
-        service_key=service_key,
-        caller=settings.service_name,
-        connect_timeout=settings.upstream_connect_timeout_seconds,
-        read_timeout=settings.upstream_read_timeout_seconds,
-        attempts=settings.upstream_attempts,
-        breaker=CircuitBreaker(
-            upstream,
-            failure_threshold=settings.breaker_failure_threshold,
-            reset_timeout=settings.breaker_reset_timeout_seconds,
-            service=settings.service_name,
-        ),
-        transport=transport,
-    )
-
-
-def _problem(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _problem_code(problem: dict[str, Any]) -> str:
-    code = problem.get("code")
-    if isinstance(code, str):
-        return code
-    problem_type = problem.get("type")
-    return problem_type.rsplit("/", 1)[-1] if isinstance(problem_type, str) else ""
-
-
-def _detail(problem: dict[str, Any], default: str) -> str:
-    detail = problem.get("detail")
-    return detail if isinstance(detail, str) and detail else default
-
-
-_PROBLEM_MEMBERS = frozenset(
-    {"type", "title", "status", "detail", "instance", "correlation_id", "errors", "code"}
-)
-
-
-def _extensions(problem: dict[str, Any]) -> dict[str, Any]:
-    """The problem's own members (e.g. which products have no price), passed on to our client."""
-    return {k: v for k, v in problem.items() if k not in _PROBLEM_MEMBERS}
-
-
-def _unexpected(upstream: str, response: httpx.Response) -> BadUpstreamResponse:
-    # 401/403/422 here mean a misconfigured key or a contract drift, not the client's fault.
-    log.error("upstream_unexpected_status", upstream=upstream, status=response.status_code)
-    return BadUpstreamResponse(f"{upstream} answered {response.status_code}.")
-
-
-def _parse(upstream: str, response: httpx.Response, model: type[_Model]) -> _Model:
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError:
-        log.error("upstream_bad_body", upstream=upstream, model=model.__name__)
-        raise BadUpstreamResponse(f"{upstream} sent an unreadable answer.") from None
-
-
 def _lines(items: Sequence[StockLine]) -> list[dict[str, Any]]:
     return [{"product_id": str(line.product_id), "quantity": line.quantity} for line in items]
 
@@ -209,8 +146,8 @@ class LocationClient:
         if response.status_code == 404:
             raise SiteNotFound("Your organisation has no delivery site with this id.")
         if response.status_code != 200:
-            raise _unexpected(LOCATION_SERVICE, response)
-        return _parse(LOCATION_SERVICE, response, Site)
+            raise unexpected_answer(LOCATION_SERVICE, response)
+        return parse_answer(LOCATION_SERVICE, response, Site)
 
     async def route_batch(
         self,
@@ -227,8 +164,8 @@ class LocationClient:
         }
         response = await self.http.post("/internal/routes/batch", json=body)
         if response.status_code != 200:
-            raise _unexpected(LOCATION_SERVICE, response)
-        routes = _parse(LOCATION_SERVICE, response, RouteBatch).routes
+            raise unexpected_answer(LOCATION_SERVICE, response)
+        routes = parse_answer(LOCATION_SERVICE, response, RouteBatch).routes
         if [route.id for route in routes] != [origin[0] for origin in origins]:
             raise BadUpstreamResponse(f"{LOCATION_SERVICE} answered routes for other origins.")
         return routes
@@ -263,11 +200,11 @@ class InventoryClient:
             },
         )
         if response.status_code in (200, 201):
-            return _parse(INVENTORY_SERVICE, response, Reservation)
-        problem = _problem(response)
+            return parse_answer(INVENTORY_SERVICE, response, Reservation)
+        problem = problem_of(response)
         if response.status_code == 404:
             raise DepotOrProductNotFound(
-                _detail(problem, "The depot or one of the products does not exist.")
+                problem_detail(problem, "The depot or one of the products does not exist.")
             )
         if response.status_code == 409:
             if isinstance(problem.get("short_items"), list):
@@ -275,10 +212,10 @@ class InventoryClient:
                     "The depot does not have enough stock for this order.",
                     extra={"short_items": problem["short_items"]},
                 )
-            if _problem_code(problem) == "vendor-unavailable":
+            if problem_code(problem) == "vendor-unavailable":
                 raise VendorUnavailable("This vendor cannot take orders right now.")
-            raise ReservationRefused(_detail(problem, "The stock could not be reserved."))
-        raise _unexpected(INVENTORY_SERVICE, response)
+            raise ReservationRefused(problem_detail(problem, "The stock could not be reserved."))
+        raise unexpected_answer(INVENTORY_SERVICE, response)
 
     async def extend(self, reservation_id: uuid.UUID, *, ttl_seconds: int) -> Reservation:
         """Keep a live hold for at least `ttl_seconds` from now (never shortened).
@@ -289,16 +226,16 @@ class InventoryClient:
             f"/internal/reservations/{reservation_id}/extend", json={"ttl_seconds": ttl_seconds}
         )
         if response.status_code == 200:
-            return _parse(INVENTORY_SERVICE, response, Reservation)
-        problem = _problem(response)
+            return parse_answer(INVENTORY_SERVICE, response, Reservation)
+        problem = problem_of(response)
         if response.status_code == 404 or (
-            response.status_code == 409 and _problem_code(problem) == "reservation-not-held"
+            response.status_code == 409 and problem_code(problem) == "reservation-not-held"
         ):
             raise HoldLost(
                 "The stock held for this order has expired or been released; "
                 "it cannot be confirmed. Ask the hospital to order again."
             )
-        raise _unexpected(INVENTORY_SERVICE, response)
+        raise unexpected_answer(INVENTORY_SERVICE, response)
 
     async def commit(self, reservation_id: uuid.UUID) -> None:
         """Take the held goods off stock (idempotent)."""
@@ -309,7 +246,7 @@ class InventoryClient:
             raise ReservationNotHeld(
                 "The stock hold of this order is no longer held (released or expired)."
             )
-        raise _unexpected(INVENTORY_SERVICE, response)
+        raise unexpected_answer(INVENTORY_SERVICE, response)
 
     async def release(self, reservation_id: uuid.UUID) -> ReleaseOutcome:
         """Give held goods back (idempotent); any final answer is reported, not raised."""
@@ -320,7 +257,7 @@ class InventoryClient:
             return ReleaseOutcome.UNKNOWN
         if response.status_code == 409:
             return ReleaseOutcome.COMMITTED
-        raise _unexpected(INVENTORY_SERVICE, response)
+        raise unexpected_answer(INVENTORY_SERVICE, response)
 
     async def nearby(
         self,
@@ -346,8 +283,8 @@ class InventoryClient:
             },
         )
         if response.status_code != 200:
-            raise _unexpected(INVENTORY_SERVICE, response)
-        return _parse(INVENTORY_SERVICE, response, NearbyPage).items
+            raise unexpected_answer(INVENTORY_SERVICE, response)
+        return parse_answer(INVENTORY_SERVICE, response, NearbyPage).items
 
     async def product_categories(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
         """Each product's category (products are platform-wide; unknown ids are left out)."""
@@ -355,8 +292,8 @@ class InventoryClient:
             "/internal/products", params={"ids": ",".join(str(p) for p in sorted(product_ids))}
         )
         if response.status_code != 200:
-            raise _unexpected(INVENTORY_SERVICE, response)
-        page = _parse(INVENTORY_SERVICE, response, _ProductCategories)
+            raise unexpected_answer(INVENTORY_SERVICE, response)
+        page = parse_answer(INVENTORY_SERVICE, response, _ProductCategories)
         return {item.id: item.category for item in page.items}
 
 
@@ -398,28 +335,29 @@ class PricingClient:
             },
         )
         if response.status_code in (200, 201):
-            return _parse(PRICING_SERVICE, response, Quote)
-        problem = _problem(response)
+            return parse_answer(PRICING_SERVICE, response, Quote)
+        problem = problem_of(response)
         if response.status_code == 404:
             raise DepotOrProductNotFound(
-                _detail(problem, "This vendor has no such depot or product.")
+                problem_detail(problem, "This vendor has no such depot or product.")
             )
         if response.status_code == 409:
-            code = _problem_code(problem)
+            code = problem_code(problem)
             if code == "vendor-unavailable":
                 raise VendorUnavailable("This vendor cannot take orders right now.")
             if code == "no-price":
                 raise PriceUnavailable(
-                    _detail(problem, "The vendor has no price for every product."),
-                    extra=_extensions(problem),
+                    problem_detail(problem, "The vendor has no price for every product."),
+                    extra=problem_extensions(problem),
                 )
             raise QuoteRefused(
-                _detail(problem, "The order could not be priced."), extra=_extensions(problem)
+                problem_detail(problem, "The order could not be priced."),
+                extra=problem_extensions(problem),
             )
-        if response.status_code == 422 and _problem_code(problem) == AmountTooLarge.code:
+        if response.status_code == 422 and problem_code(problem) == AmountTooLarge.code:
             # Too many units at that price: the hospital's request, not an upstream fault.
-            raise AmountTooLarge(_detail(problem, "The order's total is too large."))
-        raise _unexpected(PRICING_SERVICE, response)
+            raise AmountTooLarge(problem_detail(problem, "The order's total is too large."))
+        raise unexpected_answer(PRICING_SERVICE, response)
 
 
 class PaymentClient:
@@ -439,7 +377,7 @@ class PaymentClient:
     async def _hand_over(self, path: str, card_token: str) -> None:
         response = await self.http.put(path, json={"card_token": card_token})
         if response.status_code != 204:
-            raise _unexpected(PAYMENT_SERVICE, response)
+            raise unexpected_answer(PAYMENT_SERVICE, response)
 
 
 @dataclass
@@ -461,23 +399,35 @@ class Upstreams:
     ) -> Upstreams:
         return cls(
             location=LocationClient(
-                _service_client(
-                    settings, LOCATION_SERVICE, settings.location_service_url, location_transport
+                ServiceClient.from_settings(
+                    settings,
+                    LOCATION_SERVICE,
+                    settings.location_service_url,
+                    transport=location_transport,
                 )
             ),
             inventory=InventoryClient(
-                _service_client(
-                    settings, INVENTORY_SERVICE, settings.inventory_service_url, inventory_transport
+                ServiceClient.from_settings(
+                    settings,
+                    INVENTORY_SERVICE,
+                    settings.inventory_service_url,
+                    transport=inventory_transport,
                 )
             ),
             pricing=PricingClient(
-                _service_client(
-                    settings, PRICING_SERVICE, settings.pricing_service_url, pricing_transport
+                ServiceClient.from_settings(
+                    settings,
+                    PRICING_SERVICE,
+                    settings.pricing_service_url,
+                    transport=pricing_transport,
                 )
             ),
             payment=PaymentClient(
-                _service_client(
-                    settings, PAYMENT_SERVICE, settings.payment_service_url, payment_transport
+                ServiceClient.from_settings(
+                    settings,
+                    PAYMENT_SERVICE,
+                    settings.payment_service_url,
+                    transport=payment_transport,
                 )
             ),
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flow_shared.errors import Conflict, DomainError, NotFound
+from flow_shared.errors import Conflict, NotFound
 
 
 class OrderNotFound(NotFound):
@@ -79,12 +79,6 @@ class HoldLost(Conflict):
 
     code = "hold-lost"
     title = "Stock hold lost"
-
-
-class BadUpstreamResponse(DomainError):
-    """Another service answered, but not as its internal API promises."""
-
-    status, code, title = 502, "bad-upstream-response", "Bad gateway"
 
 
 class ReservationRefused(Conflict):

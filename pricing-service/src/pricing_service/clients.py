@@ -12,18 +12,13 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import httpx
-import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from flow_shared.errors import DomainError
-from flow_shared.http import ServiceClient
+from flow_shared.http import ServiceClient, UpstreamAnswer
+from flow_shared.upstream import parse_answer, unexpected_answer
 from pricing_service.config import Settings
-from pricing_service.errors import (
-    BadUpstreamResponse,
-    DepotNotFound,
-    ProductNotFound,
-    RouteNotFound,
-)
+from pricing_service.errors import DepotNotFound, ProductNotFound, RouteNotFound
 from pricing_service.schemas import (
     UpstreamBatchRoutes,
     UpstreamDepot,
@@ -35,45 +30,23 @@ INVENTORY_SERVICE = "inventory-service"
 LOCATION_SERVICE = "location-service"
 _Model = TypeVar("_Model", bound=BaseModel)
 
-log = structlog.get_logger("pricing_service.clients")
-
-
-def _service_client(
-    settings: Settings, upstream: str, base_url: str, transport: httpx.AsyncBaseTransport | None
-) -> ServiceClient:
-    return ServiceClient(
-        upstream,
-        base_url,
-        service_key=settings.service_key.get_secret_value() if settings.service_key else None,
-        caller=settings.service_name,
-        connect_timeout=settings.upstream_connect_timeout_seconds,
-        read_timeout=settings.upstream_read_timeout_seconds,
-        attempts=settings.upstream_attempts,
-        transport=transport,
-    )
-
 
 def _parse(
-    response: httpx.Response, model: type[_Model], *, upstream: str, not_found: DomainError
+    response: UpstreamAnswer, model: type[_Model], *, upstream: str, not_found: DomainError
 ) -> _Model:
     if response.status_code == 404:
         raise not_found
     if response.status_code != 200:
-        log.error("upstream_unexpected_status", upstream=upstream, status=response.status_code)
-        raise BadUpstreamResponse(f"{upstream} answered {response.status_code}.")
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError:
-        log.error("upstream_bad_body", upstream=upstream, model=model.__name__)
-        raise BadUpstreamResponse(f"{upstream} sent an unreadable answer.") from None
+        raise unexpected_answer(upstream, response)
+    return parse_answer(upstream, response, model)
 
 
 class InventoryClient:
     def __init__(
         self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        self._http = _service_client(
-            settings, INVENTORY_SERVICE, settings.inventory_service_url, transport
+        self._http = ServiceClient.from_settings(
+            settings, INVENTORY_SERVICE, settings.inventory_service_url, transport=transport
         )
 
     async def get_depot(self, depot_id: uuid.UUID) -> UpstreamDepot:
@@ -121,8 +94,8 @@ class LocationClient:
     def __init__(
         self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        self._http = _service_client(
-            settings, LOCATION_SERVICE, settings.location_service_url, transport
+        self._http = ServiceClient.from_settings(
+            settings, LOCATION_SERVICE, settings.location_service_url, transport=transport
         )
 
     async def estimate(

@@ -1,5 +1,6 @@
 """pricing-service configuration: the shared settings plus tax, quote lifetime and
-retention, compare cache and where inventory- and location-service live."""
+retention, compare cache, and where inventory- and location-service live and how they
+are called."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class Settings(BaseServiceSettings):
     upstream_connect_timeout_seconds: float = 1.0
     upstream_read_timeout_seconds: float = 5.0
     upstream_attempts: int = Field(default=3, ge=1, le=5)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _needs_database_and_key(self) -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flow_shared.errors import Conflict, DomainError, NotFound
+from flow_shared.errors import Conflict, NotFound
 
 
 class DepotNotFound(NotFound):
@@ -42,12 +42,6 @@ class MixedCurrency(Conflict):
 class OutOfDeliveryRange(Conflict):
     code = "out-of-delivery-range"
     title = "Outside the depot's delivery range"
-
-
-class BadUpstreamResponse(DomainError):
-    """An upstream answered, but not as its internal API promises (e.g. a rejected key)."""
-
-    status, code, title = 502, "bad-upstream-response", "Bad gateway"
 
 
 class ProductNotFound(NotFound):

@@ -7,9 +7,11 @@ problem naming it, never a hang.
 
 The wire is aiohttp's client: measured here, a call costs about a third of
 the CPU of the same call through httpx (bench/README.md). Answers come back as
-`httpx.Response`, whose API the services read, and tests may pass an httpx
+`httpx.Response`; service code reads one as an `UpstreamAnswer` (status,
+headers, body), with flow_shared.upstream's helpers. Tests may pass an httpx
 transport (`httpx.MockTransport`) to stand in for an upstream; everything but
 the wire — retries, breaker, headers, errors — is the same code either way.
+A service builds each of its clients with `ServiceClient.from_settings`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 import structlog
+from pydantic import SecretStr
 
 from flow_shared import jsonutil
 from flow_shared.auth import SERVICE_KEY_HEADER
@@ -39,6 +42,46 @@ CLIENT_KEEPALIVE_SECONDS = 5.0
 class UpstreamUnavailable(ServiceUnavailable):
     code = "upstream-unavailable"
     title = "Upstream unavailable"
+
+
+class UpstreamAnswer(Protocol):
+    """What a service reads of another service's answer (2xx-4xx; 5xx never come back)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    def json(self) -> Any: ...
+
+
+class CallerSettings(Protocol):
+    """The settings a calling service gives each of its clients (its `Settings` has them)."""
+
+    @property
+    def service_name(self) -> str: ...
+
+    @property
+    def service_key(self) -> SecretStr | None: ...
+
+    @property
+    def upstream_connect_timeout_seconds(self) -> float: ...
+
+    @property
+    def upstream_read_timeout_seconds(self) -> float: ...
+
+    @property
+    def upstream_attempts(self) -> int: ...
+
+    @property
+    def breaker_failure_threshold(self) -> int: ...
+
+    @property
+    def breaker_reset_timeout_seconds(self) -> float: ...
 
 
 class _RetryableStatus(Exception):
@@ -231,6 +274,35 @@ class ServiceClient:
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
             )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: CallerSettings,
+        upstream: str,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> ServiceClient:
+        """The client of `upstream` as every service builds it: its key, its timeouts and
+        attempts, and a breaker of its own reporting under the caller's name."""
+        service_key = settings.service_key
+        return cls(
+            upstream,
+            base_url,
+            service_key=service_key.get_secret_value() if service_key else None,
+            caller=settings.service_name,
+            connect_timeout=settings.upstream_connect_timeout_seconds,
+            read_timeout=settings.upstream_read_timeout_seconds,
+            attempts=settings.upstream_attempts,
+            breaker=CircuitBreaker(
+                upstream,
+                failure_threshold=settings.breaker_failure_threshold,
+                reset_timeout=settings.breaker_reset_timeout_seconds,
+                service=settings.service_name,
+            ),
+            transport=transport,
+        )
 
     async def request(
         self,

@@ -4,11 +4,13 @@ Enforced by a constraint, not check-then-insert: the key's row is inserted in
 the request's own transaction. A concurrent request with the same key blocks
 on the unique index until the first transaction ends; then it either sees the
 stored answer (first committed) or takes the key over (first rolled back).
+A create request runs its work through `answer_once`, which does all of this.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +41,17 @@ class InvalidIdempotencyKey(UnprocessableEntity):
 class StoredResponse:
     status_code: int
     body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentAnswer:
+    """What a request with an optional Idempotency-Key answers; kept as JSON so that a replay
+    answers the same. `replayed`: this is the stored first answer (the route says so in
+    `Idempotent-Replayed`)."""
+
+    status_code: int
+    body: Any
+    replayed: bool
 
 
 def define_idempotency_table(metadata: MetaData) -> Table:
@@ -116,3 +129,35 @@ async def store_idempotent_response(
         .where(table.c.scope == scope, table.c.key == validate_key(key))
         .values(status_code=status_code, response=loads(dumps(body)))
     )
+
+
+async def answer_once(
+    session: AsyncSession,
+    table: Table,
+    *,
+    scope: str,
+    key: str | None,
+    request_body: Any,
+    status_code: int,
+    produce: Callable[[], Awaitable[Any]],
+) -> IdempotentAnswer:
+    """Run `produce` once per Idempotency-Key in `scope`; replay its answer otherwise.
+
+    `request_body` is the request as JSON (its fingerprint tells a retry from a reuse);
+    `produce` does the work and returns the body answered with `status_code`. The key is
+    claimed in this transaction: a concurrent request with the same key waits for it to
+    end and then replays the stored answer. A failed request stores nothing (its
+    transaction rolls back), so it may be retried. Without a key, `produce` just runs.
+    """
+    if key is None:
+        return IdempotentAnswer(status_code, await produce(), replayed=False)
+    stored = await claim_idempotency_key(
+        session, table, scope=scope, key=key, fingerprint=request_fingerprint(request_body)
+    )
+    if stored is not None:
+        return IdempotentAnswer(stored.status_code, stored.body, replayed=True)
+    body = await produce()
+    await store_idempotent_response(
+        session, table, scope=scope, key=key, status_code=status_code, body=body
+    )
+    return IdempotentAnswer(status_code, body, replayed=False)

@@ -21,10 +21,11 @@ import structlog
 
 from flow_shared.auth import Principal
 from flow_shared.errors import ServiceUnavailable
+from flow_shared.idempotency import IdempotentAnswer, answer_once
+from flow_shared.upstream import BadUpstreamResponse
 from order_service.clients import NearbyStock, Quote, StockLine, Upstreams
 from order_service.config import Settings
 from order_service.errors import (
-    BadUpstreamResponse,
     DepotOrProductNotFound,
     InsufficientStock,
     NoSupplierInRange,
@@ -33,15 +34,14 @@ from order_service.errors import (
     ReservationRefused,
     VendorUnavailable,
 )
+from order_service.models import idempotency_keys
 from order_service.schemas import DirectOrderCreate, OrderOut, Selection
 from order_service.service import allocation, shortages
 from order_service.service.holds import utcnow
 from order_service.service.placement import (
     ORDERS_PLACED,
-    Answer,
     Destination,
     PlacementRequest,
-    answer_once,
     place,
     resolve_destination,
 )
@@ -84,7 +84,7 @@ async def create_direct_order(
     body: DirectOrderCreate,
     *,
     idempotency_key: str | None,
-) -> Answer:
+) -> IdempotentAnswer:
     async def produce() -> dict[str, Any]:
         destination = await resolve_destination(
             upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
@@ -159,10 +159,12 @@ async def create_direct_order(
         )
 
     return await answer_once(
-        uow,
+        uow.session,
+        idempotency_keys,
         scope=f"orders.direct:{hospital.org_id}",
         key=idempotency_key,
-        request=body,
+        request_body=body.model_dump(mode="json"),
+        status_code=201,
         produce=produce,
     )
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -35,16 +35,12 @@ from functools import partial
 from typing import Any
 
 import structlog
-from pydantic import BaseModel
 
 from flow_shared.auth import Principal
 from flow_shared.http import UpstreamUnavailable
-from flow_shared.idempotency import (
-    claim_idempotency_key,
-    request_fingerprint,
-    store_idempotent_response,
-)
+from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.metrics import business_counter
+from flow_shared.upstream import BadUpstreamResponse
 from order_service.clients import (
     InventoryClient,
     LocationClient,
@@ -55,7 +51,7 @@ from order_service.clients import (
     Upstreams,
 )
 from order_service.config import Settings
-from order_service.errors import BadUpstreamResponse, DepotOrProductNotFound
+from order_service.errors import DepotOrProductNotFound
 from order_service.models import (
     Order,
     OrderItem,
@@ -111,48 +107,6 @@ class PlacementRequest:
     sos_id: uuid.UUID | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What a create request answers; kept as JSON so that a replay answers the same."""
-
-    status_code: int
-    body: dict[str, Any]
-    replayed: bool
-
-
-async def answer_once(
-    uow: UnitOfWork,
-    *,
-    scope: str,
-    key: str | None,
-    request: BaseModel,
-    produce: Callable[[], Awaitable[dict[str, Any]]],
-) -> Answer:
-    """Run `produce` once per Idempotency-Key (scoped per organisation); replay otherwise.
-
-    The key is claimed in this transaction: a concurrent request with the same
-    key waits for it to end and then replays the stored answer. A failed
-    request stores nothing (its transaction rolls back), so it may be retried.
-    """
-    if key is None:
-        return Answer(201, await produce(), replayed=False)
-    session = uow.session
-    stored = await claim_idempotency_key(
-        session,
-        idempotency_keys,
-        scope=scope,
-        key=key,
-        fingerprint=request_fingerprint(request.model_dump(mode="json")),
-    )
-    if stored is not None:
-        return Answer(stored.status_code, stored.body, replayed=True)
-    body = await produce()
-    await store_idempotent_response(
-        session, idempotency_keys, scope=scope, key=key, status_code=201, body=body
-    )
-    return Answer(201, body, replayed=False)
-
-
 async def resolve_destination(
     location: LocationClient,
     hospital_org_id: uuid.UUID,
@@ -175,7 +129,7 @@ async def create_order(
     body: OrderCreate,
     *,
     idempotency_key: str | None,
-) -> Answer:
+) -> IdempotentAnswer:
     async def produce() -> dict[str, Any]:
         destination = await resolve_destination(
             upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
@@ -213,10 +167,12 @@ async def create_order(
         return OrderOut.of(order).model_dump(mode="json")
 
     return await answer_once(
-        uow,
+        uow.session,
+        idempotency_keys,
         scope=f"orders.create:{hospital.org_id}",
         key=idempotency_key,
-        request=body,
+        request_body=body.model_dump(mode="json"),
+        status_code=201,
         produce=produce,
     )
 

@@ -38,6 +38,7 @@ from flow_shared.correlation import new_correlation_id, set_correlation_id
 from flow_shared.db import Database
 from flow_shared.errors import Forbidden
 from flow_shared.http import UpstreamUnavailable
+from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.metrics import business_counter
 from flow_shared.pagination import Page, PageParams, fetch_page
 from flow_shared.resilience import CircuitOpen
@@ -45,17 +46,23 @@ from order_service import events
 from order_service.clients import StockLine, Upstreams
 from order_service.config import Settings
 from order_service.errors import NoSupplierInRange, SosClosed, SosNotFound, SosRingClosed
-from order_service.models import Order, OrderStatus, SosOffer, SosRequest, SosRing, SosStatus
+from order_service.models import (
+    Order,
+    OrderStatus,
+    SosOffer,
+    SosRequest,
+    SosRing,
+    SosStatus,
+    idempotency_keys,
+)
 from order_service.schemas import OrderOut, Priority, SosAccept, SosCreate, SosOut
 from order_service.service import allocation, shortages
 from order_service.service.direct import Candidate, find_candidates
 from order_service.service.holds import utcnow
 from order_service.service.placement import (
     ORDERS_PLACED,
-    Answer,
     Destination,
     PlacementRequest,
-    answer_once,
     place,
     resolve_destination,
 )
@@ -202,7 +209,7 @@ async def open_sos(
     body: SosCreate,
     *,
     idempotency_key: str | None,
-) -> Answer:
+) -> IdempotentAnswer:
     async def produce() -> dict[str, Any]:
         session = uow.session
         now = utcnow()
@@ -274,10 +281,12 @@ async def open_sos(
         return SosOut.of(sos).model_dump(mode="json")
 
     return await answer_once(
-        uow,
+        uow.session,
+        idempotency_keys,
         scope=f"sos.create:{hospital.org_id}",
         key=idempotency_key,
-        request=body,
+        request_body=body.model_dump(mode="json"),
+        status_code=201,
         produce=produce,
     )
 

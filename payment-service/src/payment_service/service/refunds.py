@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,11 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
 from flow_shared.errors import Forbidden
-from flow_shared.idempotency import (
-    claim_idempotency_key,
-    request_fingerprint,
-    store_idempotent_response,
-)
+from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.metrics import business_counter
 from payment_service import events, queries
 from payment_service.errors import (
@@ -42,13 +37,6 @@ REFUNDS = business_counter(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status_code: int
-    body: Any
-    replayed: bool
-
-
 async def refund(
     session: AsyncSession,
     provider: PaymentProvider,
@@ -57,28 +45,20 @@ async def refund(
     request: RefundRequest,
     *,
     idempotency_key: str | None,
-) -> Answer:
-    if idempotency_key is None:
-        payment = await _refund(session, provider, principal, payment_id, request, None)
-        return Answer(200, PaymentOut.of(payment).model_dump(mode="json"), replayed=False)
-    scope = f"payments.refund:{principal.org_id}"
-    stored = await claim_idempotency_key(
+) -> IdempotentAnswer:
+    async def produce() -> dict[str, Any]:
+        payment = await _refund(session, provider, principal, payment_id, request, idempotency_key)
+        return PaymentOut.of(payment).model_dump(mode="json")
+
+    return await answer_once(
         session,
         idempotency_keys,
-        scope=scope,
+        scope=f"payments.refund:{principal.org_id}",
         key=idempotency_key,
-        fingerprint=request_fingerprint(
-            {"payment_id": str(payment_id), **request.model_dump(mode="json")}
-        ),
+        request_body={"payment_id": str(payment_id), **request.model_dump(mode="json")},
+        status_code=200,
+        produce=produce,
     )
-    if stored is not None:
-        return Answer(stored.status_code, stored.body, replayed=True)
-    payment = await _refund(session, provider, principal, payment_id, request, idempotency_key)
-    body = PaymentOut.of(payment).model_dump(mode="json")
-    await store_idempotent_response(
-        session, idempotency_keys, scope=scope, key=idempotency_key, status_code=200, body=body
-    )
-    return Answer(200, body, replayed=False)
 
 
 async def _refund(
