@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -247,23 +245,12 @@ class Fleet:
 
     def ensure_keys(self) -> None:
         """A local RS256 key pair on first run; production keys come from the key script."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
+        from flow_shared.signing_keys import write_new_signing_key
 
         self.keys_dir.mkdir(parents=True, exist_ok=True)
         if any(self.keys_dir.glob("*.pem")):
             return
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        kid = dt.datetime.now(dt.UTC).strftime("k%Y%m%d") + "-" + secrets.token_hex(4)
-        path = self.keys_dir / f"{kid}.pem"
-        path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        path.chmod(0o600)
+        kid = write_new_signing_key(self.keys_dir)
         print(f"generated JWT signing key {kid}")
 
     # --- processes -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from flow_shared.testing.envfiles import parse_env, parse_env_text
 from user_service.keys import SigningKeys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,15 +44,6 @@ def run_script(workdir: Path, *args: str) -> Run:
         timeout=60,
     )
     return Run(result.returncode, result.stdout + result.stderr)
-
-
-def parse_env(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            values[name] = value
-    return values
 
 
 def template_secret_names() -> list[str]:
@@ -174,12 +166,3 @@ def test_usage_errors_write_nothing(tmp_path: Path) -> None:
     missing = run_script(tmp_path, "--template", "absent.template", "--output", "out.env")
     assert missing.returncode == 1
     assert list(tmp_path.iterdir()) == []
-
-
-def parse_env_text(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            values[name] = value
-    return values

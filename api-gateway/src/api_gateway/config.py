@@ -1,7 +1,8 @@
 """Gateway configuration: the route table, upstream URLs and policies, rate-limit rules.
 
 Everything here can be changed from the environment without code:
-- `ROUTES` (JSON `{"prefix": "service-name"}`) replaces the route table;
+- `ROUTES` (JSON `{"prefix": "service-name"}`) replaces the route table (by default each
+  service's `routes` in services.toml);
 - `<SERVICE>_URL` (e.g. `ORDER_SERVICE_URL`, set by `make up` for every
   running service) says where a service listens; a service without a URL is
   simply not routed yet (404);
@@ -22,33 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, field_validato
 from pydantic_settings import NoDecode
 
 from flow_shared.auth import Role
-from flow_shared.config import BaseServiceSettings
+from flow_shared.fleet_table import FLEET, FleetUrlSettings
 from flow_shared.http import SERVER_KEEPALIVE_SECONDS
 from flow_shared.networks import private_networks, split_networks
 from flow_shared.ratelimit import RateLimit
 
 API_PREFIX = "/api/v1/"
 
-# `/api/v1/<prefix>/...` → the service that owns it (SPEC, "Gateway").
+# `/api/v1/<prefix>/...` → the service that owns it (SPEC, "Gateway"): each service's
+# `routes` in services.toml.
 DEFAULT_ROUTES: dict[str, str] = {
-    "auth": "user-service",
-    "users": "user-service",
-    "organizations": "user-service",
-    "locations": "location-service",
-    "catalog": "inventory-service",
-    "inventory": "inventory-service",
-    "vendors": "inventory-service",
-    "orders": "order-service",
-    "allocation": "order-service",
-    # SOS broadcast (SPEC, shortage readiness).
-    "sos": "order-service",
-    "pricing": "pricing-service",
-    "payments": "payment-service",
-    "reviews": "review-service",
-    "notifications": "notification-service",
-    "admin": "admin-service",
-    # Active shortages covering a point, for any signed-in user (SPEC, shortage readiness).
-    "shortages": "admin-service",
+    prefix: spec.name for spec in FLEET.values() for prefix in spec.routes
 }
 
 # Routes reached without a token: how one gets a token, the keys to check it with, and
@@ -207,7 +192,7 @@ DEFAULT_RATE_LIMITS: dict[str, RateRule] = {
 }
 
 
-class Settings(BaseServiceSettings):
+class Settings(FleetUrlSettings):
     service_name: str = "api-gateway"
 
     routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
@@ -215,17 +200,9 @@ class Settings(BaseServiceSettings):
         default_factory=lambda: list(DEFAULT_PUBLIC_ROUTES)
     )
 
-    # Where each service listens; `make up` sets <SERVICE>_URL for every running service.
-    user_service_url: str | None = None
-    location_service_url: str | None = None
-    inventory_service_url: str | None = None
-    order_service_url: str | None = None
-    pricing_service_url: str | None = None
-    payment_service_url: str | None = None
-    review_service_url: str | None = None
-    notification_service_url: str | None = None
-    admin_service_url: str | None = None
-    # Any other service: {"name": "url"} (JSON in UPSTREAM_URLS).
+    # Where each service listens: <SERVICE>_URL, one setting per service in services.toml
+    # (FleetUrlSettings); `make up` sets it for every running service. Any other service:
+    # {"name": "url"} (JSON in UPSTREAM_URLS).
     upstream_urls: dict[str, str] = Field(default_factory=dict)
 
     upstream_default: UpstreamPolicy = Field(default_factory=UpstreamPolicy)

@@ -1,6 +1,8 @@
-"""The fleet as services.toml describes it: every service's name, port, package, schema
-and the services allowed to call its /internal routes. flowctl, the Kubernetes renderer
-and the test fleet all read it through here."""
+"""The fleet as services.toml describes it: every service's name, port, package, schema,
+the services allowed to call its /internal routes and the gateway route prefixes it owns.
+flowctl, the renderers and the test fleet read the file through here; the services
+themselves read the generated copy, flow_shared.fleet_table (their images hold no
+services.toml)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ class ServiceSpec:
     package: str
     schema: str | None
     callers: list[str] = field(default_factory=list)
+    # The gateway's `/api/v1/<prefix>/...` prefixes this service owns (SPEC, "Gateway").
+    routes: list[str] = field(default_factory=list)
 
     @property
     def short(self) -> str:
@@ -30,8 +34,18 @@ class ServiceSpec:
         return short_name(self.name)
 
     @property
+    def url_field(self) -> str:
+        """Its URL's settings field (order-service -> order_service_url)."""
+        return self.name.replace("-", "_") + "_url"
+
+    @property
     def url_variable(self) -> str:
-        return self.name.replace("-", "_").upper() + "_URL"
+        return self.url_field.upper()
+
+    @property
+    def local_url(self) -> str:
+        """Where it listens on this machine at its own port (`make up`'s default)."""
+        return f"http://127.0.0.1:{self.port}"
 
 
 def load_service_specs(root: Path) -> list[ServiceSpec]:
@@ -44,6 +58,7 @@ def load_service_specs(root: Path) -> list[ServiceSpec]:
             package=str(spec["package"]),
             schema=spec.get("schema"),
             callers=list(spec.get("callers", [])),
+            routes=list(spec.get("routes", [])),
         )
         for name, spec in data["services"].items()
     ]

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import json
-import os
 import re
-import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +29,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from flow_shared.signing_keys import write_new_signing_key
 
 if TYPE_CHECKING:
     from user_service.config import Settings
@@ -143,29 +142,13 @@ def _jwks(private_keys: dict[str, rsa.RSAPrivateKey]) -> dict[str, Any]:
     return {"keys": keys}
 
 
-def new_kid() -> str:
-    """Date first, so the newest key sorts last and becomes the active one."""
-    return dt.datetime.now(dt.UTC).strftime("k%Y%m%d") + "-" + secrets.token_hex(4)
-
-
 def ensure_key(directory: Path) -> str | None:
-    """Write a new RSA key as `<kid>.pem` (mode 600) when `directory` holds none.
-    Returns the new kid, or None when a key was already there."""
+    """Write a new signing key (flow_shared.signing_keys) into `directory` when it holds
+    none. Returns the new kid, or None when a key was already there."""
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.glob("*.pem")):
         return None
-    kid = new_kid()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # Created with mode 600 rather than chmod-ed after: never readable by others.
-    descriptor = os.open(directory / f"{kid}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(pem)
-    return kid
+    return write_new_signing_key(directory)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
