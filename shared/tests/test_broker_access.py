@@ -48,6 +48,7 @@ from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.outbox import define_inbox_table
 from flow_shared.events.relay import build_event_message
 from flow_shared.events.topology import EVENTS_EXCHANGE, FLEET_PUBLICATIONS, fleet_topology
+from flow_shared.testing.envfiles import parse_env
 from flow_shared.testing.infra import delete_vhost
 from flow_shared.testing.polling import eventually
 
@@ -57,15 +58,6 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 MANAGEMENT_URL = os.environ.get("FLOW_TEST_RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 ADMIN_AMQP_BASE = os.environ.get("FLOW_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-
-
-def example_passwords() -> dict[str, str]:
-    values: dict[str, str] = {}
-    for raw in (ROOT / ".env.example").read_text().splitlines():
-        name, sep, value = raw.partition("=")
-        if sep and not raw.lstrip().startswith("#"):
-            values[name.strip()] = value.strip()
-    return values
 
 
 @dataclass(frozen=True)
@@ -99,7 +91,7 @@ def broker() -> Iterator[Broker]:
         admin_url=ADMIN_AMQP_BASE.rstrip("/") + "/" + urllib.parse.quote(vhost, safe=""),
         admin_user=urllib.parse.unquote(parsed.username or "guest"),
         admin_password=urllib.parse.unquote(parsed.password or "guest"),
-        accounts={a.service: a for a in accounts_from(example_passwords())},
+        accounts={a.service: a for a in accounts_from(parse_env(ROOT / ".env.example"))},
     )
     try:
         # The vhost does not exist yet: provisioning creates it.
@@ -170,7 +162,7 @@ def test_every_service_that_publishes_or_consumes_gets_an_account() -> None:
     users = set(broker_services())
     assert set(FLEET_PUBLICATIONS) | {s.service for s in topology.subscriptions} == users
     # .env.example carries a password for each (accounts_from raises otherwise).
-    assert {a.service for a in accounts_from(example_passwords())} == users
+    assert {a.service for a in accounts_from(parse_env(ROOT / ".env.example"))} == users
 
 
 # -- provisioning --------------------------------------------------------------------------

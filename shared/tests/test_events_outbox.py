@@ -26,13 +26,13 @@ import re
 import urllib.parse
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from prometheus_client import REGISTRY
 from sqlalchemy import BigInteger, Column, Identity, String, Table, func, insert, select, text
 from sqlalchemy.dialects.postgresql import UUID
@@ -41,11 +41,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.config import BaseServiceSettings
 from flow_shared.db import Database, create_engine, service_metadata
+from flow_shared.events.connection import BrokerConnection, BrokerUnavailable
 from flow_shared.events.consumer import (
     ATTEMPTS_HEADER,
     DEAD_LETTER_REASON_HEADER,
     EventConsumer,
     EventHandler,
+    EventHandlers,
 )
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.outbox import (
@@ -54,13 +56,14 @@ from flow_shared.events.outbox import (
     define_outbox_table,
     wake_on_commit,
 )
-from flow_shared.events.relay import BrokerUnavailable, OutboxRelay, build_event_message
+from flow_shared.events.relay import OutboxRelay, build_event_message
 from flow_shared.events.topology import (
     FLEET_SUBSCRIPTIONS,
     EventTopology,
     Subscription,
     TopologyMismatch,
     declare_topology_at,
+    events_exchange,
 )
 from flow_shared.testing.infra import declare_exchange_at
 from flow_shared.testing.polling import eventually
@@ -285,6 +288,17 @@ class TcpProxy:
             writer.transport.abort()
 
 
+async def broker_down_behind_proxy(infra: TestInfra) -> tuple[TcpProxy, str]:
+    """A proxy to RabbitMQ that is down from the start (its port kept, so `open()` brings
+    the broker "back"), and the AMQP URL through it."""
+    broker = urllib.parse.urlsplit(infra.amqp_url)
+    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
+    await proxy.open()
+    await proxy.close()
+    credentials = broker.netloc.rpartition("@")[0]
+    return proxy, broker._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}").geturl()
+
+
 def consumed(service: str, event_type: str, outcome: str) -> float:
     value = REGISTRY.get_sample_value(
         "flow_events_consumed_total",
@@ -397,16 +411,12 @@ async def test_event_in_rolled_back_transaction_is_never_published(
 async def test_events_wait_while_broker_is_unreachable_and_are_published_once_it_is_back(
     infra: TestInfra, scratch: Scratch, names: Names, tap: Tap
 ) -> None:
-    broker = urllib.parse.urlsplit(infra.amqp_url)
-    proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
-    credentials = broker.netloc.rpartition("@")[0]
-    await proxy.open()
-    await proxy.close()  # keep the port: the relay's broker is "down" from the start
+    proxy, amqp_url = await broker_down_behind_proxy(infra)
     relay = make_relay(
         infra,
         scratch,
         names,
-        amqp_url=broker._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}").geturl(),
+        amqp_url=amqp_url,
         poll_interval=0.05,
         reconnect_initial_delay=0.05,
         reconnect_max_delay=0.3,
@@ -732,6 +742,92 @@ async def test_stop_lets_an_in_flight_handler_finish_and_ack(
     assert consumed(names.service, "test.slow", "duplicate") == 0
 
 
+async def test_a_consumer_waits_for_the_broker_and_reconnects_after_losing_it(
+    infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
+) -> None:
+    proxy, amqp_url = await broker_down_behind_proxy(infra)
+    consumer = EventConsumer(
+        database=scratch.database,
+        inbox=scratch.inbox,
+        amqp_url=amqp_url,
+        exchange=names.exchange,
+        service=names.service,
+        handlers={"test.applied": scratch.apply_effect},
+        reconnect_initial_delay=0.05,
+        reconnect_max_delay=0.3,
+    )
+    try:
+        await consumer.start()  # returns at once although the broker is unreachable
+        assert not consumer.is_connected
+        with pytest.raises(BrokerUnavailable):
+            await consumer.check_connected()
+
+        await proxy.open()
+        await eventually(lambda: consumer.is_connected, "the consumer to connect")
+        first = EventEnvelope(type="test.applied", producer=PRODUCER, data={})
+        await publish(channel, names.exchange, first)
+        await eventually(lambda: scratch.effect_count_is(first.id, 1), "the first event")
+
+        # The broker goes away while the consumer is connected: it notices and reconnects.
+        await proxy.close()
+        await eventually(lambda: not consumer.is_connected, "the consumer to notice the loss")
+        second = EventEnvelope(type="test.applied", producer=PRODUCER, data={})
+        await publish(channel, names.exchange, second)  # waits in its durable queue
+        await proxy.open()
+        await eventually(lambda: scratch.effect_count_is(second.id, 1), "the second event")
+        assert consumer.is_connected
+    finally:
+        await consumer.stop()
+        await proxy.close()
+    assert await scratch.effect_count(first.id) == 1
+
+
+async def test_a_broker_connection_that_cannot_open_or_declare_is_left_closed(
+    infra: TestInfra, names: Names
+) -> None:
+    _proxy, amqp_url = await broker_down_behind_proxy(infra)
+    down = BrokerConnection(amqp_url)
+    with pytest.raises(BrokerUnavailable, match="cannot connect"):
+        await down.connect(events_exchange_named(names.exchange))
+    assert not down.is_open
+
+    up = BrokerConnection(infra.amqp_url)
+    with pytest.raises(BrokerUnavailable, match="cannot open the channel or declare"):
+        await up.connect(events_exchange_named(f"{names.exchange}.missing"))
+    assert not up.is_open
+    assert up.channel is None
+
+    exchange = await up.connect(events_exchange_named(names.exchange))
+    try:
+        assert exchange.name == names.exchange
+        assert up.is_open
+        assert not up.lost.is_set()
+    finally:
+        await up.close()
+    assert not up.is_open
+    await eventually(lambda: up.lost.is_set(), "the close to be seen")
+
+
+def events_exchange_named(name: str) -> Callable[[AbstractChannel], Awaitable[AbstractExchange]]:
+    async def declare(channel: AbstractChannel) -> AbstractExchange:
+        return await events_exchange(channel, name)
+
+    return declare
+
+
+def test_a_services_registry_holds_one_handler_per_event_type(scratch: Scratch) -> None:
+    async def other(session: AsyncSession, envelope: EventEnvelope) -> None:
+        return None
+
+    handlers = EventHandlers({"test.one": scratch.apply_effect}, {"test.two": other})
+    assert dict(handlers) == {"test.one": scratch.apply_effect, "test.two": other}
+    assert len(handlers) == 2
+    assert len(EventHandlers()) == 0
+    # A second handler for a type would silently replace the first: refused.
+    with pytest.raises(ValueError, match=r"two handlers for event type 'test\.one'"):
+        EventHandlers({"test.one": scratch.apply_effect}, {"test.one": other})
+
+
 # -- topology: no event lost on a fresh deploy ------------------------------------------
 
 
@@ -920,7 +1016,9 @@ def test_a_service_whose_handlers_differ_from_the_fleet_table_is_not_built(
     # A build with another handler set than order-service's entry must fail before it
     # could start a consumer whose queue nobody else declares that way.
     subscribed = FLEET_SUBSCRIPTIONS["order-service"]
-    wrong = EventsConfig(inbox=scratch.inbox, handlers={"order.placed": scratch.apply_effect})
+    wrong = EventsConfig(
+        inbox=scratch.inbox, handlers=EventHandlers({"order.placed": scratch.apply_effect})
+    )
     with pytest.raises(
         TopologyMismatch,
         match=re.escape(
@@ -931,6 +1029,6 @@ def test_a_service_whose_handlers_differ_from_the_fleet_table_is_not_built(
         create_service_app(settings, title="mismatched", events=wrong)
 
     right = EventsConfig(
-        inbox=scratch.inbox, handlers=dict.fromkeys(subscribed, scratch.apply_effect)
+        inbox=scratch.inbox, handlers=EventHandlers(dict.fromkeys(subscribed, scratch.apply_effect))
     )
     assert create_service_app(settings, title="matching", events=right).state.events is right

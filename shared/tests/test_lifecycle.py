@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,17 +12,11 @@ from pathlib import Path
 import httpx
 
 from flow_shared.testing.infra import TestInfra
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from flow_shared.testing.ports import free_port
 
 
 async def test_sigterm_lets_in_flight_requests_finish(infra: TestInfra) -> None:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, REDIS_URL=infra.redis_url, REDIS_KEY_PREFIX=infra.redis_prefix)
     process = subprocess.Popen(
         [

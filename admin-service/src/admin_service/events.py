@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 
 from admin_service.models import AuditEvent, OrderFact, OrgFact, SosFact
-from flow_shared.events.consumer import EventHandler
+from flow_shared.events.consumer import EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 
 USER_REGISTERED = "user.registered"
@@ -145,7 +145,9 @@ async def project_event(session: AsyncSession, envelope: EventEnvelope) -> None:
         await projector(session, envelope)
 
 
-EVENT_HANDLERS: Mapping[str, EventHandler] = dict.fromkeys(ALL_EVENT_TYPES, project_event)
+def event_handlers() -> EventHandlers:
+    """What admin-service consumes: every event type, each to the one projection."""
+    return EventHandlers(dict.fromkeys(ALL_EVENT_TYPES, project_event))
 
 
 def _audit_insert() -> ReturningInsert[tuple[uuid.UUID]]:

@@ -9,7 +9,7 @@ from admin_service import allocation, shortages
 from admin_service.api import router
 from admin_service.clients import FleetHealthClient, UserServiceClient
 from admin_service.config import Settings
-from admin_service.events import EVENT_HANDLERS
+from admin_service.events import event_handlers
 from admin_service.models import inbox, outbox
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
@@ -64,7 +64,7 @@ def create_app(
         routers=[router, allocation.router, *shortages.ROUTERS],
         # Every event of the platform feeds the stats and audit projection; shortage.*
         # go out through the outbox.
-        events=EventsConfig(outbox=outbox, inbox=inbox, handlers=EVENT_HANDLERS),
+        events=EventsConfig(outbox=outbox, inbox=inbox, handlers=event_handlers()),
         jwks_fetcher=jwks_fetcher,
         on_startup=[open_clients],
         on_shutdown=[close_clients],

@@ -20,6 +20,7 @@ from sqlalchemy import and_, case, func, or_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.events.consumer import EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.outbox import add_event
 from inventory_service.models import Vendor, outbox
@@ -199,8 +200,12 @@ async def on_organization_reinstated(session: AsyncSession, envelope: EventEnvel
     await _project_vendor(session, envelope, verified=False, suspended=False)
 
 
-EVENT_HANDLERS = {
-    ORGANIZATION_VERIFIED: on_organization_verified,
-    ORGANIZATION_SUSPENDED: on_organization_suspended,
-    ORGANIZATION_REINSTATED: on_organization_reinstated,
-}
+def event_handlers() -> EventHandlers:
+    """What inventory-service consumes: the verified-vendor projection's changes."""
+    return EventHandlers(
+        {
+            ORGANIZATION_VERIFIED: on_organization_verified,
+            ORGANIZATION_SUSPENDED: on_organization_suspended,
+            ORGANIZATION_REINSTATED: on_organization_reinstated,
+        }
+    )

@@ -9,13 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
-from flow_shared.events.consumer import EventHandler
+from flow_shared.events.consumer import EventHandler, EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.lifecycle import PeriodicTask
 from inventory_service import api, internal
 from inventory_service.cache import bump_generation_after_commit
 from inventory_service.config import Settings
-from inventory_service.events import EVENT_HANDLERS
+from inventory_service.events import event_handlers
 from inventory_service.metrics import GAUGE_REFRESH_INTERVAL_SECONDS, InventoryGauges
 from inventory_service.models import inbox, outbox
 from inventory_service.sweeper import ReservationSweeper
@@ -78,7 +78,9 @@ def create_app(
         events=EventsConfig(
             outbox=outbox,
             inbox=inbox,
-            handlers={name: invalidating(fn) for name, fn in EVENT_HANDLERS.items()},
+            handlers=EventHandlers(
+                {name: invalidating(fn) for name, fn in event_handlers().items()}
+            ),
         ),
         jwks_fetcher=jwks_fetcher,
         on_startup=[start_sweeper, start_gauges],

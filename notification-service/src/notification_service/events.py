@@ -34,7 +34,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flow_shared.events.consumer import EventHandler
+from flow_shared.events.consumer import EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 from notification_service import service
 from notification_service.audience import PLATFORM_ADMIN_ROLE, Audience, PlatformAdmins, Recipient
@@ -207,8 +207,9 @@ D = TypeVar("D", bound=_EventData)
 
 
 @dataclass(frozen=True, slots=True)
-class Heard:
-    """Who hears an event, and what they read."""
+class NotificationDraft:
+    """Who hears an event, and what they read: one recipient's notification, before it is
+    recorded for each audience the recipient stands for."""
 
     to: Recipient
     title: str
@@ -221,11 +222,11 @@ class Heard:
 class Recipe(Generic[D]):
     model: type[D]
     # One event may be heard by several recipients, each reading its own text.
-    render: Callable[[D], Heard | Sequence[Heard]]
+    render: Callable[[D], NotificationDraft | Sequence[NotificationDraft]]
 
-    def apply(self, data: dict[str, Any]) -> list[Heard]:
-        heard = self.render(self.model.model_validate(data))
-        return [heard] if isinstance(heard, Heard) else list(heard)
+    def apply(self, data: dict[str, Any]) -> list[NotificationDraft]:
+        rendered = self.render(self.model.model_validate(data))
+        return [rendered] if isinstance(rendered, NotificationDraft) else list(rendered)
 
 
 def _amount(total: str | None, currency: str | None) -> str:
@@ -236,7 +237,7 @@ def _because(reason: str | None) -> str:
     return f": {reason}" if reason else "."
 
 
-def _order_placed(e: OrderEvent) -> Heard:
+def _order_placed(e: OrderEvent) -> NotificationDraft:
     # Events carry product ids, not names.
     lines = ", ".join(
         f"{i.quantity} \N{MULTIPLICATION SIGN} product {short_id(i.product_id)}" for i in e.items
@@ -249,7 +250,7 @@ def _order_placed(e: OrderEvent) -> Heard:
     if e.payment_method:
         details.append(f"payment {e.payment_method.replace('_', ' ')}")
     extra = f" ({'; '.join(details)})" if details else ""
-    return Heard(
+    return NotificationDraft(
         Audience(e.vendor_id),
         f"New order {short_id(e.order_id)}",
         f"Order {short_id(e.order_id)} placed: {lines or 'no items'}{extra}. "
@@ -257,16 +258,16 @@ def _order_placed(e: OrderEvent) -> Heard:
     )
 
 
-def _order_cancelled(e: OrderEvent) -> Heard:
-    return Heard(
+def _order_cancelled(e: OrderEvent) -> NotificationDraft:
+    return NotificationDraft(
         Audience(e.vendor_id),
         f"Order {short_id(e.order_id)} cancelled",
         f"Order {short_id(e.order_id)} was cancelled by the hospital{_because(e.reason)}",
     )
 
 
-def _low_stock(e: LowStockEvent) -> Heard:
-    return Heard(
+def _low_stock(e: LowStockEvent) -> NotificationDraft:
+    return NotificationDraft(
         Audience(e.vendor_id),
         f"Low stock: {e.sku}",
         f"{e.sku} at depot {short_id(e.depot_id)} is down to {e.available} available "
@@ -274,23 +275,23 @@ def _low_stock(e: LowStockEvent) -> Heard:
     )
 
 
-def _organization_verified(e: OrganizationVerifiedEvent) -> Heard:
+def _organization_verified(e: OrganizationVerifiedEvent) -> NotificationDraft:
     can = "place orders" if e.kind == "hospital" else "receive orders"
     licence = (
         f" Your licence is recorded as valid until {e.license_expires_on.isoformat()}."
         if e.license_expires_on
         else ""
     )
-    return Heard(
+    return NotificationDraft(
         Audience(e.org_id),
         "Your organisation is verified",
         f"{e.name} has been verified by Flow. You can now {can}.{licence}",
     )
 
 
-def _license_expiring(e: LicenseExpiringEvent) -> Heard:
+def _license_expiring(e: LicenseExpiringEvent) -> NotificationDraft:
     days = "1 day" if e.days_left == 1 else f"{e.days_left} days"
-    return Heard(
+    return NotificationDraft(
         # The licence is the org admins' business: staff do not see it (list, stream, mail).
         Audience(e.org_id, role="org_admin"),
         f"Your licence expires in {days}",
@@ -300,41 +301,41 @@ def _license_expiring(e: LicenseExpiringEvent) -> Heard:
     )
 
 
-def _order_confirmed(e: OrderEvent) -> Heard:
+def _order_confirmed(e: OrderEvent) -> NotificationDraft:
     eta = f", estimated arrival in {e.eta_minutes} minutes" if e.eta_minutes is not None else ""
-    return Heard(
+    return NotificationDraft(
         Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} confirmed",
         f"Order {short_id(e.order_id)} was confirmed by the vendor{eta}.",
     )
 
 
-def _order_rejected(e: OrderEvent) -> Heard:
-    return Heard(
+def _order_rejected(e: OrderEvent) -> NotificationDraft:
+    return NotificationDraft(
         Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} rejected",
         f"Order {short_id(e.order_id)} was rejected by the vendor{_because(e.reason)}",
     )
 
 
-def _order_dispatched(e: OrderEvent) -> Heard:
-    return Heard(
+def _order_dispatched(e: OrderEvent) -> NotificationDraft:
+    return NotificationDraft(
         Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} dispatched",
         f"Order {short_id(e.order_id)} is on its way.",
     )
 
 
-def _order_delivered(e: OrderEvent) -> Heard:
-    return Heard(
+def _order_delivered(e: OrderEvent) -> NotificationDraft:
+    return NotificationDraft(
         Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} delivered",
         f"Order {short_id(e.order_id)} was delivered.",
     )
 
 
-def _order_expired(e: OrderEvent) -> Heard:
-    return Heard(
+def _order_expired(e: OrderEvent) -> NotificationDraft:
+    return NotificationDraft(
         Audience(e.hospital_org_id),
         f"Order {short_id(e.order_id)} expired",
         f"Order {short_id(e.order_id)} expired: the vendor did not confirm it in time. "
@@ -342,9 +343,9 @@ def _order_expired(e: OrderEvent) -> Heard:
     )
 
 
-def _payment_failed(e: PaymentFailedEvent) -> Heard:
+def _payment_failed(e: PaymentFailedEvent) -> NotificationDraft:
     amount = _amount(e.amount, e.currency)
-    return Heard(
+    return NotificationDraft(
         Audience(e.hospital_org_id),
         f"Payment failed for order {short_id(e.order_id)}",
         f"The payment{f' of {amount}' if amount else ''} for order {short_id(e.order_id)} "
@@ -385,9 +386,9 @@ def _rings(count: int | None) -> str:
     return "1 ring" if count == 1 else f"{count} rings"
 
 
-def _sos_request(e: SosRequestEvent) -> list[Heard]:
+def _sos_request(e: SosRequestEvent) -> list[NotificationDraft]:
     """Every vendor offered in this ring, each told of its own depot(s) only."""
-    heard = []
+    drafts = []
     for vendor_id in _unique([offer.vendor_id for offer in e.offers]):
         mine = sorted(
             (offer for offer in e.offers if offer.vendor_id == vendor_id),
@@ -400,8 +401,8 @@ def _sos_request(e: SosRequestEvent) -> list[Heard]:
             for offer in mine
         )
         where = f" Deliver to: {e.delivery.address}." if e.delivery and e.delivery.address else ""
-        heard.append(
-            Heard(
+        drafts.append(
+            NotificationDraft(
                 Audience(vendor_id),
                 f"SOS: {e.quantity} \N{MULTIPLICATION SIGN} {_product(e.product_id)} needed "
                 f"{_km(nearest.distance_km)} away \N{EM DASH} answer by {_clock(e.expires_at)}",
@@ -423,7 +424,7 @@ def _sos_request(e: SosRequestEvent) -> list[Heard]:
                 },
             )
         )
-    return heard
+    return drafts
 
 
 _ESCALATED_BECAUSE = {
@@ -432,9 +433,9 @@ _ESCALATED_BECAUSE = {
 }
 
 
-def _sos_escalated(e: SosEscalatedEvent) -> Heard:
+def _sos_escalated(e: SosEscalatedEvent) -> NotificationDraft:
     because = _ESCALATED_BECAUSE.get(e.reason or "", "it was not accepted")
-    return Heard(
+    return NotificationDraft(
         Audience(e.hospital_org_id),
         f"SOS {short_id(e.sos_id)}: asking more vendors (ring {e.to_ring})",
         f"Ring {e.from_ring} of your SOS {short_id(e.sos_id)} ended: {because}. It has gone "
@@ -443,11 +444,11 @@ def _sos_escalated(e: SosEscalatedEvent) -> Heard:
     )
 
 
-def _sos_fulfilled(e: SosFulfilledEvent) -> Heard:
+def _sos_fulfilled(e: SosFulfilledEvent) -> NotificationDraft:
     eta = f": ETA {e.eta_minutes} min" if e.eta_minutes is not None else ""
     depot = f" from depot {short_id(e.depot_id)}" if e.depot_id is not None else ""
     arrival = f", estimated arrival in {e.eta_minutes} minutes" if e.eta_minutes is not None else ""
-    return Heard(
+    return NotificationDraft(
         Audience(e.hospital_org_id),
         f"SOS fulfilled by vendor {short_id(e.vendor_id)}{eta}",
         f"Vendor {short_id(e.vendor_id)} accepted your SOS {short_id(e.sos_id)}{depot}. "
@@ -455,7 +456,7 @@ def _sos_fulfilled(e: SosFulfilledEvent) -> Heard:
     )
 
 
-def _sos_closed(e: SosClosedEvent) -> list[Heard]:
+def _sos_closed(e: SosClosedEvent) -> list[NotificationDraft]:
     """The vendors offered it (the winner is not among them), to stop preparing it."""
     sos = short_id(e.sos_id)
     if e.reason == "fulfilled":
@@ -479,23 +480,26 @@ def _sos_closed(e: SosClosedEvent) -> list[Heard]:
         "hospital_org_id": str(e.hospital_org_id),
         "reason": e.reason,
     }
-    return [Heard(Audience(vendor), title, body, data=data) for vendor in _unique(e.vendor_ids)]
+    return [
+        NotificationDraft(Audience(vendor), title, body, data=data)
+        for vendor in _unique(e.vendor_ids)
+    ]
 
 
-def _sos_unfilled(e: SosUnfilledEvent) -> list[Heard]:
+def _sos_unfilled(e: SosUnfilledEvent) -> list[NotificationDraft]:
     sos, wanted = (
         short_id(e.sos_id),
         f"{e.quantity} \N{MULTIPLICATION SIGN} {_product(e.product_id)}",
     )
     return [
-        Heard(
+        NotificationDraft(
             Audience(e.hospital_org_id),
             f"SOS {sos} unfilled: no vendor in range accepted",
             f"No vendor within range accepted your SOS {sos} for {wanted} after "
             f"{_rings(e.rings_tried)}. It is closed. Open a new SOS with a larger distance, "
             "or order from a vendor further away; the Flow platform team has been told.",
         ),
-        Heard(
+        NotificationDraft(
             PlatformAdmins(),
             f"SOS unfilled: hospital {short_id(e.hospital_org_id)} needs {wanted}",
             f"SOS {sos} of hospital {short_id(e.hospital_org_id)} for {wanted} found no "
@@ -521,7 +525,7 @@ def _area(e: ShortageEvent) -> str:
     return f"within {_km(e.area.radius_km)} of ({e.area.lat:.4f}, {e.area.lon:.4f})"
 
 
-def _shortage_declared(e: ShortageEvent) -> list[Heard]:
+def _shortage_declared(e: ShortageEvent) -> list[NotificationDraft]:
     categories = ", ".join(e.categories) or "oxygen"
     until = f"until {_when(e.ends_at)}" if e.ends_at else "until it is ended"
     since = f"from {_when(e.starts_at)} " if e.starts_at else ""
@@ -533,10 +537,13 @@ def _shortage_declared(e: ShortageEvent) -> list[Heard]:
         f"tighter allocation caps and shorter holds on unconfirmed orders.{note}"
     )
     data = _shortage_data(e)
-    return [Heard(Audience(org), title, body, data=data) for org in _unique(e.recipient_org_ids)]
+    return [
+        NotificationDraft(Audience(org), title, body, data=data)
+        for org in _unique(e.recipient_org_ids)
+    ]
 
 
-def _shortage_ended(e: ShortageEvent) -> list[Heard]:
+def _shortage_ended(e: ShortageEvent) -> list[NotificationDraft]:
     """Told to the same organisations, so nobody keeps holding back routine orders."""
     categories = ", ".join(e.categories) or "oxygen"
     ended = f" at {_when(e.ended_at)}" if e.ended_at else ""
@@ -547,7 +554,10 @@ def _shortage_ended(e: ShortageEvent) -> list[Heard]:
         f"{categories} are taken again, with the usual allocation caps and holds."
     )
     data = _shortage_data(e)
-    return [Heard(Audience(org), title, body, data=data) for org in _unique(e.recipient_org_ids)]
+    return [
+        NotificationDraft(Audience(org), title, body, data=data)
+        for org in _unique(e.recipient_org_ids)
+    ]
 
 
 RECIPES: Mapping[str, Recipe[Any]] = {
@@ -594,24 +604,24 @@ async def notify(
 ) -> list[Notification]:
     """The new notifications of one heard event, one per recipient ([] for a redelivery:
     every recipient already has its own)."""
-    heard_by = RECIPES[envelope.type].apply(envelope.data)
+    drafts = RECIPES[envelope.type].apply(envelope.data)
     event_data = public_data(envelope.data)
     created = []
-    for heard in heard_by:
-        for audience in await audiences(session, heard.to):
+    for draft in drafts:
+        for audience in await audiences(session, draft.to):
             notification = await service.record_notification(
                 session,
                 settings,
                 event_id=envelope.id,
                 audience=audience,
                 event_type=envelope.type,
-                title=heard.title,
-                body=heard.body,
-                data=public_data(heard.data) if heard.data is not None else event_data,
+                title=draft.title,
+                body=draft.body,
+                data=public_data(draft.data) if draft.data is not None else event_data,
             )
             if notification is not None:
                 created.append(notification)
-    if not created and not heard_by:
+    if not created and not drafts:
         log.info("event_heard_by_nobody", event_type=envelope.type, event_id=str(envelope.id))
     return created
 
@@ -636,16 +646,17 @@ async def on_user_registered(session: AsyncSession, envelope: EventEnvelope) -> 
     )
 
 
-def build_event_handlers(
+def event_handlers(
     settings: Settings, on_recorded: Callable[[AsyncSession, Notification], None]
-) -> dict[str, EventHandler]:
-    """Handlers for the consumer. `on_recorded` is told of each new notification while its
+) -> EventHandlers:
+    """What notification-service consumes: every heard event, and user.registered for the
+    recipients' addresses. `on_recorded` is told of each new notification while its
     transaction is still open (to act once it commits: the live stream)."""
 
     async def handle_heard(session: AsyncSession, envelope: EventEnvelope) -> None:
         for notification in await notify(session, settings, envelope):
             on_recorded(session, notification)
 
-    handlers: dict[str, EventHandler] = dict.fromkeys(RECIPES, handle_heard)
-    handlers[USER_REGISTERED] = on_user_registered
-    return handlers
+    return EventHandlers(
+        dict.fromkeys(RECIPES, handle_heard), {USER_REGISTERED: on_user_registered}
+    )

@@ -25,7 +25,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from flow_shared.events.relay import Backoff, wait_for_event
+from flow_shared.events.connection import Backoff, wait_for_event
 from flow_shared.jsonutil import dumps, loads
 from notification_service.audience import Reader
 

@@ -17,7 +17,7 @@ from notification_service.config import Settings
 from notification_service.delivery.email import EmailSender
 from notification_service.delivery.webhook import WebhookSender, webhook_http_client
 from notification_service.delivery.worker import DeliveryWorker
-from notification_service.events import build_event_handlers
+from notification_service.events import event_handlers
 from notification_service.hub import NotificationHub
 from notification_service.models import Notification, inbox
 from notification_service.shutdown import StopSignalHook
@@ -26,17 +26,18 @@ from notification_service.stream_leases import StreamLeases
 from notification_service.webhook_secrets import WebhookSecretCipher
 
 
-def create_app(
-    settings: Settings | None = None, *, jwks_fetcher: JWKSFetcher | None = None
-) -> FastAPI:
-    settings = settings or Settings()
-    app: FastAPI
-    # Live publishes scheduled after the consumer's commits, kept referenced until done.
-    publish_tasks: set[asyncio.Task[None]] = set()
+class LiveStreamPublisher:
+    """Hands each new notification to the live streams once its transaction commits (and
+    so it is replayable), keeping the publishes it scheduled referenced until done."""
 
-    def publish_after_commit(session: AsyncSession, notification: Notification) -> None:
+    def __init__(self) -> None:
+        # Set at start-up (_start_live_streams); until then no stream can be open.
+        self.hub: NotificationHub | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def publish_after_commit(self, session: AsyncSession, notification: Notification) -> None:
         """Streams hear of a notification only once it is committed (and so replayable)."""
-        hub: NotificationHub | None = getattr(app.state, "notification_hub", None)
+        hub = self.hub
         if hub is None:
             return  # still starting up: no stream can be open yet
         live = live_notification(notification)
@@ -45,73 +46,104 @@ def create_app(
 
         def after_commit(_session: Session) -> None:
             task = loop.create_task(hub.publish(org_id, live))
-            publish_tasks.add(task)
-            task.add_done_callback(publish_tasks.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
         event.listen(session.sync_session, "after_commit", after_commit, once=True)
 
-    async def start_notifications(app: FastAPI) -> None:
-        hub = NotificationHub(
-            app.state.redis, settings.redis_key_prefix, queue_size=settings.sse_queue_size
-        )
-        app.state.notification_hub = hub
-        app.state.stream_leases = StreamLeases(
-            app.state.redis,
-            settings.redis_key_prefix,
-            per_user=settings.sse_max_streams_per_user,
-            lease_seconds=settings.sse_stream_lease_seconds,
-        )
-        await hub.start()
-        # Only live streams depend on it; lists, reads and deliveries work without it.
-        app.state.health.add("notification_hub", hub.check_subscribed, critical=False)
-        stop_hook = StopSignalHook(lambda: hub.close_all("server stopping"))
-        stop_hook.install()
-        app.state.stop_signal_hook = stop_hook
+    async def drain(self) -> None:
+        """Wait for the publishes already scheduled."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
-        http = webhook_http_client(settings.webhook_timeout_seconds)
-        app.state.webhook_http = http
-        key = settings.webhook_secrets_key
-        cipher = WebhookSecretCipher(key.get_secret_value()) if key is not None else None
-        app.state.webhook_secret_cipher = cipher
-        worker = DeliveryWorker(
-            app.state.database,
-            settings,
-            email=EmailSender(settings) if settings.email_enabled else None,
-            webhook=(
-                WebhookSender(http, allow_private=settings.allow_private_webhooks)
-                if cipher is not None
-                else None
-            ),
-            secret_cipher=cipher,
-        )
-        app.state.delivery_worker = worker
-        task = PeriodicTask(
-            "notification-deliveries",
-            settings.delivery_poll_interval_seconds,
-            worker.run_once,
-            stop_timeout_seconds=worker.lease.total_seconds(),
-        )
-        app.state.delivery_task = task
-        await task.start()
+
+def create_app(
+    settings: Settings | None = None, *, jwks_fetcher: JWKSFetcher | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    live_streams = LiveStreamPublisher()
+
+    async def start_notifications(app: FastAPI) -> None:
+        await _start_live_streams(app, settings, live_streams)
+        await _start_deliveries(app, settings)
 
     async def stop_notifications(app: FastAPI) -> None:
-        await app.state.delivery_task.stop()
-        await app.state.webhook_http.aclose()
-        app.state.stop_signal_hook.uninstall()
-        await app.state.notification_hub.stop()
-        if publish_tasks:
-            await asyncio.gather(*publish_tasks, return_exceptions=True)
+        await _stop_deliveries(app)
+        await _stop_live_streams(app)
+        await live_streams.drain()
 
-    app = create_service_app(
+    return create_service_app(
         settings,
         title="Flow notification-service",
         routers=[api.router],
         internal_routers=[invitations.router],
         events=EventsConfig(
-            inbox=inbox, handlers=build_event_handlers(settings, publish_after_commit)
+            inbox=inbox, handlers=event_handlers(settings, live_streams.publish_after_commit)
         ),
         jwks_fetcher=jwks_fetcher,
         on_startup=[start_notifications],
         on_shutdown=[stop_notifications],
     )
-    return app
+
+
+async def _start_live_streams(
+    app: FastAPI, settings: Settings, live_streams: LiveStreamPublisher
+) -> None:
+    """The hub that fans notifications out to this process's streams, the per-user stream
+    leases, and the stop-signal hook that ends open streams when the server stops."""
+    hub = NotificationHub(
+        app.state.redis, settings.redis_key_prefix, queue_size=settings.sse_queue_size
+    )
+    app.state.notification_hub = hub
+    live_streams.hub = hub
+    app.state.stream_leases = StreamLeases(
+        app.state.redis,
+        settings.redis_key_prefix,
+        per_user=settings.sse_max_streams_per_user,
+        lease_seconds=settings.sse_stream_lease_seconds,
+    )
+    await hub.start()
+    # Only live streams depend on it; lists, reads and deliveries work without it.
+    app.state.health.add("notification_hub", hub.check_subscribed, critical=False)
+    stop_hook = StopSignalHook(lambda: hub.close_all("server stopping"))
+    stop_hook.install()
+    app.state.stop_signal_hook = stop_hook
+
+
+async def _start_deliveries(app: FastAPI, settings: Settings) -> None:
+    """E-mail and webhook deliveries: the worker and the periodic task that runs it."""
+    http = webhook_http_client(settings.webhook_timeout_seconds)
+    app.state.webhook_http = http
+    key = settings.webhook_secrets_key
+    cipher = WebhookSecretCipher(key.get_secret_value()) if key is not None else None
+    app.state.webhook_secret_cipher = cipher
+    worker = DeliveryWorker(
+        app.state.database,
+        settings,
+        email=EmailSender(settings) if settings.email_enabled else None,
+        webhook=(
+            WebhookSender(http, allow_private=settings.allow_private_webhooks)
+            if cipher is not None
+            else None
+        ),
+        secret_cipher=cipher,
+    )
+    app.state.delivery_worker = worker
+    task = PeriodicTask(
+        "notification-deliveries",
+        settings.delivery_poll_interval_seconds,
+        worker.run_once,
+        stop_timeout_seconds=worker.lease.total_seconds(),
+    )
+    app.state.delivery_task = task
+    await task.start()
+
+
+async def _stop_deliveries(app: FastAPI) -> None:
+    await app.state.delivery_task.stop()
+    await app.state.webhook_http.aclose()
+
+
+async def _stop_live_streams(app: FastAPI) -> None:
+    app.state.stop_signal_hook.uninstall()
+    await app.state.notification_hub.stop()

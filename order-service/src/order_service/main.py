@@ -12,11 +12,10 @@ from order_service import internal
 from order_service.api import allocation_router, router, sos_router
 from order_service.clients import Upstreams
 from order_service.config import Settings
+from order_service.consumers import event_handlers
 from order_service.metrics import GAUGE_REFRESH_INTERVAL_SECONDS, OpenOrderGauges
 from order_service.models import inbox, outbox
-from order_service.service import allocation, shortages
 from order_service.service.expiry import OrderSweeper
-from order_service.service.payments import on_payment_failed
 from order_service.service.sos import SosSweeper
 
 
@@ -70,15 +69,7 @@ def create_app(
         title="Flow order-service",
         routers=[router, allocation_router, sos_router],
         internal_routers=[internal.router],
-        events=EventsConfig(
-            outbox=outbox,
-            inbox=inbox,
-            handlers={
-                "payment.failed": on_payment_failed,
-                **allocation.EVENT_HANDLERS,
-                **shortages.EVENT_HANDLERS,
-            },
-        ),
+        events=EventsConfig(outbox=outbox, inbox=inbox, handlers=event_handlers()),
         jwks_fetcher=jwks_fetcher,
         on_startup=[start],
         on_shutdown=[stop],

@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flow_shared.events.consumer import EventHandler
+from flow_shared.events.consumer import EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 from payment_service.models import PaymentMethod
 from payment_service.provider import PaymentProvider
@@ -66,7 +66,9 @@ def _order(envelope: EventEnvelope) -> lifecycle.OrderFacts:
     return OrderEventData.model_validate(envelope.data).facts()
 
 
-def event_handlers(provider: PaymentProvider, *, invoice_due_days: int) -> dict[str, EventHandler]:
+def event_handlers(provider: PaymentProvider, *, invoice_due_days: int) -> EventHandlers:
+    """What payment-service consumes: its orders' course, with the card provider bound."""
+
     async def on_order_placed(session: AsyncSession, envelope: EventEnvelope) -> None:
         await lifecycle.on_order_placed(session, provider, _order(envelope), at=_now())
 
@@ -82,9 +84,7 @@ def event_handlers(provider: PaymentProvider, *, invoice_due_days: int) -> dict[
     async def on_order_ended(session: AsyncSession, envelope: EventEnvelope) -> None:
         await lifecycle.on_order_ended(session, provider, _order(envelope), at=_now())
 
-    handlers: dict[str, EventHandler] = {
-        ORDER_PLACED: on_order_placed,
-        ORDER_DELIVERED: on_order_delivered,
-    }
-    handlers.update(dict.fromkeys(ORDER_ENDED, on_order_ended))
-    return handlers
+    return EventHandlers(
+        {ORDER_PLACED: on_order_placed, ORDER_DELIVERED: on_order_delivered},
+        dict.fromkeys(ORDER_ENDED, on_order_ended),
+    )

@@ -33,7 +33,6 @@ def create_app(
     if provider is None:
         sandbox = SandboxProvider.from_settings(settings)
         provider = sandbox
-    handlers = event_handlers(provider, invoice_due_days=settings.invoice_due_days)
 
     async def start_card_token_pruner(app: FastAPI) -> None:
         retention = timedelta(seconds=settings.card_token_retention_seconds)
@@ -71,11 +70,14 @@ def create_app(
         title="Flow payment-service",
         routers=[api.router, api.webhook_router],
         internal_routers=[internal.router],
-        events=EventsConfig(outbox=outbox, inbox=inbox, handlers=handlers),
+        events=EventsConfig(
+            outbox=outbox,
+            inbox=inbox,
+            handlers=event_handlers(provider, invoice_due_days=settings.invoice_due_days),
+        ),
         jwks_fetcher=jwks_fetcher,
         on_startup=[start_card_token_pruner],
         on_shutdown=[stop_card_token_pruner, close_sandbox],
     )
     app.state.provider = provider
-    app.state.event_handlers = handlers
     return app

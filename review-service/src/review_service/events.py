@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.events.consumer import EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.outbox import add_event
 from review_service.models import DeliveredOrder, PlacedOrder, Review, outbox
@@ -87,4 +88,6 @@ async def on_order_placed(session: AsyncSession, envelope: EventEnvelope) -> Non
     )
 
 
-EVENT_HANDLERS = {ORDER_PLACED: on_order_placed, ORDER_DELIVERED: on_order_delivered}
+def event_handlers() -> EventHandlers:
+    """What review-service consumes: the orders a hospital may review."""
+    return EventHandlers({ORDER_PLACED: on_order_placed, ORDER_DELIVERED: on_order_delivered})

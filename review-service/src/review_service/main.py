@@ -8,7 +8,7 @@ from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
 from review_service import api
 from review_service.config import Settings
-from review_service.events import EVENT_HANDLERS
+from review_service.events import event_handlers
 from review_service.models import inbox, outbox
 
 
@@ -20,6 +20,6 @@ def create_app(
         settings,
         title="Flow review-service",
         routers=[api.router],
-        events=EventsConfig(outbox=outbox, inbox=inbox, handlers=EVENT_HANDLERS),
+        events=EventsConfig(outbox=outbox, inbox=inbox, handlers=event_handlers()),
         jwks_fetcher=jwks_fetcher,
     )

@@ -9,9 +9,8 @@ graceful shutdown that stops them in order. A service's `main.py` is a few lines
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI
@@ -31,6 +30,7 @@ from flow_shared.config import BaseServiceSettings
 from flow_shared.correlation import CorrelationIdMiddleware
 from flow_shared.db import Database, create_engine
 from flow_shared.errors import install_error_handlers, install_problem_docs
+from flow_shared.events.consumer import EventConsumer, EventHandlers
 from flow_shared.health import HealthRegistry
 from flow_shared.health import router as health_router
 from flow_shared.jsonutil import ORJSONResponse
@@ -43,20 +43,21 @@ from flow_shared.security import (
     TrustedHostMiddleware,
 )
 
-if TYPE_CHECKING:
-    from flow_shared.events.consumer import EventHandler
-
 Hook = Callable[[FastAPI], Awaitable[None]]
 log = structlog.get_logger("flow.app")
 
 
 @dataclass(frozen=True)
 class EventsConfig:
-    """What a service publishes (its outbox) and consumes (its inbox and handlers)."""
+    """What a service publishes (its outbox) and consumes (its inbox and handlers).
+
+    `handlers`: the service's one registry of what it consumes, built once by its
+    `event_handlers()`; wired here and nowhere else (a consumer, checked against
+    FLEET_SUBSCRIPTIONS)."""
 
     outbox: Table | None = None
     inbox: Table | None = None
-    handlers: Mapping[str, EventHandler] = field(default_factory=dict)
+    handlers: EventHandlers = field(default_factory=EventHandlers)
 
 
 def create_redis(settings: BaseServiceSettings) -> Redis:
@@ -230,7 +231,6 @@ async def _start(
         # The outbox keeps events while the broker is away, so this is reported, not fatal.
         health.add("broker", relay.check_connected, critical=False)
     if database is not None and events.inbox is not None and events.handlers:
-        from flow_shared.events.consumer import EventConsumer
         from flow_shared.events.topology import fleet_topology
 
         consumer = EventConsumer(

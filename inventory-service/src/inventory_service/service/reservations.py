@@ -144,17 +144,57 @@ async def reserve(
     if replay is not None:
         return replay, False
 
+    vendor_id = await _available_depot_vendor(session, body.depot_id)
+    skus = await _product_skus(session, wanted)
+
+    # The reservation row first: UNIQUE(order_id) makes a concurrent duplicate wait here
+    # for the first one's outcome before either touches stock.
+    reservation_id = uuid.uuid4()
+    expires_at = await _insert_reservation(session, reservation_id, body, vendor_id)
+    if expires_at is None:
+        replay = await _replay(session, body.order_id, body.depot_id, wanted)
+        if replay is None:  # DO NOTHING means a committed row holds this order_id
+            raise ReservationMismatch("A concurrent reservation for this order vanished.")
+        return replay, False
+
+    pct_kept = emergency_reserve_pct if body.priority == "routine" else 0
+    held = await _hold_stock(session, body.depot_id, wanted, pct_kept)
+    await _record_items(
+        session, reservation_id, wanted, held, vendor_id=vendor_id, skus=skus, actor=actor
+    )
+    view = ReservationView(
+        id=reservation_id,
+        order_id=body.order_id,
+        depot_id=body.depot_id,
+        vendor_id=vendor_id,
+        status=ReservationStatus.HELD,
+        expires_at=expires_at,
+        items=wanted,
+    )
+    return view, True
+
+
+async def _available_depot_vendor(session: AsyncSession, depot_id: uuid.UUID) -> uuid.UUID:
+    """The depot's vendor, which must be verified and not suspended to take a hold."""
     depot = (
         await session.execute(
             select(Depot.id, Depot.vendor_id, Vendor.verified, Vendor.suspended)
             .outerjoin(Vendor, Vendor.vendor_id == Depot.vendor_id)
-            .where(Depot.id == body.depot_id)
+            .where(Depot.id == depot_id)
         )
     ).one_or_none()
     if depot is None:
         raise DepotNotFound()
     if not depot.verified or depot.suspended:
         raise VendorUnavailable("This depot's vendor is not verified or is suspended.")
+    vendor_id: uuid.UUID = depot.vendor_id
+    return vendor_id
+
+
+async def _product_skus(
+    session: AsyncSession, wanted: Mapping[uuid.UUID, int]
+) -> dict[uuid.UUID, str]:
+    """product_id -> sku of every wanted product; an unknown one is refused."""
     products = await session.execute(
         select(Product.id, Product.sku).where(Product.id.in_(list(wanted)))
     )
@@ -162,10 +202,16 @@ async def reserve(
     unknown = [str(pid) for pid in wanted if pid not in skus]
     if unknown:
         raise ProductNotFound(f"Unknown products: {', '.join(unknown)}.")
+    return skus
 
-    # The reservation row first: UNIQUE(order_id) makes a concurrent duplicate wait here
-    # for the first one's outcome before either touches stock.
-    reservation_id = uuid.uuid4()
+
+async def _insert_reservation(
+    session: AsyncSession,
+    reservation_id: uuid.UUID,
+    body: ReservationCreate,
+    vendor_id: uuid.UUID,
+) -> datetime | None:
+    """The held reservation row; its expiry, or None when a row for the order exists."""
     inserted = (
         await session.execute(
             pg_insert(Reservation)
@@ -173,7 +219,7 @@ async def reserve(
                 id=reservation_id,
                 order_id=body.order_id,
                 depot_id=body.depot_id,
-                vendor_id=depot.vendor_id,
+                vendor_id=vendor_id,
                 status=ReservationStatus.HELD.value,
                 expires_at=func.now() + timedelta(seconds=body.ttl_seconds),
             )
@@ -181,21 +227,26 @@ async def reserve(
             .returning(Reservation.expires_at)
         )
     ).one_or_none()
-    if inserted is None:
-        replay = await _replay(session, body.order_id, body.depot_id, wanted)
-        if replay is None:  # DO NOTHING means a committed row holds this order_id
-            raise ReservationMismatch("A concurrent reservation for this order vanished.")
-        return replay, False
+    return inserted.expires_at if inserted is not None else None
 
+
+async def _hold_stock(
+    session: AsyncSession,
+    depot_id: uuid.UUID,
+    wanted: Mapping[uuid.UUID, int],
+    pct_kept: int,
+) -> list[tuple[StockState, int]]:
+    """Hold each product by one conditional UPDATE: every stock row after its hold, with the
+    quantity held. Short of any product, InsufficientStock names every short one."""
     held: list[tuple[StockState, int]] = []
     short: list[ShortItem] = []
-    may_take = reservable(emergency_reserve_pct if body.priority == "routine" else 0)
+    may_take = reservable(pct_kept)
     for product_id, quantity in wanted.items():  # ascending product_id: the lock order
         returned = (
             await session.execute(
                 update(Stock)
                 .where(
-                    Stock.depot_id == body.depot_id,
+                    Stock.depot_id == depot_id,
                     Stock.product_id == product_id,
                     may_take >= quantity,
                 )
@@ -205,9 +256,7 @@ async def reserve(
         ).one_or_none()
         if returned is None:
             available = await session.scalar(
-                select(may_take).where(
-                    Stock.depot_id == body.depot_id, Stock.product_id == product_id
-                )
+                select(may_take).where(Stock.depot_id == depot_id, Stock.product_id == product_id)
             )
             short.append(ShortItem(product_id, quantity, max(available or 0, 0)))
         else:
@@ -215,7 +264,20 @@ async def reserve(
     if short:
         # The caller's transaction rolls back: the holds above and the row go with it.
         raise InsufficientStock(short)
+    return held
 
+
+async def _record_items(
+    session: AsyncSession,
+    reservation_id: uuid.UUID,
+    wanted: Mapping[uuid.UUID, int],
+    held: list[tuple[StockState, int]],
+    *,
+    vendor_id: uuid.UUID,
+    skus: Mapping[uuid.UUID, str],
+    actor: str,
+) -> None:
+    """The reservation's item rows, and a RESERVE movement for each stock row held."""
     await session.execute(
         pg_insert(ReservationItem),
         [
@@ -227,23 +289,13 @@ async def reserve(
         await record_stock_change(
             session,
             row,
-            vendor_id=depot.vendor_id,
+            vendor_id=vendor_id,
             sku=skus[row.product_id],
             kind=MovementKind.RESERVE,
             delta=quantity,
             reference=str(reservation_id),
             actor=actor,
         )
-    view = ReservationView(
-        id=reservation_id,
-        order_id=body.order_id,
-        depot_id=body.depot_id,
-        vendor_id=depot.vendor_id,
-        status=ReservationStatus.HELD,
-        expires_at=inserted.expires_at,
-        items=wanted,
-    )
-    return view, True
 
 
 async def get_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> ReservationView:

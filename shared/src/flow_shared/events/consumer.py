@@ -29,20 +29,23 @@ Handling one event happens in one database transaction: the inbox row
 new does the handler run, in the same transaction. A redelivered event finds
 its inbox row and has no second effect; a handler that fails rolls back its
 effects together with the inbox row, so the retry starts clean.
+
+The connection (opened in the background, watched, reopened with backoff after a loss)
+is connection.py's BrokerConnection, the relay's too. A service declares what it
+consumes once, as an `EventHandlers` registry (its `event_handlers()`), which
+flow_shared.app hands to this consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 import aio_pika
 import structlog
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractConnection,
     AbstractIncomingMessage,
     AbstractQueue,
     ConsumerTag,
@@ -57,14 +60,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.correlation import set_correlation_id
 from flow_shared.db import Database
-from flow_shared.events.envelope import EventEnvelope
-from flow_shared.events.relay import (
+from flow_shared.events.connection import (
     CONNECT_TIMEOUT_SECONDS,
     PUBLISH_TIMEOUT_SECONDS,
-    Backoff,
+    BrokerConnection,
     BrokerUnavailable,
-    wait_for_event,
 )
+from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.topology import (
     DEAD_LETTER_KEY,
     REQUEUE_KEY,
@@ -77,6 +79,34 @@ from flow_shared.events.topology import (
 from flow_shared.metrics import business_counter, business_gauge
 
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
+
+
+class EventHandlers(Mapping[str, EventHandler]):
+    """What one service consumes: each event type it handles, with its one handler.
+
+    The one registry: a service builds it once (its `event_handlers()`) and hands it to
+    create_service_app in EventsConfig, which checks it against FLEET_SUBSCRIPTIONS and
+    gives it to the consumer. Parts that both handle a type are refused: a second
+    handler would silently replace the first."""
+
+    def __init__(self, *parts: Mapping[str, EventHandler]) -> None:
+        handlers: dict[str, EventHandler] = {}
+        for part in parts:
+            for event_type, handler in part.items():
+                if event_type in handlers:
+                    raise ValueError(f"two handlers for event type {event_type!r}")
+                handlers[event_type] = handler
+        self._handlers = handlers
+
+    def __getitem__(self, event_type: str) -> EventHandler:
+        return self._handlers[event_type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
 
 log = structlog.get_logger("flow.events.consumer")
 
@@ -148,14 +178,15 @@ class EventConsumer:
         self.queue_name = self.subscription.queue
         self.retry_queue_name = self.subscription.retry_queue
         self.dlq_name = self.subscription.dead_letter_queue
-        self._backoff = Backoff(reconnect_initial_delay, reconnect_max_delay)
-        self._connection: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._broker = BrokerConnection(
+            amqp_url,
+            reconnect_initial_delay=reconnect_initial_delay,
+            reconnect_max_delay=reconnect_max_delay,
+        )
         self._inspect_channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: ConsumerTag | None = None
         self._stopping = asyncio.Event()
-        self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._dlq_depth = DLQ_DEPTH.labels(service)
@@ -190,14 +221,7 @@ class EventConsumer:
 
     @property
     def is_connected(self) -> bool:
-        return (
-            self._connection is not None
-            and not self._connection.is_closed
-            and self._connection.connected.is_set()
-            and self._channel is not None
-            and not self._channel.is_closed
-            and self._consumer_tag is not None
-        )
+        return self._broker.is_open and self._consumer_tag is not None
 
     async def check_connected(self) -> None:
         if not self.is_connected:
@@ -217,20 +241,15 @@ class EventConsumer:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
-            try:
-                await self._connect()
-            except Exception as exc:
-                await self._disconnect()
-                delay = self._backoff.next_delay()
-                log.warning(
-                    "consumer_broker_unavailable",
-                    queue=self.queue_name,
-                    error=repr(exc),
-                    retry_in=round(delay, 2),
-                )
-                await wait_for_event(self._stopping, delay)
-                continue
-            self._backoff.reset()
+            consuming = await self._broker.connect_retrying(
+                self._declare_and_consume,
+                stopping=self._stopping,
+                failure_event="consumer_broker_unavailable",
+                logger=log,
+                queue=self.queue_name,
+            )
+            if consuming is None:
+                return  # stopped before the broker came back
             log.info("consumer_started", queue=self.queue_name, events=sorted(self.handlers))
             await self._watch_connection()
             if not self._stopping.is_set():
@@ -239,13 +258,13 @@ class EventConsumer:
 
     async def _watch_connection(self) -> None:
         """Refresh the DLQ gauge now and then until the connection is lost or we stop."""
-        while not self._stopping.is_set() and not self._lost.is_set():
+        while not self._stopping.is_set() and not self._broker.lost.is_set():
             try:
                 await self.refresh_dlq_depth()
             except Exception as exc:
                 log.warning("dlq_depth_refresh_failed", error=repr(exc))
             waiters = [
-                asyncio.create_task(self._lost.wait()),
+                asyncio.create_task(self._broker.lost.wait()),
                 asyncio.create_task(self._stopping.wait()),
             ]
             try:
@@ -258,24 +277,16 @@ class EventConsumer:
                 for waiter in waiters:
                     waiter.cancel()
 
-    async def _connect(self) -> None:
-        self._lost.clear()
-        connection = await aio_pika.connect(self.amqp_url, timeout=CONNECT_TIMEOUT_SECONDS)
-        self._connection = connection
-        connection.close_callbacks.add(self._on_closed)
-        # Unroutable retry/DLQ publishes must raise, never vanish.
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._channel = channel
-        channel.close_callbacks.add(self._on_closed)
+    async def _declare_and_consume(self, channel: AbstractChannel) -> ConsumerTag:
+        """The declare step of each connection: our queues, then consuming from the main one."""
         await channel.set_qos(prefetch_count=self.prefetch)
         exchange = await events_exchange(channel, self.exchange_name)
         queue = await declare_subscription(channel, exchange, self.subscription)
-        self._inspect_channel = await connection.channel(publisher_confirms=False)
-        self._queue = queue
-        self._consumer_tag = await queue.consume(self._on_message)
-
-    def _on_closed(self, _sender: Any, _exc: BaseException | None = None) -> None:
-        self._lost.set()
+        inspect_channel = await self._broker.open_channel()
+        consumer_tag = await queue.consume(self._on_message)
+        self._inspect_channel, self._queue = inspect_channel, queue
+        self._consumer_tag = consumer_tag
+        return consumer_tag
 
     async def _cancel_consuming(self) -> None:
         queue, tag = self._queue, self._consumer_tag
@@ -288,14 +299,10 @@ class EventConsumer:
             log.warning("consumer_cancel_failed", error=repr(exc))
 
     async def _disconnect(self) -> None:
-        connection, self._connection = self._connection, None
-        self._channel = None
         self._inspect_channel = None
         self._queue = None
         self._consumer_tag = None
-        if connection is not None and not connection.is_closed:
-            with contextlib.suppress(Exception):
-                await connection.close()
+        await self._broker.close()
 
     # -- handling ------------------------------------------------------------------
 
@@ -305,7 +312,7 @@ class EventConsumer:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
             return
-        channel = self._channel
+        channel = self._broker.channel
         if channel is None:
             return
         # Our own task, so closing the channel on stop never cancels a handler mid-way.
@@ -314,8 +321,29 @@ class EventConsumer:
         task.add_done_callback(self._in_flight.discard)
 
     async def _process(self, message: AbstractIncomingMessage, channel: AbstractChannel) -> None:
+        """One delivery: decode it, run its handler once (inbox) in a transaction, then ack
+        it, or move it to the retry queue or the DLQ."""
+        envelope = await self._decode(message, channel)
+        if envelope is None:
+            return
+        set_correlation_id(envelope.correlation_id)
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            await self._ignore(message, envelope)
+            return
         try:
-            envelope = EventEnvelope.model_validate_json(message.body)
+            handled = await self._handle(handler, envelope)
+        except Exception as exc:
+            await self._retry_or_dead_letter(message, channel, envelope, exc)
+            return
+        await self._ack_handled(message, envelope, handled=handled)
+
+    async def _decode(
+        self, message: AbstractIncomingMessage, channel: AbstractChannel
+    ) -> EventEnvelope | None:
+        """The message's envelope; None when it is not a valid one (moved to the DLQ)."""
+        try:
+            return EventEnvelope.model_validate_json(message.body)
         except ValidationError as exc:
             log.warning("event_poison", message_id=message.message_id, error=str(exc)[:200])
             await self._move(
@@ -327,66 +355,18 @@ class EventConsumer:
                 reason="poison",
                 event_type=INVALID_EVENT_TYPE,
             )
-            return
+            return None
 
-        set_correlation_id(envelope.correlation_id)
-        handler = self.handlers.get(envelope.type)
-        if handler is None:
-            # Only a stale binding from an older deployment routes such an event here
-            # (bindings are added, never removed, by whoever declares the topology).
-            log.warning(
-                "event_without_handler", event_id=str(envelope.id), event_type=envelope.type
-            )
-            EVENTS_CONSUMED.labels(self.service, envelope.type, "ignored").inc()
-            await _settle(message.ack())
-            return
+    async def _ignore(self, message: AbstractIncomingMessage, envelope: EventEnvelope) -> None:
+        # Only a stale binding from an older deployment routes such an event here
+        # (bindings are added, never removed, by whoever declares the topology).
+        log.warning("event_without_handler", event_id=str(envelope.id), event_type=envelope.type)
+        EVENTS_CONSUMED.labels(self.service, envelope.type, "ignored").inc()
+        await _settle(message.ack())
 
-        try:
-            handled = await self._handle(handler, envelope)
-        except Exception as exc:
-            EVENT_HANDLER_FAILURES.labels(self.service, envelope.type).inc()
-            outage = is_infrastructure_outage(exc)
-            # An unreachable database is not the event's fault: it must not use up the
-            # event's attempts and push a good event into the DLQ during an outage.
-            failures = _attempts(message) + (0 if outage else 1)
-            log.warning(
-                "event_handler_failed",
-                event_id=str(envelope.id),
-                event_type=envelope.type,
-                failures=failures,
-                outage=outage,
-                error=repr(exc),
-                exc_info=not outage,
-            )
-            if failures <= self.max_retries:
-                await self._move(
-                    message,
-                    channel,
-                    RETRY_KEY,
-                    attempts=failures,
-                    error=repr(exc),
-                    reason=None,
-                    event_type=envelope.type,
-                    expiration_ms=self.retry_delay_ms,
-                )
-            else:
-                log.error(
-                    "event_dead_lettered",
-                    event_id=str(envelope.id),
-                    event_type=envelope.type,
-                    failures=failures,
-                )
-                await self._move(
-                    message,
-                    channel,
-                    DEAD_LETTER_KEY,
-                    attempts=failures,
-                    error=repr(exc),
-                    reason="max_retries",
-                    event_type=envelope.type,
-                )
-            return
-
+    async def _ack_handled(
+        self, message: AbstractIncomingMessage, envelope: EventEnvelope, *, handled: bool
+    ) -> None:
         outcome = "handled" if handled else "duplicate"
         EVENTS_CONSUMED.labels(self.service, envelope.type, outcome).inc()
         log.info(
@@ -397,21 +377,76 @@ class EventConsumer:
         # If this ack is lost the event comes back, and the inbox row makes it a no-op.
         await _settle(message.ack())
 
+    async def _retry_or_dead_letter(
+        self,
+        message: AbstractIncomingMessage,
+        channel: AbstractChannel,
+        envelope: EventEnvelope,
+        exc: Exception,
+    ) -> None:
+        """The handler failed: to the retry queue while attempts remain, else to the DLQ."""
+        EVENT_HANDLER_FAILURES.labels(self.service, envelope.type).inc()
+        outage = is_infrastructure_outage(exc)
+        # An unreachable database is not the event's fault: it must not use up the
+        # event's attempts and push a good event into the DLQ during an outage.
+        failures = _attempts(message) + (0 if outage else 1)
+        log.warning(
+            "event_handler_failed",
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            failures=failures,
+            outage=outage,
+            error=repr(exc),
+            exc_info=not outage,
+        )
+        if failures <= self.max_retries:
+            await self._move(
+                message,
+                channel,
+                RETRY_KEY,
+                attempts=failures,
+                error=repr(exc),
+                reason=None,
+                event_type=envelope.type,
+                expiration_ms=self.retry_delay_ms,
+            )
+            return
+        log.error(
+            "event_dead_lettered",
+            event_id=str(envelope.id),
+            event_type=envelope.type,
+            failures=failures,
+        )
+        await self._move(
+            message,
+            channel,
+            DEAD_LETTER_KEY,
+            attempts=failures,
+            error=repr(exc),
+            reason="max_retries",
+            event_type=envelope.type,
+        )
+
     async def _handle(self, handler: EventHandler, envelope: EventEnvelope) -> bool:
-        """Run the handler once per event. False when the inbox says it already ran."""
+        """Run the handler once per event, in the transaction of its inbox row. False when
+        the inbox says it already ran."""
         async with self.database.sessionmaker() as session, session.begin():
-            inserted = (
-                await session.execute(
-                    pg_insert(self.inbox)
-                    .values(consumer=self.service, event_id=envelope.id, event_type=envelope.type)
-                    .on_conflict_do_nothing()
-                    .returning(self.inbox.c.event_id)
-                )
-            ).scalar_one_or_none()
-            if inserted is None:
+            if not await self._record_in_inbox(session, envelope):
                 return False
             await handler(session, envelope)
         return True
+
+    async def _record_in_inbox(self, session: AsyncSession, envelope: EventEnvelope) -> bool:
+        """Insert the inbox row (consumer, event_id); False when it was already there."""
+        inserted = (
+            await session.execute(
+                pg_insert(self.inbox)
+                .values(consumer=self.service, event_id=envelope.id, event_type=envelope.type)
+                .on_conflict_do_nothing()
+                .returning(self.inbox.c.event_id)
+            )
+        ).scalar_one_or_none()
+        return inserted is not None
 
     async def _move(
         self,

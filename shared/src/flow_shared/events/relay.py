@@ -17,40 +17,38 @@ stays in the outbox (counted in `flow_events_unroutable_total`, which alerts), a
 type is tried again every `unroutable_retry_seconds`, while other types keep flowing.
 
 The broker may be away for any length of time: start-up never waits for it,
-and the background loop reconnects with exponential backoff.
+and the background loop reconnects with exponential backoff (the connection is
+connection.py's BrokerConnection, the consumer's too).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import time
 import uuid
 from typing import Any
 
 import aio_pika
 import structlog
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractConnection,
-    AbstractExchange,
-    HeadersType,
-)
+from aio_pika.abc import AbstractChannel, AbstractExchange, HeadersType
 from aio_pika.exceptions import PublishError
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Row, Select, Table, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.db import Database
+from flow_shared.events.connection import (
+    PUBLISH_TIMEOUT_SECONDS,
+    BrokerConnection,
+    BrokerUnavailable,
+    wait_for_event,
+)
 from flow_shared.events.topology import EventTopology, declare_topology, events_exchange
-from flow_shared.events.topology import declare_events_exchange as declare_events_exchange
 from flow_shared.jsonutil import dumps
 from flow_shared.metrics import business_counter, business_gauge
 
 log = structlog.get_logger("flow.events.relay")
 
 CORRELATION_HEADER = "x-correlation-id"
-CONNECT_TIMEOUT_SECONDS = 5.0
-PUBLISH_TIMEOUT_SECONDS = 10.0
 # Counting pending rows is cheap (partial index) but needs no more than this pace.
 PENDING_GAUGE_INTERVAL_SECONDS = 5.0
 MAX_ERROR_LENGTH = 1000
@@ -81,34 +79,6 @@ EVENTS_UNROUTABLE = business_counter(
     "event stays in the outbox and is tried again.",
     ("service", "event_type"),
 )
-
-
-class BrokerUnavailable(RuntimeError):
-    """Not connected to RabbitMQ (yet, or any more)."""
-
-
-class Backoff:
-    """Exponential backoff with full jitter for reconnect attempts."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._next = initial
-
-    def next_delay(self) -> float:
-        delay = random.uniform(self.initial / 2, self._next)
-        self._next = min(self._next * 2, self.maximum)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial
-
-
-async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`, waking early when `event` is set. True if it was set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
-    return event.is_set()
 
 
 def build_event_message(
@@ -163,9 +133,11 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.stop_timeout = stop_timeout
-        self._backoff = Backoff(reconnect_initial_delay, reconnect_max_delay)
-        self._connection: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._broker = BrokerConnection(
+            amqp_url,
+            reconnect_initial_delay=reconnect_initial_delay,
+            reconnect_max_delay=reconnect_max_delay,
+        )
         self._exchange: AbstractExchange | None = None
         self._connect_lock = asyncio.Lock()
         # Serialises passes within one relay; other relays are kept apart by SKIP LOCKED.
@@ -214,14 +186,7 @@ class OutboxRelay:
 
     @property
     def is_connected(self) -> bool:
-        return (
-            self._connection is not None
-            and not self._connection.is_closed
-            and self._connection.connected.is_set()
-            and self._channel is not None
-            and not self._channel.is_closed
-            and self._exchange is not None
-        )
+        return self._broker.is_open and self._exchange is not None
 
     async def check_connected(self) -> None:
         if not self.is_connected:
@@ -252,20 +217,10 @@ class OutboxRelay:
         return set(self._unroutable_until)
 
     async def _publish_batch(self, exchange: AbstractExchange) -> int:
-        outbox = self.outbox
         published: list[int] = []
         held = self.held_unroutable_types()
-        query = (
-            select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.payload)
-            .where(outbox.c.published_at.is_(None))
-            .order_by(outbox.c.seq)
-            .limit(self.batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        if held:
-            query = query.where(outbox.c.event_type.not_in(held))
         async with self.database.sessionmaker() as session, session.begin():
-            rows = (await session.execute(query)).all()
+            rows = (await session.execute(self._pending_rows(held))).all()
             for row in rows:
                 if row.event_type in held:
                     continue  # returned earlier in this batch
@@ -283,42 +238,10 @@ class OutboxRelay:
                     # Returned: no queue is bound to this type. Nobody receives the type,
                     # so holding it back reorders nothing for anyone: later rows go on.
                     held.add(row.event_type)
-                    self._unroutable_until[row.event_type] = (
-                        time.monotonic() + self.unroutable_retry_seconds
-                    )
-                    EVENTS_UNROUTABLE.labels(self.service, row.event_type).inc()
-                    log.error(
-                        "outbox_event_unroutable",
-                        event_id=str(row.event_id),
-                        event_type=row.event_type,
-                        retry_in=self.unroutable_retry_seconds,
-                        error=str(exc),
-                    )
-                    await session.execute(
-                        update(outbox)
-                        .where(outbox.c.seq == row.seq)
-                        .values(
-                            attempts=outbox.c.attempts + 1,
-                            last_error=f"unroutable: no queue is bound to {row.event_type}",
-                        )
-                    )
+                    await self._hold_unroutable(session, row, exc)
                     continue
                 except Exception as exc:
-                    self._failures.inc()
-                    log.warning(
-                        "outbox_publish_failed",
-                        event_id=str(row.event_id),
-                        event_type=row.event_type,
-                        error=repr(exc),
-                    )
-                    await session.execute(
-                        update(outbox)
-                        .where(outbox.c.seq == row.seq)
-                        .values(
-                            attempts=outbox.c.attempts + 1,
-                            last_error=repr(exc)[:MAX_ERROR_LENGTH],
-                        )
-                    )
+                    await self._record_publish_failure(session, row, exc)
                     # Keep order: later rows wait for this one. A broken channel is rebuilt.
                     if not self.is_connected:
                         await self._disconnect()
@@ -327,13 +250,61 @@ class OutboxRelay:
                 EVENTS_PUBLISHED.labels(self.service, row.event_type).inc()
             if published:
                 await session.execute(
-                    update(outbox)
-                    .where(outbox.c.seq.in_(published))
-                    .values(published_at=func.now(), attempts=outbox.c.attempts + 1)
+                    update(self.outbox)
+                    .where(self.outbox.c.seq.in_(published))
+                    .values(published_at=func.now(), attempts=self.outbox.c.attempts + 1)
                 )
         if published:
             log.debug("outbox_published", count=len(published))
         return len(published)
+
+    def _pending_rows(self, held: set[str]) -> Select[tuple[int, uuid.UUID, str, Any]]:
+        """The oldest unpublished rows no other relay holds, but for the held-back types."""
+        outbox = self.outbox
+        query = (
+            select(outbox.c.seq, outbox.c.event_id, outbox.c.event_type, outbox.c.payload)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.seq)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        if held:
+            query = query.where(outbox.c.event_type.not_in(held))
+        return query
+
+    async def _hold_unroutable(self, session: AsyncSession, row: Row[Any], exc: Exception) -> None:
+        """Hold `row`'s type back for `unroutable_retry_seconds`; the row stays unpublished."""
+        self._unroutable_until[row.event_type] = time.monotonic() + self.unroutable_retry_seconds
+        EVENTS_UNROUTABLE.labels(self.service, row.event_type).inc()
+        log.error(
+            "outbox_event_unroutable",
+            event_id=str(row.event_id),
+            event_type=row.event_type,
+            retry_in=self.unroutable_retry_seconds,
+            error=str(exc),
+        )
+        await self._count_attempt(
+            session, row.seq, f"unroutable: no queue is bound to {row.event_type}"
+        )
+
+    async def _record_publish_failure(
+        self, session: AsyncSession, row: Row[Any], exc: Exception
+    ) -> None:
+        self._failures.inc()
+        log.warning(
+            "outbox_publish_failed",
+            event_id=str(row.event_id),
+            event_type=row.event_type,
+            error=repr(exc),
+        )
+        await self._count_attempt(session, row.seq, repr(exc)[:MAX_ERROR_LENGTH])
+
+    async def _count_attempt(self, session: AsyncSession, seq: int, error: str) -> None:
+        await session.execute(
+            update(self.outbox)
+            .where(self.outbox.c.seq == seq)
+            .values(attempts=self.outbox.c.attempts + 1, last_error=error)
+        )
 
     async def refresh_pending_gauge(self) -> int:
         """Set the pending-rows and oldest-pending-age gauges; returns the pending count."""
@@ -355,42 +326,27 @@ class OutboxRelay:
     # -- connection ----------------------------------------------------------------
 
     async def _ensure_connected(self) -> AbstractExchange:
+        """The exchange on an open connection, connecting first if there is none (raises
+        BrokerUnavailable when the broker cannot be reached)."""
         async with self._connect_lock:
             if self.is_connected and self._exchange is not None:
                 return self._exchange
-            await self._disconnect()
-            try:
-                connection = await aio_pika.connect(self.amqp_url, timeout=CONNECT_TIMEOUT_SECONDS)
-            except Exception as exc:
-                raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
-            try:
-                # With confirms, a mandatory publish nobody is bound to raises PublishError.
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                # Every consumer's queue before the first publish: an event published
-                # before its consumer ever started then waits for it (no partial routing).
-                if self.topology is not None:
-                    exchange = await declare_topology(channel, self.topology)
-                else:
-                    exchange = await events_exchange(channel, self.exchange_name)
-            except Exception as exc:
-                await connection.close()
-                raise BrokerUnavailable(
-                    f"cannot open the channel or declare the topology: {exc!r}"
-                ) from exc
-            self._connection, self._channel, self._exchange = connection, channel, exchange
+            self._exchange = None
+            exchange = await self._broker.connect(self._declare)
+            self._exchange = exchange
             log.info("relay_connected", exchange=self.exchange_name)
             return exchange
 
+    async def _declare(self, channel: AbstractChannel) -> AbstractExchange:
+        # Every consumer's queue before the first publish: an event published
+        # before its consumer ever started then waits for it (no partial routing).
+        if self.topology is not None:
+            return await declare_topology(channel, self.topology)
+        return await events_exchange(channel, self.exchange_name)
+
     async def _disconnect(self) -> None:
-        connection, self._connection = self._connection, None
-        channel, self._channel = self._channel, None
         self._exchange = None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(Exception):
-                await channel.close()
-        if connection is not None and not connection.is_closed:
-            with contextlib.suppress(Exception):
-                await connection.close()
+        await self._broker.close()
 
     # -- background loop -----------------------------------------------------------
 
@@ -399,18 +355,18 @@ class OutboxRelay:
             try:
                 published = await self.publish_pending()
             except BrokerUnavailable as exc:
-                delay = self._backoff.next_delay()
+                delay = self._broker.backoff.next_delay()
                 log.warning("relay_broker_unavailable", error=str(exc), retry_in=round(delay, 2))
                 await self._refresh_pending_gauge_quietly()
                 await wait_for_event(self._stopping, delay)
                 continue
             except Exception:
                 # A database error: the rows are still there; try again after a pause.
-                delay = self._backoff.next_delay()
+                delay = self._broker.backoff.next_delay()
                 log.exception("relay_pass_failed", retry_in=round(delay, 2))
                 await wait_for_event(self._stopping, delay)
                 continue
-            self._backoff.reset()
+            self._broker.backoff.reset()
             # Also while draining full batches: a backlog is exactly when the lag gauges matter.
             await self._refresh_pending_gauge_quietly()
             if published < self.batch_size:

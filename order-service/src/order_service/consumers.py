@@ -1,0 +1,21 @@
+"""What order-service consumes, as one registry (its handlers live with their rules).
+
+payment.failed ends orders (service.payments); organization.* set the hospitals' caps
+(service.allocation); shortage.* feed the projection of active shortages
+(service.shortages). Not in events.py, which holds what order-service publishes: the
+rules import it (service.payments through state), so it cannot import them.
+"""
+
+from __future__ import annotations
+
+from flow_shared.events.consumer import EventHandlers
+from order_service.service import allocation, shortages
+from order_service.service.payments import on_payment_failed
+
+
+def event_handlers() -> EventHandlers:
+    return EventHandlers(
+        {"payment.failed": on_payment_failed},
+        allocation.EVENT_HANDLERS,
+        shortages.EVENT_HANDLERS,
+    )
