@@ -10,7 +10,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,17 +19,24 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from admin_service.config import Settings
 from admin_service.events import project_event
 from admin_service.main import create_app
 from admin_service.models import AdminAction, AuditEvent, OrderFact, OrgFact, inbox
 from flow_shared.events.envelope import EventEnvelope
-from flow_shared.events.relay import build_event_message, declare_events_exchange
+from flow_shared.events.relay import build_event_message
+from flow_shared.events.topology import declare_events_exchange
 from flow_shared.health import HealthRegistry
 from flow_shared.health import router as health_router
-from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.infra import TestInfra
+from flow_shared.testing.service_app import (
+    SettingsFactory,
+    client_opener,
+    schema_engine_fixture,
+    settings_fixture,
+)
 from flow_shared.testing.tokens import TokenIssuer
 
 USER_SERVICE_URL = "http://user-service.test"
@@ -241,9 +248,14 @@ AdminAppFactory = Callable[..., FastAPI]
 AdminClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
+make_settings = settings_fixture(
+    "admin-service", Settings, user_service_url=USER_SERVICE_URL, **FLEET_URLS
+)
+
+
 @pytest.fixture
-def admin_settings(infra: TestInfra) -> Settings:
-    return Settings(**infra.settings_kwargs("admin-service", user_service_url=USER_SERVICE_URL))
+def admin_settings(make_settings: SettingsFactory[Settings]) -> Settings:
+    return make_settings()
 
 
 @pytest.fixture
@@ -265,7 +277,7 @@ def area_members(admin_settings: Settings) -> AreaStub:
 
 @pytest.fixture
 def admin_app_for(
-    infra: TestInfra,
+    make_settings: SettingsFactory[Settings],
     token_issuer: TokenIssuer,
     user_service: UserServiceStub,
     fleet: FleetStub,
@@ -277,14 +289,8 @@ def admin_app_for(
     It starts on an empty projection with an empty queue (see `projection`)."""
 
     def build(*, real_network: bool = False, **overrides: Any) -> FastAPI:
-        settings = Settings(
-            **infra.settings_kwargs(
-                "admin-service",
-                **{"user_service_url": USER_SERVICE_URL, **FLEET_URLS, **overrides},
-            )
-        )
         return create_app(
-            settings,
+            make_settings(**overrides),
             jwks_fetcher=token_issuer.fetch_jwks,
             user_service_transport=user_service.transport(),
             health_transport=None if real_network else fleet.transport(),
@@ -298,13 +304,7 @@ def admin_app_for(
 @pytest.fixture
 def admin_client_for(admin_app_for: AdminAppFactory) -> AdminClientFactory:
     """Opens admin-service in-process; settings overrides change its configuration."""
-
-    @asynccontextmanager
-    async def open_client(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        async with asgi_client(admin_app_for(**overrides)) as client:
-            yield client
-
-    return open_client
+    return client_opener(admin_app_for)
 
 
 @pytest.fixture
@@ -325,12 +325,7 @@ def platform_admin(token_issuer: TokenIssuer, platform_admin_id: uuid.UUID) -> d
     )
 
 
-@pytest.fixture(scope="session")
-async def admin_engine(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """Connected as admin-service's own role, to read what a request committed."""
-    engine = create_async_engine(infra.database_url("admin"))
-    yield engine
-    await engine.dispose()
+admin_engine = schema_engine_fixture("admin", schema_on_search_path=False)
 
 
 AuditRows = Callable[[str], Awaitable[list[AdminAction]]]

@@ -5,7 +5,6 @@ and its own), degraded unless all are ok."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from flow_shared.testing.infra import asgi_client
+from flow_shared.testing.ports import free_port
 
 if TYPE_CHECKING:
     from conftest import AdminAppFactory, AdminClientFactory, FleetStub
@@ -167,10 +167,7 @@ async def hanging_server() -> AsyncIterator[str]:
 @pytest.fixture
 def closed_port_url() -> str:
     """A local URL nobody listens on: connecting is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 async def test_a_hanging_or_refusing_service_is_unreachable_on_real_sockets(

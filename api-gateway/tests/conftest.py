@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +20,8 @@ from fastapi import FastAPI
 from api_gateway.config import Settings
 from api_gateway.main import create_app
 from flow_shared.testing.infra import asgi_client
+from flow_shared.testing.ports import free_port
+from flow_shared.testing.service_app import SettingsFactory, settings_factory
 
 if TYPE_CHECKING:
     from flow_shared.testing.infra import TestInfra
@@ -60,14 +61,19 @@ class StubUpstream:
     """A stand-in Flow service: records what it receives, answers per path.
 
     `.../fail` answers 500 (or every path, with `failing = True`), `.../slow` sleeps past
-    any gateway timeout, `.../stream` streams `stream_size` bytes in chunks, `.../redirect`
-    redirects to its own absolute URL, anything else echoes the request as JSON.
+    any gateway timeout, `.../stream` streams `stream_size` bytes in chunks, `.../trickle`
+    streams `trickle_block` (an SSE heartbeat) `trickle_blocks` times, `trickle_gap_seconds`
+    apart (an idle event stream), `.../redirect` redirects to its own absolute URL, anything
+    else echoes the request as JSON.
     """
 
     name: str
     openapi: dict[str, Any] | None = None
     failing: bool = False
     stream_size: int = 4 * 1024 * 1024
+    trickle_block: bytes = b": keepalive\n\n"
+    trickle_blocks: int = 8
+    trickle_gap_seconds: float = 0.3
     requests: list[Received] = field(default_factory=list)
     openapi_fetches: int = 0
     url: str = ""
@@ -123,6 +129,14 @@ class StubUpstream:
             payload = self.stream_bytes()
             for start in range(0, len(payload), STREAM_CHUNK):
                 await response.write(payload[start : start + STREAM_CHUNK])
+            await response.write_eof()
+            return response
+        if last == "trickle":
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for _ in range(self.trickle_blocks):
+                await response.write(self.trickle_block)
+                await asyncio.sleep(self.trickle_gap_seconds)
             await response.write_eof()
             return response
         if last == "redirect":
@@ -197,10 +211,7 @@ class FlakyServer:
 @pytest.fixture
 def closed_port_url() -> str:
     """An address where nothing listens (a service that is down)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture
@@ -232,18 +243,17 @@ async def flaky_factory() -> AsyncIterator[Callable[[int], Any]]:
 
 
 @pytest.fixture
-def gateway_settings(infra: TestInfra) -> Callable[..., Settings]:
+def gateway_settings(infra: TestInfra) -> SettingsFactory[Settings]:
     """Settings on this session's Redis, with a key prefix of their own per test (rate-limit
     counters never leak between tests) and no upstream unless a test names it."""
     prefix = f"{infra.redis_prefix}gw-{uuid.uuid4().hex[:8]}:"
-
-    def make(**overrides: Any) -> Settings:
-        kwargs = infra.settings_kwargs("api-gateway", redis_key_prefix=prefix)
-        kwargs.update(dict.fromkeys(UPSTREAM_URL_FIELDS))
-        kwargs.update(overrides)
-        return Settings(**kwargs)
-
-    return make
+    return settings_factory(
+        infra,
+        "api-gateway",
+        Settings,
+        redis_key_prefix=prefix,
+        **dict.fromkeys(UPSTREAM_URL_FIELDS),
+    )
 
 
 @dataclass
@@ -297,7 +307,7 @@ class Gateway:
 
 @pytest.fixture
 def open_gateway(
-    gateway_settings: Callable[..., Settings], token_issuer: TokenIssuer
+    gateway_settings: SettingsFactory[Settings], token_issuer: TokenIssuer
 ) -> Callable[..., AbstractAsyncContextManager[Gateway]]:
     @asynccontextmanager
     async def run(**overrides: Any) -> AsyncIterator[Gateway]:

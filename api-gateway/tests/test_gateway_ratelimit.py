@@ -3,7 +3,6 @@ role on authenticated routes, per IP for anonymous callers; 429 with Retry-After
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -14,6 +13,7 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from api_gateway.config import RateRule
+from flow_shared.testing.ports import free_port
 
 if TYPE_CHECKING:
     from conftest import Gateway
@@ -123,11 +123,8 @@ async def test_redis_down_closes_login_and_leaves_fail_open_routes_open(
     open_gateway: OpenGateway, stub_factory: Any
 ) -> None:
     users = await stub_factory("user-service")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead_port = sock.getsockname()[1]
     async with open_gateway(
-        user_service_url=users.url, redis_url=f"redis://127.0.0.1:{dead_port}/0"
+        user_service_url=users.url, redis_url=f"redis://127.0.0.1:{free_port()}/0"
     ) as gw:
         login = await gw.client.post(LOGIN, json={})
         # jwks is public and only under the fail-open "anonymous" rule.

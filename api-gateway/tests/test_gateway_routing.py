@@ -3,6 +3,7 @@ streaming both ways, CORS and security headers (SPEC "Gateway")."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 if TYPE_CHECKING:
@@ -278,6 +280,47 @@ async def test_large_streamed_response_arrives_intact(
     assert resp.headers["content-type"] == "application/octet-stream"
     assert len(received) == size
     assert hashlib.sha256(received).digest() == hashlib.sha256(orders.stream_bytes()).digest()
+
+
+async def test_an_event_stream_sending_within_each_read_timeout_stays_open_past_it(
+    open_gateway: OpenGateway, stub_factory: Any, token_issuer: TokenIssuer
+) -> None:
+    """The read timeout bounds the silence between bytes, not the response: notification-
+    service's event stream, kept alive by heartbeats, lasts as long as the client stays."""
+    events = await stub_factory("notification-service", trickle_blocks=8, trickle_gap_seconds=0.3)
+    policy = {"notification-service": {"read_timeout": 1.0}}
+    async with (
+        open_gateway(notification_service_url=events.url, upstream_policies=policy) as gw,
+        gw.client.stream(
+            "GET", "/api/v1/notifications/trickle", headers=token_issuer.headers()
+        ) as resp,
+    ):
+        received = b"".join([chunk async for chunk in resp.aiter_raw()])
+
+    assert resp.status_code == 200
+    # 2.4 s of stream through a 1 s read timeout, every heartbeat through.
+    assert received == events.trickle_block * 8
+
+
+async def test_an_event_stream_silent_past_the_read_timeout_is_cut(
+    open_gateway: OpenGateway, stub_factory: Any, token_issuer: TokenIssuer
+) -> None:
+    """Why notification-service's SSE_HEARTBEAT_SECONDS stays under this read timeout."""
+    events = await stub_factory("notification-service", trickle_blocks=4, trickle_gap_seconds=1.0)
+    policy = {"notification-service": {"read_timeout": 0.3}}
+    received = b""
+    async with (
+        open_gateway(notification_service_url=events.url, upstream_policies=policy) as gw,
+        gw.client.stream(
+            "GET", "/api/v1/notifications/trickle", headers=token_issuer.headers()
+        ) as resp,
+    ):
+        with contextlib.suppress(httpx.TransportError):
+            async for chunk in resp.aiter_raw():
+                received += chunk
+
+    assert resp.status_code == 200
+    assert received == events.trickle_block  # the first heartbeat, then the cut
 
 
 async def test_cors_allows_only_configured_origins_without_wildcard(

@@ -9,21 +9,25 @@ the internal API, so tests read as the promise they check.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from flow_shared.events.envelope import EventEnvelope
-from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
+from flow_shared.testing.infra import caller_key
+from flow_shared.testing.outbox import outbox_events
+from flow_shared.testing.service_app import (
+    in_process_app_fixtures,
+    schema_engine_fixture,
+    settings_fixture,
+)
 from flow_shared.testing.tokens import TokenIssuer
 from inventory_service.config import Settings
-from inventory_service.events import EVENT_HANDLERS
+from inventory_service.events import event_handlers
 from inventory_service.main import create_app
 from inventory_service.models import Product
 
@@ -31,51 +35,16 @@ INTERNAL_KEY = caller_key("order-service")  # reservations are its routes
 PRICING_HEADERS = {"X-Service-Key": caller_key("pricing-service")}  # depot look-ups
 INTERNAL_HEADERS = {"X-Service-Key": INTERNAL_KEY}
 
-SettingsFactory = Callable[..., Settings]
 
-
-@pytest.fixture(scope="session")
-def make_settings(infra: TestInfra) -> SettingsFactory:
-    def make(**overrides: Any) -> Settings:
-        kwargs: dict[str, Any] = {
-            # Tests call the sweeper themselves; the background one only runs at start-up.
-            "reservation_sweep_interval_seconds": 3600.0,
-            "log_level": "WARNING",
-        }
-        kwargs.update(overrides)
-        return Settings(**infra.settings_kwargs("inventory-service", **kwargs))
-
-    return make
-
-
-@pytest.fixture(scope="session")
-async def inventory_app(
-    make_settings: SettingsFactory, token_issuer: TokenIssuer
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(make_settings(), jwks_fetcher=token_issuer.fetch_jwks)
-    async with asgi_client(app) as http:
-        yield app, http
-
-
-@pytest.fixture
-def app(inventory_app: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
-    return inventory_app[0]
-
-
-@pytest.fixture
-def client(inventory_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return inventory_app[1]
-
-
-@pytest.fixture(scope="session")
-async def inventory_db(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """The inventory schema as inventory-service's own role, for setting up and checking."""
-    engine = create_async_engine(
-        infra.database_url("inventory"),
-        connect_args={"server_settings": {"search_path": "inventory,public"}},
-    )
-    yield engine
-    await engine.dispose()
+make_settings = settings_fixture(
+    "inventory-service",
+    Settings,
+    # Tests call the sweeper themselves; the background one only runs at start-up.
+    reservation_sweep_interval_seconds=3600.0,
+    log_level="WARNING",
+)
+service_app, app, client = in_process_app_fixtures(create_app)
+inventory_db = schema_engine_fixture("inventory")
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +111,7 @@ class Inventory:
     # -- the vendor projection -------------------------------------------------------
 
     async def handle(self, envelope: EventEnvelope) -> None:
-        handler = EVENT_HANDLERS[envelope.type]
+        handler = event_handlers()[envelope.type]
         async with self.sessions() as session, session.begin():
             await handler(session, envelope)
 
@@ -255,18 +224,7 @@ class Inventory:
 
     async def outbox_events(self, event_type: str, **data: str) -> list[dict[str, Any]]:
         """This service's outbox rows of one type whose data has these values."""
-        conditions = " ".join(f"AND payload->'data'->>'{key}' = :{key}" for key in data)
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        f"SELECT payload FROM outbox WHERE event_type = :t {conditions} "  # noqa: S608
-                        "ORDER BY seq"
-                    ),
-                    {"t": event_type, **data},
-                )
-            ).all()
-        return [row.payload for row in rows]
+        return await outbox_events(self.engine, event_type, **data)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ import pytest
 
 from flow_shared.config import join_caller_keys
 from flow_shared.testing.infra import TestInfra
+from flow_shared.testing.ports import free_port
 
 PROCESSES = 2
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _environment(infra: TestInfra) -> dict[str, str]:
@@ -77,7 +71,7 @@ async def inventory_processes(infra: TestInfra, tmp_path: Path) -> AsyncIterator
     started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
         for index in range(PROCESSES):
-            port = _free_port()
+            port = free_port()
             log = tmp_path / f"inventory-{index}.log"
             with log.open("wb") as output:
                 process = subprocess.Popen(

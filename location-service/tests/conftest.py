@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
+from flow_shared.testing.infra import caller_key
+from flow_shared.testing.service_app import (
+    SettingsFactory,
+    client_opener,
+    schema_engine_fixture,
+    settings_fixture,
+)
 from flow_shared.testing.tokens import TokenIssuer
 from location_service.config import Settings
 from location_service.main import create_app
@@ -51,24 +58,23 @@ def geocoder_stub() -> GeocoderStub:
     return GeocoderStub()
 
 
+make_settings = settings_fixture("location-service", Settings)
+
+
 @pytest.fixture
 def location_client_for(
-    infra: TestInfra, token_issuer: TokenIssuer, geocoder_stub: GeocoderStub
+    make_settings: SettingsFactory[Settings], token_issuer: TokenIssuer, geocoder_stub: GeocoderStub
 ) -> LocationClientFactory:
     """Opens location-service in-process; keyword arguments override its settings."""
 
-    @asynccontextmanager
-    async def open_client(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        settings = Settings(**infra.settings_kwargs("location-service", **overrides))
-        app = create_app(
-            settings,
+    def build(**overrides: Any) -> FastAPI:
+        return create_app(
+            make_settings(**overrides),
             jwks_fetcher=token_issuer.fetch_jwks,
             geocoder_transport=geocoder_stub.transport(),
         )
-        async with asgi_client(app) as client:
-            yield client
 
-    return open_client
+    return client_opener(build)
 
 
 @pytest.fixture
@@ -103,15 +109,7 @@ def hospital(token_issuer: TokenIssuer, hospital_id: uuid.UUID) -> dict[str, str
     return token_issuer.headers(org_kind="hospital", role="staff", org_id=hospital_id)
 
 
-@pytest.fixture(scope="session")
-async def location_engine(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """Connected as location-service's own role, to read what requests committed."""
-    engine = create_async_engine(
-        infra.database_url("location"),
-        connect_args={"server_settings": {"search_path": "location,public"}},
-    )
-    yield engine
-    await engine.dispose()
+location_engine = schema_engine_fixture("location")
 
 
 PostgisDistances = Callable[[list[tuple[float, float, float, float]]], Any]

@@ -21,7 +21,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,11 +35,16 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.testing.infra import TestInfra
 from flow_shared.testing.polling import eventually
+from flow_shared.testing.service_app import (
+    SettingsFactory,
+    schema_engine_fixture,
+    settings_fixture,
+)
 from flow_shared.testing.tokens import TokenIssuer
 from notification_service.config import Settings
 from notification_service.main import create_app
@@ -427,13 +432,22 @@ class NotificationFlow:
         headers: dict[str, str] | None = None,
         last_event_id: str | None = None,
         base_url: str | None = None,
+        read_timeout: float | None = None,
     ) -> AsyncIterator[tuple[httpx.Response, SseReader]]:
-        """GET .../stream (here, or through `base_url`, the gateway), kept open while in use."""
+        """GET .../stream (here, or from the server at `base_url`), kept open while in use.
+
+        `read_timeout`: the longest wait for the next bytes before the client gives up
+        (httpx.ReadTimeout), as a proxy in front does (api-gateway's read_timeout)."""
         request_headers = dict(headers or self.headers(org_id or uuid.uuid4()))
         if last_event_id is not None:
             request_headers["Last-Event-ID"] = last_event_id
         url = f"{base_url or self.url}/api/v1/notifications/stream"
-        async with self.http.stream("GET", url, headers=request_headers) as response:
+        timeout = (
+            self.http.timeout if read_timeout is None else httpx.Timeout(10, read=read_timeout)
+        )
+        async with self.http.stream(
+            "GET", url, headers=request_headers, timeout=timeout
+        ) as response:
             yield response, SseReader(response)
 
     async def save_preferences(
@@ -524,23 +538,18 @@ class NotificationFlow:
         )
 
 
-@pytest.fixture(scope="session")
-def make_settings(infra: TestInfra) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        kwargs: dict[str, Any] = {
-            "log_level": "WARNING",
-            "webhook_secrets_key": WEBHOOK_SECRETS_KEY,
-            # The test receivers listen on 127.0.0.1; the guard module turns this off.
-            "allow_private_webhooks": True,
-            "delivery_poll_interval_seconds": 0.1,
-            "delivery_backoff_initial_seconds": 0.05,
-            "delivery_backoff_max_seconds": 0.2,
-            "delivery_max_attempts": 4,
-        }
-        kwargs.update(overrides)
-        return Settings(**infra.settings_kwargs("notification-service", **kwargs))
-
-    return make
+make_settings = settings_fixture(
+    "notification-service",
+    Settings,
+    log_level="WARNING",
+    webhook_secrets_key=WEBHOOK_SECRETS_KEY,
+    # The test receivers listen on 127.0.0.1; the guard module turns this off.
+    allow_private_webhooks=True,
+    delivery_poll_interval_seconds=0.1,
+    delivery_backoff_initial_seconds=0.05,
+    delivery_backoff_max_seconds=0.2,
+    delivery_max_attempts=4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -559,22 +568,14 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
     await receiver.stop()
 
 
-@pytest.fixture(scope="module")
-async def notification_db(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """The notifications schema as the service's own role, for setting up and checking."""
-    engine = create_async_engine(
-        infra.database_url("notifications"),
-        connect_args={"server_settings": {"search_path": "notifications,public"}},
-    )
-    yield engine
-    await engine.dispose()
+notification_db = schema_engine_fixture("notifications", scope="module")
 
 
 @pytest.fixture(scope="module")
 async def flow(
     request: pytest.FixtureRequest,
     infra: TestInfra,
-    make_settings: Callable[..., Settings],
+    make_settings: SettingsFactory[Settings],
     token_issuer: TokenIssuer,
     smtp_sink: SmtpSink,
     notification_db: AsyncEngine,

@@ -25,9 +25,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.service_app import schema_engine_fixture, settings_factory
 from flow_shared.testing.tokens import TokenIssuer
 from flow_shared.validation import MAX_AMOUNT
 from order_service.config import Settings
@@ -599,21 +600,23 @@ def fleet(token_issuer: TokenIssuer) -> Fleet:
 
 
 def order_settings(infra: TestInfra, **overrides: Any) -> Settings:
-    kwargs: dict[str, Any] = {
-        "location_service_url": LOCATION_URL,
-        "inventory_service_url": INVENTORY_URL,
-        "pricing_service_url": PRICING_URL,
-        "payment_service_url": PAYMENT_URL,
+    make = settings_factory(
+        infra,
+        "order-service",
+        Settings,
+        location_service_url=LOCATION_URL,
+        inventory_service_url=INVENTORY_URL,
+        pricing_service_url=PRICING_URL,
+        payment_service_url=PAYMENT_URL,
         # Tests run the sweeper themselves (app.state.order_sweeper.run_once()).
-        "order_sweep_interval_seconds": 3600,
+        order_sweep_interval_seconds=3600,
         # ... and the SOS sweeper (app.state.sos_sweeper.run_once(now)).
-        "sos_sweep_interval_seconds": 3600,
+        sos_sweep_interval_seconds=3600,
         # Out of the way of tests about other rules; test_order_allocation.py sets its own.
-        "allocation_cap_unverified": 1_000_000,
-        "allocation_cap_verified": 1_000_000,
-    }
-    kwargs.update(overrides)
-    return Settings(**infra.settings_kwargs("order-service", **kwargs))
+        allocation_cap_unverified=1_000_000,
+        allocation_cap_verified=1_000_000,
+    )
+    return make(**overrides)
 
 
 @dataclass
@@ -659,12 +662,7 @@ def client(order_app: OrderApp) -> httpx.AsyncClient:
     return order_app.client
 
 
-@pytest.fixture(scope="session")
-async def orders_engine(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """Connected as order-service's own role, to read what requests committed."""
-    engine = create_async_engine(infra.database_url("orders"))
-    yield engine
-    await engine.dispose()
+orders_engine = schema_engine_fixture("orders", schema_on_search_path=False)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,11 +20,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from flow_shared.events.consumer import EventHandler
 from flow_shared.events.envelope import EventEnvelope
-from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
+from flow_shared.testing.infra import caller_key
+from flow_shared.testing.outbox import outbox_events
+from flow_shared.testing.service_app import (
+    in_process_app_fixtures,
+    schema_engine_fixture,
+    settings_fixture,
+)
 from flow_shared.testing.tokens import TokenIssuer
 from payment_service.config import Settings
 from payment_service.main import create_app
@@ -38,53 +43,20 @@ WEBHOOK_URL = "/api/v1/payments/webhooks/sandbox"
 # The key the test app trusts for /internal (flow_shared.testing's settings).
 CALLER_KEY = caller_key("order-service")
 
-SettingsFactory = Callable[..., Settings]
 
-
-@pytest.fixture(scope="session")
-def make_settings(infra: TestInfra) -> SettingsFactory:
-    def make(**overrides: Any) -> Settings:
-        kwargs: dict[str, Any] = {
-            "log_level": "WARNING",
-            "payment_webhook_secret": WEBHOOK_SECRET,
-            "provider_timeout_seconds": PROVIDER_TIMEOUT_SECONDS,
-        }
-        kwargs.update(overrides)
-        return Settings(**infra.settings_kwargs("payment-service", **kwargs))
-
-    return make
+make_settings = settings_fixture(
+    "payment-service",
+    Settings,
+    log_level="WARNING",
+    payment_webhook_secret=WEBHOOK_SECRET,
+    provider_timeout_seconds=PROVIDER_TIMEOUT_SECONDS,
+)
 
 
 # Module scope: the consumer stops with the last payment test instead of handling other
 # services' test events for the rest of the session.
-@pytest.fixture(scope="module")
-async def payment_app(
-    make_settings: SettingsFactory, token_issuer: TokenIssuer
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(make_settings(), jwks_fetcher=token_issuer.fetch_jwks)
-    async with asgi_client(app) as http:
-        yield app, http
-
-
-@pytest.fixture
-def app(payment_app: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
-    return payment_app[0]
-
-
-@pytest.fixture
-def client(payment_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return payment_app[1]
-
-
-@pytest.fixture(scope="session")
-async def payments_db(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """The payments schema as payment-service's own role, for feeding and checking."""
-    engine = create_async_engine(
-        infra.database_url("payments"),
-        connect_args={"server_settings": {"search_path": "payments,public"}},
-    )
-    yield engine
-    await engine.dispose()
+service_app, app, client = in_process_app_fixtures(create_app, scope="module")
+payments_db = schema_engine_fixture("payments")
 
 
 @dataclass
@@ -167,7 +139,7 @@ class Payments:
 
     async def handle(self, envelope: EventEnvelope) -> None:
         """Run the service's own handler for `envelope` in one transaction."""
-        handler: EventHandler = self.app.state.event_handlers[envelope.type]
+        handler: EventHandler = self.app.state.events.handlers[envelope.type]
         async with self.sessions() as session, session.begin():
             await handler(session, envelope)
 
@@ -258,17 +230,7 @@ class Payments:
 
     async def outbox_events(self, event_type: str, order: Order) -> list[dict[str, Any]]:
         """This service's outbox rows of one type for the order, oldest first."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        "SELECT payload FROM outbox WHERE event_type = :t "
-                        "AND payload->'data'->>'order_id' = :o ORDER BY seq"
-                    ),
-                    {"t": event_type, "o": str(order.order_id)},
-                )
-            ).all()
-        return [row.payload for row in rows]
+        return await outbox_events(self.engine, event_type, order_id=str(order.order_id))
 
     async def sandbox_authorizations(self, order: Order) -> int:
         """Authorizations the sandbox provider performed for the order (its own books)."""

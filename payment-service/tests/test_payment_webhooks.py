@@ -13,7 +13,9 @@ import pytest
 from payment_service.config import Settings
 
 if TYPE_CHECKING:
-    from conftest import Order, Payments, SettingsFactory
+    from conftest import Order, Payments
+
+    from flow_shared.testing.service_app import SettingsFactory
 
 WEBHOOK_URL = "/api/v1/payments/webhooks/sandbox"
 
@@ -162,7 +164,7 @@ async def test_an_unknown_provider_is_404(pay: Payments) -> None:
     assert response.status_code == 404
 
 
-def test_the_webhook_secret_is_required(make_settings: SettingsFactory) -> None:
+def test_the_webhook_secret_is_required(make_settings: SettingsFactory[Settings]) -> None:
     with pytest.raises(ValueError, match="PAYMENT_WEBHOOK_SECRET"):
         make_settings(payment_webhook_secret=None)
     with pytest.raises(ValueError, match="at least 16"):

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
+from flow_shared.testing.infra import TestInfra, caller_key
+from flow_shared.testing.service_app import (
+    client_opener,
+    schema_engine_fixture,
+    settings_factory,
+)
 from flow_shared.testing.tokens import TokenIssuer
 from pricing_service.config import Settings
 from pricing_service.main import create_app
@@ -218,17 +222,19 @@ def pricing_app_for(
 ) -> PricingAppFactory:
     """Builds pricing-service; keyword overrides change its settings."""
 
+    make_settings = settings_factory(
+        infra,
+        "pricing-service",
+        Settings,
+        inventory_service_url=INVENTORY_URL,
+        location_service_url=LOCATION_URL,
+        # One attempt keeps "upstream down" tests quick; retries are ServiceClient's job.
+        upstream_attempts=1,
+    )
+
     def build(**overrides: Any) -> FastAPI:
-        kwargs = infra.settings_kwargs(
-            "pricing-service",
-            inventory_service_url=INVENTORY_URL,
-            location_service_url=LOCATION_URL,
-            # One attempt keeps "upstream down" tests quick; retries are ServiceClient's job.
-            upstream_attempts=1,
-        )
-        kwargs.update(overrides)
         return create_app(
-            Settings(**kwargs),
+            make_settings(**overrides),
             jwks_fetcher=token_issuer.fetch_jwks,
             inventory_transport=inventory.transport(),
             location_transport=location.transport(),
@@ -240,13 +246,7 @@ def pricing_app_for(
 @pytest.fixture
 def pricing_client_for(pricing_app_for: PricingAppFactory) -> PricingClientFactory:
     """Opens pricing-service in-process; keyword overrides change its settings."""
-
-    @asynccontextmanager
-    async def open_client(**overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-        async with asgi_client(pricing_app_for(**overrides)) as client:
-            yield client
-
-    return open_client
+    return client_opener(pricing_app_for)
 
 
 @pytest.fixture
@@ -343,10 +343,5 @@ def quote_body(
     }
 
 
-@pytest.fixture(scope="session")
-async def pricing_engine(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """Connected as pricing-service's own role, to read what requests committed."""
-    # No search_path: tables are named with their schema, and reflection keeps it.
-    engine = create_async_engine(infra.database_url("pricing"))
-    yield engine
-    await engine.dispose()
+# No search_path: tables are named with their schema, and reflection keeps it.
+pricing_engine = schema_engine_fixture("pricing", schema_on_search_path=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -19,47 +18,24 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from flow_shared.events.envelope import EventEnvelope
-from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.testing.outbox import outbox_events
+from flow_shared.testing.service_app import (
+    in_process_app_fixtures,
+    schema_engine_fixture,
+    settings_fixture,
+)
 from flow_shared.testing.tokens import TokenIssuer
 from review_service.config import Settings
-from review_service.events import EVENT_HANDLERS
+from review_service.events import event_handlers
 from review_service.main import create_app
 
-
-@pytest.fixture(scope="session")
-async def review_app(
-    infra: TestInfra, token_issuer: TokenIssuer
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    settings = Settings(**infra.settings_kwargs("review-service", log_level="WARNING"))
-    app = create_app(settings, jwks_fetcher=token_issuer.fetch_jwks)
-    async with asgi_client(app) as http:
-        yield app, http
-
-
-@pytest.fixture
-def app(review_app: tuple[FastAPI, httpx.AsyncClient]) -> FastAPI:
-    return review_app[0]
-
-
-@pytest.fixture
-def client(review_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return review_app[1]
-
-
-@pytest.fixture(scope="session")
-async def reviews_db(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """The reviews schema as review-service's own role, for setting up and checking."""
-    engine = create_async_engine(
-        infra.database_url("reviews"),
-        connect_args={"server_settings": {"search_path": "reviews,public"}},
-    )
-    yield engine
-    await engine.dispose()
+make_settings = settings_fixture("review-service", Settings, log_level="WARNING")
+service_app, app, client = in_process_app_fixtures(create_app)
+reviews_db = schema_engine_fixture("reviews")
 
 
 def order_delivered(
@@ -176,7 +152,7 @@ class Reviews:
         """Run the projection's handler for this event type in its own committed
         transaction, as the consumer does (minus the inbox)."""
         async with self.sessions() as session, session.begin():
-            await EVENT_HANDLERS[envelope.type](session, envelope)
+            await event_handlers()[envelope.type](session, envelope)
 
     async def place(
         self, hospital: Hospital, vendor_id: uuid.UUID, order_id: uuid.UUID | None = None
@@ -269,18 +245,7 @@ class Reviews:
 
     async def outbox_events(self, event_type: str, **data: str) -> list[dict[str, Any]]:
         """This service's outbox rows of one type whose data has these values."""
-        conditions = " ".join(f"AND payload->'data'->>'{key}' = :{key}" for key in data)
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    text(
-                        f"SELECT payload FROM outbox WHERE event_type = :t {conditions} "  # noqa: S608
-                        "ORDER BY seq"
-                    ),
-                    {"t": event_type, **data},
-                )
-            ).all()
-        return [row.payload for row in rows]
+        return await outbox_events(self.engine, event_type, **data)
 
 
 def expected_summary(vendor_id: uuid.UUID, ratings: list[int]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ through HTTP as a real service uses them (real Redis, and PostgreSQL where a tes
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 import httpx
@@ -24,7 +24,8 @@ from flow_shared.auth import (
 )
 from flow_shared.config import BaseServiceSettings
 from flow_shared.errors import DomainError
-from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
+from flow_shared.testing.infra import TestInfra, caller_key
+from flow_shared.testing.service_app import client_opener
 from flow_shared.testing.tokens import TokenIssuer
 
 SHOWCASE_SERVICE = "shared-showcase"
@@ -175,15 +176,7 @@ def showcase_app(
 @pytest.fixture
 def showcase_client_for(showcase_app: ShowcaseFactory) -> ShowcaseClientFactory:
     """Opens the showcase service in-process (lifespan running) with settings overrides."""
-
-    @asynccontextmanager
-    async def open_client(
-        on_startup: Sequence[Hook] = (), **overrides: Any
-    ) -> AsyncIterator[httpx.AsyncClient]:
-        async with asgi_client(showcase_app(on_startup, **overrides)) as client:
-            yield client
-
-    return open_client
+    return client_opener(showcase_app)
 
 
 @pytest.fixture

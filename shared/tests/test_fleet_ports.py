@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from flow_shared.testing.fleet import IsolatedFleet, ephemeral_port_range, port_in_use
+from flow_shared.testing.ports import free_port
 
 
 def test_a_port_held_by_a_client_connection_is_in_use() -> None:
@@ -19,10 +20,7 @@ def test_a_port_held_by_a_client_connection_is_in_use() -> None:
 
 
 def test_a_free_port_is_not_in_use() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free = probe.getsockname()[1]
-    assert not port_in_use(free)
+    assert not port_in_use(free_port())
 
 
 def test_an_offset_inside_the_ephemeral_range_is_refused_before_anything_is_created() -> None:

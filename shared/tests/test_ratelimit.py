@@ -4,7 +4,6 @@ and the written policy for when Redis is down."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ from flow_shared.ratelimit import (
     RateLimiterUnavailable,
     enforce,
 )
+from flow_shared.testing.ports import free_port
 
 if TYPE_CHECKING:
     from flow_shared.testing.infra import TestInfra
@@ -36,13 +36,6 @@ async def redis(infra: TestInfra) -> AsyncIterator[Redis]:
 def limiter(redis: Redis, infra: TestInfra) -> RateLimiter:
     # A prefix per test: rules and subjects never meet another test's counters.
     return RateLimiter(redis, f"{infra.redis_prefix}{uuid.uuid4().hex[:8]}:", service="test")
-
-
-def closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_allows_exactly_the_limit_then_denies_with_retry_after(
@@ -137,7 +130,7 @@ async def test_enforce_raises_429_with_retry_after(limiter: RateLimiter) -> None
 
 async def test_redis_down_fail_closed_denies_and_fail_open_allows() -> None:
     dead = Redis.from_url(
-        f"redis://127.0.0.1:{closed_port()}/0", socket_connect_timeout=0.5, socket_timeout=0.5
+        f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5, socket_timeout=0.5
     )
     # Two limiters so that each policy meets a real connection failure, not the pause after one.
     closed_limiter = RateLimiter(dead, "flowtest:dead:", service="test")
@@ -180,7 +173,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 async def test_limiter_asks_redis_again_once_it_is_back(infra: TestInfra) -> None:
     """After an outage the policy stops deciding: Redis is asked again after the pause."""
-    port = closed_port()
+    port = free_port()
     real = urllib.parse.urlparse(infra.redis_url)
     client = Redis.from_url(
         f"redis://127.0.0.1:{port}{real.path}", socket_connect_timeout=0.5, socket_timeout=0.5

@@ -29,6 +29,7 @@ from compose_spec import PyOptions
 
 from flow_shared.config import split_caller_keys
 from flow_shared.events.access import broker_services
+from flow_shared.testing.envfiles import parse_env
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "docker-compose.yml"
@@ -292,18 +293,8 @@ def effective(env: Mapping[str, str], *paths: Path) -> dict[str, Any]:
     return finish(resolve_tags(model), env)
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#") and "=" in line:
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
-
-
-LOCAL_ENV = read_env_file(ROOT / ".env.example")
-TEMPLATE_ENV = read_env_file(ROOT / ".env.production.template")
+LOCAL_ENV = parse_env(ROOT / ".env.example")
+TEMPLATE_ENV = parse_env(ROOT / ".env.production.template")
 # Production: every secret of the template gets a value that names it, so a test can see
 # which secret ended up in which container.
 PRODUCTION_ENV = {

@@ -9,8 +9,6 @@ really exported is the end-to-end test's job (tests/e2e/test_e2e_monitoring.py).
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import subprocess
 import tomllib
@@ -20,12 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
+from flow_shared.testing.prometheus import alert_rules, as_promql, dashboards, panels
+
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
 PROMETHEUS_CONFIG = MONITORING / "prometheus.yml"
 ALERT_RULES = MONITORING / "alerts.yml"
 GRAFANA = MONITORING / "grafana"
-DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+DASHBOARDS = GRAFANA / "dashboards"
 DATASOURCE_UID = "flow-prometheus"
 REQUIRED_ALERTS = {
     "FlowServiceDown",
@@ -55,15 +55,6 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [binary, *args], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
     )
-
-
-def alert_rules() -> dict[str, dict[str, Any]]:
-    return {
-        rule["alert"]: rule
-        for group in load_yaml(ALERT_RULES)["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    }
 
 
 # -- Prometheus ---------------------------------------------------------------------------
@@ -99,7 +90,7 @@ def test_every_service_is_one_scrape_job_with_its_port_and_service_label() -> No
 
 
 def test_every_required_alert_has_a_delay_a_severity_and_explains_itself() -> None:
-    rules = alert_rules()
+    rules = alert_rules(ALERT_RULES)
 
     assert set(rules) >= REQUIRED_ALERTS
     for name, rule in rules.items():
@@ -110,7 +101,7 @@ def test_every_required_alert_has_a_delay_a_severity_and_explains_itself() -> No
 
 
 def test_p99_alert_reads_the_request_histogram() -> None:
-    expr = alert_rules()["FlowHighP99Latency"]["expr"]
+    expr = alert_rules(ALERT_RULES)["FlowHighP99Latency"]["expr"]
 
     assert "histogram_quantile(" in expr
     assert "0.99" in expr
@@ -418,18 +409,6 @@ def test_the_unit_tests_cover_every_required_alert() -> None:
 # -- Grafana ---------------------------------------------------------------------------------
 
 
-def dashboards() -> list[tuple[Path, dict[str, Any]]]:
-    return [(path, json.loads(path.read_text())) for path in DASHBOARDS]
-
-
-def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for panel in dashboard.get("panels", []):
-        found.append(panel)
-        found.extend(panel.get("panels", []))  # panels inside collapsed rows
-    return found
-
-
 def test_datasource_is_the_compose_prometheus_with_the_uid_dashboards_use() -> None:
     config = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")
 
@@ -449,7 +428,7 @@ def test_dashboard_provider_loads_the_mounted_dashboard_files() -> None:
 
 
 def test_the_five_dashboards_exist_with_unique_uids_and_titles() -> None:
-    loaded = dashboards()
+    loaded = dashboards(DASHBOARDS)
     uids = [board["uid"] for _, board in loaded]
     titles = [board["title"] for _, board in loaded]
 
@@ -466,7 +445,7 @@ def test_the_five_dashboards_exist_with_unique_uids_and_titles() -> None:
 
 
 def test_every_panel_queries_the_provisioned_prometheus() -> None:
-    for path, board in dashboards():
+    for path, board in dashboards(DASHBOARDS):
         ids = [panel["id"] for panel in panels(board)]
         assert len(set(ids)) == len(ids), f"{path.name}: duplicate panel ids"
         for panel in panels(board):
@@ -481,7 +460,7 @@ def test_every_panel_queries_the_provisioned_prometheus() -> None:
 
 
 def test_red_dashboard_is_per_service_with_rate_errors_and_duration() -> None:
-    board = next(board for _, board in dashboards() if board["uid"] == "flow-service-red")
+    board = next(b for _, b in dashboards(DASHBOARDS) if b["uid"] == "flow-service-red")
     [variable] = [v for v in board["templating"]["list"] if v["name"] == "service"]
     expressions = [t["expr"] for panel in panels(board) for t in panel.get("targets", [])]
 
@@ -494,20 +473,10 @@ def test_red_dashboard_is_per_service_with_rate_errors_and_duration() -> None:
     assert all('service="$service"' in e for e in per_service)
 
 
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
-
-
-def as_promql(expr: str) -> str:
-    """A dashboard expression with Grafana's variables replaced by values Prometheus parses."""
-    for variable, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(variable, value)
-    return re.sub(r"\$\{?(\w+)\}?", r"\1", expr)
-
-
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     expressions = [
         as_promql(target["expr"])
-        for _, board in dashboards()
+        for _, board in dashboards(DASHBOARDS)
         for panel in panels(board)
         for target in panel.get("targets", [])
     ]

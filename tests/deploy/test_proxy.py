@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from flow_shared.testing.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PROXY = ROOT / "deploy" / "proxy"
 NGINX = Path("/usr/sbin/nginx")
@@ -80,12 +82,6 @@ def start_gateway() -> Gateway:
     gateway = Gateway(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
     threading.Thread(target=gateway.server.serve_forever, daemon=True).start()
     return gateway
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,85 +25,30 @@ import pytest
 import yaml
 
 from flow_shared.testing.polling import eventually
+from flow_shared.testing.ports import free_port
+from flow_shared.testing.prometheus import (
+    as_promql,
+    dashboard_expressions,
+    dashboards,
+    exported_families,
+    grafana_variable_metrics,
+    metric_names,
+    referenced_metrics,
+    rule_names,
+    sample_names,
+)
 
 if TYPE_CHECKING:
     from flow_shared.testing.fleet import IsolatedFleet
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
-DASHBOARDS = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
+DASHBOARDS = MONITORING / "grafana" / "dashboards"
+ALERT_RULES = MONITORING / "alerts.yml"
 PROMETHEUS = "/usr/bin/prometheus"
 TARGET = re.compile(r"^(?P<host>[a-z0-9-]+):(?P<port>\d+)$")
 # Series Prometheus itself writes for every target, not exported by any service.
 PROMETHEUS_SERIES = frozenset({"up"})
-SAMPLE_SUFFIXES = {
-    "counter": ("_total", "_created"),
-    "gauge": ("",),
-    "histogram": ("_bucket", "_sum", "_count", "_created"),
-    "summary": ("", "_sum", "_count", "_created"),
-    "untyped": ("",),
-    "info": ("_info",),
-    "stateset": ("",),
-    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
-}
-
-
-# -- reading PromQL ------------------------------------------------------------------------
-
-PROMQL_KEYWORDS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right"}
-    | {"and", "or", "unless", "bool", "offset", "inf", "nan"}
-)
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names an expression selects: not functions, labels, keywords or variables."""
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    text = re.sub(r"'(?:[^'\\]|\\.)*'", "''", text)
-    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers (and the names in them)
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery durations
-    text = re.sub(
-        r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text
-    )  # grouping label lists
-    names = set()
-    for match in re.finditer(r"(?<![\w$.])([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?", text):
-        name, is_call = match.group(1), match.group(2)
-        if not is_call and name not in PROMQL_KEYWORDS:
-            names.add(name)
-    return names
-
-
-def grafana_variable_metrics(query: str) -> set[str]:
-    """`label_values(metric, label)`: the metric, not the label."""
-    return {m.group(1) for m in re.finditer(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*,", query)}
-
-
-def alert_expressions() -> list[str]:
-    rules = yaml.safe_load((MONITORING / "alerts.yml").read_text())
-    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-
-
-def dashboard_boards() -> list[dict[str, Any]]:
-    return [json.loads(path.read_text()) for path in DASHBOARDS]
-
-
-def dashboard_expressions() -> list[str]:
-    return [
-        target["expr"]
-        for board in dashboard_boards()
-        for panel in board["panels"]
-        for target in panel.get("targets", [])
-    ]
-
-
-def referenced_metrics() -> set[str]:
-    names = set().union(*(metric_names(e) for e in alert_expressions() + dashboard_expressions()))
-    for board in dashboard_boards():
-        for variable in board.get("templating", {}).get("list", []):
-            query = variable.get("query")
-            text = query.get("query", "") if isinstance(query, dict) else str(query or "")
-            names |= grafana_variable_metrics(text)
-    return names
 
 
 def test_metric_names_are_read_from_promql_as_prometheus_would() -> None:
@@ -118,35 +62,7 @@ def test_metric_names_are_read_from_promql_as_prometheus_would() -> None:
     assert grafana_variable_metrics("label_values(flow_d_total, service)") == {"flow_d_total"}
 
 
-# -- what the fleet exports ----------------------------------------------------------------
-
-
-def exported_families(exposition: str) -> dict[str, str]:
-    """Metric family -> type, from the `# TYPE` lines (present even before a first sample)."""
-    families = {}
-    for line in exposition.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(maxsplit=3)
-            families[name] = kind.strip()
-    return families
-
-
-def sample_names(families: dict[str, str]) -> set[str]:
-    names = set()
-    for family, kind in families.items():
-        for suffix in SAMPLE_SUFFIXES.get(kind, ("",)):
-            # prometheus_client keeps `_total` in a counter's TYPE line for some versions.
-            names.add(family + suffix if not family.endswith(suffix) else family)
-    return names
-
-
 # -- Prometheus ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def config_for_fleet(shipped: dict[str, Any], port_offset: int) -> dict[str, Any]:
@@ -184,7 +100,7 @@ def prometheus(
         yaml.safe_dump(config_for_fleet(shipped, fleet.port_offset), sort_keys=False)
     )
     # rule_files stays as shipped (`alerts.yml`, next to the configuration).
-    shutil.copy(MONITORING / "alerts.yml", work / "alerts.yml")
+    shutil.copy(ALERT_RULES, work / "alerts.yml")
     address = f"127.0.0.1:{free_port()}"
     log = (work / "prometheus.log").open("wb")
     process = subprocess.Popen(
@@ -282,7 +198,7 @@ async def test_every_metric_named_by_a_dashboard_or_alert_is_exported(
     )
     stored = set(await api_data(prometheus_api, "/api/v1/label/__name__/values"))
 
-    referenced = referenced_metrics()
+    referenced = referenced_metrics(ALERT_RULES, DASHBOARDS)
     missing = sorted(referenced - exported - PROMETHEUS_SERIES)
 
     assert len(referenced) > 20  # the extraction found the dashboards' and rules' metrics
@@ -294,11 +210,7 @@ async def test_every_metric_named_by_a_dashboard_or_alert_is_exported(
 async def test_alert_rules_load_and_evaluate_without_errors(
     prometheus_api: httpx.AsyncClient,
 ) -> None:
-    shipped = {
-        rule["alert"]
-        for group in yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]
-        for rule in group["rules"]
-    }
+    shipped = rule_names(ALERT_RULES)
 
     async def evaluated() -> list[dict[str, Any]] | None:
         groups = (await api_data(prometheus_api, "/api/v1/rules"))["groups"]
@@ -317,11 +229,6 @@ async def test_alert_rules_load_and_evaluate_without_errors(
 
 
 async def test_every_dashboard_query_runs(prometheus_api: httpx.AsyncClient) -> None:
-    for expr in dashboard_expressions():
-        query = (
-            expr.replace("$__rate_interval", "1m")
-            .replace("$__interval", "15s")
-            .replace("$__range", "1h")
-            .replace("$service", "order-service")
-        )
+    for expr in dashboard_expressions(board for _, board in dashboards(DASHBOARDS)):
+        query = as_promql(expr, {"service": "order-service"})
         await api_data(prometheus_api, "/api/v1/query", query=query)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from flow_shared.testing.infra import TestInfra, asgi_client, caller_key
+from flow_shared.testing.service_app import (
+    SettingsFactory,
+    schema_engine_fixture,
+    settings_factory,
+)
 from user_service.config import Settings
 from user_service.main import create_app
 
@@ -45,23 +49,18 @@ def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-SettingsFactory = Callable[..., Settings]
-
-
 @pytest.fixture
-def make_settings(infra: TestInfra, keys_dir: Path) -> SettingsFactory:
-    def make(**overrides: Any) -> Settings:
-        kwargs: dict[str, Any] = {
-            "jwt_keys_dir": keys_dir,
-            # Cheap Argon2 for tests; production strength is the default.
-            "argon2_time_cost": 1,
-            "argon2_memory_cost": 1024,
-            "argon2_parallelism": 1,
-        }
-        kwargs.update(overrides)
-        return Settings(**infra.settings_kwargs("user-service", **kwargs))
-
-    return make
+def make_settings(infra: TestInfra, keys_dir: Path) -> SettingsFactory[Settings]:
+    return settings_factory(
+        infra,
+        "user-service",
+        Settings,
+        jwt_keys_dir=keys_dir,
+        # Cheap Argon2 for tests; production strength is the default.
+        argon2_time_cost=1,
+        argon2_memory_cost=1024,
+        argon2_parallelism=1,
+    )
 
 
 # The in-process client, running the app's lifespan (per-request state included).
@@ -100,22 +99,14 @@ def mailbox() -> Mailbox:
 
 @pytest.fixture
 async def client(
-    make_settings: SettingsFactory, mailbox: Mailbox
+    make_settings: SettingsFactory[Settings], mailbox: Mailbox
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings(), notification_transport=mailbox.transport)
     async with serve(app) as http:
         yield http
 
 
-@pytest.fixture(scope="session")
-async def users_db(infra: TestInfra) -> AsyncIterator[AsyncEngine]:
-    """The users schema as user-service's own role, for checking what was stored."""
-    engine = create_async_engine(
-        infra.database_url("users"),
-        connect_args={"server_settings": {"search_path": "users,public"}},
-    )
-    yield engine
-    await engine.dispose()
+users_db = schema_engine_fixture("users")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import httpx
@@ -11,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from flow_shared.testing.ports import free_port
 from user_service.main import create_app
 
 
@@ -53,17 +53,10 @@ async def test_ready_when_dependencies_answer(client: httpx.AsyncClient) -> None
     assert response.json()["checks"]["redis"] == "ok"
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def test_ready_is_503_naming_the_database_when_it_is_unreachable(
     make_settings: Any, accounts: Any, infra: Any
 ) -> None:
-    unreachable = f"postgresql+asyncpg://flow_users:x@127.0.0.1:{_closed_port()}/{infra.database}"
+    unreachable = f"postgresql+asyncpg://flow_users:x@127.0.0.1:{free_port()}/{infra.database}"
     settings = make_settings(
         database_url=unreachable,
         bootstrap_admin_email=accounts.unique_email("later"),

@@ -33,6 +33,7 @@ from types import TracebackType
 
 from flow_shared.provisioning import drop_database
 from flow_shared.services import ServiceSpec, load_service_specs
+from flow_shared.testing.envfiles import parse_env
 from flow_shared.testing.infra import create_vhost, delete_vhost, repo_root
 
 DEFAULT_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -201,11 +202,7 @@ class IsolatedFleet:
         """A setting as the services see it (overrides over .env.example)."""
         if key in self.overrides:
             return self.overrides[key]
-        for raw in (self.root / ".env.example").read_text().splitlines():
-            name, sep, value = raw.partition("=")
-            if sep and name.strip() == key and not raw.lstrip().startswith("#"):
-                return value.strip()
-        return None
+        return parse_env(self.root / ".env.example").get(key)
 
     def database_url(self, schema: str) -> str:
         """A service's own login (role flow_<schema>), as flowctl gives it to the service."""

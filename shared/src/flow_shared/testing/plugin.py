@@ -13,9 +13,10 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.testing.infra import TestInfra, start_infra, stop_infra
+from flow_shared.testing.service_app import schema_engine
 from flow_shared.testing.tokens import TokenIssuer
 
 
@@ -41,12 +42,7 @@ async def rollback_session(
     marker = request.node.get_closest_marker("schema")
     if marker is None:
         raise pytest.UsageError("rollback_session needs @pytest.mark.schema('<schema>')")
-    schema = marker.args[0]
-    engine = create_async_engine(
-        infra.database_url(schema),
-        connect_args={"server_settings": {"search_path": f"{schema},public"}},
-    )
-    async with engine.connect() as connection:
+    async with schema_engine(infra, marker.args[0]) as engine, engine.connect() as connection:
         transaction = await connection.begin()
         session = AsyncSession(bind=connection, join_transaction_mode="create_savepoint")
         try:
@@ -54,7 +50,6 @@ async def rollback_session(
         finally:
             await session.close()
             await transaction.rollback()
-    await engine.dispose()
 
 
 def pytest_configure(config: pytest.Config) -> None:
