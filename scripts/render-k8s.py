@@ -202,27 +202,29 @@ def service_env(service: Service, by_name: dict[str, Service]) -> list[dict[str,
     return env
 
 
-def pod_security() -> dict[str, Any]:
+def _security_context(**specific: Any) -> dict[str, Any]:
+    """The identity and seccomp profile pods and containers share, around what is their own
+    (in the order the manifests have always listed them)."""
     return {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS,
         "runAsGroup": RUN_AS,
-        "fsGroup": RUN_AS,
+        **specific,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def pod_security() -> dict[str, Any]:
+    return _security_context(fsGroup=RUN_AS)
 
 
 def container_security() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": RUN_AS,
-        "runAsGroup": RUN_AS,
-        "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    return _security_context(
+        readOnlyRootFilesystem=True,
+        allowPrivilegeEscalation=False,
+        privileged=False,
+        capabilities={"drop": ["ALL"]},
+    )
 
 
 def tmp_volume() -> dict[str, Any]:

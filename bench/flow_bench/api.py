@@ -32,7 +32,6 @@ class ApiError(RuntimeError):
 class Account:
     email: str
     password: str
-    user_id: str
     org_id: str
     token: str = ""
     token_at: float = field(default=0.0)
@@ -127,12 +126,7 @@ class FlowApi:
             expected=(201,),
             retry=False,
         )
-        account = Account(
-            email=email,
-            password=password,
-            user_id=str(answer["user"]["id"]),
-            org_id=str(answer["organization"]["id"]),
-        )
+        account = Account(email=email, password=password, org_id=str(answer["organization"]["id"]))
         await self.login(account)
         return account
 

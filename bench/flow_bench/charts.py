@@ -13,10 +13,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use(): the backend must be chosen first
+from matplotlib.figure import Figure
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def _save(figure: Figure, directory: Path, name: str) -> str:
+    """Write the chart as directory/name and let go of it; returns the name."""
+    figure.tight_layout()
+    figure.savefig(directory / name, dpi=100)
+    plt.close(figure)
+    return name
 
 
 def _points(runs: Sequence[Mapping[str, Any]], scenario: str) -> dict[str, list[dict[str, float]]]:
@@ -70,11 +79,7 @@ def load_charts(runs: Sequence[Mapping[str, Any]], directory: Path) -> list[str]
         axis.set_title(f"{scenario}: latency percentiles against offered load")
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize="small")
-        name = f"latency_{_slug(scenario)}.png"
-        figure.tight_layout()
-        figure.savefig(directory / name, dpi=100)
-        plt.close(figure)
-        written.append(name)
+        written.append(_save(figure, directory, f"latency_{_slug(scenario)}.png"))
 
         figure, axis = plt.subplots(figsize=(8, 5))
         highest = 0.0
@@ -88,11 +93,7 @@ def load_charts(runs: Sequence[Mapping[str, Any]], directory: Path) -> list[str]
         axis.set_title(f"{scenario}: throughput")
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize="small")
-        name = f"throughput_{_slug(scenario)}.png"
-        figure.tight_layout()
-        figure.savefig(directory / name, dpi=100)
-        plt.close(figure)
-        written.append(name)
+        written.append(_save(figure, directory, f"throughput_{_slug(scenario)}.png"))
     return written
 
 
@@ -129,8 +130,4 @@ def mixed_chart(
     memory_axis.set_title("memory per service")
     memory_axis.grid(True, alpha=0.3)
     memory_axis.legend(fontsize="x-small", ncol=2)
-    name = "mixed_day_over_time.png"
-    figure.tight_layout()
-    figure.savefig(directory / name, dpi=100)
-    plt.close(figure)
-    return name
+    return _save(figure, directory, "mixed_day_over_time.png")

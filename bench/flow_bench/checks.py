@@ -118,6 +118,13 @@ class Invariant:
     ok: bool
     detail: str
 
+    @classmethod
+    def none_counted(cls, name: str, counts: dict[str, int], *, context: str = "") -> Invariant:
+        """Holds when every count (of what breaks it, keyed by what is counted) is zero;
+        `context` opens the detail."""
+        detail = ", ".join(f"{count} {what}" for what, count in counts.items())
+        return cls(name, not any(counts.values()), f"{context}; {detail}" if context else detail)
+
 
 @dataclass
 class CheckRecord:
@@ -172,7 +179,7 @@ class OrderChecks:
     dsn: str
     drain_timeout_s: float
     # The fleet's AMQP vhost: its queues must be empty too before the next run starts.
-    vhost: str | None = None
+    vhost: str
     records: list[CheckRecord] = field(default_factory=list)
 
     async def after_run(self, result: RunResult) -> None:
@@ -213,9 +220,8 @@ class OrderChecks:
         orphans = int(await connection.fetchval(_ORPHAN_HOLDS))
         if orphans:
             pending["holds without an order"] = orphans
-        if self.vhost is not None:
-            for queue, count in (await queued_messages(self.vhost)).items():
-                pending[f"queue {queue}"] = count
+        for queue, count in (await queued_messages(self.vhost)).items():
+            pending[f"queue {queue}"] = count
         return pending
 
     async def _drain(self, connection: asyncpg.Connection) -> tuple[float, dict[str, int]]:
@@ -241,63 +247,64 @@ class OrderChecks:
         ]
         negative = int(await connection.fetchval(_NEGATIVE_STOCK))
         invariants.append(
-            Invariant("no stock negative", negative == 0, f"{negative} rows below zero")
+            Invariant.none_counted("no stock negative", {"rows below zero": negative})
         )
         balance = await connection.fetchrow(_CONSERVATION)
         invariants.append(
-            Invariant(
+            Invariant.none_counted(
                 "initial = available + reserved + delivered, per stock row",
-                balance["unbalanced"] == 0 and balance["unknown_rows"] == 0,
-                f"{balance['unbalanced']} of {balance['rows']} rows unbalanced, "
-                f"{balance['unknown_rows']} without a recorded initial quantity",
+                {
+                    f"of {balance['rows']} rows unbalanced": int(balance["unbalanced"]),
+                    "without a recorded initial quantity": int(balance["unknown_rows"]),
+                },
             )
         )
         invariants.append(
-            Invariant(
+            Invariant.none_counted(
                 "reserved = quantities of live holds, per stock row",
-                balance["reserved_not_held"] == 0,
-                f"{balance['reserved_not_held']} rows differ",
+                {"rows differ": int(balance["reserved_not_held"])},
             )
         )
         missing_payments = int(await connection.fetchval(_MISSING_PAYMENTS))
         payments = await connection.fetchrow(_PAYMENTS_PER_ORDER)
         invariants.append(
-            Invariant(
+            Invariant.none_counted(
                 "one payment per order",
-                missing_payments == 0
-                and payments["without_order"] == 0
-                and payments["duplicated"] == 0,
-                f"{missing_payments} orders without one, {payments['duplicated']} duplicated, "
-                f"{payments['without_order']} for no order",
+                {
+                    "orders without one": missing_payments,
+                    "duplicated": int(payments["duplicated"]),
+                    "for no order": int(payments["without_order"]),
+                },
             )
         )
         notified = await connection.fetchrow(_PLACED_NOTIFICATIONS)
         invariants.append(
-            Invariant(
+            Invariant.none_counted(
                 "one order.placed notification per order, to its vendor",
-                notified["missing"] == 0
-                and notified["duplicated"] == 0
-                and notified["misaddressed"] == 0,
-                f"{notified['missing']} missing, {notified['duplicated']} duplicated, "
-                f"{notified['misaddressed']} not to the vendor",
+                {
+                    "missing": int(notified["missing"]),
+                    "duplicated": int(notified["duplicated"]),
+                    "not to the vendor": int(notified["misaddressed"]),
+                },
             )
         )
         sos = await connection.fetchrow(_SOS_ORDERS)
         invariants.append(
-            Invariant(
+            Invariant.none_counted(
                 "every fulfilled SOS has its order, every SOS order its fulfilled SOS",
-                sos["fulfilled_without_order"] == 0 and sos["orders_without_sos"] == 0,
-                f"{sos['sos_orders']} SOS orders; {sos['fulfilled_without_order']} fulfilled "
-                f"SOS without their order, {sos['orders_without_sos']} orders without their SOS",
+                {
+                    "fulfilled SOS without their order": int(sos["fulfilled_without_order"]),
+                    "orders without their SOS": int(sos["orders_without_sos"]),
+                },
+                context=f"{sos['sos_orders']} SOS orders",
             )
         )
         mismatched = int(await connection.fetchval(_ORDER_HOLDS))
         orphans = int(await connection.fetchval(_ORPHAN_HOLDS))
         invariants.append(
-            Invariant(
+            Invariant.none_counted(
                 "every order holds its stock, no hold without an order",
-                mismatched == 0 and orphans == 0,
-                f"{mismatched} orders with a wrong hold, {orphans} holds without an order",
+                {"orders with a wrong hold": mismatched, "holds without an order": orphans},
             )
         )
         return invariants

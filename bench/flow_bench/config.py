@@ -140,29 +140,27 @@ FULL = Profile(
     port_offset=21000,
 )
 
-SMOKE = Profile(
+# The full profile at a tiny scale, for seconds; the same products per depot, region,
+# request time-out, number of runs and SOS acceptance delay.
+SMOKE = replace(
+    FULL,
     name="smoke",
     scales=(20, 50),
-    products_per_depot=10,
     # A ring of SOS_RING_SIZE vendors, chosen from more than that many.
     vendors=4,
     hospitals=2,
     sites_per_hospital=1,
     depots_per_site=5,
-    region=GREAT_BRITAIN,
     search_radius_km=100.0,
     concurrency=16,
-    timeout_s=10.0,
     warmup_s=0.5,
     run_s=1.0,
-    runs=3,
     probe_s=1.0,
     max_probes=2,
     read_start_rate=10.0,
     read_max_rate=20.0,
     order_start_rate=3.0,
     order_max_rate=6.0,
-    min_rate=1.0,
     gateway_p50_rate=10.0,
     mixed_duration_s=4.0,
     mixed_window_s=2.0,
@@ -170,7 +168,6 @@ SMOKE = Profile(
     lag_run_s=1.0,
     sos_rate=1.0,
     sos_run_s=2.0,
-    sos_accept_delay_s=0.5,
     drain_timeout_s=90.0,
     port_offset=22000,
 )

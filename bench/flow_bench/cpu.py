@@ -112,13 +112,17 @@ def usage(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
     return {group: round(value, 3) for group, value in sorted(cores.items())}
 
 
-def top_consumers(cores: Mapping[str, float], count: int = 3) -> str:
+# How many consumers a figure's "what limits it" names.
+TOP_CONSUMERS = 3
+
+
+def top_consumers(cores: Mapping[str, float]) -> str:
     """'api-gateway 0.95, postgresql 0.40, ...' (machine busy reported separately)."""
     ranked = sorted(
         ((group, value) for group, value in cores.items() if group != "machine busy"),
         key=lambda item: item[1],
         reverse=True,
-    )[:count]
+    )[:TOP_CONSUMERS]
     text = ", ".join(f"{group} {value:.2f}" for group, value in ranked)
     if "machine busy" in cores:
         text += f"; machine {cores['machine busy']:.2f} of {os.cpu_count()} cores busy"
@@ -134,15 +138,18 @@ def _fixed_python_work() -> None:
     sorted(str(i * 7919 % 10007) for i in range(50_000))
 
 
-def speed_probe_ms(rounds: int = 7) -> float:
-    """Wall milliseconds of a fixed pure-Python workload, the median of `rounds`.
+SPEED_PROBE_ROUNDS = 7
+
+
+def speed_probe_ms() -> float:
+    """Wall milliseconds of a fixed pure-Python workload, the median of SPEED_PROBE_ROUNDS.
 
     The same code runs at different speeds from hour to hour on a shared VM; taken
     with nothing else running, before and after a bench, this says how fast the
     machine was, so that two reports' absolute figures can be compared fairly.
     """
     samples = []
-    for _ in range(rounds):
+    for _ in range(SPEED_PROBE_ROUNDS):
         started = time.perf_counter()
         _fixed_python_work()
         samples.append((time.perf_counter() - started) * 1000)

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Every SLO's error bound (the "< 0.1% errors"); only the p99 bound differs.
+MAX_ERROR_RATE = 0.001
+# The sweep multiplies the rate by this while it passes (divides while it fails).
+GROWTH = 2.0
+# Bisection stops when (failing - passing) / passing is at most this.
+TOLERANCE = 0.1
+
 
 @dataclass(frozen=True, slots=True)
 class Slo:
     p99_ms: float
-    max_error_rate: float = 0.001
 
     def met_by(self, p99_ms: float, error_rate: float) -> bool:
-        return p99_ms <= self.p99_ms and error_rate < self.max_error_rate
+        return p99_ms <= self.p99_ms and error_rate < MAX_ERROR_RATE
 
     def describe(self) -> str:
-        return f"p99 <= {self.p99_ms:g} ms and errors < {self.max_error_rate * 100:g}%"
+        return f"p99 <= {self.p99_ms:g} ms and errors < {MAX_ERROR_RATE * 100:g}%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +45,13 @@ class KneeSearch:
     min_rate: float
     max_rate: float
     max_probes: int
-    growth: float = 2.0
-    # Stop bisecting when (failing - passing) / passing is at most this.
-    tolerance: float = 0.1
     probes: list[ProbeOutcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rate <= self.start_rate <= self.max_rate:
             raise ValueError("need 0 < min_rate <= start_rate <= max_rate")
-        if self.growth <= 1 or self.max_probes < 1 or self.tolerance <= 0:
-            raise ValueError("need growth > 1, max_probes >= 1 and tolerance > 0")
+        if self.max_probes < 1:
+            raise ValueError("need max_probes >= 1")
 
     @property
     def best_pass(self) -> float | None:
@@ -71,15 +74,15 @@ class KneeSearch:
             assert passed is not None
             if passed >= self.max_rate:
                 return None
-            return min(passed * self.growth, self.max_rate)
+            return min(passed * GROWTH, self.max_rate)
         if passed is None:  # still descending
             if failed <= self.min_rate:
                 return None
-            return max(failed / self.growth, self.min_rate)
+            return max(failed / GROWTH, self.min_rate)
         if failed <= passed:
             # Noise: a lower rate failed after a higher one passed. Trust the failure.
             return None
-        if (failed - passed) / passed <= self.tolerance:
+        if (failed - passed) / passed <= TOLERANCE:
             return None
         return round((passed + failed) / 2, 3)
 

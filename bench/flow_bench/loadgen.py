@@ -99,8 +99,8 @@ class PlannedRequest:
     expected: frozenset[int] = frozenset({200})
     # A label for per-kind figures (the mixed scenario) and error accounting.
     kind: str = "request"
-    # Told of every expected answer (e.g. to remember a new order's id).
-    on_response: Callable[[int, bytes], None] | None = None
+    # Given the body of every expected answer (e.g. to remember a new order's id).
+    on_response: Callable[[bytes], None] | None = None
 
 
 RequestSource = Callable[[int], PlannedRequest]
@@ -219,7 +219,7 @@ async def perform(
                 return f"status {response.status}"
             if request.on_response is not None:
                 try:
-                    request.on_response(response.status, body)
+                    request.on_response(body)
                 except Exception as exc:
                     # An answer the scenario cannot read is an error, not lost.
                     return f"unreadable answer: {type(exc).__name__}"

@@ -33,7 +33,7 @@ class Spread:
             return cls(0.0, 0.0, 0.0)
         return cls(float(statistics.median(values)), float(min(values)), float(max(values)))
 
-    def text(self, digits: int = 1) -> str:
+    def text(self, digits: int) -> str:
         return f"{self.median:.{digits}f} ({self.low:.{digits}f} to {self.high:.{digits}f})"
 
     def as_dict(self) -> dict[str, float]:
@@ -124,10 +124,6 @@ class Knee:
     slo: Slo
     search: KneeSearch
     confirmation: Measurement
-
-    @property
-    def rate(self) -> float:
-        return self.confirmation.rate
 
     @property
     def found(self) -> bool:
@@ -252,7 +248,6 @@ class Runner:
         *,
         after: AfterRun | None = None,
         duration: float | None = None,
-        window_seconds: float | None = None,
     ) -> list[Measurement]:
         """A warm-up for each configuration, then `runs` rounds taking turns."""
         profile = self.profile
@@ -277,7 +272,6 @@ class Runner:
                     measurement.rate,
                     duration or profile.run_s,
                     after=after,
-                    window_seconds=window_seconds,
                 )
                 measurement.runs.append(recorded)
         return measurements

@@ -31,7 +31,6 @@ _LATENCY = re.compile(r"^latency average = ([0-9.]+) ms", re.MULTILINE)
 @dataclass(frozen=True, slots=True)
 class PgbenchRun:
     clients: int
-    seconds: float
     tps: float
     latency_avg_ms: float | None
 
@@ -197,6 +196,6 @@ async def run_pgbench(dsn: str, script: str, *, clients: int, seconds: float) ->
         if process.returncode != 0:
             raise RuntimeError(f"pgbench failed ({process.returncode}):\n{text[-2000:]}")
         tps, latency = parse_output(text)
-        return PgbenchRun(clients=clients, seconds=seconds, tps=tps, latency_avg_ms=latency)
+        return PgbenchRun(clients=clients, tps=tps, latency_avg_ms=latency)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import os
 import platform
-import random
 import subprocess
 import sys
 import time
@@ -126,10 +125,9 @@ async def _run_scenarios(
             world=world,
             report=report,
             checks=OrderChecks(fleet.database_dsn, profile.drain_timeout_s, vhost=fleet.vhost),
-            rng=random.Random(profile.seed),
         )
         runner.before_run = bench.renew_tokens
-        steps: list[tuple[str, str, Callable[[scenarios.Bench], Awaitable[object]]]] = [
+        steps: list[tuple[str, str, Callable[[scenarios.Bench], Awaitable[None]]]] = [
             ("gateway", scenarios.GATEWAY, scenarios.gateway_overhead),
             ("nearby", scenarios.NEARBY, scenarios.catalog_nearby),
             ("orders", scenarios.ORDERS, scenarios.orders_end_to_end),

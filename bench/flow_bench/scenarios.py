@@ -61,7 +61,6 @@ class Bench:
     world: World
     report: Report
     checks: OrderChecks
-    rng: random.Random
 
     async def renew_tokens(self, duration: float) -> None:
         """Tokens must outlive the next run (access tokens live 15 minutes)."""
@@ -440,7 +439,7 @@ async def event_lag(bench: Bench) -> None:
 # --- 4. mixed day --------------------------------------------------------------------------
 
 
-async def mixed_day(bench: Bench) -> MemorySeries:
+async def mixed_day(bench: Bench) -> None:
     profile, fleet, world = bench.profile, bench.fleet, bench.world
     rate = max(profile.min_rate, round(goals.LOAD_SHARE_OF_ORDER_KNEE * bench.order_knee_rate(), 1))
     rng = random.Random("mixed")
@@ -532,14 +531,13 @@ async def mixed_day(bench: Bench) -> MemorySeries:
             limited_by=f"{largest[0]} grew" if largest else "",
         )
     )
-    return series
 
 
 # --- 6. SOS --------------------------------------------------------------------------------
 
 # Every ring-1 offer of the SOS requests, and the vendor's sos.request notification if made.
 _RING_ONE_NOTICES = """
-SELECT s.id AS sos_id, s.created_at AS opened_at, f.vendor_id, n.created_at AS notified_at
+SELECT s.id AS sos_id, s.created_at AS opened_at, n.created_at AS notified_at
 FROM orders.sos_requests s
 JOIN orders.sos_offers f ON f.sos_id = s.id AND f.ring_number = 1
 LEFT JOIN notifications.notifications n
@@ -558,7 +556,6 @@ class RingNotice:
 
     sos_id: str
     opened_at: datetime
-    vendor_id: str
     notified_at: datetime | None
 
 
@@ -666,8 +663,7 @@ async def sos_broadcast(bench: Bench) -> None:
         finally:
             await connection.close()
         lags = ring_one_lags(
-            RingNotice(str(r["sos_id"]), r["opened_at"], str(r["vendor_id"]), r["notified_at"])
-            for r in rows
+            RingNotice(str(r["sos_id"]), r["opened_at"], r["notified_at"]) for r in rows
         )
         notify = LatencyHistogram()
         for lag_ms in lags.lags_ms:

@@ -49,7 +49,6 @@ BENCH_SCHEMA = "bench"
 @dataclass(frozen=True, slots=True)
 class Product:
     id: str
-    sku: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +104,7 @@ def random_point(rng: random.Random, profile: Profile) -> tuple[float, float]:
 
 async def seed_accounts(api: FlowApi, fleet: IsolatedFleet, profile: Profile) -> World:
     rng = random.Random(profile.seed)
-    admin = Account(email=fleet.admin_email, password=fleet.admin_password, user_id="", org_id="")
+    admin = Account(email=fleet.admin_email, password=fleet.admin_password, org_id="")
     await api.login(admin)
     vendors: list[Account] = await gather_bounded(
         [api.register("vendor", f"Bench Oxygen {n}") for n in range(profile.vendors)], limit=4
@@ -141,7 +140,7 @@ async def seed_accounts(api: FlowApi, fleet: IsolatedFleet, profile: Profile) ->
     catalogue = await api.call(
         "GET", "/api/v1/catalog/products?page_size=100", account=hospital_accounts[0]
     )
-    products = [Product(id=str(p["id"]), sku=str(p["sku"])) for p in catalogue["items"]]
+    products = [Product(id=str(p["id"])) for p in catalogue["items"]]
     if len(products) < profile.products_per_depot:
         raise RuntimeError(
             f"the catalogue has {len(products)} products, fewer than the "
@@ -188,13 +187,15 @@ async def _set_prices(api: FlowApi, world: World, rng: random.Random) -> None:
     await gather_bounded(calls, limit=8)
 
 
-async def _wait_for_verified_vendors(
-    fleet: IsolatedFleet, vendor_ids: list[str], wait_seconds: float = 60.0
-) -> None:
+# How long inventory-service may take to learn of the verifications.
+VERIFIED_VENDORS_WAIT_SECONDS = 60.0
+
+
+async def _wait_for_verified_vendors(fleet: IsolatedFleet, vendor_ids: list[str]) -> None:
     """inventory-service learns of verifications from events: wait until it has them all."""
     connection = await asyncpg.connect(fleet.database_url("inventory"))
     try:
-        deadline = time.monotonic() + wait_seconds
+        deadline = time.monotonic() + VERIFIED_VENDORS_WAIT_SECONDS
         while True:
             known = await connection.fetchval(
                 "SELECT count(*) FROM inventory.vendors "

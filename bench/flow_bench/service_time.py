@@ -23,6 +23,8 @@ _SAMPLE = re.compile(
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 # Probes and scrapes are not the workload (a scrape of /metrics counts as unmatched).
 _IGNORED_ROUTES = {"/health/live", "/health/ready", "/metrics", "<unmatched>"}
+# How many routes a scenario's table in the report lists.
+TOP_ROUTES = 12
 
 
 def parse_totals(text: str) -> Totals:
@@ -60,8 +62,9 @@ async def scrape(session: aiohttp.ClientSession, urls: Mapping[str, str]) -> Tot
     return totals
 
 
-def breakdown(before: Totals, after: Totals, *, top: int = 12) -> list[dict[str, Any]]:
-    """Routes by the time spent in them between the two scrapes, largest first."""
+def breakdown(before: Totals, after: Totals) -> list[dict[str, Any]]:
+    """The TOP_ROUTES routes with the most time spent in them between the two scrapes,
+    largest first."""
     rows: list[dict[str, Any]] = []
     for key, (count, seconds) in after.items():
         count_before, seconds_before = before.get(key, (0.0, 0.0))
@@ -80,4 +83,4 @@ def breakdown(before: Totals, after: Totals, *, top: int = 12) -> list[dict[str,
             }
         )
     rows.sort(key=lambda row: row["total_s"], reverse=True)
-    return rows[:top]
+    return rows[:TOP_ROUTES]

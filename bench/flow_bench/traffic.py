@@ -11,6 +11,7 @@ import random
 import urllib.parse
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +33,32 @@ def nearby_path(lat: float, lon: float, radius_km: float, product_id: str) -> st
     return f"/api/v1/catalog/nearby?{query}"
 
 
-def fixed_get(base_url: str, path: str, account: Account, kind: str = "get") -> RequestSource:
+def idempotent_create(
+    url: str,
+    account: Account,
+    body: dict[str, Any],
+    *,
+    kind: str,
+    on_response: Callable[[bytes], None],
+) -> PlannedRequest:
+    """A POST that creates (201), under a fresh Idempotency-Key as the API asks of creates."""
+    return PlannedRequest(
+        "POST",
+        url,
+        {**account.headers, **JSON, "Idempotency-Key": uuid.uuid4().hex},
+        dumps(body),
+        expected=frozenset({201}),
+        kind=kind,
+        on_response=on_response,
+    )
+
+
+def fixed_get(base_url: str, path: str, account: Account) -> RequestSource:
     """The same GET every time (scenario 1's cached nearby page)."""
     url = base_url + path
 
     def source(_index: int) -> PlannedRequest:
-        return PlannedRequest("GET", url, account.headers, kind=kind)
+        return PlannedRequest("GET", url, account.headers, kind="get")
 
     return source
 
@@ -64,7 +85,6 @@ def scattered_nearby(
 class PlacedOrder:
     order_id: str
     vendor_id: str
-    hospital: Account
 
 
 @dataclass
@@ -94,18 +114,15 @@ class OrderTraffic:
             "priority": self.rng.choice(("routine", "routine", "urgent")),
             "payment_method": "invoice",
         }
-        account = hospital.account
 
-        def remember(_status: int, answer: bytes) -> None:
+        def remember(answer: bytes) -> None:
             order = loads(answer)
-            self.placed.append(PlacedOrder(str(order["id"]), str(order["vendor_id"]), account))
+            self.placed.append(PlacedOrder(str(order["id"]), str(order["vendor_id"])))
 
-        return PlannedRequest(
-            "POST",
+        return idempotent_create(
             self.base_url + "/api/v1/orders",
-            {**account.headers, **JSON, "Idempotency-Key": uuid.uuid4().hex},
-            dumps(body),
-            expected=frozenset({201}),
+            hospital.account,
+            body,
             kind="order",
             on_response=remember,
         )
@@ -139,7 +156,7 @@ class VendorTraffic:
             action = VENDOR_STEPS[step]
             body = dumps({"eta_minutes": 60}) if action == "confirm" else None
 
-            def advance(_status: int, _answer: bytes) -> None:
+            def advance(_answer: bytes) -> None:
                 if step + 1 < len(VENDOR_STEPS):
                     self.work.append((order, step + 1))
 
@@ -271,17 +288,15 @@ class SosTraffic:
             "ring_timeout_seconds": self.ring_timeout_s,
             "payment_method": "invoice",
         }
-        return PlannedRequest(
-            "POST",
+        return idempotent_create(
             self.base_url + "/api/v1/sos",
-            {**hospital.account.headers, **JSON, "Idempotency-Key": uuid.uuid4().hex},
-            dumps(body),
-            expected=frozenset({201}),
+            hospital.account,
+            body,
             kind="sos",
             on_response=self._opened,
         )
 
-    def _opened(self, _status: int, answer: bytes) -> None:
+    def _opened(self, answer: bytes) -> None:
         sos = read_opened_sos(loads(answer), self.ring_size)
         self.opened.append(sos)
         # The generator can only play the bench's own vendors (it has their tokens).
@@ -306,7 +321,7 @@ class SosTraffic:
             dumps(body),
             expected=frozenset({201}),
             kind="sos accept",
-            on_response=lambda _status, answer: check_confirmed(loads(answer), sos.sos_id),
+            on_response=lambda answer: check_confirmed(loads(answer), sos.sos_id),
         )
         outcome = await perform(self.session, request, aiohttp.ClientTimeout(total=self.timeout_s))
         if outcome is not None:

@@ -88,7 +88,6 @@ def test_slo_needs_both_latency_and_errors() -> None:
         {"start_rate": 0, "min_rate": 0, "max_rate": 10, "max_probes": 3},
         {"start_rate": 20, "min_rate": 1, "max_rate": 10, "max_probes": 3},
         {"start_rate": 5, "min_rate": 1, "max_rate": 10, "max_probes": 0},
-        {"start_rate": 5, "min_rate": 1, "max_rate": 10, "max_probes": 3, "growth": 1.0},
     ],
 )
 def test_nonsense_bounds_are_refused(kwargs: dict[str, float]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from flow_bench.api import Account
-from flow_bench.loadgen import clock, make_session, run_open_loop
+from flow_bench.loadgen import RunResult, clock, make_session, run_open_loop
 from flow_bench.run import sos_problems
 from flow_bench.scenarios import RingNotice, latency_figure, ring_one_lags
 from flow_bench.seed import Hospital, Product, Site, World, point_at
@@ -29,19 +29,20 @@ ACCEPT_DELAY_SECONDS = 0.1
 ACCEPT_SERVER_DELAY_SECONDS = 0.05
 
 
-def notice(sos: str, vendor: str, after_ms: float | None) -> RingNotice:
+def notice(sos: str, after_ms: float | None) -> RingNotice:
+    """One ring-1 vendor's notice of SOS `sos`, `after_ms` after it opened (None: none)."""
     notified = None if after_ms is None else OPENED + timedelta(milliseconds=after_ms)
-    return RingNotice(sos, OPENED, vendor, notified)
+    return RingNotice(sos, OPENED, notified)
 
 
 def test_the_lag_of_an_sos_is_its_last_ring_one_notification() -> None:
     lags = ring_one_lags(
         [
-            notice("a", "v1", 12.0),
-            notice("a", "v2", 340.0),
-            notice("a", "v3", 90.0),
-            notice("b", "v1", 25.0),
-            notice("b", "v2", 20.0),
+            notice("a", 12.0),
+            notice("a", 340.0),
+            notice("a", 90.0),
+            notice("b", 25.0),
+            notice("b", 20.0),
         ]
     )
     assert lags.lags_ms == pytest.approx([25.0, 340.0])
@@ -49,7 +50,7 @@ def test_the_lag_of_an_sos_is_its_last_ring_one_notification() -> None:
 
 
 def test_an_sos_with_a_vendor_not_notified_has_no_lag_and_is_counted() -> None:
-    lags = ring_one_lags([notice("a", "v1", 12.0), notice("a", "v2", None), notice("b", "v1", 7.5)])
+    lags = ring_one_lags([notice("a", 12.0), notice("a", None), notice("b", 7.5)])
     assert lags.lags_ms == pytest.approx([7.5])
     assert lags.incomplete == 1
     assert ring_one_lags([]).lags_ms == []
@@ -154,7 +155,7 @@ def test_sos_depots_lie_at_the_distance_asked(bearing_deg: float) -> None:
 
 
 def account(name: str) -> Account:
-    return Account(f"{name}@bench", "pw", user_id=name, org_id=name, token=f"token-{name}")
+    return Account(f"{name}@bench", "pw", org_id=name, token=f"token-{name}")
 
 
 VENDORS = [account(f"vendor-{n}") for n in range(4)]
@@ -166,7 +167,7 @@ def world() -> World:
         admin=account("admin"),
         vendors=VENDORS,
         hospitals=[hospital],
-        products=[Product(str(uuid.uuid4()), "O2-10L")],
+        products=[Product(str(uuid.uuid4()))],
     )
 
 
@@ -211,36 +212,40 @@ async def sos_api() -> AsyncIterator[tuple[str, FakeSosApi]]:
     await runner.cleanup()
 
 
-def sos_traffic(base_url: str, session: Any) -> SosTraffic:
-    return SosTraffic(
-        base_url=base_url,
-        world=world(),
-        rng=random.Random(1),
-        session=session,
-        accept_delay_s=ACCEPT_DELAY_SECONDS,
-        timeout_s=10.0,
-        ring_size=3,
-        max_distance_km=50.0,
-        ring_timeout_s=180,
-    )
+async def run_sos_traffic(
+    base_url: str, *, rate: float, duration: float, concurrency: int
+) -> tuple[RunResult, SosTraffic]:
+    """One open-loop run of SOS traffic against the stand-in, its acceptances settled."""
+    async with make_session(concurrency) as session:
+        traffic = SosTraffic(
+            base_url=base_url,
+            world=world(),
+            rng=random.Random(1),
+            session=session,
+            accept_delay_s=ACCEPT_DELAY_SECONDS,
+            timeout_s=10.0,
+            ring_size=3,
+            max_distance_km=50.0,
+            ring_timeout_s=180,
+        )
+        result = await run_open_loop(
+            session,
+            traffic.source,
+            label="sos",
+            rate=rate,
+            duration=duration,
+            concurrency=concurrency,
+            request_timeout=10,
+        )
+        await traffic.settle()
+    return result, traffic
 
 
 async def test_each_sos_is_accepted_by_a_ring_one_vendor_after_the_delay(
     sos_api: tuple[str, FakeSosApi],
 ) -> None:
     base_url, api = sos_api
-    async with make_session(4) as session:
-        traffic = sos_traffic(base_url, session)
-        result = await run_open_loop(
-            session,
-            traffic.source,
-            label="sos",
-            rate=20,
-            duration=0.2,
-            concurrency=4,
-            request_timeout=10,
-        )
-        await traffic.settle()
+    result, traffic = await run_sos_traffic(base_url, rate=20, duration=0.2, concurrency=4)
     record = traffic.take()
     assert result.ok == result.planned == 4
     assert [b["ring_size"] for b in api.bodies] == [3] * 4
@@ -266,19 +271,8 @@ async def test_a_refused_acceptance_is_an_error_with_no_latency(
     sos_api: tuple[str, FakeSosApi],
 ) -> None:
     base_url, api = sos_api
-    async with make_session(4) as session:
-        traffic = sos_traffic(base_url, session)
-        api.refuse = True
-        await run_open_loop(
-            session,
-            traffic.source,
-            label="sos",
-            rate=10,
-            duration=0.1,
-            concurrency=1,
-            request_timeout=10,
-        )
-        await traffic.settle()
+    api.refuse = True
+    _result, traffic = await run_sos_traffic(base_url, rate=10, duration=0.1, concurrency=1)
     record = traffic.take()
     assert record.accepted == 0
     assert record.accept_errors == {"status 409": 1}
@@ -318,18 +312,7 @@ async def test_a_ring_of_vendors_the_bench_cannot_play_is_an_error(
 ) -> None:
     base_url, api = sos_api
     api.ring = ["someone-1", "someone-2", "someone-3"]
-    async with make_session(1) as session:
-        traffic = sos_traffic(base_url, session)
-        result = await run_open_loop(
-            session,
-            traffic.source,
-            label="sos",
-            rate=10,
-            duration=0.1,
-            concurrency=1,
-            request_timeout=10,
-        )
-        await traffic.settle()
+    result, _traffic = await run_sos_traffic(base_url, rate=10, duration=0.1, concurrency=1)
     assert result.ok == 0
     assert result.errors == {"unreadable answer: ValueError": 1}
     assert api.accepts == []

@@ -66,14 +66,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedFleet]:
             ),
         },
     )
-    running.start()
-    try:
+    with running:
         yield running
-    finally:
-        if os.environ.get("CI"):
-            # Keep the evidence of a failed run in the CI output.
-            running.print_log_tails(30)
-        running.stop()
 
 
 @pytest.fixture
@@ -83,6 +77,42 @@ async def gateway(fleet: IsolatedFleet) -> AsyncIterator[httpx.AsyncClient]:
 
 
 E2E_PASSWORD = "correct horse battery staple"
+
+
+def e2e_email(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}@e2e.flow.test"
+
+
+async def register_organization(gateway: httpx.AsyncClient, kind: str) -> dict[str, Any]:
+    """A new user and organisation of `kind`, registered through the gateway: the answer's
+    body, with the email it was registered under."""
+    email = e2e_email(kind)
+    response = await gateway.post(
+        "/api/v1/auth/register",
+        json={
+            "email": email,
+            "password": E2E_PASSWORD,
+            "full_name": f"E2E {kind}",
+            "organization": {
+                "name": f"E2E {kind} {uuid.uuid4().hex[:6]}",
+                "kind": kind,
+                "license_number": "LIC-42",
+            },
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    body["email"] = email
+    return body
+
+
+async def login_headers(
+    gateway: httpx.AsyncClient, email: str, password: str = E2E_PASSWORD
+) -> dict[str, str]:
+    """The Authorization header of a successful login through the gateway."""
+    response = await gateway.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 @dataclass
@@ -100,36 +130,18 @@ class Accounts:
         self.gateway = gateway
         self.fleet = fleet
 
-    async def login(self, email: str, password: str = E2E_PASSWORD) -> dict[str, str]:
-        response = await self.gateway.post(
-            "/api/v1/auth/login", json={"email": email, "password": password}
-        )
-        assert response.status_code == 200, response.text
-        return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
     async def register(self, kind: str) -> Account:
-        email = f"{kind}-{uuid.uuid4().hex[:10]}@e2e.flow.test"
-        response = await self.gateway.post(
-            "/api/v1/auth/register",
-            json={
-                "email": email,
-                "password": E2E_PASSWORD,
-                "full_name": f"E2E {kind}",
-                "organization": {
-                    "name": f"E2E {kind} {uuid.uuid4().hex[:6]}",
-                    "kind": kind,
-                    "license_number": "LIC-42",
-                },
-            },
-        )
-        assert response.status_code == 201, response.text
-        body = response.json()
+        body = await register_organization(self.gateway, kind)
+        email = body["email"]
         return Account(
-            email, body["user"]["id"], body["organization"]["id"], await self.login(email)
+            email,
+            body["user"]["id"],
+            body["organization"]["id"],
+            await login_headers(self.gateway, email),
         )
 
     async def admin(self) -> dict[str, str]:
-        return await self.login(self.fleet.admin_email, self.fleet.admin_password)
+        return await login_headers(self.gateway, self.fleet.admin_email, self.fleet.admin_password)
 
     async def verified_vendor(self) -> Account:
         vendor = await self.register("vendor")
@@ -182,6 +194,18 @@ class StockedDepot:
     vendor: Account
     product_id: str
     depot_id: str
+
+    def order_body(self, priority: str, *, quantity: int = 1, **fields: Any) -> dict[str, Any]:
+        """An invoice order of `quantity` of the product from this depot; `fields` give its
+        destination (`delivery` or `site_id`) and may change any other field."""
+        return {
+            "vendor_id": self.vendor.org_id,
+            "depot_id": self.depot_id,
+            "items": [{"product_id": self.product_id, "quantity": quantity}],
+            "priority": priority,
+            "payment_method": "invoice",
+            **fields,
+        }
 
 
 @pytest.fixture

@@ -30,14 +30,7 @@ async def test_fifty_concurrent_orders_never_pass_the_hospitals_cap(
         return await gateway.post(
             "/api/v1/orders",
             headers=hospital.headers,
-            json={
-                "vendor_id": vendor.org_id,
-                "depot_id": depot_id,
-                "delivery": DELIVERY,
-                "items": [{"product_id": product_id, "quantity": 1}],
-                "priority": priority,
-                "payment_method": "invoice",
-            },
+            json=stocked.order_body(priority, delivery=DELIVERY),
             timeout=60,
         )
 

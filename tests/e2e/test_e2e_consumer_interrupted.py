@@ -21,7 +21,6 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
@@ -29,6 +28,7 @@ import asyncpg
 import httpx
 
 from flow_shared.testing.polling import eventually
+from tests.e2e.conftest import process_exited
 
 if TYPE_CHECKING:
     from flow_shared.testing.fleet import IsolatedFleet
@@ -37,15 +37,6 @@ if TYPE_CHECKING:
 ADMIN_SERVICE = "admin-service"
 ADMIN_ROLE = "flow_admin"
 ADMIN_QUEUE = "admin-service.events"
-
-
-def _exited(pid: int) -> bool:
-    """The process is gone (or a zombie nobody has reaped yet: it runs no code)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
 
 
 class TableLock:
@@ -146,7 +137,7 @@ async def test_sigkill_mid_handling_redelivers_and_applies_once(
 
             pid = _admin_pid(fleet)
             os.kill(pid, signal.SIGKILL)
-            await eventually(lambda: _exited(pid), "admin-service to die")
+            await eventually(lambda: process_exited(pid), "admin-service to die")
         finally:
             await lock.release()
 
@@ -198,7 +189,7 @@ async def test_sigterm_mid_handling_finishes_the_request_then_the_handler(
             pid = _admin_pid(fleet)
             os.kill(pid, signal.SIGTERM)
             await asyncio.sleep(1.0)
-            assert not _exited(pid), "admin-service exited with a request in flight"
+            assert not process_exited(pid), "admin-service exited with a request in flight"
 
             # uvicorn drains the request first: it is answered, not cut off.
             await facts_lock.release()
@@ -207,12 +198,12 @@ async def test_sigterm_mid_handling_finishes_the_request_then_the_handler(
 
             # Then the lifespan stops the consumer, which waits for its handler.
             await asyncio.sleep(1.0)
-            assert not _exited(pid), "admin-service exited with a handler in flight"
+            assert not process_exited(pid), "admin-service exited with a handler in flight"
         finally:
             await facts_lock.release()
             await events_lock.release()
 
-        await eventually(lambda: _exited(pid), "admin-service to finish stopping")
+        await eventually(lambda: process_exited(pid), "admin-service to finish stopping")
 
         # The handler finished before the process exited: its effect is committed ...
         rows = await _projected_registrations(db, hospital.org_id)

@@ -21,10 +21,9 @@ from redis.asyncio import Redis
 from flow_shared.db import Database, create_engine
 from flow_shared.testing.fleet import IsolatedFleet
 from flow_shared.testing.polling import eventually
+from tests.e2e.conftest import E2E_PASSWORD, login_headers
 from user_service.config import Settings
 from user_service.service.licences import run_license_pass
-
-PASSWORD = "correct horse battery staple"
 
 
 class LicenceJob:
@@ -59,16 +58,8 @@ async def licence_job(fleet: IsolatedFleet) -> AsyncIterator[LicenceJob]:
     await job.close()
 
 
-async def _login(
-    gateway: httpx.AsyncClient, email: str, password: str = PASSWORD
-) -> httpx.Response:
-    return await gateway.post("/api/v1/auth/login", json={"email": email, "password": password})
-
-
-async def _bearer(gateway: httpx.AsyncClient, email: str) -> dict[str, str]:
-    response = await _login(gateway, email)
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+async def _login(gateway: httpx.AsyncClient, email: str) -> httpx.Response:
+    return await gateway.post("/api/v1/auth/login", json={"email": email, "password": E2E_PASSWORD})
 
 
 async def _all_orgs(gateway: httpx.AsyncClient, admin: dict[str, str], **params: str) -> list[str]:
@@ -94,7 +85,7 @@ async def test_a_hospital_is_verified_warned_suspended_on_expiry_and_reinstated(
     email = f"licensed-{uuid.uuid4().hex[:10]}@e2e.flow.test"
     registration: dict[str, Any] = {
         "email": email,
-        "password": PASSWORD,
+        "password": E2E_PASSWORD,
         "full_name": "Licensed Hospital Admin",
         "organization": {"name": f"E2E St. Luke {uuid.uuid4().hex[:6]}", "kind": "hospital"},
     }
@@ -121,7 +112,7 @@ async def test_a_hospital_is_verified_warned_suspended_on_expiry_and_reinstated(
     )
     assert verified.status_code == 200, verified.text
     assert verified.json()["license_expires_on"] == expires.isoformat()
-    hospital = await _bearer(gateway, email)
+    hospital = await login_headers(gateway, email)
     mine = await gateway.get(f"/api/v1/organizations/{org_id}", headers=hospital)
     assert mine.json()["verified"] is True
     assert mine.json()["license_expires_on"] == expires.isoformat()
@@ -156,7 +147,7 @@ async def test_a_hospital_is_verified_warned_suspended_on_expiry_and_reinstated(
     )
     assert reinstated.status_code == 200, reinstated.text
     assert reinstated.json()["suspended"] is False
-    again = await _bearer(gateway, email)
+    again = await login_headers(gateway, email)
     assert (await gateway.get("/api/v1/users/me", headers=again)).status_code == 200
 
     # Its suspension and reinstatement are in the audit, with the licence job's reason.

@@ -16,49 +16,23 @@ from typing import Any
 import httpx
 
 from flow_shared.testing.polling import eventually
+from tests.e2e.conftest import Accounts, StockedDepot
 
 DEPOT = {"lat": 53.4808, "lon": -2.2426}  # Manchester
 SITE = {"lat": 53.4621, "lon": -2.2290}  # about 2.3 km south
 
 
-async def _setup_vendor(gateway: httpx.AsyncClient, accounts: Any, stock: int) -> dict[str, Any]:
-    vendor = await accounts.verified_vendor()
-    products = await gateway.get(
-        "/api/v1/catalog/products", params={"q": "O2-CYL-40L"}, headers=vendor.headers
+async def _manchester_depot(accounts: Accounts, on_hand: int) -> StockedDepot:
+    return await accounts.stocked_depot(
+        name="Manchester depot", **DEPOT, category="oxygen_cylinder", on_hand=on_hand
     )
-    product_id = products.json()["items"][0]["id"]
-    depot = await gateway.post(
-        "/api/v1/inventory/depots",
-        headers=vendor.headers,
-        json={"name": "Manchester depot", **DEPOT, "service_radius_km": 30},
-    )
-    depot_id = depot.json()["id"]
-    put = await gateway.put(
-        f"/api/v1/inventory/depots/{depot_id}/stock/{product_id}",
-        headers=vendor.headers,
-        json={"on_hand": stock, "low_stock_threshold": 1},
-    )
-    assert put.status_code == 200, put.text
-    price = await gateway.put(
-        f"/api/v1/pricing/prices/{product_id}",
-        headers=vendor.headers,
-        json={
-            "unit_price": "210.00",
-            "currency": "GBP",
-            "delivery_fee_per_km": "1.10",
-            "min_delivery_fee": "18.00",
-            "emergency_surcharge_pct": "12.5",
-        },
-    )
-    assert price.status_code == 200, price.text
-    return {"vendor": vendor, "product_id": product_id, "depot_id": depot_id}
 
 
-async def _available(gateway: httpx.AsyncClient, world: dict[str, Any]) -> int:
+async def _available(gateway: httpx.AsyncClient, stocked: StockedDepot) -> int:
     rows = await gateway.get(
-        f"/api/v1/inventory/depots/{world['depot_id']}/stock", headers=world["vendor"].headers
+        f"/api/v1/inventory/depots/{stocked.depot_id}/stock", headers=stocked.vendor.headers
     )
-    row = next(r for r in rows.json()["items"] if r["product_id"] == world["product_id"])
+    row = next(r for r in rows.json()["items"] if r["product_id"] == stocked.product_id)
     return int(row["available"])
 
 
@@ -90,8 +64,8 @@ async def test_a_card_order_is_paid_heard_delivered_reviewed_and_counted(
 ) -> None:
     admin = await accounts.admin()
     stats_before = (await gateway.get("/api/v1/admin/stats", headers=admin)).json()
-    world = await _setup_vendor(gateway, accounts, stock=10)
-    vendor = world["vendor"]
+    stocked = await _manchester_depot(accounts, on_hand=10)
+    vendor = stocked.vendor
     hospital = await accounts.register("hospital")
     site = await gateway.post(
         "/api/v1/locations/sites", headers=hospital.headers, json={"name": "Theatres", **SITE}
@@ -101,14 +75,14 @@ async def test_a_card_order_is_paid_heard_delivered_reviewed_and_counted(
     nearby = await gateway.get(
         "/api/v1/catalog/nearby",
         headers=hospital.headers,
-        params={**SITE, "radius_km": 10, "product_id": world["product_id"]},
+        params={**SITE, "radius_km": 10, "product_id": stocked.product_id},
     )
-    assert world["depot_id"] in {row["depot_id"] for row in nearby.json()["items"]}
+    assert stocked.depot_id in {row["depot_id"] for row in nearby.json()["items"]}
     compare = await gateway.get(
         "/api/v1/pricing/compare",
         headers=hospital.headers,
         params={
-            "product_id": world["product_id"],
+            "product_id": stocked.product_id,
             "quantity": 2,
             **SITE,
             "radius_km": 10,
@@ -116,7 +90,7 @@ async def test_a_card_order_is_paid_heard_delivered_reviewed_and_counted(
         },
     )
     assert compare.status_code == 200, compare.text
-    assert world["depot_id"] in {item["depot_id"] for item in compare.json()["items"]}
+    assert stocked.depot_id in {item["depot_id"] for item in compare.json()["items"]}
 
     # The vendor keeps a live stream open through the gateway while the order is placed.
     heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -136,15 +110,13 @@ async def test_a_card_order_is_paid_heard_delivered_reviewed_and_counted(
     placed = await gateway.post(
         "/api/v1/orders",
         headers={**hospital.headers, "Idempotency-Key": uuid.uuid4().hex},
-        json={
-            "vendor_id": vendor.org_id,
-            "depot_id": world["depot_id"],
-            "site_id": site.json()["id"],
-            "items": [{"product_id": world["product_id"], "quantity": 2}],
-            "priority": "urgent",
-            "payment_method": "card",
-            "card_token": "tok_visa",
-        },
+        json=stocked.order_body(
+            "urgent",
+            quantity=2,
+            site_id=site.json()["id"],
+            payment_method="card",
+            card_token="tok_visa",
+        ),
     )
     assert placed.status_code == 201, placed.text
     order_id = placed.json()["id"]
@@ -220,20 +192,18 @@ async def test_a_card_order_is_paid_heard_delivered_reviewed_and_counted(
 async def test_a_declined_card_fails_the_order_and_gives_the_stock_back(
     gateway: httpx.AsyncClient, accounts: Any
 ) -> None:
-    world = await _setup_vendor(gateway, accounts, stock=5)
+    stocked = await _manchester_depot(accounts, on_hand=5)
     hospital = await accounts.register("hospital")
     placed = await gateway.post(
         "/api/v1/orders",
         headers=hospital.headers,
-        json={
-            "vendor_id": world["vendor"].org_id,
-            "depot_id": world["depot_id"],
-            "delivery": SITE,
-            "items": [{"product_id": world["product_id"], "quantity": 3}],
-            "priority": "emergency",
-            "payment_method": "card",
-            "card_token": "tok_declined",
-        },
+        json=stocked.order_body(
+            "emergency",
+            quantity=3,
+            delivery=SITE,
+            payment_method="card",
+            card_token="tok_declined",
+        ),
     )
     assert placed.status_code == 201, placed.text
     order_id = placed.json()["id"]
@@ -252,7 +222,7 @@ async def test_a_declined_card_fails_the_order_and_gives_the_stock_back(
     )
 
     async def stock_back() -> int | None:
-        available = await _available(gateway, world)
+        available = await _available(gateway, stocked)
         return available if available == 5 else None
 
     await eventually(stock_back, "the stock released", seconds=40)

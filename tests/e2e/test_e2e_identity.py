@@ -11,54 +11,18 @@ from typing import Any
 import aio_pika
 import httpx
 
-PASSWORD = "correct horse battery staple"
-
-
-def _email(tag: str) -> str:
-    return f"{tag}-{uuid.uuid4().hex[:10]}@e2e.flow.test"
-
-
-async def _register(
-    gateway: httpx.AsyncClient, kind: str, email: str | None = None
-) -> dict[str, Any]:
-    email = email or _email(kind)
-    response = await gateway.post(
-        "/api/v1/auth/register",
-        json={
-            "email": email,
-            "password": PASSWORD,
-            "full_name": f"E2E {kind}",
-            "organization": {
-                "name": f"E2E {kind} {uuid.uuid4().hex[:6]}",
-                "kind": kind,
-                "license_number": "LIC-42",
-            },
-        },
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    body["email"] = email
-    return body
-
-
-async def _login(
-    gateway: httpx.AsyncClient, email: str, password: str = PASSWORD
-) -> dict[str, str]:
-    response = await gateway.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    token = response.json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
+from tests.e2e.conftest import E2E_PASSWORD, e2e_email, login_headers, register_organization
 
 
 async def test_register_login_and_read_profile_through_the_gateway(
     gateway: httpx.AsyncClient,
 ) -> None:
-    registered = await _register(gateway, "hospital")
+    registered = await register_organization(gateway, "hospital")
     assert registered["user"]["email"] == registered["email"]
     assert registered["organization"]["kind"] == "hospital"
 
     login = await gateway.post(
-        "/api/v1/auth/login", json={"email": registered["email"], "password": PASSWORD}
+        "/api/v1/auth/login", json={"email": registered["email"], "password": E2E_PASSWORD}
     )
     assert login.status_code == 200
     tokens = login.json()
@@ -74,7 +38,7 @@ async def test_register_login_and_read_profile_through_the_gateway(
 
 
 async def test_bad_input_is_problem_json_and_changes_nothing(gateway: httpx.AsyncClient) -> None:
-    email = _email("weak")
+    email = e2e_email("weak")
     weak = await gateway.post(
         "/api/v1/auth/register",
         json={
@@ -92,22 +56,24 @@ async def test_bad_input_is_problem_json_and_changes_nothing(gateway: httpx.Asyn
         "/api/v1/auth/register",
         json={
             "email": email,
-            "password": PASSWORD,
+            "password": E2E_PASSWORD,
             "full_name": "S",
             "role": "platform_admin",
             "organization": {"name": "S", "kind": "hospital"},
         },
     )
     assert sneaky.status_code == 422
-    refused = await gateway.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    refused = await gateway.post(
+        "/api/v1/auth/login", json={"email": email, "password": E2E_PASSWORD}
+    )
     assert refused.status_code == 401
 
-    taken = await _register(gateway, "hospital")
+    taken = await register_organization(gateway, "hospital")
     again = await gateway.post(
         "/api/v1/auth/register",
         json={
             "email": taken["email"].upper(),
-            "password": PASSWORD,
+            "password": E2E_PASSWORD,
             "full_name": "T",
             "organization": {"name": "T", "kind": "hospital", "license_number": "LIC-7"},
         },
@@ -118,9 +84,9 @@ async def test_bad_input_is_problem_json_and_changes_nothing(gateway: httpx.Asyn
 async def test_organisations_are_private_and_admin_routes_need_a_platform_admin(
     gateway: httpx.AsyncClient,
 ) -> None:
-    mine = await _register(gateway, "hospital")
-    other = await _register(gateway, "hospital")
-    headers = await _login(gateway, mine["email"])
+    mine = await register_organization(gateway, "hospital")
+    other = await register_organization(gateway, "hospital")
+    headers = await login_headers(gateway, mine["email"])
 
     own = await gateway.get(f"/api/v1/organizations/{mine['organization']['id']}", headers=headers)
     assert own.status_code == 200
@@ -174,7 +140,7 @@ async def test_request_id_is_echoed_and_logged_by_the_service(
     request_id = "e2e-" + uuid.uuid4().hex
     response = await gateway.post(
         "/api/v1/auth/login",
-        json={"email": _email("nobody"), "password": PASSWORD},
+        json={"email": e2e_email("nobody"), "password": E2E_PASSWORD},
         headers={"X-Request-ID": request_id},
     )
     assert response.status_code == 401
@@ -190,7 +156,7 @@ async def test_request_id_is_echoed_and_logged_by_the_service(
         await asyncio.sleep(0.1)
     assert lines, "user-service logged no line with the request id"
     assert all(line["correlation_id"] == request_id for line in lines)
-    assert PASSWORD not in log_file.read_text()
+    assert E2E_PASSWORD not in log_file.read_text()
 
 
 async def test_security_headers_and_body_limit_at_the_edge(gateway: httpx.AsyncClient) -> None:
@@ -224,11 +190,11 @@ async def test_vendor_verification_by_the_platform_admin(
     queue = await channel.declare_queue(exclusive=True)
     await queue.bind(exchange, routing_key="organization.*")
 
-    vendor = await _register(gateway, "vendor")
+    vendor = await register_organization(gateway, "vendor")
     vendor_org = vendor["organization"]["id"]
     assert vendor["organization"]["verified"] is False
-    vendor_headers = await _login(gateway, vendor["email"])
-    admin_headers = await _login(gateway, fleet.admin_email, fleet.admin_password)
+    vendor_headers = await login_headers(gateway, vendor["email"])
+    admin_headers = await login_headers(gateway, fleet.admin_email, fleet.admin_password)
 
     waiting = await gateway.get(
         "/api/v1/admin/vendors",
@@ -257,7 +223,7 @@ async def test_vendor_verification_by_the_platform_admin(
     assert suspended.status_code == 200
     await _next_event(queue, "organization.suspended", vendor_org)
     cannot_login = await gateway.post(
-        "/api/v1/auth/login", json={"email": vendor["email"], "password": PASSWORD}
+        "/api/v1/auth/login", json={"email": vendor["email"], "password": E2E_PASSWORD}
     )
     assert cannot_login.status_code in (401, 403)
     old_token = await gateway.get("/api/v1/users/me", headers=vendor_headers)
@@ -282,7 +248,8 @@ async def test_credential_endpoints_are_rate_limited_per_ip(gateway: httpx.Async
     statuses = []
     for _ in range(30):
         response = await gateway.post(
-            "/api/v1/auth/token", data={"username": _email("guess"), "password": "wrong password!"}
+            "/api/v1/auth/token",
+            data={"username": e2e_email("guess"), "password": "wrong password!"},
         )
         statuses.append(response.status_code)
         if response.status_code == 429:
@@ -296,9 +263,9 @@ async def test_credential_endpoints_are_rate_limited_per_ip(gateway: httpx.Async
 async def test_refresh_rotates_and_logout_revokes_through_the_gateway(
     gateway: httpx.AsyncClient,
 ) -> None:
-    account = await _register(gateway, "hospital")
+    account = await register_organization(gateway, "hospital")
     login = await gateway.post(
-        "/api/v1/auth/login", json={"email": account["email"], "password": PASSWORD}
+        "/api/v1/auth/login", json={"email": account["email"], "password": E2E_PASSWORD}
     )
     first = login.json()
     rotated = await gateway.post(
@@ -327,20 +294,20 @@ async def test_refresh_rotates_and_logout_revokes_through_the_gateway(
 async def test_a_password_change_ends_live_access_tokens_in_every_service(
     gateway: httpx.AsyncClient,
 ) -> None:
-    account = await _register(gateway, "hospital")
-    auth = await _login(gateway, account["email"])
+    account = await register_organization(gateway, "hospital")
+    auth = await login_headers(gateway, account["email"])
     other_service = "/api/v1/notifications"  # notification-service verifies tokens itself
     assert (await gateway.get(other_service, headers=auth)).status_code == 200
 
     changed = await gateway.post(
         "/api/v1/users/me/password",
         headers=auth,
-        json={"current_password": PASSWORD, "new_password": "an even longer passphrase"},
+        json={"current_password": E2E_PASSWORD, "new_password": "an even longer passphrase"},
     )
     assert changed.status_code == 204, changed.text
 
     # The token epoch: refused at once by the gateway and behind it, not in 15 minutes.
     assert (await gateway.get(other_service, headers=auth)).status_code == 401
     assert (await gateway.get("/api/v1/users/me", headers=auth)).status_code == 401
-    fresh = await _login(gateway, account["email"], "an even longer passphrase")
+    fresh = await login_headers(gateway, account["email"], "an even longer passphrase")
     assert (await gateway.get(other_service, headers=fresh)).status_code == 200

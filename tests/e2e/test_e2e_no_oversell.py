@@ -28,14 +28,7 @@ async def test_sixty_concurrent_orders_for_twenty_units(
         return await gateway.post(
             "/api/v1/orders",
             headers=hospital.headers,
-            json={
-                "vendor_id": vendor.org_id,
-                "depot_id": depot_id,
-                "delivery": DELIVERY,
-                "items": [{"product_id": product_id, "quantity": 1}],
-                "priority": "urgent",
-                "payment_method": "invoice",
-            },
+            json=stocked.order_body("urgent", delivery=DELIVERY),
             timeout=60,
         )
 

@@ -4,46 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from flow_shared.testing.polling import eventually
+from tests.e2e.conftest import Account, Accounts, StockedDepot
 
 DEPOT = {"lat": 51.4545, "lon": -2.5879}  # Bristol
 DELIVERY = {"lat": 51.4584, "lon": -2.6003}
 
 
-async def _world(gateway: httpx.AsyncClient, accounts: Any, stock: int) -> dict[str, Any]:
-    vendor = await accounts.verified_vendor()
-    products = await gateway.get(
-        "/api/v1/catalog/products", params={"q": "O2-CYL-5L"}, headers=vendor.headers
+@dataclass
+class World:
+    stocked: StockedDepot
+    hospital: Account
+
+    def order_body(self, **fields: Any) -> dict[str, Any]:
+        """A routine invoice order of one unit, delivered near the depot, changed by `fields`."""
+        return self.stocked.order_body("routine", delivery=DELIVERY, **fields)
+
+
+async def _world(gateway: httpx.AsyncClient, accounts: Accounts, stock: int) -> World:
+    stocked = await accounts.stocked_depot(
+        name="Bristol depot", **DEPOT, category="oxygen_cylinder", on_hand=stock
     )
-    product_id = products.json()["items"][0]["id"]
-    depot = await gateway.post(
-        "/api/v1/inventory/depots",
-        headers=vendor.headers,
-        json={"name": "Bristol depot", **DEPOT, "service_radius_km": 30},
-    )
-    depot_id = depot.json()["id"]
-    for path, body in (
-        (
-            f"/api/v1/inventory/depots/{depot_id}/stock/{product_id}",
-            {"on_hand": stock, "low_stock_threshold": 0},
-        ),
-        (
-            f"/api/v1/pricing/prices/{product_id}",
-            {
-                "unit_price": "64.00",
-                "currency": "GBP",
-                "delivery_fee_per_km": "1.00",
-                "min_delivery_fee": "10.00",
-                "emergency_surcharge_pct": "0",
-            },
-        ),
-    ):
-        answer = await gateway.put(path, headers=vendor.headers, json=body)
-        assert answer.status_code == 200, answer.text
     hospital = await accounts.register("hospital")
     # A new hospital is unverified, so its allocation cap (ALLOCATION_CAP_UNVERIFIED) is
     # below the fifty orders here: the admin raises it for this product, synchronously
@@ -51,23 +37,10 @@ async def _world(gateway: httpx.AsyncClient, accounts: Any, stock: int) -> dict[
     raised = await gateway.put(
         f"/api/v1/admin/organizations/{hospital.org_id}/allocation",
         headers=await accounts.admin(),
-        json={"caps": [{"product_id": product_id, "units": 1000}]},
+        json={"caps": [{"product_id": stocked.product_id, "units": 1000}]},
     )
     assert raised.status_code == 200, raised.text
-    return {"vendor": vendor, "hospital": hospital, "product_id": product_id, "depot_id": depot_id}
-
-
-def _order_body(world: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    body = {
-        "vendor_id": world["vendor"].org_id,
-        "depot_id": world["depot_id"],
-        "delivery": DELIVERY,
-        "items": [{"product_id": world["product_id"], "quantity": 1}],
-        "priority": "routine",
-        "payment_method": "invoice",
-    }
-    body.update(fields)
-    return body
+    return World(stocked, hospital)
 
 
 async def _payments(
@@ -86,19 +59,19 @@ async def test_with_payment_service_down_invoices_place_and_card_orders_are_503_
     an event), so without payment-service it is refused whole; an invoice order is placed
     and its payment opened once payment-service is back."""
     world = await _world(gateway, accounts, stock=5)
-    hospital = world["hospital"].headers
+    hospital = world.hospital.headers
     fleet.flowctl("stop", "payment-service")
     try:
         by_card = await gateway.post(
             "/api/v1/orders",
             headers=hospital,
-            json=_order_body(world, payment_method="card", card_token="tok_visa"),
+            json=world.order_body(payment_method="card", card_token="tok_visa"),
         )
         assert by_card.status_code == 503, by_card.text
         assert "payment-service" in by_card.json()["detail"]
         listed = await gateway.get("/api/v1/orders", headers=hospital)
         assert listed.json()["items"] == []  # no order left behind
-        by_invoice = await gateway.post("/api/v1/orders", headers=hospital, json=_order_body(world))
+        by_invoice = await gateway.post("/api/v1/orders", headers=hospital, json=world.order_body())
         assert by_invoice.status_code == 201, by_invoice.text
     finally:
         fleet.flowctl("start", "payment-service")
@@ -118,7 +91,7 @@ async def test_with_payment_service_down_invoices_place_and_card_orders_are_503_
         placed = await gateway.post(
             "/api/v1/orders",
             headers=hospital,
-            json=_order_body(world, payment_method="card", card_token="tok_visa"),
+            json=world.order_body(payment_method="card", card_token="tok_visa"),
         )
         return placed if placed.status_code == 201 else None
 
@@ -167,8 +140,8 @@ async def test_fifty_orders_while_the_broker_is_down_are_paid_heard_and_counted_
                 *(
                     gateway.post(
                         "/api/v1/orders",
-                        headers=world["hospital"].headers,
-                        json=_order_body(world),
+                        headers=world.hospital.headers,
+                        json=world.order_body(),
                         timeout=60,
                     )
                     for _ in range(10)
@@ -183,7 +156,7 @@ async def test_fifty_orders_while_the_broker_is_down_are_paid_heard_and_counted_
 
     async def all_paid() -> bool | None:
         for order_id in order_ids:
-            payments = await _payments(gateway, world["hospital"].headers, order_id)
+            payments = await _payments(gateway, world.hospital.headers, order_id)
             if len(payments) != 1:
                 return None
         return True
@@ -192,7 +165,7 @@ async def test_fifty_orders_while_the_broker_is_down_are_paid_heard_and_counted_
 
     async def all_heard() -> list[Any] | None:
         answer = await gateway.get(
-            "/api/v1/notifications", params={"page_size": 100}, headers=world["vendor"].headers
+            "/api/v1/notifications", params={"page_size": 100}, headers=world.stocked.vendor.headers
         )
         placed = [n for n in answer.json()["items"] if n["type"] == "order.placed"]
         return placed if {n["data"]["order_id"] for n in placed} == order_ids else None

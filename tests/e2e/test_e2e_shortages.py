@@ -22,7 +22,7 @@ async def test_a_declared_shortage_pauses_routine_orders_in_its_area_until_it_en
     stocked = await accounts.stocked_depot(
         name="Reykjavik depot", **DEPOT, category="oxygen_cylinder", on_hand=100
     )
-    vendor, product_id, depot_id = stocked.vendor, stocked.product_id, stocked.depot_id
+    vendor = stocked.vendor
     hospital = await accounts.register("hospital")
     site = await gateway.post(
         "/api/v1/locations/sites",
@@ -37,14 +37,7 @@ async def test_a_declared_shortage_pauses_routine_orders_in_its_area_until_it_en
         return await gateway.post(
             "/api/v1/orders",
             headers=hospital.headers,
-            json={
-                "vendor_id": vendor.org_id,
-                "depot_id": depot_id,
-                "site_id": site_id,
-                "items": [{"product_id": product_id, "quantity": 1}],
-                "priority": priority,
-                "payment_method": "invoice",
-            },
+            json=stocked.order_body(priority, site_id=site_id),
         )
 
     declared = await gateway.post(

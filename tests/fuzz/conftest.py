@@ -48,13 +48,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedFleet]:
         work_dir=tmp_path_factory.mktemp("fleet"),
         overrides={"RATE_LIMITS": _raised_rate_limits()},
     )
-    running.start()
-    try:
+    with running:
         yield running
-    finally:
-        if os.environ.get("CI"):
-            running.print_log_tails(30)
-        running.stop()
 
 
 class FuzzAccounts:

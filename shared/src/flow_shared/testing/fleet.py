@@ -19,6 +19,7 @@ by side share the users, with the same passwords from .env.example.)
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
 import socket
@@ -315,6 +316,9 @@ class IsolatedFleet:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if os.environ.get("CI"):
+            # Keep the evidence of a failed run in the CI output.
+            self.print_log_tails(30)
         self.stop()
 
     # --- looking at it ---------------------------------------------------------------------
