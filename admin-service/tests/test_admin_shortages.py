@@ -98,6 +98,7 @@ async def test_declaring_replays_with_the_same_idempotency_key(
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
     assert other.status_code == 422
     assert len(await outbox(admin_engine, "shortage.declared")) == 1
 

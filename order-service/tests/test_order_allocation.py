@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from flow_shared.events.envelope import EventEnvelope
-from order_service.service import allocation
+from order_service.consumers import event_handlers
 
 if TYPE_CHECKING:
     from conftest import FakeDepot, Fleet, OrderApp, OrderAppFactory, OrdersDb, Org
@@ -108,7 +108,7 @@ async def _project(app: OrderApp, *envelopes: Any) -> None:
     database = app.app.state.database
     for envelope in envelopes:
         async with database.sessionmaker() as session, session.begin():
-            await allocation.EVENT_HANDLERS[envelope.type](session, envelope)
+            await event_handlers()[envelope.type](session, envelope)
 
 
 async def test_orders_up_to_the_cap_pass_and_the_next_unit_is_409_with_the_figures(

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_shared.events.envelope import EventEnvelope
-from order_service.service import shortages
+from order_service.consumers import event_handlers
 from order_service.service.shortages import shortage_cap
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class Area:
     async def project(self, envelope: EventEnvelope) -> None:
         database = self.app.app.state.database
         async with database.sessionmaker() as session, session.begin():
-            await shortages.EVENT_HANDLERS[envelope.type](session, envelope)
+            await event_handlers()[envelope.type](session, envelope)
 
     async def declare(self, categories: list[str], radius_km: float = 10) -> str:
         shortage_id = str(uuid.uuid4())

@@ -14,7 +14,7 @@ import pytest
 
 from flow_shared.correlation import set_correlation_id
 from flow_shared.errors import ServiceUnavailable
-from flow_shared.http import ServiceClient, UpstreamUnavailable
+from flow_shared.http import AnswerHeaders, ServiceClient, UpstreamAnswer, UpstreamUnavailable
 from flow_shared.resilience import BreakerState, CircuitBreaker, CircuitOpen
 
 
@@ -91,6 +91,42 @@ async def test_a_get_is_retried_after_transient_failures(
     assert response.json() == {"stock": 5}
     assert len(upstream.requests) == 3
     await client.aclose()
+
+
+async def test_an_answer_is_flows_own_type_with_headers_by_name_in_any_case() -> None:
+    upstream = Upstream(
+        httpx.Response(
+            409,
+            headers=[("X-Upstream", "stub"), ("Vary", "Accept"), ("Vary", "Origin")],
+            content=b'{"code": "short"}',
+        )
+    )
+    client = client_for(upstream)
+
+    answer = await client.get("/internal/stock")
+    await client.aclose()
+
+    assert type(answer) is UpstreamAnswer
+    assert answer.status_code == 409
+    assert answer.content == b'{"code": "short"}'
+    assert answer.json() == {"code": "short"}
+    assert answer.headers["x-upstream"] == answer.headers["X-UPSTREAM"] == "stub"
+    # A repeated header reads as one value, its values in the order they came.
+    assert answer.headers["vary"] == "Accept, Origin"
+    assert "content-length" in answer.headers
+
+
+def test_an_answer_is_read_only_and_a_body_that_is_not_json_is_a_value_error() -> None:
+    answer = UpstreamAnswer(200, AnswerHeaders([("Content-Type", "text/plain")]), b"ok")
+
+    with pytest.raises(ValueError, match="char 0"):
+        answer.json()
+    with pytest.raises(AttributeError):
+        answer.status_code = 500  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        answer.headers["content-type"] = "application/json"  # type: ignore[index]
+    assert dict(answer.headers) == {"content-type": "text/plain"}
+    assert answer.headers.get("Missing") is None
 
 
 async def test_a_put_is_idempotent_and_retried() -> None:
@@ -334,9 +370,11 @@ async def test_over_the_network_headers_query_and_body_arrive_and_the_answer_ret
         finally:
             await client.aclose()
 
+    assert type(read) is UpstreamAnswer
     assert read.status_code == 200
     assert read.json() == {"answered": True}
-    assert read.headers["X-Upstream"] == "stub"
+    assert read.content == b'{"answered": true}'
+    assert read.headers["X-Upstream"] == read.headers["x-upstream"] == "stub"
     assert written.json() == {"answered": True}
     get, post = upstream.requests
     assert (get["method"], get["target"]) == (

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, SecretStr
 
 from flow_shared.errors import Conflict, install_error_handlers
-from flow_shared.http import ServiceClient, UpstreamUnavailable
+from flow_shared.http import AnswerHeaders, ServiceClient, UpstreamAnswer, UpstreamUnavailable
 from flow_shared.resilience import BreakerState
 from flow_shared.upstream import (
     BadUpstreamResponse,
@@ -124,6 +124,30 @@ async def test_a_caller_without_a_key_sends_none() -> None:
     assert "X-Service-Key" not in seen[0].headers
 
 
+async def test_an_upstream_outside_flow_never_receives_the_callers_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[])
+
+    client = ServiceClient.from_settings(
+        Caller(),
+        "geocoder",
+        "http://geocoder.test",
+        transport=httpx.MockTransport(answer),
+        send_service_key=False,
+    )
+    try:
+        await client.get("/search")
+    finally:
+        await client.aclose()
+    assert "X-Service-Key" not in seen[0].headers
+    # Everything else is the caller's, as for a Flow upstream.
+    assert client.attempts == 2
+    assert client.breaker.failure_threshold == 2
+
+
 async def test_an_upstream_problem_is_read_back_with_its_code_detail_and_own_members() -> None:
     client = client_of(upstream_app())
     try:
@@ -140,8 +164,9 @@ async def test_an_upstream_problem_is_read_back_with_its_code_detail_and_own_mem
 
 
 def test_problem_members_fall_back_when_missing_or_not_a_problem() -> None:
-    assert problem_of(httpx.Response(409, content=b"not json")) == {}
-    assert problem_of(httpx.Response(409, json=["a", "list"])) == {}
+    no_headers = AnswerHeaders([])
+    assert problem_of(UpstreamAnswer(409, no_headers, b"not json")) == {}
+    assert problem_of(UpstreamAnswer(409, no_headers, b'["a", "list"]')) == {}
     assert problem_code({"code": "no-price", "type": "https://x/problems/other"}) == "no-price"
     assert problem_code({}) == ""
     assert problem_detail({"detail": ""}, "the default") == "the default"

@@ -11,18 +11,16 @@ import uuid
 from typing import Annotated, Literal
 
 import httpx
-import structlog
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from admin_service.config import Settings
 from flow_shared.auth import PlatformAdmin
-from flow_shared.errors import DomainError, ServiceUnavailable, UnprocessableEntity
+from flow_shared.errors import ServiceUnavailable, UnprocessableEntity
 from flow_shared.http import ServiceClient
+from flow_shared.upstream import parse_answer, unexpected_answer
 
 ORDER_SERVICE = "order-service"
-
-log = structlog.get_logger("admin_service.allocation")
 
 
 class CapIn(BaseModel):
@@ -58,8 +56,10 @@ class AllocationOut(BaseModel):
     items: list[AllocationItem]
 
 
-class OrderServiceBadResponse(DomainError):
-    status, code, title = 502, "bad-upstream-response", "Bad gateway"
+class _CapsAnswer(BaseModel):
+    """What admin-service reads of order-service's answer."""
+
+    items: list[AllocationItem]
 
 
 class OrderServiceClient:
@@ -68,16 +68,11 @@ class OrderServiceClient:
     def __init__(
         self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        service_key = settings.service_key.get_secret_value() if settings.service_key else None
         self.configured = bool(settings.order_service_url)
-        self._http = ServiceClient(
+        self._http = ServiceClient.from_settings(
+            settings,
             ORDER_SERVICE,
             settings.order_service_url or "http://order-service.invalid",
-            service_key=service_key,
-            caller=settings.service_name,
-            connect_timeout=settings.user_service_connect_timeout_seconds,
-            read_timeout=settings.user_service_read_timeout_seconds,
-            attempts=settings.user_service_attempts,
             transport=transport,
         )
 
@@ -93,14 +88,8 @@ class OrderServiceClient:
         if response.status_code == 422:
             raise UnprocessableEntity("order-service refused these caps.")
         if response.status_code != 200:
-            log.error("order_service_unexpected_status", status=response.status_code)
-            raise OrderServiceBadResponse(f"{ORDER_SERVICE} answered {response.status_code}.")
-        try:
-            body = response.json()
-            items = [AllocationItem.model_validate(item) for item in body["items"]]
-        except (ValueError, KeyError, TypeError, ValidationError):
-            log.error("order_service_bad_body")
-            raise OrderServiceBadResponse(f"{ORDER_SERVICE} sent an unreadable answer.") from None
+            raise unexpected_answer(ORDER_SERVICE, response)
+        items = parse_answer(ORDER_SERVICE, response, _CapsAnswer).items
         return AllocationOut(org_id=org_id, items=items)
 
     async def aclose(self) -> None:

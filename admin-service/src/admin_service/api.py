@@ -25,8 +25,8 @@ from admin_service.schemas import (
     VerifyOrganizationRequest,
 )
 from flow_shared.auth import PlatformAdmin
-from flow_shared.db import DbSession
 from flow_shared.pagination import Pagination
+from flow_shared.unit_of_work import DbSession
 from flow_shared.validation import Text
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])

@@ -10,15 +10,10 @@ from typing import Any, TypeVar
 
 import httpx
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from admin_service.config import Settings
-from admin_service.errors import (
-    OrganizationConflict,
-    OrganizationNotFound,
-    UserServiceBadResponse,
-    VendorNotFound,
-)
+from admin_service.errors import OrganizationConflict, OrganizationNotFound, VendorNotFound
 from admin_service.schemas import (
     Organization,
     OrganizationPage,
@@ -27,8 +22,9 @@ from admin_service.schemas import (
     VendorPage,
 )
 from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
-from flow_shared.http import ServiceClient
+from flow_shared.http import ServiceClient, UpstreamAnswer
 from flow_shared.pagination import PageParams
+from flow_shared.upstream import parse_answer, problem_detail, problem_of, unexpected_answer
 
 USER_SERVICE = "user-service"
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -40,16 +36,8 @@ class UserServiceClient:
     def __init__(
         self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        service_key = settings.service_key.get_secret_value() if settings.service_key else None
-        self._http = ServiceClient(
-            USER_SERVICE,
-            settings.user_service_url,
-            service_key=service_key,
-            caller=settings.service_name,
-            connect_timeout=settings.user_service_connect_timeout_seconds,
-            read_timeout=settings.user_service_read_timeout_seconds,
-            attempts=settings.user_service_attempts,
-            transport=transport,
+        self._http = ServiceClient.from_settings(
+            settings, USER_SERVICE, settings.user_service_url, transport=transport
         )
 
     async def list_vendors(self, *, verified: bool | None, params: PageParams) -> VendorPage:
@@ -182,32 +170,18 @@ def _named_checks(response: httpx.Response) -> dict[str, str] | None:
 
 
 def _parse(
-    response: httpx.Response,
+    answer: UpstreamAnswer,
     model: type[_Model],
     *,
     not_found: type[VendorNotFound | OrganizationNotFound] = VendorNotFound,
 ) -> _Model:
-    if response.status_code == 404:
+    if answer.status_code == 404:
         what = "vendor" if not_found is VendorNotFound else "hospital or vendor"
         raise not_found(f"No {what} organisation has this id.")
-    if response.status_code == 409:
+    if answer.status_code == 409:
         # user-service's own explanation (e.g. renew the licence first); no internals in it.
-        raise OrganizationConflict(_problem_detail(response))
-    if response.status_code != 200:
-        # 401/403/422 here mean a misconfigured key or a contract drift, not the client's fault.
-        log.error("user_service_unexpected_status", status=response.status_code)
-        raise UserServiceBadResponse(f"{USER_SERVICE} answered {response.status_code}.")
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError:
-        log.error("user_service_bad_body", model=model.__name__)
-        raise UserServiceBadResponse(f"{USER_SERVICE} sent an unreadable answer.") from None
-
-
-def _problem_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    detail = body.get("detail") if isinstance(body, dict) else None
-    return detail[:500] if isinstance(detail, str) else "user-service refused the change."
+        detail = problem_detail(problem_of(answer), "user-service refused the change.")
+        raise OrganizationConflict(detail[:500])
+    if answer.status_code != 200:
+        raise unexpected_answer(USER_SERVICE, answer)
+    return parse_answer(USER_SERVICE, answer, model)

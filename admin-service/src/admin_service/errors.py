@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flow_shared.errors import Conflict, DomainError, NotFound
+from flow_shared.errors import Conflict, NotFound
 
 
 class VendorNotFound(NotFound):
@@ -20,12 +20,6 @@ class OrganizationConflict(Conflict):
 
     code = "organization-conflict"
     title = "Organisation action refused"
-
-
-class UserServiceBadResponse(DomainError):
-    """user-service answered, but not as its internal API promises (e.g. a rejected key)."""
-
-    status, code, title = 502, "bad-upstream-response", "Bad gateway"
 
 
 class ShortageNotFound(NotFound):

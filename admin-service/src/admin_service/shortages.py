@@ -18,12 +18,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import httpx
 import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,21 +31,21 @@ from admin_service.config import Settings
 from admin_service.errors import ShortageAlreadyEnded, ShortageNotFound
 from admin_service.events import SHORTAGE_DECLARED, SHORTAGE_ENDED, record_own_event
 from admin_service.models import Shortage, idempotency_keys, outbox
-from flow_shared.auth import CurrentPrincipal, PlatformAdmin
-from flow_shared.db import Database, DbSession
+from flow_shared.auth import CurrentPrincipal, PlatformAdmin, Principal
+from flow_shared.db import Database
 from flow_shared.errors import DomainError, ServiceUnavailable
 from flow_shared.events.outbox import add_event
 from flow_shared.http import ServiceClient
-from flow_shared.idempotency import (
-    claim_idempotency_key,
-    request_fingerprint,
-    store_idempotent_response,
-)
+from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.pagination import Page, PageParams, Pagination, fetch_page
+from flow_shared.unit_of_work import DbSession, unit_of_work
+from flow_shared.upstream import parse_answer, unexpected_answer
 from flow_shared.validation import NoNul
 
 PRODUCER = "admin-service"
+LOCATION_SERVICE = "location-service"
+INVENTORY_SERVICE = "inventory-service"
 
 # SPEC's product categories (inventory-service owns the catalogue; these five are the contract).
 ProductCategory = Literal["oxygen_cylinder", "liquid_oxygen", "concentrator", "refill", "accessory"]
@@ -119,10 +119,6 @@ class EndsAtNotInFuture(DomainError):
     status, code, title = 422, "ends-at-in-past", "ends_at must be in the future"
 
 
-class AreaServiceBadResponse(DomainError):
-    status, code, title = 502, "bad-upstream-response", "Bad gateway"
-
-
 # --- who is inside an area (location-service, inventory-service) -------------------------
 
 
@@ -148,29 +144,20 @@ class AreaMembersClient:
         location_transport: httpx.AsyncBaseTransport | None = None,
         inventory_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        service_key = settings.service_key.get_secret_value() if settings.service_key else None
-
-        def client(name: str, url: str | None, transport: Any) -> ServiceClient:
-            return ServiceClient(
-                name,
-                url or f"http://{name}.invalid",
-                service_key=service_key,
-                caller=settings.service_name,
-                connect_timeout=settings.user_service_connect_timeout_seconds,
-                read_timeout=settings.user_service_read_timeout_seconds,
-                attempts=settings.user_service_attempts,
-                transport=transport,
+        def client(
+            name: str, url: str | None, transport: httpx.AsyncBaseTransport | None
+        ) -> ServiceClient:
+            return ServiceClient.from_settings(
+                settings, name, url or f"http://{name}.invalid", transport=transport
             )
 
         self._configured = {
-            "location-service": bool(settings.location_service_url),
-            "inventory-service": bool(settings.inventory_service_url),
+            LOCATION_SERVICE: bool(settings.location_service_url),
+            INVENTORY_SERVICE: bool(settings.inventory_service_url),
         }
-        self._location = client(
-            "location-service", settings.location_service_url, location_transport
-        )
+        self._location = client(LOCATION_SERVICE, settings.location_service_url, location_transport)
         self._inventory = client(
-            "inventory-service", settings.inventory_service_url, inventory_transport
+            INVENTORY_SERVICE, settings.inventory_service_url, inventory_transport
         )
 
     async def recipients(self, area: Area) -> list[uuid.UUID]:
@@ -181,28 +168,18 @@ class AreaMembersClient:
                 raise ServiceUnavailable(f"{name} is not configured; no shortage was declared.")
         params = {"lat": area.lat, "lon": area.lon, "radius_km": area.radius_km}
         sites = await self._location.get("/internal/sites/orgs-within", params=params)
-        hospitals = _parse(sites, _OrgIds, "location-service").org_ids
+        if sites.status_code != 200:
+            raise unexpected_answer(LOCATION_SERVICE, sites)
+        hospitals = parse_answer(LOCATION_SERVICE, sites, _OrgIds).org_ids
         depots = await self._inventory.get("/internal/depots/vendors-within", params=params)
-        vendors = _parse(depots, _VendorIds, "inventory-service").vendor_ids
+        if depots.status_code != 200:
+            raise unexpected_answer(INVENTORY_SERVICE, depots)
+        vendors = parse_answer(INVENTORY_SERVICE, depots, _VendorIds).vendor_ids
         return sorted(set(hospitals) | set(vendors))
 
     async def aclose(self) -> None:
         await self._location.aclose()
         await self._inventory.aclose()
-
-
-_Model = TypeVar("_Model", bound=BaseModel)
-
-
-def _parse(response: httpx.Response, model: type[_Model], upstream: str) -> _Model:
-    if response.status_code != 200:
-        log.error("area_members_unexpected_status", upstream=upstream, status=response.status_code)
-        raise AreaServiceBadResponse(f"{upstream} answered {response.status_code}.")
-    try:
-        return model.model_validate_json(response.content)
-    except ValidationError:
-        log.error("area_members_bad_body", upstream=upstream)
-        raise AreaServiceBadResponse(f"{upstream} sent an unreadable answer.") from None
 
 
 # --- the rules ----------------------------------------------------------------------------
@@ -269,6 +246,32 @@ async def declare(
         recipients=len(recipients),
     )
     return ShortageOut.of(row)
+
+
+async def declare_once(
+    session: AsyncSession,
+    members: AreaMembersClient,
+    admin: Principal,
+    body: ShortageCreate,
+    *,
+    idempotency_key: str | None,
+) -> IdempotentAnswer:
+    """`declare`, once per Idempotency-Key of the admin's organisation: a retry replays the
+    first answer (201, the shortage)."""
+
+    async def produce() -> dict[str, Any]:
+        shortage = await declare(session, members, admin.user_id, body, now=utcnow())
+        return shortage.model_dump(mode="json")
+
+    return await answer_once(
+        session,
+        idempotency_keys,
+        scope=f"shortages.declare:{admin.org_id}",
+        key=idempotency_key,
+        request_body=body.model_dump(mode="json"),
+        status_code=201,
+        produce=produce,
+    )
 
 
 async def _end_where(
@@ -338,8 +341,8 @@ class ShortageExpiry:
         self.clock = clock
 
     async def run_once(self) -> int:
-        async with self.database.sessionmaker() as session, session.begin():
-            return await end_expired(session, now=self.clock())
+        async with unit_of_work(self.database) as uow:
+            return await end_expired(uow.session, now=self.clock())
 
 
 async def list_shortages(
@@ -417,32 +420,12 @@ async def declare_shortage(
     session: DbSession,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    scope = f"shortages.declare:{admin.org_id}"
-    headers: dict[str, str] = {}
-    if idempotency_key is not None:
-        stored = await claim_idempotency_key(
-            session,
-            idempotency_keys,
-            scope=scope,
-            key=idempotency_key,
-            fingerprint=request_fingerprint(body.model_dump(mode="json")),
-        )
-        if stored is not None:
-            headers = {"Idempotent-Replayed": "true"}
-            return ORJSONResponse(stored.body, status_code=stored.status_code, headers=headers)
-    shortage = await declare(session, members, admin.user_id, body, now=utcnow())
-    answer = shortage.model_dump(mode="json")
-    if idempotency_key is not None:
-        await store_idempotent_response(
-            session,
-            idempotency_keys,
-            scope=scope,
-            key=idempotency_key,
-            status_code=201,
-            body=answer,
-        )
-    headers["Location"] = f"/api/v1/admin/shortages/{shortage.id}"
-    return ORJSONResponse(answer, status_code=201, headers=headers)
+    answer = await declare_once(session, members, admin, body, idempotency_key=idempotency_key)
+    # A replay answers as the first answer did: the same body, status and Location.
+    headers = {"Location": f"/api/v1/admin/shortages/{answer.body['id']}"}
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return ORJSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 
 @admin_router.post(

@@ -44,15 +44,8 @@ class NominatimClient:
         self.source = settings.geocoder_source
         self._headers = {"User-Agent": settings.geocoder_user_agent, "Accept": "application/json"}
         # No service key: this is not a Flow service and must not receive one.
-        self._http = ServiceClient(
-            GEOCODER,
-            settings.geocoder_url,
-            service_key=None,
-            caller=settings.service_name,
-            connect_timeout=settings.geocoder_connect_timeout_seconds,
-            read_timeout=settings.geocoder_read_timeout_seconds,
-            attempts=settings.geocoder_attempts,
-            transport=transport,
+        self._http = ServiceClient.from_settings(
+            settings, GEOCODER, settings.geocoder_url, transport=transport, send_service_key=False
         )
 
     async def search(

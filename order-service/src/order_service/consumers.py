@@ -15,7 +15,12 @@ from order_service.service.payments import on_payment_failed
 
 def event_handlers() -> EventHandlers:
     return EventHandlers(
-        {"payment.failed": on_payment_failed},
-        allocation.EVENT_HANDLERS,
-        shortages.EVENT_HANDLERS,
+        {
+            "payment.failed": on_payment_failed,
+            "organization.verified": allocation.on_organization_verified,
+            "organization.suspended": allocation.on_organization_suspended,
+            "organization.reinstated": allocation.on_organization_reinstated,
+            "shortage.declared": shortages.on_shortage_declared,
+            "shortage.ended": shortages.on_shortage_ended,
+        }
     )

@@ -7,16 +7,17 @@ problem naming it, never a hang.
 
 The wire is aiohttp's client: measured here, a call costs about a third of
 the CPU of the same call through httpx (bench/README.md). Answers come back as
-`httpx.Response`; service code reads one as an `UpstreamAnswer` (status,
-headers, body), with flow_shared.upstream's helpers. Tests may pass an httpx
-transport (`httpx.MockTransport`) to stand in for an upstream; everything but
-the wire — retries, breaker, headers, errors — is the same code either way.
-A service builds each of its clients with `ServiceClient.from_settings`.
+Flow's own `UpstreamAnswer` (status, headers, body), whichever wire carried
+them, and service code reads one with flow_shared.upstream's helpers. Tests may
+pass an httpx transport (`httpx.MockTransport`) to stand in for an upstream;
+everything but the wire — retries, breaker, headers, errors — is the same code
+either way. A service builds each of its clients with `ServiceClient.from_settings`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
@@ -44,19 +45,43 @@ class UpstreamUnavailable(ServiceUnavailable):
     title = "Upstream unavailable"
 
 
-class UpstreamAnswer(Protocol):
+class AnswerHeaders(Mapping[str, str]):
+    """An answer's headers, read-only, by name in any case; the values of a repeated header
+    are joined with ", " (RFC 9110, 5.3)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, fields: Iterable[tuple[str, str]]) -> None:
+        values: dict[str, str] = {}
+        for name, value in fields:
+            key = name.lower()
+            values[key] = f"{values[key]}, {value}" if key in values else value
+        self._values = values
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"AnswerHeaders({self._values!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
     """What a service reads of another service's answer (2xx-4xx; 5xx never come back)."""
 
-    @property
-    def status_code(self) -> int: ...
+    status_code: int
+    headers: AnswerHeaders
+    content: bytes
 
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    @property
-    def content(self) -> bytes: ...
-
-    def json(self) -> Any: ...
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not JSON."""
+        return jsonutil.loads(self.content)
 
 
 class CallerSettings(Protocol):
@@ -85,8 +110,8 @@ class CallerSettings(Protocol):
 
 
 class _RetryableStatus(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
 
 
 class _TransportFailure(Exception):
@@ -125,7 +150,7 @@ class _Wire(Protocol):
         body: bytes | None,
         params: dict[str, str] | None,
         headers: dict[str, str],
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         """One attempt; raises _TransportFailure when no answer came."""
 
     async def aclose(self) -> None: ...
@@ -177,7 +202,7 @@ class _AiohttpWire:
         body: bytes | None,
         params: dict[str, str] | None,
         headers: dict[str, str],
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         if self._session is None:
             self._session = self._open()
         url = self._base_url + path
@@ -186,13 +211,11 @@ class _AiohttpWire:
                 method, url, data=body, params=params, headers=headers
             ) as response:
                 content = await response.read()
-                answer_headers = list(response.raw_headers)
-                status = response.status
+                return UpstreamAnswer(
+                    response.status, AnswerHeaders(response.headers.items()), content
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _TransportFailure(exc) from exc
-        # No httpx.Request attached: building one re-parses the URL (a fifth of a call's CPU),
-        # and callers read the status, headers and body only.
-        return httpx.Response(status, headers=answer_headers, content=content)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -226,13 +249,16 @@ class _HttpxWire:
         body: bytes | None,
         params: dict[str, str] | None,
         headers: dict[str, str],
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         try:
-            return await self._client.request(
+            response = await self._client.request(
                 method, path, content=body, params=params, headers=headers
             )
         except httpx.TransportError as exc:
             raise _TransportFailure(exc) from exc
+        return UpstreamAnswer(
+            response.status_code, AnswerHeaders(response.headers.multi_items()), response.content
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -283,10 +309,14 @@ class ServiceClient:
         base_url: str,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        send_service_key: bool = True,
     ) -> ServiceClient:
         """The client of `upstream` as every service builds it: its key, its timeouts and
-        attempts, and a breaker of its own reporting under the caller's name."""
-        service_key = settings.service_key
+        attempts, and a breaker of its own reporting under the caller's name.
+
+        `send_service_key=False` for an upstream outside Flow (a public geocoder), which
+        must never receive the caller's key."""
+        service_key = settings.service_key if send_service_key else None
         return cls(
             upstream,
             base_url,
@@ -312,7 +342,7 @@ class ServiceClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         """Send a request; 2xx-4xx come back to the caller, failures raise 503."""
         method = method.upper()
         outgoing = dict(headers or {})
@@ -331,9 +361,7 @@ class ServiceClient:
                 with attempt:
                     return await self._send_once(method, path, body, query, outgoing)
         except _RetryableStatus as exc:
-            raise UpstreamUnavailable(
-                f"{self.upstream} answered {exc.response.status_code}."
-            ) from None
+            raise UpstreamUnavailable(f"{self.upstream} answered {exc.status_code}.") from None
         except _TransportFailure as exc:
             raise UpstreamUnavailable(
                 f"{self.upstream} did not answer ({exc.cause_name})."
@@ -347,7 +375,7 @@ class ServiceClient:
         body: bytes | None,
         params: dict[str, str] | None,
         headers: dict[str, str],
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         self.breaker.before_call()
         try:
             response = await self._wire.send(
@@ -359,17 +387,17 @@ class ServiceClient:
             raise
         if response.status_code >= 500:
             self.breaker.record_failure()
-            raise _RetryableStatus(response)
+            raise _RetryableStatus(response.status_code)
         self.breaker.record_success()
         return response
 
-    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def get(self, path: str, **kwargs: Any) -> UpstreamAnswer:
         return await self.request("GET", path, **kwargs)
 
-    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def post(self, path: str, **kwargs: Any) -> UpstreamAnswer:
         return await self.request("POST", path, **kwargs)
 
-    async def put(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def put(self, path: str, **kwargs: Any) -> UpstreamAnswer:
         return await self.request("PUT", path, **kwargs)
 
     async def aclose(self) -> None:

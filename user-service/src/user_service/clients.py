@@ -39,15 +39,8 @@ class NotificationClient:
     def __init__(
         self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
-        service_key = settings.service_key.get_secret_value() if settings.service_key else None
-        self._http = ServiceClient(
-            NOTIFICATION_SERVICE,
-            settings.notification_service_url,
-            service_key=service_key,
-            caller=settings.service_name,
-            read_timeout=settings.notification_service_timeout_seconds,
-            attempts=1,
-            transport=transport,
+        self._http = ServiceClient.from_settings(
+            settings, NOTIFICATION_SERVICE, settings.notification_service_url, transport=transport
         )
 
     async def send_invitation(self, invitation: InvitationEmail) -> None:

@@ -354,10 +354,3 @@ async def on_organization_reinstated(session: AsyncSession, envelope: EventEnvel
     """A reinstated hospital has the caps of its verification again."""
     verified = OrganizationEvent.model_validate(envelope.data).verified
     await _project_hospital(session, envelope, verified=verified, suspended=False)
-
-
-EVENT_HANDLERS = {
-    "organization.verified": on_organization_verified,
-    "organization.suspended": on_organization_suspended,
-    "organization.reinstated": on_organization_reinstated,
-}

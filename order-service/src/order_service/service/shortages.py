@@ -191,9 +191,3 @@ async def on_shortage_declared(session: AsyncSession, envelope: EventEnvelope) -
 
 async def on_shortage_ended(session: AsyncSession, envelope: EventEnvelope) -> None:
     await _upsert(session, envelope, ended=True)
-
-
-EVENT_HANDLERS = {
-    "shortage.declared": on_shortage_declared,
-    "shortage.ended": on_shortage_ended,
-}
