@@ -46,6 +46,7 @@ from flow_shared.testing.service_app import (
     settings_fixture,
 )
 from flow_shared.testing.tokens import TokenIssuer
+from flow_shared.unit_of_work import unit_of_work
 from notification_service.config import Settings
 from notification_service.main import create_app
 from notification_service.models import Delivery, Member, Notification
@@ -484,10 +485,11 @@ class NotificationFlow:
             await channel.close()
 
     async def handle(self, event: EventEnvelope) -> None:
-        """Straight into the consumer's handler, in a transaction of its own (no inbox)."""
+        """Straight into the consumer's handler, in a unit of work of its own as the
+        consumer runs it (no inbox)."""
         handler = self.app.state.consumer.handlers[event.type]
-        async with self.sessions() as session, session.begin():
-            await handler(session, event)
+        async with unit_of_work(self.app.state.database) as uow:
+            await handler(uow.session, event)
 
     async def notifications_for_event(self, event_id: uuid.UUID) -> list[Notification]:
         async with self.sessions() as session:

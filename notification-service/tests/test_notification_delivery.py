@@ -11,6 +11,7 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from flow_shared.unit_of_work import unit_of_work
 from notification_service.delivery.webhook import WebhookSender, webhook_http_client
 from notification_service.delivery.worker import DeliveryWorker
 
@@ -177,9 +178,9 @@ async def test_several_workers_send_each_delivery_exactly_once(
     ]
     handler = flow.app.state.consumer.handlers["order.placed"]
     # All twenty become due at the same commit, for the app's worker and two more at once.
-    async with flow.sessions() as session, session.begin():
+    async with unit_of_work(flow.app.state.database) as uow:
         for event in events:
-            await handler(session, event)
+            await handler(uow.session, event)
 
     http = webhook_http_client(5)
     try:

@@ -17,9 +17,10 @@ from sqlalchemy import text
 
 from flow_shared.app import create_service_app
 from flow_shared.config import BaseServiceSettings
-from flow_shared.db import Database, DbSession, create_engine, scan_on_one_core
+from flow_shared.db import Database, create_engine, scan_on_one_core
 from flow_shared.errors import Conflict
 from flow_shared.testing.infra import TestInfra, asgi_client
+from flow_shared.unit_of_work import DbSession
 
 router = APIRouter()
 

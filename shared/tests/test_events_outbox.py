@@ -54,7 +54,6 @@ from flow_shared.events.outbox import (
     add_event,
     define_inbox_table,
     define_outbox_table,
-    wake_on_commit,
 )
 from flow_shared.events.relay import OutboxRelay, build_event_message
 from flow_shared.events.topology import (
@@ -67,6 +66,7 @@ from flow_shared.events.topology import (
 )
 from flow_shared.testing.infra import declare_exchange_at
 from flow_shared.testing.polling import eventually
+from flow_shared.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from flow_shared.testing.infra import TestInfra
@@ -92,10 +92,10 @@ class Scratch:
     effects: Table
 
     async def add_events(self, count: int, event_type: str = "test.created") -> list[uuid.UUID]:
-        async with self.database.sessionmaker() as session, session.begin():
+        async with unit_of_work(self.database) as uow:
             envelopes = [
                 await add_event(
-                    session,
+                    uow.session,
                     self.outbox,
                     event_type=event_type,
                     data={"n": n},
@@ -456,27 +456,31 @@ async def test_events_wait_while_broker_is_unreachable_and_are_published_once_it
     assert await scratch.unpublished_ids() == set()
 
 
+async def write_an_event_then_fail(scratch: Scratch) -> None:
+    async with unit_of_work(scratch.database) as uow:
+        await add_event(
+            uow.session,
+            scratch.outbox,
+            event_type="test.created",
+            data={},
+            producer=PRODUCER,
+            publications=publishing("test.created"),
+        )
+        raise RuntimeError("changed my mind")
+
+
 async def test_a_commit_wakes_its_process_relay_instead_of_waiting_for_the_poll(
     infra: TestInfra, scratch: Scratch, names: Names, tap: Tap
 ) -> None:
     relay = make_relay(infra, scratch, names, poll_interval=60.0)
-    forget = wake_on_commit(scratch.outbox, relay.nudge)
+    forget = scratch.database.wake_relays_on_commit(scratch.outbox, relay.nudge)
     try:
         await relay.start()
         await eventually(lambda: relay.is_connected, "the relay to connect")
         await asyncio.sleep(0.5)  # its first pass found nothing; the next poll is a minute away
 
-        async with scratch.database.sessionmaker() as session:
-            transaction = await session.begin()
-            await add_event(
-                session,
-                scratch.outbox,
-                event_type="test.created",
-                data={},
-                producer=PRODUCER,
-                publications=publishing("test.created"),
-            )
-            await transaction.rollback()
+        with pytest.raises(RuntimeError, match="changed my mind"):
+            await write_an_event_then_fail(scratch)
         [committed] = await scratch.add_events(1)
 
         await eventually(lambda: str(committed) in tap.ids(), "the event", seconds=5.0)

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal, PlatformAdmin
-from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
+from flow_shared.unit_of_work import DbSession
 from flow_shared.validation import MAX_UNITS, Text
 from inventory_service.deps import (
     CatalogWriteSession,

@@ -9,15 +9,11 @@ Redis trouble never fails a read (the database answers) and never blocks a write
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from flow_shared.metrics import business_counter
 
@@ -78,17 +74,3 @@ async def store_cached(redis: Redis, key: str, body: bytes, ttl_seconds: int) ->
         await redis.set(key, body.decode(), ex=ttl_seconds)
     except RedisError as exc:
         log.warning("nearby_cache_unwritable", error=repr(exc))
-
-
-def bump_generation_after_commit(
-    session: AsyncSession, redis: Redis, prefix: str, tasks: set[asyncio.Task[None]]
-) -> None:
-    """For changes whose transaction someone else commits (the event consumer)."""
-    loop = asyncio.get_running_loop()
-
-    def after_commit(_session: Session) -> None:
-        task = loop.create_task(bump_generation(redis, prefix))
-        tasks.add(task)  # keep a reference until it is done
-        task.add_done_callback(tasks.discard)
-
-    event.listen(session.sync_session, "after_commit", after_commit, once=True)

@@ -3,7 +3,7 @@ shared by the routers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal, require_org_kind
 from flow_shared.db import Database, get_database
+from flow_shared.unit_of_work import RequestUnitOfWork
 from inventory_service.cache import bump_generation
 from inventory_service.config import Settings
 
@@ -32,18 +33,17 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 async def _catalog_write_session(
-    database: DatabaseDep, redis: RedisDep, settings: SettingsDep
-) -> AsyncIterator[AsyncSession]:
-    """Like DbSession (one transaction, committed before the response), and once it has
-    committed the catalogue generation moves on, so the next nearby call sees the change."""
-    async with database.sessionmaker() as session:
-        async with session.begin():
-            yield session
-        await bump_generation(redis, settings.redis_key_prefix)
+    uow: RequestUnitOfWork, redis: RedisDep, settings: SettingsDep
+) -> AsyncSession:
+    """The request's session (the same one DbSession gives), and once its unit of work
+    has committed the catalogue generation moves on, so the next nearby call sees the
+    change."""
+    uow.after_commit(partial(bump_generation, redis, settings.redis_key_prefix))
+    return uow.session
 
 
 # For every request that changes stock or reservations.
-CatalogWriteSession = Annotated[AsyncSession, Depends(_catalog_write_session, scope="function")]
+CatalogWriteSession = Annotated[AsyncSession, Depends(_catalog_write_session)]
 
 # Depots and stock are vendor business: hospitals and platform staff get 403.
 VendorUser = Annotated[Principal, Depends(require_org_kind("vendor"))]

@@ -21,9 +21,9 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from flow_shared.auth import accepts_callers
-from flow_shared.db import DbSession
 from flow_shared.errors import UnprocessableEntity
 from flow_shared.pagination import Page
+from flow_shared.unit_of_work import DbSession
 from inventory_service.api import NearbyPage
 from inventory_service.deps import CatalogWriteSession, SettingsDep
 from inventory_service.schemas import (

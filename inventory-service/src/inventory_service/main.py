@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,8 +12,9 @@ from flow_shared.auth import JWKSFetcher
 from flow_shared.events.consumer import EventHandler, EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.lifecycle import PeriodicTask
+from flow_shared.unit_of_work import current_unit_of_work
 from inventory_service import api, internal
-from inventory_service.cache import bump_generation_after_commit
+from inventory_service.cache import bump_generation
 from inventory_service.config import Settings
 from inventory_service.events import event_handlers
 from inventory_service.metrics import GAUGE_REFRESH_INTERVAL_SECONDS, InventoryGauges
@@ -26,16 +27,14 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
     app: FastAPI
-    # Cache bumps scheduled after the consumer's commits, kept referenced until done.
-    bump_tasks: set[asyncio.Task[None]] = set()
 
     def invalidating(handler: EventHandler) -> EventHandler:
         """A projection change is a catalogue change: bump the generation once committed."""
 
         async def handle(session: AsyncSession, envelope: EventEnvelope) -> None:
             await handler(session, envelope)
-            bump_generation_after_commit(
-                session, app.state.redis, settings.redis_key_prefix, bump_tasks
+            current_unit_of_work(session).after_commit(
+                partial(bump_generation, app.state.redis, settings.redis_key_prefix)
             )
 
         return handle
@@ -56,8 +55,6 @@ def create_app(
 
     async def stop_sweeper(app: FastAPI) -> None:
         await app.state.sweeper_task.stop()
-        if bump_tasks:
-            await asyncio.gather(*bump_tasks, return_exceptions=True)
 
     async def start_gauges(app: FastAPI) -> None:
         gauges = InventoryGauges(app.state.database)

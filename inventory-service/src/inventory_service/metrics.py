@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from flow_shared.db import Database, scan_on_one_core
 from flow_shared.metrics import business_gauge
+from flow_shared.unit_of_work import unit_of_work
 from inventory_service.models import Product, ProductCategory, Reservation, ReservationStatus, Stock
 
 # Scrapes come every 15 s; refreshing faster would only load the database.
@@ -56,12 +57,12 @@ class InventoryGauges:
 
     async def read(self) -> InventoryFigures:
         units = {(c.value, state): 0 for c in ProductCategory for state in STOCK_STATES}
-        async with self.database.sessionmaker() as session:
-            await scan_on_one_core(session)
+        async with unit_of_work(self.database) as uow:
+            await scan_on_one_core(uow.session)
             # One pass over the stock table for the units and the low-stock count: with a
             # million stock lines, each pass is a noticeable burst of database CPU.
             rows = (
-                await session.execute(
+                await uow.session.execute(
                     select(
                         Product.category,
                         func.coalesce(func.sum(Stock.on_hand), 0),
@@ -74,7 +75,7 @@ class InventoryGauges:
                     .group_by(Product.category)
                 )
             ).all()
-            held = await session.scalar(
+            held = await uow.session.scalar(
                 select(func.count())
                 .select_from(Reservation)
                 .where(Reservation.status == ReservationStatus.HELD.value)

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from flow_shared.db import Database
 from flow_shared.metrics import business_counter
+from flow_shared.unit_of_work import unit_of_work
 from inventory_service.cache import bump_generation
 from inventory_service.service.reservations import expire_due_reservations
 
@@ -32,8 +33,8 @@ class ReservationSweeper:
         """Expire everything due now, a batch per transaction. Returns how many expired."""
         total = 0
         while True:
-            async with self.database.sessionmaker() as session, session.begin():
-                expired = await expire_due_reservations(session, batch_size=self.batch_size)
+            async with unit_of_work(self.database) as uow:
+                expired = await expire_due_reservations(uow.session, batch_size=self.batch_size)
             if expired:
                 total += expired
                 RESERVATIONS_EXPIRED.inc(expired)

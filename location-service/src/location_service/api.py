@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal, Principal, require_org_kind
-from flow_shared.db import DbSession
 from flow_shared.errors import Forbidden
 from flow_shared.pagination import Page, Pagination
+from flow_shared.unit_of_work import DbSession
 from location_service import service
 from location_service.deps import GeocoderDep, RouteQueryDep, SettingsDep
 from location_service.schemas import (

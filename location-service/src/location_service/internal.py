@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from flow_shared.auth import accepts_callers
-from flow_shared.db import DbSession
+from flow_shared.unit_of_work import DbSession
 from location_service import service
 from location_service.deps import RouteQueryDep, SettingsDep
 from location_service.schemas import (

@@ -16,8 +16,8 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.responses import StreamingResponse
 
 from flow_shared.auth import CurrentPrincipal, bearer_token
-from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
+from flow_shared.unit_of_work import DbSession
 from notification_service import service
 from notification_service.audience import Reader
 from notification_service.deps import (

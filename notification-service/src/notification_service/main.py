@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
 from fastapi import FastAPI
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
 from flow_shared.lifecycle import PeriodicTask
+from flow_shared.unit_of_work import current_unit_of_work
 from notification_service import api, invitations
 from notification_service.config import Settings
 from notification_service.delivery.email import EmailSender
@@ -27,34 +26,21 @@ from notification_service.webhook_secrets import WebhookSecretCipher
 
 
 class LiveStreamPublisher:
-    """Hands each new notification to the live streams once its transaction commits (and
-    so it is replayable), keeping the publishes it scheduled referenced until done."""
+    """Hands each new notification to the live streams once its unit of work commits (and
+    so it is replayable)."""
 
     def __init__(self) -> None:
         # Set at start-up (_start_live_streams); until then no stream can be open.
         self.hub: NotificationHub | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def publish_after_commit(self, session: AsyncSession, notification: Notification) -> None:
         """Streams hear of a notification only once it is committed (and so replayable)."""
         hub = self.hub
         if hub is None:
             return  # still starting up: no stream can be open yet
-        live = live_notification(notification)
-        org_id = notification.org_id
-        loop = asyncio.get_running_loop()
-
-        def after_commit(_session: Session) -> None:
-            task = loop.create_task(hub.publish(org_id, live))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        event.listen(session.sync_session, "after_commit", after_commit, once=True)
-
-    async def drain(self) -> None:
-        """Wait for the publishes already scheduled."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        current_unit_of_work(session).after_commit(
+            partial(hub.publish, notification.org_id, live_notification(notification))
+        )
 
 
 def create_app(
@@ -70,7 +56,6 @@ def create_app(
     async def stop_notifications(app: FastAPI) -> None:
         await _stop_deliveries(app)
         await _stop_live_streams(app)
-        await live_streams.drain()
 
     return create_service_app(
         settings,

@@ -29,6 +29,7 @@ from flow_shared.db import Database
 from flow_shared.errors import DomainError
 from flow_shared.jsonutil import dumps
 from flow_shared.metrics import business_gauge
+from flow_shared.unit_of_work import unit_of_work
 from notification_service import service
 from notification_service.audience import Reader
 from notification_service.config import Settings
@@ -152,18 +153,18 @@ async def _stream_messages(
         OPEN_STREAMS.inc()
         try:
             yield f"retry: {settings.sse_retry_milliseconds}\n\n".encode()
-            async with database.sessionmaker() as session:
+            async with unit_of_work(database) as uow:
                 after = None
                 if last_event_id is not None:
-                    after = await service.seq_of(session, reader, last_event_id)
+                    after = await service.seq_of(uow.session, reader, last_event_id)
                 if after is None:
                     # A first connection (or an id we do not know): only what comes next.
-                    sent = _Sent(await service.latest_seq(session, reader))
+                    sent = _Sent(await service.latest_seq(uow.session, reader))
                     missed: Sequence[Notification] = ()
                 else:
                     sent = _Sent(after)
                     missed = await service.notifications_after(
-                        session, reader, after, limit=settings.sse_replay_limit
+                        uow.session, reader, after, limit=settings.sse_replay_limit
                     )
             for notification in missed:
                 yield _sent_message(sent, live_notification(notification))
@@ -217,9 +218,9 @@ async def _catch_up(
     database: Database, settings: Settings, reader: Reader, sent: _Sent
 ) -> AsyncIterator[bytes]:
     """After the live feed had a gap: what was stored since the last one sent."""
-    async with database.sessionmaker() as session:
+    async with unit_of_work(database) as uow:
         missed = await service.notifications_after(
-            session, reader, sent.seq, limit=settings.sse_replay_limit
+            uow.session, reader, sent.seq, limit=settings.sse_replay_limit
         )
     for notification in missed:
         if str(notification.id) not in sent:

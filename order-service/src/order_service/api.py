@@ -9,13 +9,12 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal
-from flow_shared.db import DbSession
 from flow_shared.idempotency import IdempotentAnswer
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
+from flow_shared.unit_of_work import DbSession, RequestUnitOfWork
 from order_service import queries
 from order_service.deps import (
-    DatabaseDep,
     HospitalUser,
     IdempotencyKey,
     SettingsDep,
@@ -40,7 +39,6 @@ from order_service.schemas import (
     SosOut,
 )
 from order_service.service import allocation, direct, fulfilment, placement, sos
-from order_service.uow import unit_of_work
 
 # Only for the docs' Authorize button; CurrentPrincipal does the verifying.
 _docs_oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -70,15 +68,14 @@ def _created(answer: IdempotentAnswer, order_id: object) -> ORJSONResponse:
 async def create_order(
     body: OrderCreate,
     hospital: HospitalUser,
-    database: DatabaseDep,
+    uow: RequestUnitOfWork,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    async with unit_of_work(database) as uow:
-        answer = await placement.create_order(
-            uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
-        )
+    answer = await placement.create_order(
+        uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
+    )
     return _created(answer, answer.body["id"])
 
 
@@ -86,15 +83,14 @@ async def create_order(
 async def create_direct_order(
     body: DirectOrderCreate,
     hospital: HospitalUser,
-    database: DatabaseDep,
+    uow: RequestUnitOfWork,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    async with unit_of_work(database) as uow:
-        answer = await direct.create_direct_order(
-            uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
-        )
+    answer = await direct.create_direct_order(
+        uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
+    )
     return _created(answer, answer.body["order"]["id"])
 
 
@@ -126,20 +122,18 @@ _MOVE_ERRORS: dict[int | str, dict[str, str]] = {
 async def cancel_order(
     order_id: uuid.UUID,
     hospital: HospitalUser,
-    database: DatabaseDep,
+    uow: RequestUnitOfWork,
     upstreams: UpstreamsDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> OrderOut:
-    async with unit_of_work(database) as uow:
-        order = await fulfilment.cancel(
-            uow,
-            upstreams.inventory,
-            hospital,
-            order_id,
-            reason=body.reason if body is not None else None,
-        )
-        answer = OrderOut.of(order)
-    return answer
+    order = await fulfilment.cancel(
+        uow,
+        upstreams.inventory,
+        hospital,
+        order_id,
+        reason=body.reason if body is not None else None,
+    )
+    return OrderOut.of(order)
 
 
 @router.post(
@@ -156,22 +150,20 @@ async def cancel_order(
 async def confirm_order(
     order_id: uuid.UUID,
     vendor: VendorUser,
-    database: DatabaseDep,
+    uow: RequestUnitOfWork,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
     body: Annotated[ConfirmRequest | None, Body()] = None,
 ) -> OrderOut:
-    async with unit_of_work(database) as uow:
-        order = await fulfilment.confirm(
-            uow,
-            upstreams.inventory,
-            vendor,
-            order_id,
-            eta_minutes=body.eta_minutes if body is not None else None,
-            hold_seconds=settings.confirmed_hold_seconds,
-        )
-        answer = OrderOut.of(order)
-    return answer
+    order = await fulfilment.confirm(
+        uow,
+        upstreams.inventory,
+        vendor,
+        order_id,
+        eta_minutes=body.eta_minutes if body is not None else None,
+        hold_seconds=settings.confirmed_hold_seconds,
+    )
+    return OrderOut.of(order)
 
 
 @router.post("/{order_id}/reject", responses=_MOVE_ERRORS)
@@ -179,33 +171,25 @@ async def reject_order(
     order_id: uuid.UUID,
     body: RejectRequest,
     vendor: VendorUser,
-    database: DatabaseDep,
+    uow: RequestUnitOfWork,
     upstreams: UpstreamsDep,
 ) -> OrderOut:
-    async with unit_of_work(database) as uow:
-        order = await fulfilment.reject(
-            uow, upstreams.inventory, vendor, order_id, reason=body.reason
-        )
-        answer = OrderOut.of(order)
-    return answer
+    order = await fulfilment.reject(uow, upstreams.inventory, vendor, order_id, reason=body.reason)
+    return OrderOut.of(order)
 
 
 @router.post("/{order_id}/dispatch", responses=_MOVE_ERRORS)
 async def dispatch_order(
-    order_id: uuid.UUID, vendor: VendorUser, database: DatabaseDep
+    order_id: uuid.UUID, vendor: VendorUser, uow: RequestUnitOfWork
 ) -> OrderOut:
-    async with unit_of_work(database) as uow:
-        answer = OrderOut.of(await fulfilment.dispatch(uow, vendor, order_id))
-    return answer
+    return OrderOut.of(await fulfilment.dispatch(uow, vendor, order_id))
 
 
 @router.post("/{order_id}/deliver", responses=_MOVE_ERRORS)
 async def deliver_order(
-    order_id: uuid.UUID, vendor: VendorUser, database: DatabaseDep, upstreams: UpstreamsDep
+    order_id: uuid.UUID, vendor: VendorUser, uow: RequestUnitOfWork, upstreams: UpstreamsDep
 ) -> OrderOut:
-    async with unit_of_work(database) as uow:
-        answer = OrderOut.of(await fulfilment.deliver(uow, upstreams.inventory, vendor, order_id))
-    return answer
+    return OrderOut.of(await fulfilment.deliver(uow, upstreams.inventory, vendor, order_id))
 
 
 allocation_router = APIRouter(
@@ -277,15 +261,14 @@ _SOS_ERRORS: dict[int | str, dict[str, str]] = {
 async def open_sos(
     body: SosCreate,
     hospital: HospitalUser,
-    database: DatabaseDep,
+    uow: RequestUnitOfWork,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    async with unit_of_work(database) as uow:
-        answer = await sos.open_sos(
-            uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
-        )
+    answer = await sos.open_sos(
+        uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
+    )
     headers = {"Location": f"/api/v1/sos/{answer.body['id']}"}
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -318,13 +301,12 @@ async def accept_sos(
     sos_id: uuid.UUID,
     body: SosAccept,
     vendor: VendorUser,
-    database: DatabaseDep,
+    uow: RequestUnitOfWork,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
 ) -> ORJSONResponse:
-    async with unit_of_work(database) as uow:
-        found, order = await sos.accept(uow, upstreams, settings, vendor, sos_id, body)
-        answer = sos.accepted(found, order, vendor)
+    found, order = await sos.accept(uow, upstreams, settings, vendor, sos_id, body)
+    answer = sos.accepted(found, order, vendor)
     return ORJSONResponse(
         answer, status_code=201, headers={"Location": f"/api/v1/orders/{order.id}"}
     )
@@ -335,18 +317,14 @@ async def decline_sos(
     sos_id: uuid.UUID,
     body: SosDecline,
     vendor: VendorUser,
-    database: DatabaseDep,
+    uow: RequestUnitOfWork,
     upstreams: UpstreamsDep,
     settings: SettingsDep,
 ) -> SosOut:
-    async with unit_of_work(database) as uow:
-        found = await sos.decline(uow, upstreams, settings, vendor, sos_id, reason=body.reason)
-        answer = sos.view(found, vendor)
-    return answer
+    found = await sos.decline(uow, upstreams, settings, vendor, sos_id, reason=body.reason)
+    return sos.view(found, vendor)
 
 
 @sos_router.post("/{sos_id}/cancel", responses=_SOS_ERRORS)
-async def cancel_sos(sos_id: uuid.UUID, hospital: HospitalUser, database: DatabaseDep) -> SosOut:
-    async with unit_of_work(database) as uow:
-        answer = sos.view(await sos.cancel(uow, hospital, sos_id), hospital)
-    return answer
+async def cancel_sos(sos_id: uuid.UUID, hospital: HospitalUser, uow: RequestUnitOfWork) -> SosOut:
+    return sos.view(await sos.cancel(uow, hospital, sos_id), hospital)

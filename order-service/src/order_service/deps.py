@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from flow_shared.auth import Principal, require_org_kind
-from flow_shared.db import Database, get_database
 from order_service.clients import Upstreams
 from order_service.config import Settings
 
@@ -24,8 +23,6 @@ async def _upstreams(request: Request) -> Upstreams:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 UpstreamsDep = Annotated[Upstreams, Depends(_upstreams)]
-# Handlers that call other services own their transaction (see uow.py).
-DatabaseDep = Annotated[Database, Depends(get_database)]
 HospitalUser = Annotated[Principal, Depends(require_org_kind("hospital"))]
 VendorUser = Annotated[Principal, Depends(require_org_kind("vendor"))]
 IdempotencyKey = Annotated[

@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter
 
 from flow_shared.auth import accepts_callers
-from flow_shared.db import DbSession
+from flow_shared.unit_of_work import DbSession
 from order_service.deps import SettingsDep
 from order_service.schemas import AllocationOut, AllocationOverrides
 from order_service.service import allocation

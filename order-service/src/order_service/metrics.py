@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from flow_shared.db import Database, scan_on_one_core
 from flow_shared.metrics import business_gauge
+from flow_shared.unit_of_work import unit_of_work
 from order_service.models import PRIORITIES, Order, OrderStatus
 
 # Scrapes come every 15 s; refreshing faster would only load the database.
@@ -42,10 +43,10 @@ class OpenOrderGauges:
         counts = {
             (status.value, priority): 0 for status in OPEN_STATUSES for priority in PRIORITIES
         }
-        async with self.database.sessionmaker() as session:
-            await scan_on_one_core(session)
+        async with unit_of_work(self.database) as uow:
+            await scan_on_one_core(uow.session)
             rows = (
-                await session.execute(
+                await uow.session.execute(
                     select(Order.status, Order.priority, func.count())
                     .where(Order.status.in_([s.value for s in OPEN_STATUSES]))
                     .group_by(Order.status, Order.priority)

@@ -11,10 +11,10 @@ from fastapi.security import OAuth2PasswordBearer
 from pydantic import ValidationError
 
 from flow_shared.auth import CurrentPrincipal
-from flow_shared.db import DbSession
 from flow_shared.errors import UnprocessableEntity
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
+from flow_shared.unit_of_work import DbSession
 from payment_service import queries
 from payment_service.deps import IdempotencyKey, ProviderDep, SettingsDep
 from payment_service.errors import UnknownWebhookProvider

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response, status
 
 from flow_shared.auth import accepts_callers
-from flow_shared.db import DbSession
+from flow_shared.unit_of_work import DbSession
 from payment_service.schemas import CardTokenHandover
 from payment_service.service import card_tokens
 

@@ -25,9 +25,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from flow_shared.db import create_engine
+from flow_shared.db import Database, create_engine
+from flow_shared.unit_of_work import unit_of_work
 from payment_service.config import Settings
 from payment_service.models import SandboxCharge, SandboxChargeStatus, SandboxRequest
 from payment_service.provider import Authorization, OperationResult, ProviderTimeout
@@ -43,8 +44,7 @@ class SandboxProvider:
     def __init__(
         self, engine: AsyncEngine, *, timeout_seconds: float, owns_engine: bool = False
     ) -> None:
-        self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._books = Database(engine)
         self._timeout_seconds = timeout_seconds
         self._owns_engine = owns_engine
 
@@ -66,7 +66,7 @@ class SandboxProvider:
 
     async def aclose(self) -> None:
         if self._owns_engine:
-            await self._engine.dispose()
+            await self._books.dispose()
 
     # -- the provider interface ------------------------------------------------------
 
@@ -157,7 +157,8 @@ class SandboxProvider:
         self, idempotency_key: str, operation: str, perform: Perform
     ) -> tuple[dict[str, Any], bool]:
         """Run `perform` once per key: (its answer, True), or (the first answer, False)."""
-        async with self._sessions() as session, session.begin():
+        async with unit_of_work(self._books) as uow:
+            session = uow.session
             # Same-key calls queue here, so the second one finds the first one's answer.
             await session.execute(
                 select(func.pg_advisory_xact_lock(func.hashtextextended(idempotency_key, 0)))

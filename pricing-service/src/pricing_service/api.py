@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from flow_shared.auth import CurrentPrincipal
-from flow_shared.db import DbSession
 from flow_shared.pagination import Pagination
+from flow_shared.unit_of_work import DbSession
 from pricing_service.deps import (
     AppSettings,
     HospitalUser,

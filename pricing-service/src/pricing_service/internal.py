@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, status
 
 from flow_shared.auth import accepts_callers
-from flow_shared.db import DbSession
+from flow_shared.unit_of_work import DbSession
 from pricing_service.deps import AppSettings, Inventory, Location
 from pricing_service.schemas import QuoteOut, QuoteRequest
 from pricing_service.service import quotes

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal, PlatformAdmin, Principal
-from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
+from flow_shared.unit_of_work import DbSession
 from review_service import queries, service
 from review_service.deps import HospitalUser, VendorUser
 from review_service.models import Review

@@ -208,7 +208,6 @@ async def _start(
     app.state.relay = None
     app.state.consumer = None
     if database is not None and events.outbox is not None:
-        from flow_shared.events.outbox import wake_on_commit
         from flow_shared.events.relay import OutboxRelay
         from flow_shared.events.topology import fleet_topology
 
@@ -227,7 +226,7 @@ async def _start(
         )
         await relay.start()
         app.state.relay = relay
-        app.state.forget_relay_waker = wake_on_commit(events.outbox, relay.nudge)
+        app.state.forget_relay_waker = database.wake_relays_on_commit(events.outbox, relay.nudge)
         # The outbox keeps events while the broker is away, so this is reported, not fatal.
         health.add("broker", relay.check_connected, critical=False)
     if database is not None and events.inbox is not None and events.handlers:

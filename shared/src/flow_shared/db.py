@@ -1,17 +1,16 @@
 """Async SQLAlchemy: one engine per service, bound to the service's own schema.
 
-A request gets one session and one transaction (`DbSession`); the transaction
-commits before the response is sent, or rolls back on any error. Business
-functions only flush.
+A request, an event handler or a job gets one session in one transaction, its
+unit of work (flow_shared.unit_of_work); business functions only flush.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Any
 
-from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, text
+from fastapi import Request
+from sqlalchemy import MetaData, Table, event, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -85,11 +84,29 @@ async def scan_on_one_core(session: AsyncSession) -> None:
 
 
 class Database:
-    """The engine and session factory of one service."""
+    """The engine and session factory of one service, and the relays of this process to
+    wake when a unit of work that wrote to their outbox commits."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._relay_wakers: dict[Table, list[Callable[[], None]]] = {}
+
+    def wake_relays_on_commit(self, outbox: Table, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake` after each commit that wrote events into `outbox`; returns the undo.
+        The relay's poll stays, for rows committed by other processes."""
+        wakers = self._relay_wakers.setdefault(outbox, [])
+        wakers.append(wake)
+
+        def forget() -> None:
+            if wake in wakers:
+                wakers.remove(wake)
+
+        return forget
+
+    def wake_relays(self, outbox: Table) -> None:
+        for wake in list(self._relay_wakers.get(outbox, ())):
+            wake()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -99,7 +116,7 @@ class Database:
         await self.engine.dispose()
 
 
-def _app_database(request: Request) -> Database:
+def app_database(request: Request) -> Database:
     database: Database | None = getattr(request.app.state, "database", None)
     if database is None:
         raise RuntimeError("this service has no database configured")
@@ -109,16 +126,4 @@ def _app_database(request: Request) -> Database:
 # Dependencies are `async def` even when they only read app state: FastAPI runs a plain
 # `def` dependency in its thread pool, a thread hand-off on every request.
 async def get_database(request: Request) -> Database:
-    return _app_database(request)
-
-
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    database = _app_database(request)
-    async with database.sessionmaker() as session, session.begin():
-        # Leaving `begin()` commits, or rolls back if the handler raised.
-        yield session
-
-
-# scope="function" runs the cleanup (the commit) before the response is sent,
-# so a client never sees a success whose transaction later failed.
-DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+    return app_database(request)

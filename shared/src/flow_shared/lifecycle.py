@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from flow_shared.db import Database
+from flow_shared.unit_of_work import unit_of_work
 
 log = structlog.get_logger("flow.lifecycle")
 
@@ -73,13 +74,14 @@ async def run_in_batches(
     *,
     batch_size: int,
 ) -> int:
-    """Run `batch` (which handles at most `batch_size` rows) each in its own transaction
+    """Run `batch` (which handles at most `batch_size` rows) each in its own unit of work
     until one handles fewer: short transactions, so a big backlog never holds locks long.
-    Returns the rows handled in all."""
+    A batch that must react to its outcome reaches the unit of work with
+    `current_unit_of_work(session)`. Returns the rows handled in all."""
     total = 0
     while True:
-        async with database.sessionmaker() as session, session.begin():
-            handled = await batch(session)
+        async with unit_of_work(database) as uow:
+            handled = await batch(uow.session)
         total += handled
         if handled < batch_size:
             return total

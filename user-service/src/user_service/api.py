@@ -12,9 +12,9 @@ from fastapi.security import OAuth2PasswordBearer
 from pydantic import ValidationError
 
 from flow_shared.auth import CurrentPrincipal
-from flow_shared.db import DbSession
 from flow_shared.jsonutil import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
+from flow_shared.unit_of_work import DbSession, unit_of_work
 from user_service.deps import (
     ClientIpDep,
     DatabaseDep,
@@ -110,10 +110,10 @@ async def _password_login(
     settings: SettingsDep,
     client_ip: str,
 ) -> TokenResponse:
-    # Owns its transaction: the tokens' refresh row commits before the answer is sent.
-    async with database.sessionmaker() as session, session.begin():
+    # Owns its unit of work: the tokens' refresh row commits before the answer is sent.
+    async with unit_of_work(database) as uow:
         outcome = await authentication.login(
-            session,
+            uow.session,
             redis=redis,
             passwords=passwords,
             keys=keys,
@@ -243,10 +243,10 @@ async def refresh(
     keys: SigningKeysDep,
     settings: SettingsDep,
 ) -> TokenResponse:
-    # Owns its transaction: detecting reuse revokes the family and still answers 401.
-    async with database.sessionmaker() as session, session.begin():
+    # Owns its unit of work: detecting reuse revokes the family and still answers 401.
+    async with unit_of_work(database) as uow:
         outcome = await tokens.refresh(
-            session, keys=keys, settings=settings, refresh_token=body.refresh_token
+            uow.session, keys=keys, settings=settings, refresh_token=body.refresh_token
         )
     return _token_answer(outcome, response)
 

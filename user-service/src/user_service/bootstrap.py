@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from flow_shared.db import Database, create_engine
 from flow_shared.errors import ServiceUnavailable
+from flow_shared.unit_of_work import unit_of_work
 from user_service import sessions
 from user_service.config import Settings
 from user_service.passwords import Passwords
@@ -77,7 +78,8 @@ async def prepare(app: FastAPI) -> None:
     admin if configured."""
     settings: Settings = app.state.settings
     database: Database = app.state.database
-    async with database.sessionmaker() as session, session.begin():
+    async with unit_of_work(database) as uow:
+        session = uow.session
         try:
             restored = await suspension.restore_suspension_marks(session, app.state.redis, settings)
             if restored:
@@ -113,9 +115,9 @@ async def create_platform_admin(
         )
     )
     try:
-        async with database.sessionmaker() as session, session.begin():
+        async with unit_of_work(database) as uow:
             user = await platform_admin.ensure_platform_admin(
-                session,
+                uow.session,
                 Passwords.from_settings(settings),
                 email=email,
                 password=password,

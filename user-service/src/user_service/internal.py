@@ -19,8 +19,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from flow_shared.auth import accepts_callers
-from flow_shared.db import DbSession
 from flow_shared.pagination import Page, Pagination
+from flow_shared.unit_of_work import DbSession
 from user_service.deps import RedisDep, SettingsDep
 from user_service.schemas import (
     OrganizationItem,

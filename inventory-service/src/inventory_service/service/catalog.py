@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flow_shared.db import Database
 from flow_shared.jsonutil import dumps, loads
 from flow_shared.pagination import Page, PageParams, fetch_page
+from flow_shared.unit_of_work import unit_of_work
 from inventory_service.cache import current_generation, nearby_key, read_cached, store_cached
 from inventory_service.errors import DuplicateSku, VendorNotFound
 from inventory_service.models import Product, ProductCategory
@@ -283,8 +284,8 @@ async def cached_nearby(
         cached = await read_cached(redis, key)
         if cached is not None:
             return cached, True
-    async with database.sessionmaker() as session:
-        page = await find_nearby(session, query, params, stale_before=stale_before)
+    async with unit_of_work(database) as uow:
+        page = await find_nearby(uow.session, query, params, stale_before=stale_before)
     body = dumps(page.model_dump(mode="json"))
     if key is not None:
         await store_cached(redis, key, body, cache_seconds)

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, update
 from flow_shared.db import Database
 from flow_shared.jsonutil import dumps
 from flow_shared.metrics import business_counter
+from flow_shared.unit_of_work import unit_of_work
 from notification_service.config import Settings
 from notification_service.delivery.email import EmailSender, build_message
 from notification_service.delivery.guard import WebhookRefused
@@ -130,9 +131,9 @@ class DeliveryWorker:
             .limit(self.settings.delivery_batch_size)
             .with_for_update(skip_locked=True)
         )
-        async with self.database.sessionmaker() as session, session.begin():
+        async with unit_of_work(self.database) as uow:
             rows = (
-                await session.execute(
+                await uow.session.execute(
                     update(Delivery)
                     .where(Delivery.id.in_(due.scalar_subquery()))
                     .values(
@@ -155,7 +156,7 @@ class DeliveryWorker:
                 return []
             notifications = {
                 n.id: n
-                for n in await session.scalars(
+                for n in await uow.session.scalars(
                     select(Notification).where(
                         Notification.id.in_({row.notification_id for row in rows})
                     )
@@ -164,7 +165,7 @@ class DeliveryWorker:
             secrets_by_org: dict[uuid.UUID, list[str]] = {}
             if self.secret_cipher is not None:
                 secrets_by_org = await signing_secrets(
-                    session,
+                    uow.session,
                     self.secret_cipher,
                     {row.org_id for row in rows if row.channel == DeliveryChannel.WEBHOOK.value},
                 )
@@ -190,8 +191,8 @@ class DeliveryWorker:
             values["last_error"] = (outcome.error or "")[:MAX_ERROR_LENGTH]
         if outcome.retry_at is not None:
             values["next_attempt_at"] = outcome.retry_at
-        async with self.database.sessionmaker() as session, session.begin():
-            await session.execute(
+        async with unit_of_work(self.database) as uow:
+            await uow.session.execute(
                 update(Delivery)
                 .where(Delivery.id == item.id, Delivery.status == DeliveryStatus.PENDING.value)
                 .values(**values)

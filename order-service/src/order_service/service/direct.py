@@ -22,6 +22,7 @@ import structlog
 from flow_shared.auth import Principal
 from flow_shared.errors import ServiceUnavailable
 from flow_shared.idempotency import IdempotentAnswer, answer_once
+from flow_shared.unit_of_work import UnitOfWork
 from flow_shared.upstream import BadUpstreamResponse
 from order_service.clients import NearbyStock, Quote, StockLine, Upstreams
 from order_service.config import Settings
@@ -45,7 +46,6 @@ from order_service.service.placement import (
     place,
     resolve_destination,
 )
-from order_service.uow import UnitOfWork
 
 # The candidate cannot take this order, but the next one may.
 _CANDIDATE_UNUSABLE = (

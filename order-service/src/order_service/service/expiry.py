@@ -20,6 +20,7 @@ from sqlalchemy import delete, or_, select, update
 from flow_shared.correlation import new_correlation_id, set_correlation_id
 from flow_shared.db import Database
 from flow_shared.errors import DomainError
+from flow_shared.unit_of_work import unit_of_work
 from order_service.clients import InventoryClient, StockLine
 from order_service.config import Settings
 from order_service.models import AbandonedHold, Order, OrderStatus, ReservationStatus
@@ -30,7 +31,6 @@ from order_service.service.holds import (
     utcnow,
 )
 from order_service.state import apply_transition
-from order_service.uow import unit_of_work
 
 # Bounds one run, so a huge backlog cannot keep a run (and shutdown) going for long.
 MAX_BATCHES_PER_RUN = 10
@@ -100,7 +100,7 @@ class OrderSweeper:
 
     async def retry_pending_releases(self) -> int:
         """One batch of releases that failed before; each is leased so one process tries it."""
-        async with self.database.sessionmaker() as session, session.begin():
+        async with unit_of_work(self.database) as uow:
             now = utcnow()
             due = (
                 select(Order.id)
@@ -116,7 +116,7 @@ class OrderSweeper:
                 .with_for_update(skip_locked=True)
             )
             leased = (
-                await session.execute(
+                await uow.session.execute(
                     update(Order)
                     .where(Order.id.in_(due))
                     .values(release_attempted_at=now)
@@ -132,7 +132,7 @@ class OrderSweeper:
 
     async def retry_abandoned_holds(self) -> int:
         """One batch of holds failed placements left behind; released, then forgotten."""
-        async with self.database.sessionmaker() as session, session.begin():
+        async with unit_of_work(self.database) as uow:
             now = utcnow()
             due = (
                 select(AbandonedHold.order_id)
@@ -142,7 +142,7 @@ class OrderSweeper:
                 .with_for_update(skip_locked=True)
             )
             leased = (
-                await session.scalars(
+                await uow.session.scalars(
                     update(AbandonedHold)
                     .where(AbandonedHold.order_id.in_(due))
                     .values(attempted_at=now, attempts=AbandonedHold.attempts + 1)
@@ -152,8 +152,8 @@ class OrderSweeper:
             ).all()
         for hold in leased:
             if hold.hold_expires_at <= utcnow() or await self._give_back(hold):
-                async with self.database.sessionmaker() as session, session.begin():
-                    await session.execute(
+                async with unit_of_work(self.database) as uow:
+                    await uow.session.execute(
                         delete(AbandonedHold).where(AbandonedHold.order_id == hold.order_id)
                     )
         return len(leased)

@@ -22,9 +22,9 @@ from sqlalchemy.dialects.postgresql import insert
 
 from flow_shared.db import Database
 from flow_shared.metrics import business_counter
+from flow_shared.unit_of_work import UnitOfWork, unit_of_work
 from order_service.clients import InventoryClient, ReleaseOutcome, StockLine
 from order_service.models import AbandonedHold, Order, ReservationStatus
-from order_service.uow import UnitOfWork
 
 HOLD_RELEASES = business_counter(
     "flow_order_hold_releases_total",
@@ -79,8 +79,8 @@ async def release_and_record(
         if outcome is ReleaseOutcome.COMMITTED
         else ReservationStatus.RELEASED
     )
-    async with database.sessionmaker() as session, session.begin():
-        await session.execute(
+    async with unit_of_work(database) as uow:
+        await uow.session.execute(
             update(Order)
             .where(
                 Order.id == order_id,
@@ -143,8 +143,8 @@ async def remember_abandoned_hold(
         },
     )
     try:
-        async with database.sessionmaker() as session, session.begin():
-            await session.execute(statement)
+        async with unit_of_work(database) as uow:
+            await uow.session.execute(statement)
     except Exception:
         # Nothing more can be done here: the hold's own TTL will free the stock.
         log.exception("abandoned_hold_not_recorded", order_id=str(order_id))

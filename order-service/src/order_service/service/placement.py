@@ -40,6 +40,7 @@ from flow_shared.auth import Principal
 from flow_shared.http import UpstreamUnavailable
 from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.metrics import business_counter
+from flow_shared.unit_of_work import UnitOfWork
 from flow_shared.upstream import BadUpstreamResponse
 from order_service.clients import (
     InventoryClient,
@@ -68,7 +69,6 @@ from order_service.service.holds import (
     utcnow,
 )
 from order_service.state import apply_transition
-from order_service.uow import UnitOfWork
 
 CENT = Decimal("0.01")
 # A quote this close to its expiry is not reused: ask for a fresh one.

@@ -42,6 +42,7 @@ from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.metrics import business_counter
 from flow_shared.pagination import Page, PageParams, fetch_page
 from flow_shared.resilience import CircuitOpen
+from flow_shared.unit_of_work import UnitOfWork, unit_of_work
 from order_service import events
 from order_service.clients import StockLine, Upstreams
 from order_service.config import Settings
@@ -67,7 +68,6 @@ from order_service.service.placement import (
     resolve_destination,
 )
 from order_service.state import apply_transition
-from order_service.uow import UnitOfWork, unit_of_work
 
 SOS_PRIORITY: Priority = "emergency"
 

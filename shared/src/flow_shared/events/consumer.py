@@ -77,6 +77,7 @@ from flow_shared.events.topology import (
     events_exchange,
 )
 from flow_shared.metrics import business_counter, business_gauge
+from flow_shared.unit_of_work import unit_of_work
 
 EventHandler = Callable[[AsyncSession, EventEnvelope], Awaitable[None]]
 
@@ -428,12 +429,13 @@ class EventConsumer:
         )
 
     async def _handle(self, handler: EventHandler, envelope: EventEnvelope) -> bool:
-        """Run the handler once per event, in the transaction of its inbox row. False when
-        the inbox says it already ran."""
-        async with self.database.sessionmaker() as session, session.begin():
-            if not await self._record_in_inbox(session, envelope):
+        """Run the handler once per event, in the unit of work of its inbox row (a handler
+        reaches it with `current_unit_of_work(session)`). False when the inbox says it
+        already ran."""
+        async with unit_of_work(self.database) as uow:
+            if not await self._record_in_inbox(uow.session, envelope):
                 return False
-            await handler(session, envelope)
+            await handler(uow.session, envelope)
         return True
 
     async def _record_in_inbox(self, session: AsyncSession, envelope: EventEnvelope) -> bool:

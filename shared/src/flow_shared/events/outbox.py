@@ -1,13 +1,14 @@
 """The transactional outbox: an event is a row written in the business transaction.
 
 If the transaction rolls back, the event never existed; if it commits, the
-relay (relay.py) publishes it, however long the broker is away.
+relay (relay.py) publishes it, however long the broker is away. Written in a unit
+of work (flow_shared.unit_of_work), its commit wakes this process's relay at once.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -24,13 +25,12 @@ from sqlalchemy import (
     insert,
     text,
 )
-from sqlalchemy import event as orm_event
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.topology import check_publication
+from flow_shared.unit_of_work import unit_of_work_of
 
 OUTBOX_TABLE = "outbox"
 INBOX_TABLE = "inbox"
@@ -96,36 +96,7 @@ async def add_event(
             payload=envelope.model_dump(mode="json"),
         )
     )
-    session.info.setdefault(_WRITTEN_OUTBOXES, set()).add(outbox)
+    uow = unit_of_work_of(session)
+    if uow is not None:
+        uow.events_written(outbox)
     return envelope
-
-
-# The relays of this process, by the outbox they publish: woken as soon as a transaction
-# that wrote to their outbox commits, instead of at their next poll. The poll stays, for
-# rows committed by other processes.
-_WRITTEN_OUTBOXES = "flow_written_outboxes"
-_WAKERS: dict[Table, list[Callable[[], None]]] = {}
-
-
-def wake_on_commit(outbox: Table, wake: Callable[[], None]) -> Callable[[], None]:
-    """Call `wake` after each commit that added events to `outbox`; returns the undo."""
-    _WAKERS.setdefault(outbox, []).append(wake)
-
-    def forget() -> None:
-        wakers = _WAKERS.get(outbox, [])
-        if wake in wakers:
-            wakers.remove(wake)
-
-    return forget
-
-
-@orm_event.listens_for(Session, "after_commit")
-def _wake_relays(session: Session) -> None:
-    for outbox in session.info.pop(_WRITTEN_OUTBOXES, ()):
-        for wake in list(_WAKERS.get(outbox, ())):
-            wake()
-
-
-@orm_event.listens_for(Session, "after_rollback")
-def _forget_written_outboxes(session: Session) -> None:
-    session.info.pop(_WRITTEN_OUTBOXES, None)

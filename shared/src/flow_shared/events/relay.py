@@ -45,6 +45,7 @@ from flow_shared.events.connection import (
 from flow_shared.events.topology import EventTopology, declare_topology, events_exchange
 from flow_shared.jsonutil import dumps
 from flow_shared.metrics import business_counter, business_gauge
+from flow_shared.unit_of_work import unit_of_work
 
 log = structlog.get_logger("flow.events.relay")
 
@@ -219,7 +220,8 @@ class OutboxRelay:
     async def _publish_batch(self, exchange: AbstractExchange) -> int:
         published: list[int] = []
         held = self.held_unroutable_types()
-        async with self.database.sessionmaker() as session, session.begin():
+        async with unit_of_work(self.database) as uow:
+            session = uow.session
             rows = (await session.execute(self._pending_rows(held))).all()
             for row in rows:
                 if row.event_type in held:
@@ -309,9 +311,9 @@ class OutboxRelay:
     async def refresh_pending_gauge(self) -> int:
         """Set the pending-rows and oldest-pending-age gauges; returns the pending count."""
         oldest_age = func.extract("epoch", func.now() - func.min(self.outbox.c.created_at))
-        async with self.database.sessionmaker() as session:
+        async with unit_of_work(self.database) as uow:
             pending, age_seconds = (
-                await session.execute(
+                await uow.session.execute(
                     select(func.count(), func.coalesce(oldest_age, 0))
                     .select_from(self.outbox)
                     .where(self.outbox.c.published_at.is_(None))
