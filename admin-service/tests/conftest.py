@@ -219,6 +219,9 @@ class FleetStub:
     test makes one failing (its own failing check) or down (connection refused)."""
 
     def __init__(self) -> None:
+        # Every service admin-service watches, and the settings that point it at them here.
+        self.services = FLEET
+        self.url_settings = FLEET_URLS
         self.requests: list[httpx.Request] = []
         self.apps: dict[str, FastAPI] = {}
         self.down: set[str] = set()

@@ -20,18 +20,6 @@ if TYPE_CHECKING:
 
 HEALTH = "/api/v1/admin/health"
 OWN = "admin-service"
-# The services admin-service asks over HTTP; it reports itself from its own checks.
-FLEET = (
-    "api-gateway",
-    "user-service",
-    "location-service",
-    "inventory-service",
-    "order-service",
-    "pricing-service",
-    "payment-service",
-    "review-service",
-    "notification-service",
-)
 READY = {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
 
 
@@ -62,13 +50,16 @@ async def test_all_ten_services_ready_is_ok(
     # admin-service itself is listed, with the checks its own /health/ready runs.
     assert body == {
         "status": "ok",
-        "services": {**dict.fromkeys(FLEET, READY), OWN: {"status": "ok", "checks": own["checks"]}},
+        "services": {
+            **dict.fromkeys(fleet.services, READY),
+            OWN: {"status": "ok", "checks": own["checks"]},
+        },
     }
     assert len(body["services"]) == 10
     assert {"database", "redis"} <= set(own["checks"])
     # Each service was asked once, at its own /health/ready, under the admin's request id.
     asked = sorted((r.url.host, r.url.path) for r in fleet.requests)
-    assert asked == sorted((f"{name}.test", "/health/ready") for name in FLEET)
+    assert asked == sorted((f"{name}.test", "/health/ready") for name in fleet.services)
     assert {r.headers["X-Request-ID"] for r in fleet.requests} == {"health-1"}
 
 
@@ -76,14 +67,16 @@ async def test_services_are_asked_concurrently(
     admin_client_for: AdminClientFactory, platform_admin: dict[str, str], fleet: FleetStub
 ) -> None:
     # No stub answers before all nine have been asked; one at a time, each would time out.
-    fleet.barrier = asyncio.Barrier(len(FLEET))
+    fleet.barrier = asyncio.Barrier(len(fleet.services))
 
     async with admin_client_for(health_check_timeout_seconds=1.0) as client:
         await own_readiness(client)
         body = await fleet_health(client, platform_admin)
 
     assert body["status"] == "ok"
-    assert {name: body["services"][name] for name in FLEET} == dict.fromkeys(FLEET, READY)
+    assert {name: body["services"][name] for name in fleet.services} == dict.fromkeys(
+        fleet.services, READY
+    )
 
 
 async def test_one_failing_and_one_unreachable_service_make_the_fleet_degraded(
@@ -103,7 +96,7 @@ async def test_one_failing_and_one_unreachable_service_make_the_fleet_degraded(
     }
     assert services["payment-service"] == {"status": "unreachable"}
     troubled = ("order-service", "payment-service")
-    others = {name: services[name] for name in FLEET if name not in troubled}
+    others = {name: services[name] for name in fleet.services if name not in troubled}
     assert others == dict.fromkeys(others, READY)
     # A failing answer is reported, not retried.
     order_calls = [r for r in fleet.requests if r.url.host == "order-service.test"]
@@ -122,7 +115,7 @@ async def test_a_service_without_a_url_is_not_configured_and_the_fleet_degraded(
     assert body["services"]["order-service"] == READY
     asked = {r.url.host for r in fleet.requests}
     assert asked.isdisjoint({"review-service.test", "pricing-service.test"})
-    assert len(asked) == len(FLEET) - 2
+    assert len(asked) == len(fleet.services) - 2
 
 
 async def test_a_failing_check_of_admin_service_itself_makes_the_fleet_degraded(
@@ -144,7 +137,9 @@ async def test_a_failing_check_of_admin_service_itself_makes_the_fleet_degraded(
     assert own["checks"]["search_index"] == "failing"
     assert own["checks"]["database"] == "ok"
     # The nine it asks are still reported, each as it answered.
-    assert {name: body["services"][name] for name in FLEET} == dict.fromkeys(FLEET, READY)
+    assert {name: body["services"][name] for name in fleet.services} == dict.fromkeys(
+        fleet.services, READY
+    )
 
 
 @pytest.fixture
@@ -173,10 +168,11 @@ def closed_port_url() -> str:
 async def test_a_hanging_or_refusing_service_is_unreachable_on_real_sockets(
     admin_client_for: AdminClientFactory,
     platform_admin: dict[str, str],
+    fleet: FleetStub,
     hanging_server: str,
     closed_port_url: str,
 ) -> None:
-    unset = {name.replace("-", "_") + "_url": None for name in FLEET if name != "user-service"}
+    unset = dict.fromkeys(fleet.url_settings, None)
     async with admin_client_for(
         real_network=True,
         health_check_timeout_seconds=0.5,

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from flow_shared.jsonutil import dumps, loads
+from flow_shared.json_codec import dumps, loads
 
 # Access tokens live 15 minutes: one older than this is renewed before a run.
 TOKEN_RENEW_AFTER_SECONDS = 8 * 60

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from flow_shared.jsonutil import dumps
+from flow_shared.json_codec import dumps
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 SCRATCH = "bench_pgbench"

@@ -21,7 +21,7 @@ from flow_bench.api import Account
 from flow_bench.config import Profile
 from flow_bench.loadgen import LatencyHistogram, PlannedRequest, RequestSource, clock, perform
 from flow_bench.seed import Hospital, OrderTarget, Site, World, random_point
-from flow_shared.jsonutil import dumps, loads
+from flow_shared.json_codec import dumps, loads
 
 JSON = {"Content-Type": "application/json"}
 

@@ -22,7 +22,7 @@ from flow_bench.scenarios import RingNotice, latency_figure, ring_one_lags
 from flow_bench.seed import Hospital, Product, Site, World, point_at
 from flow_bench.traffic import SosTraffic, check_confirmed, read_opened_sos
 
-from flow_shared.jsonutil import dumps, loads
+from flow_shared.json_codec import dumps, loads
 
 OPENED = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 ACCEPT_DELAY_SECONDS = 0.1

@@ -9,6 +9,7 @@ the internal API, so tests read as the promise they check.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,6 +76,15 @@ def org_event(
             "actor_id": str(uuid.uuid4()),
         },
     )
+
+
+@dataclass(frozen=True)
+class StockLine:
+    """One depot's stock of one product, as its vendor reaches it through the API."""
+
+    depot_id: uuid.UUID
+    url: str  # PUT sets on_hand; POST url + "/adjust" moves it
+    headers: dict[str, str]
 
 
 class Inventory:
@@ -151,6 +161,34 @@ class Inventory:
         assert response.status_code == 201, response.text
         return uuid.UUID(response.json()["id"])
 
+    @staticmethod
+    def stock_url(depot_id: uuid.UUID, product_id: uuid.UUID) -> str:
+        return f"/api/v1/inventory/depots/{depot_id}/stock/{product_id}"
+
+    async def stock_line(self, product_id: uuid.UUID) -> StockLine:
+        """`product_id`'s stock line at a new depot of a new (unprojected) vendor."""
+        vendor_id = uuid.uuid4()
+        depot_id = await self.depot(vendor_id)
+        return StockLine(
+            depot_id, self.stock_url(depot_id, product_id), self.vendor_headers(vendor_id)
+        )
+
+    async def stocked_depot(
+        self,
+        product_id: uuid.UUID,
+        on_hand: int,
+        *,
+        lat: float,
+        lon: float,
+        vendor_name: str | None = None,
+    ) -> tuple[uuid.UUID, uuid.UUID]:
+        """(vendor, depot): a new verified vendor's depot at (lat, lon) holding `on_hand`
+        of `product_id`."""
+        vendor_id = await self.vendor(name=vendor_name)
+        depot_id = await self.depot(vendor_id, lat=lat, lon=lon)
+        await self.set_stock(vendor_id, depot_id, product_id, on_hand)
+        return vendor_id, depot_id
+
     async def set_stock(
         self,
         vendor_id: uuid.UUID,
@@ -160,7 +198,7 @@ class Inventory:
         low_stock_threshold: int = 0,
     ) -> dict[str, Any]:
         response = await self.http.put(
-            f"/api/v1/inventory/depots/{depot_id}/stock/{product_id}",
+            self.stock_url(depot_id, product_id),
             json={"on_hand": on_hand, "low_stock_threshold": low_stock_threshold},
             headers=self.vendor_headers(vendor_id),
         )

@@ -31,10 +31,8 @@ async def test_a_min_quantity_beyond_any_stock_is_422(client: httpx.AsyncClient,
 async def test_stock_cannot_be_adjusted_past_the_largest_quantity(
     client: httpx.AsyncClient, inv: Any, product_ids: dict[str, uuid.UUID]
 ) -> None:
-    vendor = uuid.uuid4()
-    depot = await inv.depot(vendor)
-    url = f"/api/v1/inventory/depots/{depot}/stock/{product_ids['O2-CYL-5L']}"
-    headers = inv.vendor_headers(vendor)
+    line = await inv.stock_line(product_ids["O2-CYL-5L"])
+    url, headers = line.url, line.headers
     assert (await client.put(url, json={"on_hand": MAX_UNITS}, headers=headers)).status_code == 200
 
     for delta in (3_000_000_000, 3e9):
@@ -47,7 +45,7 @@ async def test_stock_cannot_be_adjusted_past_the_largest_quantity(
     )
     assert past_maximum.status_code == 409, past_maximum.text
     assert past_maximum.json()["type"].endswith("/stock-above-maximum")
-    assert await inv.stock_row(depot, product_ids["O2-CYL-5L"]) == (MAX_UNITS, 0)
+    assert await inv.stock_row(line.depot_id, product_ids["O2-CYL-5L"]) == (MAX_UNITS, 0)
     down = await client.post(url + "/adjust", json={"delta": -1, "reason": "x"}, headers=headers)
     assert down.status_code == 200, down.text
 

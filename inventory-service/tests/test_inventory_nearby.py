@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -23,6 +22,7 @@ from redis.asyncio import Redis
 from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 
+from flow_shared.testing.broker import publish_envelope
 from flow_shared.testing.infra import TestInfra
 from inventory_service.cache import generation_key
 from inventory_service.service.catalog import nearby_sql
@@ -292,26 +292,27 @@ async def test_a_stock_row_has_its_depots_vendor_and_location_whatever_a_writer_
         row = (await conn.execute(_PLACEMENT, {"depot": depot, "product": product})).one()
         return row.vendor_id, row.depot_vendor_id, row.same_location
 
+    async def placement_after(conn: Any, statement: str) -> tuple[uuid.UUID, uuid.UUID, bool]:
+        """`direct`'s placement once a writer has run `statement`, sending `stranger`."""
+        await conn.execute(text(statement), {**key, "stranger": stranger})
+        return await placement(conn, direct)
+
     async with inventory_db.connect() as conn:  # rolled back at the end
         assert await placement(conn, through_api) == (vendor, vendor, True)
 
         # A writer sending a wrong vendor and a place at the other end of the world.
-        await conn.execute(
-            text(
-                "INSERT INTO stock (depot_id, product_id, on_hand, vendor_id, location) "
-                "VALUES (:depot, :product, 3, :stranger, 'SRID=4326;POINT(0 0)')"
-            ),
-            {**key, "stranger": stranger},
+        inserted = await placement_after(
+            conn,
+            "INSERT INTO stock (depot_id, product_id, on_hand, vendor_id, location) "
+            "VALUES (:depot, :product, 3, :stranger, 'SRID=4326;POINT(0 0)')",
         )
-        assert await placement(conn, direct) == (vendor, vendor, True)
-        await conn.execute(
-            text(
-                "UPDATE stock SET vendor_id = :stranger, location = 'SRID=4326;POINT(1 1)' "
-                "WHERE depot_id = :depot AND product_id = :product"
-            ),
-            {**key, "stranger": stranger},
+        assert inserted == (vendor, vendor, True)
+        updated = await placement_after(
+            conn,
+            "UPDATE stock SET vendor_id = :stranger, location = 'SRID=4326;POINT(1 1)' "
+            "WHERE depot_id = :depot AND product_id = :product",
         )
-        assert await placement(conn, direct) == (vendor, vendor, True)
+        assert updated == (vendor, vendor, True)
 
         # No endpoint moves a depot or hands it over; should a writer do it, stock follows.
         await conn.execute(
@@ -439,9 +440,7 @@ async def test_a_stock_change_shows_on_the_next_call_despite_the_cache(
 ) -> None:
     lat, lon = _place(random.Random(13))
     product = product_ids["O2-CYL-10L"]
-    vendor = await inv.vendor()
-    depot = await inv.depot(vendor, lat=lat, lon=lon)
-    await inv.set_stock(vendor, depot, product, 8)
+    vendor, depot = await inv.stocked_depot(product, 8, lat=lat, lon=lon)
     params = {"lat": lat, "lon": lon, "radius_km": 3, "product_id": str(product)}
 
     first = await _nearby(client, inv, **params)
@@ -476,9 +475,7 @@ async def test_the_cache_is_never_trusted_for_writes(
 ) -> None:
     lat, lon = _place(random.Random(17))
     product = product_ids["LOX-1000KG"]
-    vendor = await inv.vendor()
-    depot = await inv.depot(vendor, lat=lat, lon=lon)
-    await inv.set_stock(vendor, depot, product, 3)
+    _, depot = await inv.stocked_depot(product, 3, lat=lat, lon=lon)
     params = {"lat": lat, "lon": lon, "radius_km": 2, "min_quantity": 1}
 
     await _nearby(client, inv, **params)
@@ -631,9 +628,9 @@ async def test_a_suspension_event_from_the_broker_hides_the_vendor_on_the_next_c
     product_ids: dict[str, uuid.UUID],
 ) -> None:
     lat, lon = _place(random.Random(19))
-    vendor = await inv.vendor(name="Soon Suspended")
-    depot = await inv.depot(vendor, lat=lat, lon=lon)
-    await inv.set_stock(vendor, depot, product_ids["O2-CYL-10L"], 4)
+    vendor, depot = await inv.stocked_depot(
+        product_ids["O2-CYL-10L"], 4, lat=lat, lon=lon, vendor_name="Soon Suspended"
+    )
     params = {"lat": lat, "lon": lon, "radius_km": 2}
     await _nearby(client, inv, **params)
     hits = _cache_hits()
@@ -645,16 +642,7 @@ async def test_a_suspension_event_from_the_broker_hides_the_vendor_on_the_next_c
         assert time.monotonic() < deadline, "the consumer never connected"
         await asyncio.sleep(0.1)
     envelope = inv.org_event("organization.suspended", vendor, "Soon Suspended")
-    connection = await aio_pika.connect(infra.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            app.state.settings.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        await exchange.publish(
-            aio_pika.Message(envelope.model_dump_json().encode(), message_id=str(envelope.id)),
-            routing_key=envelope.type,
-        )
+    await publish_envelope(infra.amqp_url, app.state.settings.events_exchange, envelope)
 
     while (await _nearby(client, inv, **params))["total"] != 0:
         assert time.monotonic() < deadline, "the suspended vendor is still listed"

@@ -60,9 +60,7 @@ async def test_holds_do_not_refresh_stale_stock_but_a_report_does(
     # A hold changes what is available, not what anyone counted on the shelf.
     lat, lon = _place(2407)
     product = product_ids["O2-CYL-10L"]
-    vendor = await inv.vendor()
-    depot = await inv.depot(vendor, lat=lat, lon=lon)
-    await inv.set_stock(vendor, depot, product, 10)
+    vendor, depot = await inv.stocked_depot(product, 10, lat=lat, lon=lon)
     await _age(inv, depot, 30)
     held = await inv.reserve(depot, [(product, 2)])
     assert held.status_code == 201, held.text
@@ -111,9 +109,7 @@ async def test_stale_stock_hours_is_a_setting_and_the_cache_follows_within_its_t
 ) -> None:
     lat, lon = _place(2402)
     product = product_ids["O2-CYL-10L"]
-    vendor = await inv.vendor()
-    depot = await inv.depot(vendor, lat=lat, lon=lon)
-    await inv.set_stock(vendor, depot, product, 10)
+    _, depot = await inv.stocked_depot(product, 10, lat=lat, lon=lon)
     await _age(inv, depot, 1.5)
     app = create_app(
         make_settings(stale_stock_hours=2, nearby_cache_seconds=1),
@@ -138,9 +134,7 @@ async def test_a_reinstated_vendor_is_listed_again_and_hospitals_are_ignored(
 ) -> None:
     lat, lon = _place(2403)
     product = product_ids["O2-CYL-10L"]
-    vendor = await inv.vendor()
-    depot = await inv.depot(vendor, lat=lat, lon=lon)
-    await inv.set_stock(vendor, depot, product, 10)
+    vendor, depot = await inv.stocked_depot(product, 10, lat=lat, lon=lon)
     t0 = datetime.now(UTC)
 
     async def listed() -> bool:

@@ -111,19 +111,15 @@ async def test_stock_put_adjust_and_list(
 async def test_stock_input_is_validated(
     client: httpx.AsyncClient, inv: Any, product_ids: dict[str, uuid.UUID]
 ) -> None:
-    vendor = uuid.uuid4()
-    depot = await inv.depot(vendor)
-    url = f"/api/v1/inventory/depots/{depot}/stock/{product_ids['O2-CYL-5L']}"
-    headers = inv.vendor_headers(vendor)
+    line = await inv.stock_line(product_ids["O2-CYL-5L"])
+    url, headers = line.url, line.headers
     for bad in ({"on_hand": -1}, {"on_hand": 1, "low_stock_threshold": -1}, {"on_hand": "x"}):
         assert (await client.put(url, json=bad, headers=headers)).status_code == 422
     for bad_adjust in ({"delta": 0, "reason": "x"}, {"delta": 1}, {"delta": 1, "reason": ""}):
         response = await client.post(url + "/adjust", json=bad_adjust, headers=headers)
         assert response.status_code == 422, bad_adjust
     unknown = await client.put(
-        f"/api/v1/inventory/depots/{depot}/stock/{uuid.uuid4()}",
-        json={"on_hand": 1},
-        headers=headers,
+        inv.stock_url(line.depot_id, uuid.uuid4()), json={"on_hand": 1}, headers=headers
     )
     assert unknown.status_code == 404
 

@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -530,6 +530,15 @@ class Org:
         return {**self.headers, "X-Request-ID": request_id}
 
 
+class StockedDepot(NamedTuple):
+    """A hospital, a vendor, a new product, and the vendor's depot holding some of it."""
+
+    hospital: Org
+    vendor: Org
+    product: uuid.UUID
+    depot: FakeDepot
+
+
 @dataclass
 class Fleet:
     """The four stubbed services and helpers to set up a small world in them."""
@@ -591,6 +600,20 @@ class Fleet:
         for product_id in stock:
             self.pricing.prices[(vendor.org_id, product_id)] = Decimal(price)
         return depot
+
+    def stocked_depot(
+        self,
+        on_hand: int,
+        *,
+        price: Decimal | str = "100.00",
+        at: tuple[float, float] | None = None,
+    ) -> StockedDepot:
+        """A new hospital and vendor, and `on_hand` of a new product at a new depot of the
+        vendor (`depot`'s price and place)."""
+        hospital, vendor = self.hospital(), self.vendor()
+        product = uuid.uuid4()
+        depot = self.depot(vendor, {product: on_hand}, price=price, at=at)
+        return StockedDepot(hospital, vendor, product, depot)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ hospital's 422, not a 502 "bad upstream" - and leaves no reservation or order be
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import httpx
@@ -15,9 +14,7 @@ if TYPE_CHECKING:
 async def test_an_order_too_large_to_price_is_422_and_leaves_nothing(
     client: httpx.AsyncClient, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 100_000}, price="9999999999.99")
+    hospital, vendor, product, depot = fleet.stocked_depot(100_000, price="9999999999.99")
 
     response = await client.post(
         "/api/v1/orders",

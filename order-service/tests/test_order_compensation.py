@@ -219,7 +219,7 @@ async def test_a_lost_reservation_answer_with_inventory_then_down_is_found_later
     async with order_app_for(release_retry_after_seconds=0) as opened:
         # Only the explicit sweep below may find the hold: the app's own first sweep,
         # racing the request, could release it before the "still held" check.
-        await opened.app.state.order_sweep_task.stop()
+        await opened.app.state.periodic_tasks["order-sweeper"].stop()
         response = await opened.client.post(
             "/api/v1/orders",
             json=fleet.order_body(vendor, depot, [(product, 2)]),

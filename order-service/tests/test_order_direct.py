@@ -4,12 +4,12 @@ ties go to the shorter ETA, then the lower price; 409 when nobody in range has i
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
 if TYPE_CHECKING:
-    from conftest import Fleet, OrdersDb
+    from conftest import FakeDepot, Fleet, OrdersDb, Org
 
 
 def direct_body(fleet: Fleet, product: uuid.UUID, quantity: int, **fields: Any) -> dict[str, Any]:
@@ -20,6 +20,33 @@ def direct_body(fleet: Fleet, product: uuid.UUID, quantity: int, **fields: Any) 
     }
     body.update(fields)
     return body
+
+
+async def order_direct(
+    client: httpx.AsyncClient, fleet: Fleet, hospital: Org, product: uuid.UUID, quantity: int
+) -> httpx.Response:
+    return await client.post(
+        "/api/v1/orders/direct",
+        json=direct_body(fleet, product, quantity),
+        headers=hospital.headers,
+    )
+
+
+class NearAndNext(NamedTuple):
+    """A hospital, and a product two vendors hold 4 of: at 2 km (near) and at 6 km (next)."""
+
+    hospital: Org
+    product: uuid.UUID
+    near_depot: FakeDepot
+    next_depot: FakeDepot
+
+
+def near_and_next(fleet: Fleet) -> NearAndNext:
+    hospital, near, next_ = fleet.hospital(), fleet.vendor(), fleet.vendor()
+    product = uuid.uuid4()
+    near_depot = fleet.depot(near, {product: 4}, at=fleet.point(km_east=2))
+    next_depot = fleet.depot(next_, {product: 4}, at=fleet.point(km_east=6))
+    return NearAndNext(hospital, product, near_depot, next_depot)
 
 
 async def test_the_nearest_vendor_with_enough_stock_gets_the_order(
@@ -73,9 +100,7 @@ async def test_equally_near_vendors_are_decided_by_eta(
     fleet.location.duration_overrides[str(slow_depot.depot_id)] = 35
     fleet.location.duration_overrides[str(fast_depot.depot_id)] = 18
 
-    response = await client.post(
-        "/api/v1/orders/direct", json=direct_body(fleet, product, 1), headers=hospital.headers
-    )
+    response = await order_direct(client, fleet, hospital, product, 1)
 
     assert response.status_code == 201, response.text
     selection = response.json()["selection"]
@@ -93,9 +118,7 @@ async def test_equally_near_and_fast_vendors_are_decided_by_price(
     fleet.depot(dear, {product: 5}, at=fleet.point(km_north=4), price="120.00")
     cheap_depot = fleet.depot(cheap, {product: 5}, at=fleet.point(km_north=-4), price="95.00")
 
-    response = await client.post(
-        "/api/v1/orders/direct", json=direct_body(fleet, product, 2), headers=hospital.headers
-    )
+    response = await order_direct(client, fleet, hospital, product, 2)
 
     assert response.status_code == 201, response.text
     answer = response.json()
@@ -110,10 +133,7 @@ async def test_equally_near_and_fast_vendors_are_decided_by_price(
 async def test_when_the_nearest_stock_is_taken_meanwhile_the_next_vendor_gets_it(
     client: httpx.AsyncClient, fleet: Fleet
 ) -> None:
-    hospital, near, next_ = fleet.hospital(), fleet.vendor(), fleet.vendor()
-    product = uuid.uuid4()
-    near_depot = fleet.depot(near, {product: 4}, at=fleet.point(km_east=2))
-    next_depot = fleet.depot(next_, {product: 4}, at=fleet.point(km_east=6))
+    hospital, product, near_depot, next_depot = near_and_next(fleet)
 
     def another_hospital_buys_it_all(depot: Any) -> None:
         if depot is near_depot:
@@ -121,9 +141,7 @@ async def test_when_the_nearest_stock_is_taken_meanwhile_the_next_vendor_gets_it
 
     fleet.inventory.before_reserve = another_hospital_buys_it_all
 
-    response = await client.post(
-        "/api/v1/orders/direct", json=direct_body(fleet, product, 3), headers=hospital.headers
-    )
+    response = await order_direct(client, fleet, hospital, product, 3)
 
     assert response.status_code == 201, response.text
     assert response.json()["selection"]["depot_id"] == str(next_depot.depot_id)
@@ -134,15 +152,10 @@ async def test_when_the_nearest_stock_is_taken_meanwhile_the_next_vendor_gets_it
 async def test_a_vendor_that_cannot_serve_the_address_is_skipped_and_its_hold_released(
     client: httpx.AsyncClient, fleet: Fleet
 ) -> None:
-    hospital, near, next_ = fleet.hospital(), fleet.vendor(), fleet.vendor()
-    product = uuid.uuid4()
-    near_depot = fleet.depot(near, {product: 4}, at=fleet.point(km_east=2))
-    next_depot = fleet.depot(next_, {product: 4}, at=fleet.point(km_east=6))
+    hospital, product, near_depot, next_depot = near_and_next(fleet)
     fleet.pricing.out_of_range_depots.add(near_depot.depot_id)
 
-    response = await client.post(
-        "/api/v1/orders/direct", json=direct_body(fleet, product, 2), headers=hospital.headers
-    )
+    response = await order_direct(client, fleet, hospital, product, 2)
 
     assert response.status_code == 201, response.text
     assert response.json()["selection"]["depot_id"] == str(next_depot.depot_id)
@@ -154,9 +167,7 @@ async def test_a_vendor_that_cannot_serve_the_address_is_skipped_and_its_hold_re
 async def test_a_single_vendor_that_cannot_serve_the_address_is_409_quote_refused(
     client: httpx.AsyncClient, fleet: Fleet
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 4})
+    hospital, vendor, product, depot = fleet.stocked_depot(4)
     fleet.pricing.out_of_range_depots.add(depot.depot_id)
 
     response = await client.post(
@@ -202,9 +213,7 @@ async def test_without_route_estimates_the_straight_nearest_still_gets_the_emerg
     fleet.depot(far, {product: 5}, at=fleet.point(km_east=8))
     fleet.location.down = True
 
-    response = await client.post(
-        "/api/v1/orders/direct", json=direct_body(fleet, product, 1), headers=hospital.headers
-    )
+    response = await order_direct(client, fleet, hospital, product, 1)
 
     assert response.status_code == 201, response.text
     selection = response.json()["selection"]

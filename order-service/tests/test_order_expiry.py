@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -12,9 +11,7 @@ if TYPE_CHECKING:
 async def test_an_unconfirmed_order_expires_releases_its_stock_and_says_so(
     order_app_for: OrderAppFactory, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 10})
+    hospital, vendor, product, depot = fleet.stocked_depot(10)
     # Emergency orders get a tiny window here; urgent ones keep the hour of the default.
     async with order_app_for(confirm_window_emergency_seconds=0.001) as opened:
         client = opened.client
@@ -59,9 +56,7 @@ async def test_an_unconfirmed_order_expires_releases_its_stock_and_says_so(
 async def test_an_overdue_order_cannot_be_confirmed_even_before_the_sweeper_runs(
     order_app_for: OrderAppFactory, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 10})
+    hospital, vendor, product, depot = fleet.stocked_depot(10)
     async with order_app_for(routine_hold_minutes=0.001 / 60) as opened:
         placed = await opened.client.post(
             "/api/v1/orders",
@@ -88,9 +83,7 @@ async def test_an_overdue_order_cannot_be_confirmed_even_before_the_sweeper_runs
 async def test_an_expiry_with_inventory_down_is_recorded_and_released_later(
     order_app_for: OrderAppFactory, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 10})
+    hospital, vendor, product, depot = fleet.stocked_depot(10)
     async with order_app_for(
         confirm_window_emergency_seconds=0.001, release_retry_after_seconds=0
     ) as opened:

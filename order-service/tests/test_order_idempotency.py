@@ -16,9 +16,7 @@ if TYPE_CHECKING:
 async def test_twenty_parallel_posts_with_one_key_make_one_order(
     client: httpx.AsyncClient, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 50})
+    hospital, vendor, product, depot = fleet.stocked_depot(50)
     body = fleet.order_body(vendor, depot, [(product, 2)])
     headers = {**hospital.headers, "Idempotency-Key": f"order-{uuid.uuid4()}"}
 
@@ -41,9 +39,7 @@ async def test_twenty_parallel_posts_with_one_key_make_one_order(
 async def test_a_later_replay_returns_the_stored_answer_and_another_body_is_422(
     client: httpx.AsyncClient, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 50})
+    hospital, vendor, product, depot = fleet.stocked_depot(50)
     body = fleet.order_body(vendor, depot, [(product, 2)])
     headers = {**hospital.headers, "Idempotency-Key": "nightly-restock-42"}
     first = await client.post("/api/v1/orders", json=body, headers=headers)
@@ -91,9 +87,7 @@ async def test_keys_are_per_organisation(
 async def test_a_failed_attempt_stores_nothing_so_the_key_can_be_retried(
     client: httpx.AsyncClient, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 5})
+    hospital, vendor, product, depot = fleet.stocked_depot(5)
     body = fleet.order_body(vendor, depot, [(product, 1)])
     headers = {**hospital.headers, "Idempotency-Key": "retry-me"}
     fleet.pricing.down = True
@@ -112,9 +106,7 @@ async def test_a_failed_attempt_stores_nothing_so_the_key_can_be_retried(
 async def test_direct_orders_honour_the_key_too(
     client: httpx.AsyncClient, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    fleet.depot(vendor, {product: 5}, at=fleet.point(km_east=4))
+    hospital, _, product, _ = fleet.stocked_depot(5, at=fleet.point(km_east=4))
     body = {
         "product_id": str(product),
         "quantity": 1,
@@ -136,9 +128,7 @@ async def test_direct_orders_honour_the_key_too(
 
 
 async def test_an_invalid_key_is_422(client: httpx.AsyncClient, fleet: Fleet) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 5})
+    hospital, vendor, product, depot = fleet.stocked_depot(5)
 
     response = await client.post(
         "/api/v1/orders",

@@ -292,9 +292,7 @@ async def test_a_cancel_stands_while_inventory_is_down_and_the_hold_waits_for_a_
 async def test_a_due_release_is_retried_and_recorded(
     order_app_for: Any, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 10})
+    hospital, vendor, product, depot = fleet.stocked_depot(10)
     async with order_app_for(release_retry_after_seconds=0) as opened:
         placed = await opened.client.post(
             "/api/v1/orders",

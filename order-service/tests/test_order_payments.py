@@ -8,12 +8,12 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_shared.events.envelope import EventEnvelope
+from flow_shared.testing.broker import publish_envelope
 from flow_shared.testing.infra import TestInfra
 from order_service.service.payments import on_payment_failed
 
@@ -38,9 +38,7 @@ async def _handle(order_app: OrderApp, envelope: EventEnvelope) -> None:
 async def test_the_card_token_goes_to_payment_service_and_never_into_the_outbox(
     fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb, orders_engine: AsyncEngine
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 5})
+    hospital, vendor, product, depot = fleet.stocked_depot(5)
     token = f"tok_{uuid.uuid4().hex}"
     by_card = await place_order(
         hospital,
@@ -70,9 +68,7 @@ async def test_the_card_token_goes_to_payment_service_and_never_into_the_outbox(
 async def test_payment_service_down_is_503_and_leaves_no_order_and_no_hold(
     client: httpx.AsyncClient, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 5})
+    hospital, vendor, product, depot = fleet.stocked_depot(5)
     fleet.payment.down = True
 
     response = await client.post(
@@ -102,9 +98,7 @@ async def test_payment_service_down_is_503_and_leaves_no_order_and_no_hold(
 async def test_a_failed_payment_fails_the_order_once_and_gives_the_stock_back(
     order_app: OrderApp, fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 5})
+    hospital, vendor, product, depot = fleet.stocked_depot(5)
     order = await place_order(
         hospital,
         fleet.order_body(
@@ -135,9 +129,7 @@ async def test_a_failed_payment_fails_the_order_once_and_gives_the_stock_back(
 async def test_a_late_payment_failure_leaves_a_finished_order_alone(
     order_app: OrderApp, fleet: Fleet, place_order: PlaceOrder, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 5})
+    hospital, vendor, product, depot = fleet.stocked_depot(5)
     order = await place_order(hospital, fleet.order_body(vendor, depot, [(product, 1)]))
     cancelled = await order_app.client.post(
         f"/api/v1/orders/{order['id']}/cancel", headers=hospital.headers
@@ -158,9 +150,7 @@ async def test_a_late_payment_failure_leaves_a_finished_order_alone(
 async def test_payment_failed_arrives_from_the_broker(
     order_app_for: OrderAppFactory, fleet: Fleet, orders_db: OrdersDb, infra: TestInfra
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 5})
+    hospital, vendor, product, depot = fleet.stocked_depot(5)
     async with order_app_for() as opened:
         placed = await opened.client.post(
             "/api/v1/orders",
@@ -177,17 +167,7 @@ async def test_payment_failed_arrives_from_the_broker(
                 break
             await asyncio.sleep(0.1)
 
-        connection = await aio_pika.connect(infra.amqp_url)
-        async with connection:
-            channel = await connection.channel()
-            exchange = await channel.declare_exchange(
-                "flow.events", aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            envelope = _payment_failed(order_id)
-            await exchange.publish(
-                aio_pika.Message(envelope.model_dump_json().encode(), message_id=str(envelope.id)),
-                routing_key="payment.failed",
-            )
+        await publish_envelope(infra.amqp_url, "flow.events", _payment_failed(order_id))
         status: Any = None
         for _ in range(100):
             answer = await opened.client.get(f"/api/v1/orders/{order_id}", headers=hospital.headers)

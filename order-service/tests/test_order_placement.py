@@ -116,9 +116,7 @@ async def test_confirmation_window_follows_priority(
     priority: str,
     window: timedelta,
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 4})
+    hospital, vendor, product, depot = fleet.stocked_depot(4)
 
     order = await place_order(
         hospital, fleet.order_body(vendor, depot, [(product, 1)], priority=priority)
@@ -159,9 +157,7 @@ async def test_a_saved_site_is_resolved_for_the_hospitals_own_organisation_only(
 async def test_client_sent_prices_are_refused(
     client: httpx.AsyncClient, fleet: Fleet, tamper: object
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 4})
+    hospital, vendor, product, depot = fleet.stocked_depot(4)
     body = fleet.order_body(vendor, depot, [(product, 1)])
     assert callable(tamper)
     tamper(body)
@@ -194,9 +190,7 @@ async def test_client_sent_prices_are_refused(
 async def test_invalid_order_bodies_are_422_with_the_reason(
     client: httpx.AsyncClient, fleet: Fleet, change: dict[str, object], message: str
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 4})
+    hospital, vendor, product, depot = fleet.stocked_depot(4)
     body = fleet.order_body(vendor, depot, [(product, 1)], **change)
 
     response = await client.post("/api/v1/orders", json=body, headers=hospital.headers)
@@ -213,9 +207,7 @@ async def test_card_payment_needs_a_token_that_is_never_stored_and_only_sent_to_
     orders_db: OrdersDb,
     orders_engine: AsyncEngine,
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 4})
+    hospital, vendor, product, depot = fleet.stocked_depot(4)
     token = f"tok_{uuid.uuid4().hex}"
 
     order = await place_order(
@@ -300,9 +292,7 @@ async def test_short_stock_is_409_with_the_short_items_and_leaves_nothing(
 async def test_unknown_depot_is_404(
     client: httpx.AsyncClient, fleet: Fleet, orders_db: OrdersDb
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 3})
+    hospital, vendor, product, depot = fleet.stocked_depot(3)
     body = fleet.order_body(vendor, depot, [(product, 1)], depot_id=str(uuid.uuid4()))
 
     response = await client.post("/api/v1/orders", json=body, headers=hospital.headers)
@@ -331,9 +321,7 @@ async def test_a_depot_of_another_vendor_is_404_and_its_hold_is_given_back(
 async def test_a_suspended_vendor_is_409_vendor_unavailable(
     client: httpx.AsyncClient, fleet: Fleet
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 3})
+    hospital, vendor, product, depot = fleet.stocked_depot(3)
     depot.vendor_active = False
 
     response = await client.post(
@@ -349,9 +337,7 @@ async def test_a_suspended_vendor_is_409_vendor_unavailable(
 async def test_an_expired_quote_is_requoted_before_the_order_is_placed(
     fleet: Fleet, place_order: PlaceOrder
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 3})
+    hospital, vendor, product, depot = fleet.stocked_depot(3)
     fleet.pricing.expired_quotes_to_send = 1
 
     order = await place_order(hospital, fleet.order_body(vendor, depot, [(product, 1)]))
@@ -365,9 +351,7 @@ async def test_an_expired_quote_is_requoted_before_the_order_is_placed(
 async def test_a_vendors_price_change_never_alters_an_existing_order(
     client: httpx.AsyncClient, fleet: Fleet, place_order: PlaceOrder
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 10}, price="100.00")
+    hospital, vendor, product, depot = fleet.stocked_depot(10, price="100.00")
     first = await place_order(hospital, fleet.order_body(vendor, depot, [(product, 2)]))
 
     fleet.pricing.prices[(vendor.org_id, product)] = Decimal("180.00")
@@ -387,9 +371,7 @@ async def test_a_vendors_price_change_never_alters_an_existing_order(
 async def test_a_card_number_or_malformed_token_is_refused_before_anything_happens(
     client: httpx.AsyncClient, fleet: Fleet, token: str
 ) -> None:
-    hospital, vendor = fleet.hospital(), fleet.vendor()
-    product = uuid.uuid4()
-    depot = fleet.depot(vendor, {product: 4})
+    hospital, vendor, product, depot = fleet.stocked_depot(4)
 
     response = await client.post(
         "/api/v1/orders",

@@ -4,7 +4,7 @@ inventory-service and location-service stubbed at their HTTP boundary."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_shared.testing.infra import TestInfra, caller_key
 from flow_shared.testing.service_app import (
@@ -25,6 +27,8 @@ from pricing_service.main import create_app
 
 INVENTORY_URL = "http://inventory-service.test"
 LOCATION_URL = "http://location-service.test"
+QUOTES_PATH = "/api/v1/pricing/quotes"
+COMPARE_PATH = "/api/v1/pricing/compare"
 PRICING_KEY = "test-key-pricing-service"
 CALLER_KEY = caller_key("order-service")
 
@@ -55,12 +59,35 @@ class Depot:
 
 
 @dataclass
-class InventoryStub:
-    """Answers like inventory-service's /internal API; records every request."""
+class UpstreamStub:
+    """A service's /internal API at the HTTP boundary: records every request, fails as an
+    unreachable service does while `failure` is set, and refuses a caller without
+    pricing-service's key."""
 
-    depots: dict[uuid.UUID, Depot] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     failure: type[httpx.TransportError] | None = None
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.failure is not None:
+            raise self.failure("connection refused", request=request)
+        if request.headers.get("X-Service-Key") != PRICING_KEY:
+            return _problem(401, "Unauthorized")
+        return self.answer(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """The answer to a request of the trusted caller."""
+        raise NotImplementedError
+
+
+@dataclass
+class InventoryStub(UpstreamStub):
+    """Answers like inventory-service's /internal API."""
+
+    depots: dict[uuid.UUID, Depot] = field(default_factory=dict)
 
     def add_depot(
         self,
@@ -89,15 +116,7 @@ class InventoryStub:
         self.depots[depot.depot_id] = depot
         return depot
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.failure is not None:
-            raise self.failure("connection refused", request=request)
-        if request.headers.get("X-Service-Key") != PRICING_KEY:
-            return _problem(401, "Unauthorized")
+    def answer(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if request.method == "GET" and path.startswith("/internal/depots/"):
             depot = self.depots.get(uuid.UUID(path.rsplit("/", 1)[1]))
@@ -160,16 +179,11 @@ class InventoryStub:
         return httpx.Response(200, json=body)
 
 
-@dataclass
-class LocationStub:
+@dataclass(kw_only=True)
+class LocationStub(UpstreamStub):
     """Answers like location-service's /internal routes, with each depot's fixed distance."""
 
     inventory: InventoryStub
-    requests: list[httpx.Request] = field(default_factory=list)
-    failure: type[httpx.TransportError] | None = None
-
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
 
     def _route(self, depot: Depot) -> dict[str, Any]:
         return {
@@ -178,12 +192,7 @@ class LocationStub:
             "source": "geodesic-wgs84x1.30",
         }
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.failure is not None:
-            raise self.failure("connection refused", request=request)
-        if request.headers.get("X-Service-Key") != PRICING_KEY:
-            return _problem(401, "Unauthorized")
+    def answer(self, request: httpx.Request) -> httpx.Response:
         depots = list(self.inventory.depots.values())
         if request.method == "GET" and request.url.path == "/internal/routes/estimate":
             params = request.url.params
@@ -213,7 +222,7 @@ def inventory() -> InventoryStub:
 
 @pytest.fixture
 def location(inventory: InventoryStub) -> LocationStub:
-    return LocationStub(inventory)
+    return LocationStub(inventory=inventory)
 
 
 @pytest.fixture
@@ -300,6 +309,17 @@ def price_body(
 PriceBody = Callable[..., dict[str, str]]
 QuoteBody = Callable[..., dict[str, Any]]
 SetPrice = Callable[..., Any]
+# `priced_depot(**depot)`: a new depot (`InventoryStub.add_depot`'s options) and a new
+# product its vendor prices at `price_body`'s defaults.
+PricedDepot = Callable[..., Awaitable[tuple[Depot, uuid.UUID]]]
+# `ask_quote(client, depot, lines, *, priority=..., **fields)`: the hospital POSTs a quote
+# request for `lines` (product, quantity) at `depot`; `fields` replace those of the body.
+AskQuote = Callable[..., Awaitable[httpx.Response]]
+# `ask_compare(client, product_id, quantity=2, *, headers=..., **params)`: a compare as the
+# hospital (or with `headers`) delivering where `quote_body` does; `params` add or replace.
+AskCompare = Callable[..., Awaitable[httpx.Response]]
+# `stored_quotes(*depot_ids)`: how many quotes the database holds for those depots.
+StoredQuotes = Callable[..., Awaitable[int]]
 
 
 @pytest.fixture
@@ -331,6 +351,53 @@ def set_price(
     return put
 
 
+@pytest.fixture
+def priced_depot(inventory: InventoryStub, set_price: SetPrice) -> PricedDepot:
+    async def add(**depot_options: Any) -> tuple[Depot, uuid.UUID]:
+        depot = inventory.add_depot(**depot_options)
+        product = uuid.uuid4()
+        await set_price(depot.vendor_id, product)
+        return depot, product
+
+    return add
+
+
+@pytest.fixture
+def ask_quote(hospital: dict[str, str]) -> AskQuote:
+    async def ask(
+        client: httpx.AsyncClient,
+        depot: Depot,
+        lines: list[tuple[uuid.UUID, int]],
+        *,
+        priority: str = "routine",
+        **fields: Any,
+    ) -> httpx.Response:
+        body = {**quote_body(depot, lines, priority=priority), **fields}
+        return await client.post(QUOTES_PATH, json=body, headers=hospital)
+
+    return ask
+
+
+@pytest.fixture
+def ask_compare(hospital: dict[str, str]) -> AskCompare:
+    async def ask(
+        client: httpx.AsyncClient,
+        product_id: uuid.UUID,
+        quantity: int = 2,
+        *,
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> httpx.Response:
+        query = {"product_id": str(product_id), "quantity": quantity, "lat": 9.5, "lon": 19.5}
+        return await client.get(
+            COMPARE_PATH,
+            params={**query, **params},
+            headers=hospital if headers is None else headers,
+        )
+
+    return ask
+
+
 def quote_body(
     depot: Depot, items: list[tuple[uuid.UUID, int]], *, priority: str = "routine"
 ) -> dict[str, Any]:
@@ -345,3 +412,16 @@ def quote_body(
 
 # No search_path: tables are named with their schema, and reflection keeps it.
 pricing_engine = schema_engine_fixture("pricing", schema_on_search_path=False)
+
+
+@pytest.fixture
+def stored_quotes(pricing_engine: AsyncEngine) -> StoredQuotes:
+    async def count(*depot_ids: uuid.UUID) -> int:
+        async with pricing_engine.connect() as conn:
+            stored = await conn.scalar(
+                text("SELECT count(*) FROM pricing.quotes WHERE depot_id = ANY(:depots)"),
+                {"depots": list(depot_ids)},
+            )
+        return int(stored or 0)
+
+    return count

@@ -15,7 +15,7 @@ from flow_shared.validation import MAX_AMOUNT, AmountTooLarge
 from pricing_service.service.money import LinePrice, compute_quote
 
 if TYPE_CHECKING:
-    from conftest import InventoryStub, PriceBody, QuoteBody, SetPrice
+    from conftest import AskQuote, InventoryStub, PriceBody, SetPrice
 
 LARGEST_PRICE = "9999999999.99"
 
@@ -43,18 +43,13 @@ async def test_a_quote_too_large_to_store_is_422(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot(distance_km=1.0)
     product = uuid.uuid4()
     await set_price(depot.vendor_id, product, unit_price=LARGEST_PRICE, per_km="0", min_fee="0")
 
-    response = await pricing_client.post(
-        "/api/v1/pricing/quotes",
-        json=make_quote_body(depot, [(product, 100_000)]),
-        headers=hospital,
-    )
+    response = await ask_quote(pricing_client, depot, [(product, 100_000)])
 
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"

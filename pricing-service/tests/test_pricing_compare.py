@@ -8,29 +8,26 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
-    from conftest import InventoryStub, LocationStub, PricingClientFactory, QuoteBody, SetPrice
-
-
-def compare_params(product_id: uuid.UUID, quantity: int = 2, **extra: Any) -> dict[str, Any]:
-    return {
-        "product_id": str(product_id),
-        "quantity": quantity,
-        "lat": 9.5,
-        "lon": 19.5,
-        **extra,
-    }
+    from conftest import (
+        AskCompare,
+        AskQuote,
+        InventoryStub,
+        LocationStub,
+        PricedDepot,
+        PricingClientFactory,
+        SetPrice,
+        StoredQuotes,
+    )
 
 
 async def test_vendors_are_ranked_by_total_and_those_without_a_price_are_skipped(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    hospital: dict[str, str],
     service_headers: dict[str, str],
+    ask_compare: AskCompare,
 ) -> None:
     product = uuid.uuid4()
     # Nearest first, inventory lists: no_price (1 km), near (2), mid (5), far (20), short (0.5).
@@ -46,9 +43,7 @@ async def test_vendors_are_ranked_by_total_and_those_without_a_price_are_skipped
     # The unpriced vendor has a price for something else only.
     await set_price(no_price.vendor_id, uuid.uuid4(), unit_price="1.00")
 
-    response = await pricing_client.get(
-        "/api/v1/pricing/compare", params=compare_params(product, 2), headers=hospital
-    )
+    response = await ask_compare(pricing_client, product, 2)
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -89,22 +84,13 @@ async def test_vendors_are_ranked_by_total_and_those_without_a_price_are_skipped
     assert figures == first["quote"]
 
 
-async def _stored_quotes(engine: AsyncEngine, *depot_ids: uuid.UUID) -> int:
-    async with engine.connect() as conn:
-        count = await conn.scalar(
-            text("SELECT count(*) FROM pricing.quotes WHERE depot_id = ANY(:depots)"),
-            {"depots": list(depot_ids)},
-        )
-    return int(count or 0)
-
-
 async def test_compare_stores_no_quote_and_asking_for_one_stores_exactly_one(
     pricing_client_for: PricingClientFactory,
-    pricing_engine: AsyncEngine,
     inventory: InventoryStub,
     set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
+    stored_quotes: StoredQuotes,
+    ask_compare: AskCompare,
 ) -> None:
     product = uuid.uuid4()
     depots = [inventory.add_depot(distance_km=float(km)) for km in (1, 2, 3)]
@@ -114,27 +100,21 @@ async def test_compare_stores_no_quote_and_asking_for_one_stores_exactly_one(
     # Uncached, every compare computes afresh: still no row written.
     async with pricing_client_for(compare_cache_seconds=0) as client:
         for _ in range(3):
-            response = await client.get(
-                "/api/v1/pricing/compare", params=compare_params(product), headers=hospital
-            )
+            response = await ask_compare(client, product)
             assert response.status_code == 200, response.text
             assert len(response.json()["items"]) == 3
-        assert await _stored_quotes(pricing_engine, *(d.depot_id for d in depots)) == 0
+        assert await stored_quotes(*(d.depot_id for d in depots)) == 0
 
-        asked = await client.post(
-            "/api/v1/pricing/quotes",
-            json=make_quote_body(depots[0], [(product, 2)]),
-            headers=hospital,
-        )
+        asked = await ask_quote(client, depots[0], [(product, 2)])
         assert asked.status_code == 201, asked.text
-    assert await _stored_quotes(pricing_engine, *(d.depot_id for d in depots)) == 1
+    assert await stored_quotes(*(d.depot_id for d in depots)) == 1
 
 
 async def test_equal_totals_are_ranked_nearest_first(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    hospital: dict[str, str],
+    ask_compare: AskCompare,
 ) -> None:
     product = uuid.uuid4()
     farther = inventory.add_depot(distance_km=8.0)
@@ -143,11 +123,7 @@ async def test_equal_totals_are_ranked_nearest_first(
         # The minimum fee dominates at both distances: identical totals.
         await set_price(depot.vendor_id, product, unit_price="10.00", per_km="1.00", min_fee="30")
 
-    body = (
-        await pricing_client.get(
-            "/api/v1/pricing/compare", params=compare_params(product, 1), headers=hospital
-        )
-    ).json()
+    body = (await ask_compare(pricing_client, product, 1)).json()
 
     assert [i["quote"]["total"] for i in body["items"]] == ["42.00", "42.00"]
     assert [i["depot_id"] for i in body["items"]] == [str(nearer.depot_id), str(farther.depot_id)]
@@ -157,7 +133,7 @@ async def test_emergency_compare_includes_each_vendors_surcharge(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    hospital: dict[str, str],
+    ask_compare: AskCompare,
 ) -> None:
     product = uuid.uuid4()
     cheap_but_steep = inventory.add_depot(distance_km=1.0)
@@ -165,13 +141,7 @@ async def test_emergency_compare_includes_each_vendors_surcharge(
     await set_price(cheap_but_steep.vendor_id, product, unit_price="90.00", min_fee="0", pct="50")
     await set_price(pricier_flat.vendor_id, product, unit_price="100.00", min_fee="0", pct="0")
 
-    body = (
-        await pricing_client.get(
-            "/api/v1/pricing/compare",
-            params=compare_params(product, 1, priority="emergency"),
-            headers=hospital,
-        )
-    ).json()
+    body = (await ask_compare(pricing_client, product, 1, priority="emergency")).json()
 
     assert body["priority"] == "emergency"
     assert [i["depot_id"] for i in body["items"]] == [
@@ -185,20 +155,15 @@ async def test_compare_is_cached_so_a_repeat_does_not_call_upstreams(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     location: LocationStub,
-    set_price: SetPrice,
-    hospital: dict[str, str],
+    priced_depot: PricedDepot,
+    ask_compare: AskCompare,
 ) -> None:
-    product = uuid.uuid4()
-    depot = inventory.add_depot(distance_km=4.0)
-    await set_price(depot.vendor_id, product)
-    params = compare_params(product, 3)
+    _, product = await priced_depot(distance_km=4.0)
 
-    first = await pricing_client.get("/api/v1/pricing/compare", params=params, headers=hospital)
+    first = await ask_compare(pricing_client, product, 3)
     calls = (len(inventory.requests), len(location.requests))
     # Equivalent coordinates (same to ~1 m) share the entry.
-    second = await pricing_client.get(
-        "/api/v1/pricing/compare", params={**params, "lat": "9.500000001"}, headers=hospital
-    )
+    second = await ask_compare(pricing_client, product, 3, lat="9.500000001")
 
     assert calls[0] >= 1
     assert calls[1] >= 1
@@ -206,9 +171,7 @@ async def test_compare_is_cached_so_a_repeat_does_not_call_upstreams(
     assert second.json() == first.json()
     assert (len(inventory.requests), len(location.requests)) == calls
 
-    other_quantity = await pricing_client.get(
-        "/api/v1/pricing/compare", params=compare_params(product, 4), headers=hospital
-    )
+    other_quantity = await ask_compare(pricing_client, product, 4)
     assert other_quantity.status_code == 200
     assert len(inventory.requests) > calls[0]
 
@@ -216,18 +179,14 @@ async def test_compare_is_cached_so_a_repeat_does_not_call_upstreams(
 async def test_with_caching_off_every_compare_asks_inventory_again(
     pricing_client_for: PricingClientFactory,
     inventory: InventoryStub,
-    set_price: SetPrice,
-    hospital: dict[str, str],
+    priced_depot: PricedDepot,
+    ask_compare: AskCompare,
 ) -> None:
-    product = uuid.uuid4()
-    depot = inventory.add_depot()
-    await set_price(depot.vendor_id, product)
+    _, product = await priced_depot()
 
     async with pricing_client_for(compare_cache_seconds=0) as client:
         for _ in range(2):
-            response = await client.get(
-                "/api/v1/pricing/compare", params=compare_params(product), headers=hospital
-            )
+            response = await ask_compare(client, product)
             assert response.status_code == 200
 
     nearby_calls = [r for r in inventory.requests if r.url.path == "/internal/catalog/nearby"]
@@ -238,7 +197,7 @@ async def test_compare_reads_every_page_of_nearby_depots_up_to_the_cap(
     pricing_client_for: PricingClientFactory,
     inventory: InventoryStub,
     set_price: SetPrice,
-    hospital: dict[str, str],
+    ask_compare: AskCompare,
 ) -> None:
     product = uuid.uuid4()
     depots = [inventory.add_depot(distance_km=float(km)) for km in range(1, 6)]
@@ -246,13 +205,9 @@ async def test_compare_reads_every_page_of_nearby_depots_up_to_the_cap(
         await set_price(depot.vendor_id, product, unit_price="10.00")
 
     async with pricing_client_for(compare_nearby_page_size=2) as client:
-        everything = await client.get(
-            "/api/v1/pricing/compare", params=compare_params(product), headers=hospital
-        )
+        everything = await ask_compare(client, product)
     async with pricing_client_for(compare_nearby_page_size=2, compare_max_depots=3) as client:
-        capped = await client.get(
-            "/api/v1/pricing/compare", params=compare_params(product, 1), headers=hospital
-        )
+        capped = await ask_compare(client, product, 1)
 
     assert {i["depot_id"] for i in everything.json()["items"]} == {str(d.depot_id) for d in depots}
     # The cap keeps the nearest three.
@@ -260,11 +215,9 @@ async def test_compare_reads_every_page_of_nearby_depots_up_to_the_cap(
 
 
 async def test_nothing_nearby_is_an_empty_list(
-    pricing_client: httpx.AsyncClient, location: LocationStub, hospital: dict[str, str]
+    pricing_client: httpx.AsyncClient, location: LocationStub, ask_compare: AskCompare
 ) -> None:
-    response = await pricing_client.get(
-        "/api/v1/pricing/compare", params=compare_params(uuid.uuid4()), headers=hospital
-    )
+    response = await ask_compare(pricing_client, uuid.uuid4())
 
     assert response.status_code == 200
     assert response.json()["items"] == []
@@ -280,11 +233,10 @@ async def test_compare_is_for_hospitals_only(
     token_issuer: Any,
     org_kind: str,
     role: str,
+    ask_compare: AskCompare,
 ) -> None:
-    response = await pricing_client.get(
-        "/api/v1/pricing/compare",
-        params=compare_params(uuid.uuid4()),
-        headers=token_issuer.headers(org_kind=org_kind, role=role),
+    response = await ask_compare(
+        pricing_client, uuid.uuid4(), headers=token_issuer.headers(org_kind=org_kind, role=role)
     )
 
     assert response.status_code == 403
@@ -296,22 +248,18 @@ async def test_compare_is_for_hospitals_only(
     [{"quantity": 0}, {"lat": 91}, {"lon": -181}, {"radius_km": 0}, {"priority": "asap"}],
 )
 async def test_invalid_compare_parameters_are_422(
-    pricing_client: httpx.AsyncClient, hospital: dict[str, str], bad: dict[str, Any]
+    pricing_client: httpx.AsyncClient, bad: dict[str, Any], ask_compare: AskCompare
 ) -> None:
-    response = await pricing_client.get(
-        "/api/v1/pricing/compare", params={**compare_params(uuid.uuid4()), **bad}, headers=hospital
-    )
+    response = await ask_compare(pricing_client, uuid.uuid4(), **bad)
     assert response.status_code == 422
 
 
 async def test_compare_with_inventory_down_is_503_naming_it(
-    pricing_client: httpx.AsyncClient, inventory: InventoryStub, hospital: dict[str, str]
+    pricing_client: httpx.AsyncClient, inventory: InventoryStub, ask_compare: AskCompare
 ) -> None:
     inventory.failure = httpx.ConnectError
 
-    response = await pricing_client.get(
-        "/api/v1/pricing/compare", params=compare_params(uuid.uuid4()), headers=hospital
-    )
+    response = await ask_compare(pricing_client, uuid.uuid4())
 
     assert response.status_code == 503
     assert "inventory-service" in response.json()["detail"]
@@ -319,19 +267,14 @@ async def test_compare_with_inventory_down_is_503_naming_it(
 
 async def test_compare_with_location_down_is_503_naming_it(
     pricing_client: httpx.AsyncClient,
-    inventory: InventoryStub,
     location: LocationStub,
-    set_price: SetPrice,
-    hospital: dict[str, str],
+    priced_depot: PricedDepot,
+    ask_compare: AskCompare,
 ) -> None:
-    product = uuid.uuid4()
-    depot = inventory.add_depot()
-    await set_price(depot.vendor_id, product)
+    _, product = await priced_depot()
     location.failure = httpx.ConnectError
 
-    response = await pricing_client.get(
-        "/api/v1/pricing/compare", params=compare_params(product), headers=hospital
-    )
+    response = await ask_compare(pricing_client, product)
 
     assert response.status_code == 503
     assert "location-service" in response.json()["detail"]
@@ -341,7 +284,7 @@ async def test_offers_on_fresh_stock_rank_before_stale_ones(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    hospital: dict[str, str],
+    ask_compare: AskCompare,
 ) -> None:
     """SPEC: compare marks availability not updated for STALE_STOCK_HOURS as `stale` and
     ranks it after fresh, however cheap it is."""
@@ -358,9 +301,7 @@ async def test_offers_on_fresh_stock_rank_before_stale_ones(
     ):
         await set_price(depot.vendor_id, product, unit_price=price, per_km="0", min_fee="0")
 
-    response = await pricing_client.get(
-        "/api/v1/pricing/compare", params=compare_params(product, 1), headers=hospital
-    )
+    response = await ask_compare(pricing_client, product, 1)
 
     assert response.status_code == 200, response.text
     ranked = [(i["vendor_name"], i["stale"]) for i in response.json()["items"]]

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pricing_service.service.money import LinePrice, compute_quote, distance_decimal, to_cents
 
 if TYPE_CHECKING:
-    from conftest import InventoryStub, QuoteBody, SetPrice
+    from conftest import AskQuote, InventoryStub, SetPrice
 
 CENT = Decimal("0.01")
 
@@ -191,12 +191,11 @@ async def test_quotes_served_by_the_api_add_up_to_the_cent(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
     service_headers: dict[str, str],
     line: LinePrice,
     distance_tenths: int,
     priority: str,
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot(distance_km=distance_tenths / 10)
     product = uuid.uuid4()
@@ -209,11 +208,7 @@ async def test_quotes_served_by_the_api_add_up_to_the_cent(
         pct=str(line.emergency_surcharge_pct),
     )
 
-    created = await pricing_client.post(
-        "/api/v1/pricing/quotes",
-        json=make_quote_body(depot, [(product, line.quantity)], priority=priority),
-        headers=hospital,
-    )
+    created = await ask_quote(pricing_client, depot, [(product, line.quantity)], priority=priority)
     assert created.status_code == 201, created.text
     # Read back from the database too: storage must not change a cent.
     stored = await pricing_client.get(

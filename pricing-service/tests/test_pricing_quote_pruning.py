@@ -127,7 +127,7 @@ async def test_the_service_runs_the_pruner_periodically_with_the_configured_rete
     app = pricing_app_for(quote_retention_seconds=0, quote_prune_interval_seconds=0.05)
     async with asgi_client(app) as client:
         assert app.state.quote_pruner.retention == timedelta(0)
-        assert app.state.quote_prune_task.interval_seconds == 0.05
+        assert app.state.periodic_tasks["quote-pruner"].interval_seconds == 0.05
         quote = await _quote(client, inventory, set_price, make_quote_body, hospital)
         fresh = await client.get(f"/api/v1/pricing/quotes/{quote['quote_id']}", headers=hospital)
         assert fresh.status_code == 200  # not expired: the running job leaves it alone

@@ -9,16 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
     from conftest import (
+        AskQuote,
         InventoryStub,
         LocationStub,
+        PricedDepot,
         PricingClientFactory,
         QuoteBody,
         SetPrice,
+        StoredQuotes,
     )
 
 MONEY_FIELDS = ("subtotal", "delivery_fee", "surcharge", "tax", "total")
@@ -36,19 +37,14 @@ async def test_quote_is_priced_from_the_vendor_list_and_adds_up(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot(distance_km=12.3)
     cylinder, regulator = uuid.uuid4(), uuid.uuid4()
     await set_price(depot.vendor_id, cylinder, unit_price="45.55", per_km="1.25", min_fee="10")
     await set_price(depot.vendor_id, regulator, unit_price="19.99", per_km="0.50", min_fee="16")
 
-    response = await pricing_client.post(
-        "/api/v1/pricing/quotes",
-        json=make_quote_body(depot, [(cylinder, 3), (regulator, 2)]),
-        headers=hospital,
-    )
+    response = await ask_quote(pricing_client, depot, [(cylinder, 3), (regulator, 2)])
 
     assert response.status_code == 201, response.text
     quote = response.json()
@@ -78,8 +74,7 @@ async def test_emergency_quote_carries_the_surcharge_and_distance_fee(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot(distance_km=40.0)
     product = uuid.uuid4()
@@ -87,14 +82,8 @@ async def test_emergency_quote_carries_the_surcharge_and_distance_fee(
         depot.vendor_id, product, unit_price="200.00", per_km="2.00", min_fee="15", pct="25"
     )
 
-    routine = await pricing_client.post(
-        "/api/v1/pricing/quotes", json=make_quote_body(depot, [(product, 1)]), headers=hospital
-    )
-    emergency = await pricing_client.post(
-        "/api/v1/pricing/quotes",
-        json=make_quote_body(depot, [(product, 1)], priority="emergency"),
-        headers=hospital,
-    )
+    routine = await ask_quote(pricing_client, depot, [(product, 1)])
+    emergency = await ask_quote(pricing_client, depot, [(product, 1)], priority="emergency")
 
     assert routine.json()["surcharge"] == "0.00"
     assert routine.json()["delivery_fee"] == "80.00"  # 2.00 x 40 km beats the 15.00 minimum
@@ -164,21 +153,14 @@ async def test_unknown_quote_is_404(
 
 async def test_a_user_sees_their_own_quote_but_another_hospital_gets_404(
     pricing_client: httpx.AsyncClient,
-    inventory: InventoryStub,
-    set_price: SetPrice,
-    make_quote_body: QuoteBody,
     hospital: dict[str, str],
     token_issuer: Any,
     vendor_headers: Any,
+    priced_depot: PricedDepot,
+    ask_quote: AskQuote,
 ) -> None:
-    depot = inventory.add_depot()
-    product = uuid.uuid4()
-    await set_price(depot.vendor_id, product)
-    quote = (
-        await pricing_client.post(
-            "/api/v1/pricing/quotes", json=make_quote_body(depot, [(product, 1)]), headers=hospital
-        )
-    ).json()
+    depot, product = await priced_depot()
+    quote = (await ask_quote(pricing_client, depot, [(product, 1)])).json()
     path = f"/api/v1/pricing/quotes/{quote['quote_id']}"
 
     mine = await pricing_client.get(path, headers=hospital)
@@ -201,36 +183,25 @@ async def test_a_user_sees_their_own_quote_but_another_hospital_gets_404(
 )
 async def test_client_sent_totals_are_refused(
     pricing_client: httpx.AsyncClient,
-    inventory: InventoryStub,
-    set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
     sneaked: dict[str, str],
+    priced_depot: PricedDepot,
+    ask_quote: AskQuote,
 ) -> None:
-    depot = inventory.add_depot()
-    product = uuid.uuid4()
-    await set_price(depot.vendor_id, product)
+    depot, product = await priced_depot()
 
-    response = await pricing_client.post(
-        "/api/v1/pricing/quotes",
-        json={**make_quote_body(depot, [(product, 1)]), **sneaked},
-        headers=hospital,
-    )
+    response = await ask_quote(pricing_client, depot, [(product, 1)], **sneaked)
 
     assert response.status_code == 422
 
 
 async def test_client_sent_line_prices_are_refused(
     pricing_client: httpx.AsyncClient,
-    inventory: InventoryStub,
-    set_price: SetPrice,
     make_quote_body: QuoteBody,
     hospital: dict[str, str],
     service_headers: dict[str, str],
+    priced_depot: PricedDepot,
 ) -> None:
-    depot = inventory.add_depot()
-    product = uuid.uuid4()
-    await set_price(depot.vendor_id, product)
+    depot, product = await priced_depot()
     body = make_quote_body(depot, [(product, 1)])
     body["items"][0]["unit_price"] = "0.01"
 
@@ -256,17 +227,15 @@ async def test_client_sent_line_prices_are_refused(
 async def test_malformed_items_are_422(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
     items: list[dict[str, Any]],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot()
-    body = make_quote_body(depot, [])
-    body["items"] = [
+    malformed = [
         {k: str(uuid.uuid4()) if v == "<uuid>" else v for k, v in item.items()} for item in items
     ]
 
-    response = await pricing_client.post("/api/v1/pricing/quotes", json=body, headers=hospital)
+    response = await ask_quote(pricing_client, depot, [], items=malformed)
 
     assert response.status_code == 422
 
@@ -275,16 +244,14 @@ async def test_depot_of_another_vendor_is_404(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot()
     other_vendor = uuid.uuid4()
     product = uuid.uuid4()
     await set_price(other_vendor, product)
-    body = {**make_quote_body(depot, [(product, 1)]), "vendor_id": str(other_vendor)}
 
-    response = await pricing_client.post("/api/v1/pricing/quotes", json=body, headers=hospital)
+    response = await ask_quote(pricing_client, depot, [(product, 1)], vendor_id=str(other_vendor))
 
     assert response.status_code == 404
     assert response.json()["type"].endswith("/depot-not-found")
@@ -294,15 +261,12 @@ async def test_depot_of_another_vendor_is_404(
 async def test_unknown_depot_is_404(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot()
     del inventory.depots[depot.depot_id]
 
-    response = await pricing_client.post(
-        "/api/v1/pricing/quotes", json=make_quote_body(depot, [(uuid.uuid4(), 1)]), headers=hospital
-    )
+    response = await ask_quote(pricing_client, depot, [(uuid.uuid4(), 1)])
 
     assert response.status_code == 404
     assert str(depot.depot_id) in response.json()["detail"]
@@ -310,18 +274,12 @@ async def test_unknown_depot_is_404(
 
 async def test_unverified_or_suspended_vendor_is_409_vendor_unavailable(
     pricing_client: httpx.AsyncClient,
-    inventory: InventoryStub,
-    set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    priced_depot: PricedDepot,
+    ask_quote: AskQuote,
 ) -> None:
-    depot = inventory.add_depot(vendor_active=False)
-    product = uuid.uuid4()
-    await set_price(depot.vendor_id, product)
+    depot, product = await priced_depot(vendor_active=False)
 
-    response = await pricing_client.post(
-        "/api/v1/pricing/quotes", json=make_quote_body(depot, [(product, 1)]), headers=hospital
-    )
+    response = await ask_quote(pricing_client, depot, [(product, 1)])
 
     assert response.status_code == 409
     assert response.json()["type"].endswith("/vendor-unavailable")
@@ -331,9 +289,8 @@ async def test_product_without_a_price_is_409_naming_it_and_nothing_is_stored(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
-    pricing_engine: AsyncEngine,
+    ask_quote: AskQuote,
+    stored_quotes: StoredQuotes,
 ) -> None:
     depot = inventory.add_depot()
     priced, unpriced = uuid.uuid4(), uuid.uuid4()
@@ -341,41 +298,28 @@ async def test_product_without_a_price_is_409_naming_it_and_nothing_is_stored(
     # The same product priced by someone else does not count.
     await set_price(uuid.uuid4(), unpriced)
 
-    response = await pricing_client.post(
-        "/api/v1/pricing/quotes",
-        json=make_quote_body(depot, [(priced, 1), (unpriced, 2)]),
-        headers=hospital,
-    )
+    response = await ask_quote(pricing_client, depot, [(priced, 1), (unpriced, 2)])
 
     assert response.status_code == 409
     problem = response.json()
     assert problem["type"].endswith("/no-price")
     assert problem["product_ids"] == [str(unpriced)]
     assert str(unpriced) in problem["detail"]
-    async with pricing_engine.connect() as conn:
-        stored = await conn.scalar(
-            text("SELECT count(*) FROM pricing.quotes WHERE depot_id = :d"), {"d": depot.depot_id}
-        )
-    assert stored == 0
+    assert await stored_quotes(depot.depot_id) == 0
 
 
 async def test_prices_in_two_currencies_cannot_share_a_quote(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
     set_price: SetPrice,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot()
     usd, eur = uuid.uuid4(), uuid.uuid4()
     await set_price(depot.vendor_id, usd, currency="USD")
     await set_price(depot.vendor_id, eur, currency="EUR")
 
-    response = await pricing_client.post(
-        "/api/v1/pricing/quotes",
-        json=make_quote_body(depot, [(usd, 1), (eur, 1)]),
-        headers=hospital,
-    )
+    response = await ask_quote(pricing_client, depot, [(usd, 1), (eur, 1)])
 
     assert response.status_code == 409
     assert response.json()["type"].endswith("/mixed-currency")
@@ -384,14 +328,12 @@ async def test_prices_in_two_currencies_cannot_share_a_quote(
 async def test_out_of_range_depot_is_quoted_by_distance_unless_configured_otherwise(
     pricing_client_for: PricingClientFactory,
     inventory: InventoryStub,
-    make_quote_body: QuoteBody,
     make_price_body: Any,
     vendor_headers: Any,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot(distance_km=80.0)  # service radius is 50 km
     product = uuid.uuid4()
-    body = make_quote_body(depot, [(product, 1)])
 
     async with pricing_client_for() as client:
         await client.put(
@@ -399,9 +341,9 @@ async def test_out_of_range_depot_is_quoted_by_distance_unless_configured_otherw
             json=make_price_body(per_km="1.00"),
             headers=vendor_headers(depot.vendor_id),
         )
-        lenient = await client.post("/api/v1/pricing/quotes", json=body, headers=hospital)
+        lenient = await ask_quote(client, depot, [(product, 1)])
     async with pricing_client_for(enforce_service_radius=True) as client:
-        strict = await client.post("/api/v1/pricing/quotes", json=body, headers=hospital)
+        strict = await ask_quote(client, depot, [(product, 1)])
 
     assert lenient.status_code == 201
     assert lenient.json()["delivery_fee"] == "80.00"
@@ -447,31 +389,25 @@ def assert_problem_naming(response: httpx.Response, status: int, upstream: str) 
 async def test_inventory_down_is_503_naming_it(
     pricing_client: httpx.AsyncClient,
     inventory: InventoryStub,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot()
     inventory.failure = httpx.ConnectError
 
-    response = await pricing_client.post(
-        "/api/v1/pricing/quotes", json=make_quote_body(depot, [(uuid.uuid4(), 1)]), headers=hospital
-    )
+    response = await ask_quote(pricing_client, depot, [(uuid.uuid4(), 1)])
 
     assert_problem_naming(response, 503, "inventory-service")
 
 
 async def test_location_down_is_503_naming_it_and_no_quote_is_stored(
     pricing_client: httpx.AsyncClient,
-    inventory: InventoryStub,
     location: LocationStub,
-    set_price: SetPrice,
     make_quote_body: QuoteBody,
     service_headers: dict[str, str],
-    pricing_engine: AsyncEngine,
+    priced_depot: PricedDepot,
+    stored_quotes: StoredQuotes,
 ) -> None:
-    depot = inventory.add_depot()
-    product = uuid.uuid4()
-    await set_price(depot.vendor_id, product)
+    depot, product = await priced_depot()
     location.failure = httpx.ConnectTimeout
 
     response = await pricing_client.post(
@@ -479,27 +415,18 @@ async def test_location_down_is_503_naming_it_and_no_quote_is_stored(
     )
 
     assert_problem_naming(response, 503, "location-service")
-    async with pricing_engine.connect() as conn:
-        stored = await conn.scalar(
-            text("SELECT count(*) FROM pricing.quotes WHERE depot_id = :d"), {"d": depot.depot_id}
-        )
-    assert stored == 0
+    assert await stored_quotes(depot.depot_id) == 0
 
 
 async def test_an_upstream_refusing_our_service_key_is_502_not_401(
     pricing_client_for: PricingClientFactory,
     inventory: InventoryStub,
-    make_quote_body: QuoteBody,
-    hospital: dict[str, str],
+    ask_quote: AskQuote,
 ) -> None:
     depot = inventory.add_depot()
 
     async with pricing_client_for(service_key="a-key-inventory-does-not-trust") as client:
-        response = await client.post(
-            "/api/v1/pricing/quotes",
-            json=make_quote_body(depot, [(uuid.uuid4(), 1)]),
-            headers=hospital,
-        )
+        response = await ask_quote(client, depot, [(uuid.uuid4(), 1)])
 
     # The hospital's credentials are fine; a 401 would mislead it.
     assert_problem_naming(response, 502, "inventory-service")

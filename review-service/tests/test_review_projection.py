@@ -9,11 +9,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
-from flow_shared.events.envelope import EventEnvelope
+from flow_shared.testing.broker import publish_envelope
 from flow_shared.testing.infra import TestInfra
 
 if TYPE_CHECKING:
@@ -60,19 +59,6 @@ async def test_a_later_event_for_a_projected_order_does_not_change_it(reviews: R
     ]
 
 
-async def _publish(infra: TestInfra, app: FastAPI, envelope: EventEnvelope) -> None:
-    connection = await aio_pika.connect(infra.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(
-            app.state.settings.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        await exchange.publish(
-            aio_pika.Message(envelope.model_dump_json().encode(), message_id=str(envelope.id)),
-            routing_key=envelope.type,
-        )
-
-
 def _consumed(outcome: str) -> float:
     value = REGISTRY.get_sample_value(
         "flow_events_consumed_total",
@@ -103,14 +89,18 @@ async def test_the_consumer_takes_order_delivered_from_the_broker_and_ignores_a_
     assert early.status_code == 404, early.text
 
     # order.placed reaches the consumer too: its hospital now hears "not delivered yet".
-    await _publish(infra, app, reviews.order_placed(order_id, hospital.org_id, vendor_id))
+    await publish_envelope(
+        infra.amqp_url,
+        app.state.settings.events_exchange,
+        reviews.order_placed(order_id, hospital.org_id, vendor_id),
+    )
 
     async def known_as_undelivered() -> bool:
         return (await reviews.post_review(hospital, order_id, 4)).status_code == 409
 
     await _wait_for(known_as_undelivered, "order.placed never reached the projection")
 
-    await _publish(infra, app, envelope)
+    await publish_envelope(infra.amqp_url, app.state.settings.events_exchange, envelope)
 
     async def projected() -> bool:
         return len(await reviews.delivered_rows(order_id)) == 1
@@ -119,7 +109,7 @@ async def test_the_consumer_takes_order_delivered_from_the_broker_and_ignores_a_
 
     # The broker delivers the same event again: the inbox makes it a no-op.
     duplicates = _consumed("duplicate")
-    await _publish(infra, app, envelope)
+    await publish_envelope(infra.amqp_url, app.state.settings.events_exchange, envelope)
 
     async def seen_as_duplicate() -> bool:
         return _consumed("duplicate") > duplicates

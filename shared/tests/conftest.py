@@ -1,18 +1,25 @@
 """A tiny Flow service built with `create_service_app`, to test the shared mechanisms
-through HTTP as a real service uses them (real Redis, and PostgreSQL where a test asks)."""
+through HTTP as a real service uses them (real Redis, and PostgreSQL where a test asks);
+and scratch schemas, for the tests of the database mechanisms."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import asyncpg
 import httpx
 import pytest
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import REGISTRY
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import BigInteger, Column, Identity, MetaData, String, Table, func, insert, select
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from flow_shared.app import Hook, create_service_app
 from flow_shared.auth import (
@@ -23,7 +30,9 @@ from flow_shared.auth import (
     require_org_kind,
 )
 from flow_shared.config import BaseServiceSettings
+from flow_shared.db import Database, create_engine, service_metadata
 from flow_shared.errors import DomainError
+from flow_shared.events.envelope import EventEnvelope
 from flow_shared.testing.infra import TestInfra, caller_key
 from flow_shared.testing.service_app import client_opener
 from flow_shared.testing.tokens import TokenIssuer
@@ -183,3 +192,113 @@ def showcase_client_for(showcase_app: ShowcaseFactory) -> ShowcaseClientFactory:
 async def showcase(showcase_client_for: ShowcaseClientFactory) -> AsyncIterator[httpx.AsyncClient]:
     async with showcase_client_for() as client:
         yield client
+
+
+# -- scratch schemas ----------------------------------------------------------------------
+
+
+@dataclass
+class ScratchSchema:
+    """A schema of its own for one test in the session's database, dropped with all in it after.
+
+    Tables defined on `metadata` are made by `create_tables`; the engines `engine` opens put
+    the schema first on their search_path and are disposed of after the test.
+    """
+
+    name: str
+    dsn: str  # the superuser's on the session's database, in asyncpg's form
+    admin: asyncpg.Connection  # on `dsn`, outside any transaction: sees only what is committed
+    metadata: MetaData
+    engines: list[AsyncEngine] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """`dsn` as SQLAlchemy's asyncpg driver takes it (a service's `database_url`)."""
+        return self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def engine(self, application_name: str, *, pool_size: int, max_overflow: int) -> AsyncEngine:
+        engine = create_engine(
+            self.url,
+            schema=self.name,
+            application_name=application_name,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+        )
+        self.engines.append(engine)
+        return engine
+
+    async def create_tables(self) -> None:
+        engine = self.engine("scratch-schema", pool_size=1, max_overflow=0)
+        async with engine.begin() as connection:
+            await connection.run_sync(self.metadata.create_all)
+
+
+@pytest.fixture
+async def scratch_schema(infra: TestInfra) -> AsyncIterator[ScratchSchema]:
+    name = f"scratch_{uuid.uuid4().hex[:10]}"
+    dsn = infra.admin_dsn.rsplit("/", 1)[0] + "/" + infra.database
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE SCHEMA "{name}"')
+    scratch = ScratchSchema(name, dsn, admin, service_metadata(name))
+    try:
+        yield scratch
+    finally:
+        for engine in scratch.engines:
+            await engine.dispose()
+        await admin.execute(f'DROP SCHEMA "{name}" CASCADE')
+        await admin.close()
+
+
+@dataclass
+class ScratchEffects:
+    """`effects` in a scratch schema: a row each time a test's handler applies an event."""
+
+    table: Table
+
+    async def apply(self, session: AsyncSession, envelope: EventEnvelope) -> None:
+        await session.execute(insert(self.table).values(event_id=envelope.id, note=envelope.type))
+
+    async def count(self, database: Database, event_id: uuid.UUID) -> int:
+        async with database.sessionmaker() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(self.table)
+                .where(self.table.c.event_id == event_id)
+            )
+            return int(count or 0)
+
+
+@pytest.fixture
+def scratch_effects(scratch_schema: ScratchSchema) -> ScratchEffects:
+    # No unique key on purpose: a second application of an event must show as a second row.
+    table = Table(
+        "effects",
+        scratch_schema.metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("event_id", UUID(as_uuid=True), nullable=False),
+        Column("note", String(100), nullable=False),
+    )
+    return ScratchEffects(table)
+
+
+@dataclass
+class ScratchNotes:
+    """`notes` in a scratch schema, unique only at COMMIT (a deferred constraint)."""
+
+    schema: ScratchSchema
+
+    async def stored(self) -> list[str]:
+        """What another connection sees: only what was committed."""
+        rows = await self.schema.admin.fetch(
+            f'SELECT body FROM "{self.schema.name}".notes ORDER BY 1'  # noqa: S608
+        )
+        return [row["body"] for row in rows]
+
+
+@pytest.fixture
+async def scratch_notes(scratch_schema: ScratchSchema) -> ScratchNotes:
+    await scratch_schema.admin.execute(
+        f'CREATE TABLE "{scratch_schema.name}".notes (body text, CONSTRAINT notes_body_unique'
+        " UNIQUE (body) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    return ScratchNotes(scratch_schema)

@@ -10,7 +10,8 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -64,21 +65,42 @@ async def revocation_redis(infra: TestInfra) -> AsyncIterator[Redis]:
     await redis.aclose()
 
 
+@dataclass
+class Revocations:
+    """Marks in Redis as user-service and admin-service write them, expiring after a minute."""
+
+    redis: Redis
+    prefix: str
+
+    async def mark(self, key_of: Callable[[str, Any], str], subject: Any, value: Any = "1") -> None:
+        await self.redis.set(key_of(self.prefix, subject), value, ex=60)
+
+
+@pytest.fixture
+def revocations(revocation_redis: Redis, infra: TestInfra) -> Revocations:
+    return Revocations(revocation_redis, infra.redis_prefix)
+
+
 @pytest.fixture
 def jwks(issuer: TokenIssuer) -> JWKSCache:
     return JWKSCache(issuer.fetch_jwks, algorithms=ALGORITHMS, refetch_cooldown_seconds=30)
 
 
-@pytest.fixture
-def verifier(jwks: JWKSCache, revocation_redis: Redis, infra: TestInfra) -> TokenVerifier:
+def make_verifier(jwks: JWKSCache, redis: Redis, infra: TestInfra, **options: Any) -> TokenVerifier:
     return TokenVerifier(
         jwks,
         issuer=ISSUER,
         audience=AUDIENCE,
         algorithms=ALGORITHMS,
-        redis=revocation_redis,
+        redis=redis,
         redis_prefix=infra.redis_prefix,
+        **options,
     )
+
+
+@pytest.fixture
+def verifier(jwks: JWKSCache, revocation_redis: Redis, infra: TestInfra) -> TokenVerifier:
+    return make_verifier(jwks, revocation_redis, infra)
 
 
 async def assert_refused(verifier: TokenVerifier, token: str) -> Unauthorized:
@@ -188,33 +210,33 @@ async def test_a_token_with_an_invalid_claim_value_is_refused(
 
 
 async def test_a_revoked_jti_is_refused(
-    verifier: TokenVerifier, issuer: TokenIssuer, revocation_redis: Redis, infra: TestInfra
+    verifier: TokenVerifier, issuer: TokenIssuer, revocations: Revocations
 ) -> None:
     claims = issuer.claims()
     token = issuer.sign(claims)
     await verifier.verify(token)
 
-    await revocation_redis.set(revoked_jti_key(infra.redis_prefix, claims["jti"]), "1", ex=60)
+    await revocations.mark(revoked_jti_key, claims["jti"])
 
     refused = await assert_refused(verifier, token)
     assert "revoked" in refused.detail
 
 
 async def test_a_suspended_organisations_token_is_refused(
-    verifier: TokenVerifier, issuer: TokenIssuer, revocation_redis: Redis, infra: TestInfra
+    verifier: TokenVerifier, issuer: TokenIssuer, revocations: Revocations
 ) -> None:
     org_id = uuid.uuid4()
     token = issuer.token(org_id=org_id)
     await verifier.verify(token)
 
-    await revocation_redis.set(suspended_org_key(infra.redis_prefix, org_id), "1", ex=60)
+    await revocations.mark(suspended_org_key, org_id)
 
     refused = await assert_refused(verifier, token)
     assert "suspended" in refused.detail
 
 
 async def test_tokens_issued_before_the_users_epoch_are_refused_and_later_ones_pass(
-    verifier: TokenVerifier, issuer: TokenIssuer, revocation_redis: Redis, infra: TestInfra
+    verifier: TokenVerifier, issuer: TokenIssuer, revocations: Revocations
 ) -> None:
     user_id = uuid.uuid4()
     now = time.time()
@@ -226,7 +248,7 @@ async def test_tokens_issued_before_the_users_epoch_are_refused_and_later_ones_p
     someone_else = issuer.token(iat=now - 0.5)
     await verifier.verify(older)
 
-    await revocation_redis.set(user_epoch_key(infra.redis_prefix, user_id), str(epoch), ex=60)
+    await revocations.mark(user_epoch_key, user_id, str(epoch))
 
     refused = await assert_refused(verifier, older)
     assert "revoked" in refused.detail
@@ -237,8 +259,7 @@ async def test_tokens_issued_before_the_users_epoch_are_refused_and_later_ones_p
 async def test_a_remembered_token_is_refused_once_its_users_epoch_passes_it(
     verifier: TokenVerifier,
     issuer: TokenIssuer,
-    revocation_redis: Redis,
-    infra: TestInfra,
+    revocations: Revocations,
     decode_calls: list[str],
 ) -> None:
     claims = issuer.claims()
@@ -247,7 +268,7 @@ async def test_a_remembered_token_is_refused_once_its_users_epoch_passes_it(
     await verifier.verify(token)
 
     epoch = claims["iat"] + 0.001
-    await revocation_redis.set(user_epoch_key(infra.redis_prefix, claims["sub"]), epoch, ex=60)
+    await revocations.mark(user_epoch_key, claims["sub"], epoch)
 
     await assert_refused(verifier, token)
     assert decode_calls == [token]  # refused from the cache, without a second full check
@@ -257,14 +278,7 @@ async def test_revocation_unknowable_without_redis_fails_closed(
     jwks: JWKSCache, issuer: TokenIssuer, infra: TestInfra
 ) -> None:
     redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
-    verifier = TokenVerifier(
-        jwks,
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        algorithms=ALGORITHMS,
-        redis=redis,
-        redis_prefix=infra.redis_prefix,
-    )
+    verifier = make_verifier(jwks, redis, infra)
     try:
         with pytest.raises(ServiceUnavailable):
             await verifier.verify(issuer.token())
@@ -499,18 +513,6 @@ def decode_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def make_verifier(jwks: JWKSCache, redis: Redis, infra: TestInfra, **options: Any) -> TokenVerifier:
-    return TokenVerifier(
-        jwks,
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        algorithms=ALGORITHMS,
-        redis=redis,
-        redis_prefix=infra.redis_prefix,
-        **options,
-    )
-
-
 async def test_a_token_seen_before_is_not_checked_again(
     verifier: TokenVerifier, issuer: TokenIssuer, decode_calls: list[str]
 ) -> None:
@@ -583,8 +585,7 @@ async def test_a_remembered_token_is_refused_before_its_iat(
 async def test_a_remembered_token_is_refused_once_revoked(
     verifier: TokenVerifier,
     issuer: TokenIssuer,
-    revocation_redis: Redis,
-    infra: TestInfra,
+    revocations: Revocations,
     decode_calls: list[str],
     revocation: str,
 ) -> None:
@@ -594,10 +595,9 @@ async def test_a_remembered_token_is_refused_once_revoked(
     await verifier.verify(token)
 
     if revocation == "jti":
-        key = revoked_jti_key(infra.redis_prefix, claims["jti"])
+        await revocations.mark(revoked_jti_key, claims["jti"])
     else:
-        key = suspended_org_key(infra.redis_prefix, claims["org"])
-    await revocation_redis.set(key, "1", ex=60)
+        await revocations.mark(suspended_org_key, claims["org"])
 
     refused = await assert_refused(verifier, token)
     assert ("revoked" if revocation == "jti" else "suspended") in refused.detail

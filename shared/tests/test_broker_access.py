@@ -29,11 +29,10 @@ import aiormq.exceptions
 import httpx
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from sqlalchemy import BigInteger, Column, Identity, String, Table, func, insert, select, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flow_shared.db import Database, create_engine, service_metadata
+from flow_shared.db import Database
 from flow_shared.events.access import (
     BrokerAccount,
     BrokerPermissions,
@@ -53,7 +52,8 @@ from flow_shared.testing.infra import delete_vhost
 from flow_shared.testing.polling import eventually
 
 if TYPE_CHECKING:
-    from flow_shared.testing.infra import TestInfra
+    from conftest import ScratchEffects, ScratchSchema
+
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGEMENT_URL = os.environ.get("FLOW_TEST_RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
@@ -315,49 +315,21 @@ async def test_a_service_reads_its_own_queue(
 class Inbox:
     database: Database
     inbox: Table
-    effects: Table
+    effects: ScratchEffects
 
     async def effects_of(self, event_id: uuid.UUID) -> int:
-        async with self.database.sessionmaker() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(self.effects)
-                .where(self.effects.c.event_id == event_id)
-            )
-            return int(count or 0)
+        return await self.effects.count(self.database, event_id)
 
     async def handled(self, event_id: uuid.UUID) -> bool:
         return await self.effects_of(event_id) == 1
 
 
 @pytest.fixture
-async def inbox(infra: TestInfra) -> AsyncIterator[Inbox]:
-    schema = f"access_test_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(
-        f"postgresql+asyncpg://postgres@{infra.pg_host}:{infra.pg_port}/{infra.database}",
-        schema=schema,
-        application_name="broker-access-test",
-        pool_size=2,
-        max_overflow=2,
-    )
-    metadata = service_metadata(schema)
-    inbox = define_inbox_table(metadata)
-    effects = Table(
-        "effects",
-        metadata,
-        Column("id", BigInteger, Identity(), primary_key=True),
-        Column("event_id", UUID(as_uuid=True), nullable=False),
-        Column("note", String(100), nullable=False),
-    )
-    async with engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await connection.run_sync(metadata.create_all)
-    try:
-        yield Inbox(Database(engine), inbox, effects)
-    finally:
-        async with engine.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await engine.dispose()
+async def inbox(scratch_schema: ScratchSchema, scratch_effects: ScratchEffects) -> Inbox:
+    inbox = define_inbox_table(scratch_schema.metadata)
+    await scratch_schema.create_tables()
+    engine = scratch_schema.engine("broker-access-test", pool_size=2, max_overflow=2)
+    return Inbox(Database(engine), inbox, scratch_effects)
 
 
 async def publish_as(broker: Broker, service: str, envelope: EventEnvelope) -> None:
@@ -396,9 +368,7 @@ async def test_a_consumer_handles_retries_dead_letters_and_replays_as_its_own_us
         if failures_left.get(envelope.id, 0) > 0:
             failures_left[envelope.id] -= 1
             raise RuntimeError("handler not ready yet")
-        await session.execute(
-            insert(inbox.effects).values(event_id=envelope.id, note=envelope.type)
-        )
+        await inbox.effects.apply(session, envelope)
 
     consumer = EventConsumer(
         database=inbox.database,

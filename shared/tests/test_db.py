@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-import asyncpg
-import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
 from flow_shared.app import create_service_app
 from flow_shared.config import BaseServiceSettings
-from flow_shared.db import Database, create_engine, scan_on_one_core
+from flow_shared.db import Database, scan_on_one_core
 from flow_shared.errors import Conflict
 from flow_shared.testing.infra import TestInfra, asgi_client
 from flow_shared.unit_of_work import DbSession
@@ -36,54 +34,35 @@ async def add_note(body: str, session: DbSession, fail: str | None = None) -> di
     return {"body": body}
 
 
+if TYPE_CHECKING:
+    from conftest import ScratchNotes, ScratchSchema
+
+
 class DbTestSettings(BaseServiceSettings):
     service_name: str = "db-test"
 
 
-@pytest.fixture
-async def scratch(infra: TestInfra) -> AsyncIterator[tuple[str, str]]:
-    """A scratch schema with a `notes` table whose uniqueness is checked only at commit."""
-    schema = "dbtest_" + uuid.uuid4().hex[:8]
-    dsn = infra.admin_dsn.rsplit("/", 1)[0] + "/" + infra.database
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(f"CREATE SCHEMA {schema}")
-    await conn.execute(
-        f"CREATE TABLE {schema}.notes (body text, "
-        "CONSTRAINT notes_body_unique UNIQUE (body) DEFERRABLE INITIALLY DEFERRED)"
-    )
-    try:
-        yield schema, dsn
-    finally:
-        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        await conn.close()
-
-
-async def _stored(dsn: str, schema: str) -> list[str]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(f"SELECT body FROM {schema}.notes ORDER BY 1")  # noqa: S608
-        return [r["body"] for r in rows]
-    finally:
-        await conn.close()
-
-
-async def test_success_is_committed_and_failures_keep_nothing(
-    infra: TestInfra, scratch: tuple[str, str]
-) -> None:
-    schema, dsn = scratch
+def notes_app(infra: TestInfra, scratch_notes: ScratchNotes) -> FastAPI:
+    """A service whose database is the scratch schema with `notes`."""
     settings = DbTestSettings(
         **infra.settings_kwargs(
             "db-test",
-            database_url=dsn.replace("postgresql://", "postgresql+asyncpg://"),
-            db_schema=schema,
+            database_url=scratch_notes.schema.url,
+            db_schema=scratch_notes.schema.name,
         )
     )
-    app = create_service_app(settings, title="db test", routers=[router])
+    return create_service_app(settings, title="db test", routers=[router])
+
+
+async def test_success_is_committed_and_failures_keep_nothing(
+    infra: TestInfra, scratch_notes: ScratchNotes
+) -> None:
+    app = notes_app(infra, scratch_notes)
     async with asgi_client(app) as client:
         created = await client.post("/notes/kept")
         assert created.status_code == 201
         # Visible to another connection as soon as the client has the answer.
-        assert await _stored(dsn, schema) == ["kept"]
+        assert await scratch_notes.stored() == ["kept"]
 
         refused = await client.post("/notes/refused", params={"fail": "domain"})
         assert refused.status_code == 409
@@ -96,26 +75,18 @@ async def test_success_is_committed_and_failures_keep_nothing(
         assert duplicate.status_code == 500
         assert duplicate.headers["content-type"].startswith("application/problem+json")
 
-    assert await _stored(dsn, schema) == ["kept"]
+    assert await scratch_notes.stored() == ["kept"]
 
 
 async def test_connections_the_server_closed_are_never_handed_out(
-    infra: TestInfra, scratch: tuple[str, str]
+    infra: TestInfra, scratch_notes: ScratchNotes
 ) -> None:
     """PostgreSQL restarted or a DBA's pg_terminate_backend: the next requests still succeed.
 
     Without a check at checkout, the first request on each dead pooled connection failed.
     """
-    schema, dsn = scratch
     application_name = "db-test-" + uuid.uuid4().hex[:8]
-    settings = DbTestSettings(
-        **infra.settings_kwargs(
-            "db-test",
-            database_url=dsn.replace("postgresql://", "postgresql+asyncpg://"),
-            db_schema=schema,
-        )
-    )
-    app = create_service_app(settings, title="db test", routers=[router])
+    app = notes_app(infra, scratch_notes)
     async with asgi_client(app) as client:
         # Two requests at once leave two connections idle in the pool.
         engine = app.state.database.engine
@@ -124,47 +95,33 @@ async def test_connections_the_server_closed_are_never_handed_out(
                 await conn.execute(text(f"SET application_name = '{application_name}'"))
                 await conn.commit()
 
-        admin = await asyncpg.connect(dsn)
-        try:
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = $1",
-                application_name,
-            )
-        finally:
-            await admin.close()
+        killed = await scratch_notes.schema.admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            application_name,
+        )
         assert killed == 2
         await asyncio.sleep(0.2)  # asyncpg reads the server's goodbye while the pool idles
 
         answers = [(await client.post(f"/notes/after-{n}")).status_code for n in range(4)]
         assert answers == [201] * 4
-    assert await _stored(dsn, schema) == [f"after-{n}" for n in range(4)]
+    assert await scratch_notes.stored() == [f"after-{n}" for n in range(4)]
 
 
 async def test_a_background_scan_keeps_to_one_core_and_only_in_its_transaction(
-    infra: TestInfra, scratch: tuple[str, str]
+    scratch_schema: ScratchSchema,
 ) -> None:
-    schema, dsn = scratch
-    engine = create_engine(
-        dsn.replace("postgresql://", "postgresql+asyncpg://"),
-        schema=schema,
-        application_name="db-test-scan",
-        pool_size=1,
-        max_overflow=0,
-    )
+    engine = scratch_schema.engine("db-test-scan", pool_size=1, max_overflow=0)
     database = Database(engine)
     show = text("SHOW max_parallel_workers_per_gather")
-    try:
-        async with database.sessionmaker() as session:
-            default = await session.scalar(show)
-            await session.rollback()
-            assert default != "0"  # the server's default allows parallel workers
+    async with database.sessionmaker() as session:
+        default = await session.scalar(show)
+        await session.rollback()
+        assert default != "0"  # the server's default allows parallel workers
 
-            await scan_on_one_core(session)
-            assert await session.scalar(show) == "0"
-            await session.commit()
-        # The same pooled connection (pool of one), the next transaction: back to the default.
-        async with database.sessionmaker() as session:
-            assert await session.scalar(show) == default
-    finally:
-        await database.dispose()
+        await scan_on_one_core(session)
+        assert await session.scalar(show) == "0"
+        await session.commit()
+    # The same pooled connection (pool of one), the next transaction: back to the default.
+    async with database.sessionmaker() as session:
+        assert await session.scalar(show) == default

@@ -34,13 +34,12 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 from prometheus_client import REGISTRY
-from sqlalchemy import BigInteger, Column, Identity, String, Table, func, insert, select, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.config import BaseServiceSettings
-from flow_shared.db import Database, create_engine, service_metadata
+from flow_shared.db import Database, create_engine
 from flow_shared.events.connection import BrokerConnection, BrokerUnavailable
 from flow_shared.events.consumer import (
     ATTEMPTS_HEADER,
@@ -69,6 +68,8 @@ from flow_shared.testing.polling import eventually
 from flow_shared.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
+    from conftest import ScratchEffects, ScratchSchema
+
     from flow_shared.testing.infra import TestInfra
 
 PRODUCER = "events-test"
@@ -89,7 +90,7 @@ class Scratch:
     database: Database
     outbox: Table
     inbox: Table
-    effects: Table
+    effects: ScratchEffects
 
     async def add_events(self, count: int, event_type: str = "test.created") -> list[uuid.UUID]:
         async with unit_of_work(self.database) as uow:
@@ -114,13 +115,7 @@ class Scratch:
             return set(rows.scalars())
 
     async def effect_count(self, event_id: uuid.UUID) -> int:
-        async with self.database.sessionmaker() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(self.effects)
-                .where(self.effects.c.event_id == event_id)
-            )
-            return int(count or 0)
+        return await self.effects.count(self.database, event_id)
 
     async def effect_count_is(self, event_id: uuid.UUID, expected: int) -> bool:
         return await self.effect_count(event_id) == expected
@@ -135,39 +130,16 @@ class Scratch:
             return found is not None
 
     async def apply_effect(self, session: AsyncSession, envelope: EventEnvelope) -> None:
-        await session.execute(insert(self.effects).values(event_id=envelope.id, note=envelope.type))
+        await self.effects.apply(session, envelope)
 
 
 @pytest.fixture
-async def scratch(infra: TestInfra) -> AsyncIterator[Scratch]:
-    schema = f"events_test_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(
-        f"postgresql+asyncpg://postgres@{infra.pg_host}:{infra.pg_port}/{infra.database}",
-        schema=schema,
-        application_name="events-test",
-        pool_size=4,
-        max_overflow=4,
-    )
-    metadata = service_metadata(schema)
-    outbox = define_outbox_table(metadata)
-    inbox = define_inbox_table(metadata)
-    # No unique key on purpose: a second application of an event must show as a second row.
-    effects = Table(
-        "effects",
-        metadata,
-        Column("id", BigInteger, Identity(), primary_key=True),
-        Column("event_id", UUID(as_uuid=True), nullable=False),
-        Column("note", String(100), nullable=False),
-    )
-    async with engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await connection.run_sync(metadata.create_all)
-    try:
-        yield Scratch(schema, Database(engine), outbox, inbox, effects)
-    finally:
-        async with engine.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await engine.dispose()
+async def scratch(scratch_schema: ScratchSchema, scratch_effects: ScratchEffects) -> Scratch:
+    outbox = define_outbox_table(scratch_schema.metadata)
+    inbox = define_inbox_table(scratch_schema.metadata)
+    await scratch_schema.create_tables()
+    engine = scratch_schema.engine("events-test", pool_size=4, max_overflow=4)
+    return Scratch(scratch_schema.name, Database(engine), outbox, inbox, scratch_effects)
 
 
 # -- broker helpers --------------------------------------------------------------------
@@ -321,6 +293,27 @@ async def queue_depth(channel: AbstractChannel, name: str) -> int:
     return int(queue.declaration_result.message_count or 0)
 
 
+def make_consumer(
+    infra: TestInfra,
+    scratch: Scratch,
+    names: Names,
+    handlers: dict[str, EventHandler],
+    *,
+    amqp_url: str | None = None,
+    database: Database | None = None,
+    **options: Any,
+) -> EventConsumer:
+    return EventConsumer(
+        database=database or scratch.database,
+        inbox=scratch.inbox,
+        amqp_url=amqp_url or infra.amqp_url,
+        exchange=names.exchange,
+        service=names.service,
+        handlers=handlers,
+        **options,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_consumer(
     infra: TestInfra,
@@ -329,15 +322,7 @@ async def running_consumer(
     handlers: dict[str, EventHandler],
     **options: Any,
 ) -> AsyncIterator[EventConsumer]:
-    consumer = EventConsumer(
-        database=scratch.database,
-        inbox=scratch.inbox,
-        amqp_url=infra.amqp_url,
-        exchange=names.exchange,
-        service=names.service,
-        handlers=handlers,
-        **options,
-    )
+    consumer = make_consumer(infra, scratch, names, handlers, **options)
     await consumer.start()
     try:
         await eventually(lambda: consumer.is_connected, "the consumer to connect")
@@ -661,13 +646,12 @@ async def test_database_outage_does_not_use_up_an_events_retries(
         max_overflow=0,
     )
     await proxy.close()
-    consumer = EventConsumer(
+    consumer = make_consumer(
+        infra,
+        scratch,
+        names,
+        {"test.applied": scratch.apply_effect},
         database=Database(engine),
-        inbox=scratch.inbox,
-        amqp_url=infra.amqp_url,
-        exchange=names.exchange,
-        service=names.service,
-        handlers={"test.applied": scratch.apply_effect},
         max_retries=1,
         retry_delay_ms=50,
     )
@@ -711,14 +695,7 @@ async def test_stop_lets_an_in_flight_handler_finish_and_ack(
 
     handlers: dict[str, EventHandler] = {"test.slow": slow}
     envelope = EventEnvelope(type="test.slow", producer=PRODUCER, data={})
-    consumer = EventConsumer(
-        database=scratch.database,
-        inbox=scratch.inbox,
-        amqp_url=infra.amqp_url,
-        exchange=names.exchange,
-        service=names.service,
-        handlers=handlers,
-    )
+    consumer = make_consumer(infra, scratch, names, handlers)
     await consumer.start()
     try:
         await eventually(lambda: consumer.is_connected, "the consumer to connect")
@@ -750,13 +727,12 @@ async def test_a_consumer_waits_for_the_broker_and_reconnects_after_losing_it(
     infra: TestInfra, scratch: Scratch, names: Names, channel: AbstractChannel
 ) -> None:
     proxy, amqp_url = await broker_down_behind_proxy(infra)
-    consumer = EventConsumer(
-        database=scratch.database,
-        inbox=scratch.inbox,
+    consumer = make_consumer(
+        infra,
+        scratch,
+        names,
+        {"test.applied": scratch.apply_effect},
         amqp_url=amqp_url,
-        exchange=names.exchange,
-        service=names.service,
-        handlers={"test.applied": scratch.apply_effect},
         reconnect_initial_delay=0.05,
         reconnect_max_delay=0.3,
     )
@@ -984,15 +960,8 @@ async def test_a_consumer_whose_handlers_differ_from_its_subscription_refuses_to
     topology = topology_of(names, ("", {"test.one", "test.two"}))
 
     def consumer(handlers: dict[str, EventHandler], service: str) -> EventConsumer:
-        return EventConsumer(
-            database=scratch.database,
-            inbox=scratch.inbox,
-            amqp_url=infra.amqp_url,
-            exchange=names.exchange,
-            service=service,
-            handlers=handlers,
-            topology=topology,
-        )
+        service_names = Names(exchange=names.exchange, service=service)
+        return make_consumer(infra, scratch, service_names, handlers, topology=topology)
 
     with pytest.raises(TopologyMismatch, match=r"subscribed but not handled \['test.two'\]"):
         consumer({"test.one": scratch.apply_effect}, names.service)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-import asyncpg
 import pytest
-from sqlalchemy import MetaData, Table
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from flow_shared.idempotency import (
     IdempotencyKeyReused,
@@ -22,27 +21,17 @@ from flow_shared.idempotency import (
     request_fingerprint,
     store_idempotent_response,
 )
-from flow_shared.testing.infra import TestInfra
+
+if TYPE_CHECKING:
+    from conftest import ScratchSchema
 
 
 @pytest.fixture
-async def keys(infra: TestInfra) -> AsyncIterator[tuple[AsyncEngine, Table]]:
-    schema = "idem_" + uuid.uuid4().hex[:8]
-    dsn = infra.admin_dsn.rsplit("/", 1)[0] + "/" + infra.database
-    admin = await asyncpg.connect(dsn)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    table = define_idempotency_table(MetaData(schema=schema))
-    engine = create_async_engine(
-        dsn.replace("postgresql://", "postgresql+asyncpg://"), pool_size=12
-    )
-    async with engine.begin() as conn:
-        await conn.run_sync(table.create)
-    try:
-        yield engine, table
-    finally:
-        await engine.dispose()
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
+async def keys(scratch_schema: ScratchSchema) -> tuple[AsyncEngine, Table]:
+    table = define_idempotency_table(scratch_schema.metadata)
+    await scratch_schema.create_tables()
+    engine = scratch_schema.engine("idempotency-test", pool_size=12, max_overflow=10)
+    return engine, table
 
 
 async def _request(

@@ -7,21 +7,22 @@ it must be the age of the oldest *unpublished* row, and 0 once everything is pub
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import Table, func, insert, text
+from sqlalchemy import Table, func, insert
 
-from flow_shared.db import Database, create_engine, service_metadata
+from flow_shared.db import Database
 from flow_shared.events.outbox import define_outbox_table
 from flow_shared.events.relay import OutboxRelay
 from flow_shared.events.topology import EventTopology, Subscription
 
 if TYPE_CHECKING:
+    from conftest import ScratchSchema
+
     from flow_shared.testing.infra import TestInfra
 
 TEN_MINUTES = timedelta(minutes=10)
@@ -48,26 +49,11 @@ class ScratchOutbox:
 
 
 @pytest.fixture
-async def scratch_outbox(infra: TestInfra) -> AsyncIterator[ScratchOutbox]:
-    schema = f"outbox_lag_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(
-        f"postgresql+asyncpg://postgres@{infra.pg_host}:{infra.pg_port}/{infra.database}",
-        schema=schema,
-        application_name="outbox-lag-test",
-        pool_size=2,
-        max_overflow=0,
-    )
-    metadata = service_metadata(schema)
-    outbox = define_outbox_table(metadata)
-    async with engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await connection.run_sync(metadata.create_all)
-    try:
-        yield ScratchOutbox(Database(engine), outbox)
-    finally:
-        async with engine.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await engine.dispose()
+async def scratch_outbox(scratch_schema: ScratchSchema) -> ScratchOutbox:
+    outbox = define_outbox_table(scratch_schema.metadata)
+    await scratch_schema.create_tables()
+    engine = scratch_schema.engine("outbox-lag-test", pool_size=2, max_overflow=0)
+    return ScratchOutbox(Database(engine), outbox)
 
 
 def gauge(name: str, service: str) -> float | None:

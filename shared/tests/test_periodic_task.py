@@ -1,10 +1,19 @@
-"""PeriodicTask: runs its job every interval, survives failures, stops after the run in hand."""
+"""PeriodicTask: runs its job every interval, survives failures, stops after the run in hand;
+a service app starts and stops its periodic tasks in order."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from fastapi import FastAPI
+
+from flow_shared.app import create_service_app
+from flow_shared.config import BaseServiceSettings
 from flow_shared.lifecycle import PeriodicTask
+from flow_shared.testing.infra import TestInfra, asgi_client
+
+SHOWCASE = "shared-showcase"
 
 
 async def test_runs_repeatedly_and_keeps_going_after_a_failure() -> None:
@@ -42,3 +51,62 @@ async def test_stop_lets_the_run_in_progress_finish() -> None:
     await started.wait()
     await task.stop()
     assert finished == [True]
+
+
+class _RecordedTask(PeriodicTask):
+    """A periodic task that notes in `log` when it is started and stopped."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__(name, 3600, _nothing)
+        self.log = log
+
+    async def start(self) -> None:
+        self.log.append(f"start {self.name}")
+        await super().start()
+
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+        await super().stop()
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _no_signing_keys() -> dict[str, Any]:
+    return {"keys": []}
+
+
+async def test_the_service_app_runs_its_periodic_tasks_between_its_hooks(infra: TestInfra) -> None:
+    log: list[str] = []
+
+    async def startup(app: FastAPI) -> None:
+        log.append("startup")
+
+    async def shutdown(app: FastAPI) -> None:
+        log.append("shutdown")
+
+    app = create_service_app(
+        BaseServiceSettings(**infra.settings_kwargs(SHOWCASE, service_name=SHOWCASE)),
+        title="periodic showcase",
+        jwks_fetcher=_no_signing_keys,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        periodic=[
+            lambda app: _RecordedTask("first", log),
+            lambda app: _RecordedTask("second", log),
+        ],
+    )
+    async with asgi_client(app):
+        assert list(app.state.periodic_tasks) == ["first", "second"]
+
+    # Started once the hooks have built what they use; stopped, last first, before the
+    # hooks close it.
+    assert log == [
+        "startup",
+        "start first",
+        "start second",
+        "stop second",
+        "stop first",
+        "shutdown",
+    ]

@@ -7,12 +7,11 @@ cancellation; in a request, all of it happens before the client gets its answer.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
-import asyncpg
 import pytest
 from fastapi import APIRouter, Request
 from sqlalchemy import Table, text
@@ -23,7 +22,7 @@ from structlog.testing import capture_logs
 
 from flow_shared.app import create_service_app
 from flow_shared.config import BaseServiceSettings
-from flow_shared.db import Database, create_engine, service_metadata
+from flow_shared.db import Database
 from flow_shared.errors import Conflict
 from flow_shared.events.outbox import add_event, define_outbox_table
 from flow_shared.testing.infra import TestInfra, asgi_client
@@ -37,58 +36,29 @@ from flow_shared.unit_of_work import (
     unit_of_work_of,
 )
 
+if TYPE_CHECKING:
+    from conftest import ScratchNotes
+
 PRODUCER = "uow-test"
 EVENT_TYPE = "test.noted"
 
 
 @dataclass
 class Scratch:
-    """A schema of its own: `notes`, unique only at COMMIT (a deferred constraint), and an
-    outbox."""
+    """A schema of its own: `notes` and an outbox."""
 
-    schema: str
-    dsn: str  # asyncpg's form, for looking from another connection
+    notes: ScratchNotes
     database: Database
     outbox: Table
 
-    async def stored_notes(self) -> list[str]:
-        """What another connection sees: only what was committed."""
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            rows = await connection.fetch(f'SELECT body FROM "{self.schema}".notes ORDER BY 1')  # noqa: S608
-        finally:
-            await connection.close()
-        return [row["body"] for row in rows]
-
 
 @pytest.fixture
-async def scratch(infra: TestInfra) -> AsyncIterator[Scratch]:
-    schema = f"uow_test_{uuid.uuid4().hex[:10]}"
-    dsn = f"postgresql://postgres@{infra.pg_host}:{infra.pg_port}/{infra.database}"
-    engine = create_engine(
-        dsn.replace("postgresql://", "postgresql+asyncpg://"),
-        schema=schema,
-        application_name="uow-test",
-        pool_size=4,
-        max_overflow=4,
-    )
-    metadata = service_metadata(schema)
-    outbox = define_outbox_table(metadata)
-    async with engine.begin() as connection:
-        await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await connection.execute(
-            text(
-                f'CREATE TABLE "{schema}".notes (body text, CONSTRAINT notes_body_unique'
-                " UNIQUE (body) DEFERRABLE INITIALLY DEFERRED)"
-            )
-        )
-        await connection.run_sync(metadata.create_all)
-    try:
-        yield Scratch(schema, dsn, Database(engine), outbox)
-    finally:
-        async with engine.begin() as connection:
-            await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await engine.dispose()
+async def scratch(scratch_notes: ScratchNotes) -> Scratch:
+    schema = scratch_notes.schema
+    outbox = define_outbox_table(schema.metadata)
+    await schema.create_tables()
+    engine = schema.engine("uow-test", pool_size=4, max_overflow=4)
+    return Scratch(scratch_notes, Database(engine), outbox)
 
 
 async def write_note(session: AsyncSession, body: str) -> None:
@@ -139,7 +109,7 @@ async def test_after_commit_runs_once_committed_and_sees_the_data_from_another_c
     seen_by_the_action: list[list[str]] = []
 
     async def look() -> None:
-        seen_by_the_action.append(await scratch.stored_notes())
+        seen_by_the_action.append(await scratch.notes.stored())
 
     async with unit_of_work(scratch.database) as uow:
         await write_note(uow.session, "kept")
@@ -168,7 +138,7 @@ async def test_compensations_run_in_reverse_when_the_block_raises(scratch: Scrat
         await in_unit_of_work(scratch, work, then_fail=True)
 
     assert ran == ["third", "second", "first", "ended"]
-    assert await scratch.stored_notes() == []
+    assert await scratch.notes.stored() == []
 
 
 async def test_a_failing_commit_compensates_too(scratch: Scratch) -> None:
@@ -187,7 +157,7 @@ async def test_a_failing_commit_compensates_too(scratch: Scratch) -> None:
         await in_unit_of_work(scratch, work)
 
     assert ran == ["second", "first", "ended"]
-    assert await scratch.stored_notes() == ["taken"]
+    assert await scratch.notes.stored() == ["taken"]
 
 
 async def test_a_failing_action_is_logged_and_the_others_still_run(scratch: Scratch) -> None:
@@ -239,7 +209,7 @@ async def test_a_cancelled_unit_of_work_still_runs_its_compensations(scratch: Sc
 
     assert scope.cancelled_caught
     assert ran == ["given back", "ended"]
-    assert await scratch.stored_notes() == []
+    assert await scratch.notes.stored() == []
 
 
 async def test_a_session_knows_its_unit_of_work_only_inside_it(scratch: Scratch) -> None:
@@ -332,8 +302,8 @@ async def test_a_request_has_one_unit_of_work_ended_before_its_response(
     settings = UowTestSettings(
         **infra.settings_kwargs(
             "uow-test",
-            database_url=scratch.dsn.replace("postgresql://", "postgresql+asyncpg://"),
-            db_schema=scratch.schema,
+            database_url=scratch.notes.schema.url,
+            db_schema=scratch.notes.schema.name,
         )
     )
     app = create_service_app(settings, title="uow test", routers=[router])
@@ -350,4 +320,4 @@ async def test_a_request_has_one_unit_of_work_ended_before_its_response(
         assert refused.status_code == 409
         assert ran == ["compensated refused", "response 409"]
 
-    assert await scratch.stored_notes() == ["kept"]
+    assert await scratch.notes.stored() == ["kept"]

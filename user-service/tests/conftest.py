@@ -233,4 +233,5 @@ class AccountHelpers:
     bearer = staticmethod(bearer)
     write_signing_key = staticmethod(write_signing_key)
     password = PASSWORD
-    internal_key = INTERNAL_KEY
+    # What admin-service sends to user-service's /internal routes.
+    internal_headers = {"X-Service-Key": INTERNAL_KEY}

@@ -19,16 +19,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_shared.auth import suspended_org_key
+from flow_shared.testing.outbox import outbox_events
 from user_service.errors import LicenseExpired
 from user_service.main import create_app
 from user_service.service.licences import run_license_pass
 from user_service.service.suspension import reinstate_organization
 
 ORGS = "/internal/organizations"
-
-
-def _key(accounts: Any) -> dict[str, str]:
-    return {"X-Service-Key": accounts.internal_key}
 
 
 def _today() -> date:
@@ -38,18 +35,6 @@ def _today() -> date:
 def _at(day: date) -> datetime:
     """Noon UTC of `day`: the controlled clock of a licence pass."""
     return datetime.combine(day, time(12), tzinfo=UTC)
-
-
-async def _events(users_db: AsyncEngine, event_type: str, org_id: str) -> list[dict[str, Any]]:
-    async with users_db.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT payload FROM outbox WHERE event_type = :t "
-                "AND payload->'data'->>'org_id' = :o ORDER BY seq"
-            ),
-            {"t": event_type, "o": org_id},
-        )
-        return list(rows.scalars().all())
 
 
 def _registration(kind: str, **organization: Any) -> dict[str, Any]:
@@ -78,7 +63,7 @@ async def _verify(
 ) -> httpx.Response:
     return await http.post(
         f"{ORGS}/{org_id}/verify",
-        headers=_key(accounts),
+        headers=accounts.internal_headers,
         params=params,
         json={"actor_id": str(uuid.uuid4()), "license_expires_on": expires.isoformat()},
     )
@@ -135,7 +120,7 @@ async def test_list_organizations_by_kind_verified_and_suspended(
     other = await accounts.register(http, log_in=False)
     suspended = await http.post(
         f"{ORGS}/{other.organization['id']}/suspend",
-        headers=_key(accounts),
+        headers=accounts.internal_headers,
         json={"actor_id": str(uuid.uuid4()), "reason": "fraud"},
     )
     assert suspended.status_code == 200
@@ -145,7 +130,9 @@ async def test_list_organizations_by_kind_verified_and_suspended(
         page = 1
         while True:
             response = await http.get(
-                ORGS, headers=_key(accounts), params={**params, "page": page, "page_size": 100}
+                ORGS,
+                headers=accounts.internal_headers,
+                params={**params, "page": page, "page_size": 100},
             )
             assert response.status_code == 200, response.text
             body = response.json()
@@ -163,11 +150,11 @@ async def test_list_organizations_by_kind_verified_and_suspended(
     assert {hospital.organization["id"], vendor.organization["id"]} <= set(everyone)
 
     listed = await http.get(
-        ORGS, headers=_key(accounts), params={"kind": "hospital", "page_size": 1}
+        ORGS, headers=accounts.internal_headers, params={"kind": "hospital", "page_size": 1}
     )
     item = listed.json()["items"][0]
     assert {"kind", "oxygen_beds", "license_expires_on", "suspension_reason"} <= set(item)
-    platform = await http.get(ORGS, headers=_key(accounts), params={"kind": "platform"})
+    platform = await http.get(ORGS, headers=accounts.internal_headers, params={"kind": "platform"})
     assert platform.status_code == 422
     assert (await http.get(ORGS, params={"kind": "hospital"})).status_code == 401
 
@@ -182,7 +169,7 @@ async def test_verify_a_hospital_with_a_future_licence_date(
         assert refused.status_code == 422, past_or_today
     missing_actor = await http.post(
         f"{ORGS}/{org_id}/verify",
-        headers=_key(accounts),
+        headers=accounts.internal_headers,
         json={"license_expires_on": (_today() + timedelta(days=90)).isoformat()},
     )
     assert missing_actor.status_code == 422
@@ -196,14 +183,14 @@ async def test_verify_a_hospital_with_a_future_licence_date(
     assert body["license_expires_on"] == expires.isoformat()
     again = await _verify(http, accounts, org_id, expires)
     assert again.json() == body
-    [event] = await _events(users_db, "organization.verified", org_id)
+    [event] = await outbox_events(users_db, "organization.verified", org_id=org_id)
     assert event["data"]["kind"] == "hospital"
     assert event["data"]["license_expires_on"] == expires.isoformat()
 
     # A new date is a renewal: stored and announced again.
     renewed = await _verify(http, accounts, org_id, expires + timedelta(days=365))
     assert renewed.json()["license_expires_on"] == (expires + timedelta(days=365)).isoformat()
-    assert len(await _events(users_db, "organization.verified", org_id)) == 2
+    assert len(await outbox_events(users_db, "organization.verified", org_id=org_id)) == 2
 
 
 async def test_reinstate_undoes_a_suspension(
@@ -213,14 +200,14 @@ async def test_reinstate_undoes_a_suspension(
     org_id = hospital.organization["id"]
     actor = str(uuid.uuid4())
     not_suspended = await http.post(
-        f"{ORGS}/{org_id}/reinstate", headers=_key(accounts), json={"actor_id": actor}
+        f"{ORGS}/{org_id}/reinstate", headers=accounts.internal_headers, json={"actor_id": actor}
     )
     assert not_suspended.status_code == 200
-    assert await _events(users_db, "organization.reinstated", org_id) == []
+    assert await outbox_events(users_db, "organization.reinstated", org_id=org_id) == []
 
     suspended = await http.post(
         f"{ORGS}/{org_id}/suspend",
-        headers=_key(accounts),
+        headers=accounts.internal_headers,
         json={"actor_id": actor, "reason": "audit"},
     )
     assert suspended.json()["suspension_reason"] == "audit"
@@ -229,17 +216,17 @@ async def test_reinstate_undoes_a_suspension(
     assert (await http.post("/api/v1/auth/login", json=credentials)).status_code == 403
 
     reinstated = await http.post(
-        f"{ORGS}/{org_id}/reinstate", headers=_key(accounts), json={"actor_id": actor}
+        f"{ORGS}/{org_id}/reinstate", headers=accounts.internal_headers, json={"actor_id": actor}
     )
     assert reinstated.status_code == 200, reinstated.text
     assert reinstated.json()["suspended"] is False
     assert reinstated.json()["suspension_reason"] is None
     assert await redis.get(suspended_org_key(infra.redis_prefix, org_id)) is None
     again = await http.post(
-        f"{ORGS}/{org_id}/reinstate", headers=_key(accounts), json={"actor_id": actor}
+        f"{ORGS}/{org_id}/reinstate", headers=accounts.internal_headers, json={"actor_id": actor}
     )
     assert again.status_code == 200
-    [event] = await _events(users_db, "organization.reinstated", org_id)
+    [event] = await outbox_events(users_db, "organization.reinstated", org_id=org_id)
     assert event["data"]["actor_id"] == actor
     assert event["data"]["kind"] == "hospital"
 
@@ -265,7 +252,7 @@ async def test_licence_job_warns_at_30_and_7_days_once_then_suspends(
     async def warnings() -> list[int]:
         return [
             e["data"]["days_left"]
-            for e in await _events(users_db, "organization.license_expiring", org_id)
+            for e in await outbox_events(users_db, "organization.license_expiring", org_id=org_id)
         ]
 
     await _pass(app, _at(expires - timedelta(days=31)))
@@ -274,7 +261,7 @@ async def test_licence_job_warns_at_30_and_7_days_once_then_suspends(
         await _pass(app, _at(expires - timedelta(days=30)))
     await _pass(app, _at(expires - timedelta(days=20)))
     assert await warnings() == [30]
-    [warning] = await _events(users_db, "organization.license_expiring", org_id)
+    [warning] = await outbox_events(users_db, "organization.license_expiring", org_id=org_id)
     assert warning["data"] == {
         "org_id": org_id,
         "name": hospital.organization["name"],
@@ -289,19 +276,19 @@ async def test_licence_job_warns_at_30_and_7_days_once_then_suspends(
     await _pass(app, _at(expires - timedelta(days=1)))
     await _pass(app, _at(expires))
     assert await warnings() == [30, 7]
-    assert await _events(users_db, "organization.suspended", org_id) == []
+    assert await outbox_events(users_db, "organization.suspended", org_id=org_id) == []
 
     # The day after the last valid day: suspended, as an admin would suspend it.
     result = await _pass(app, _at(expires + timedelta(days=1)))
     assert result.suspended >= 1
-    [suspension] = await _events(users_db, "organization.suspended", org_id)
+    [suspension] = await outbox_events(users_db, "organization.suspended", org_id=org_id)
     assert suspension["data"]["reason"] == "license_expired"
     assert suspension["data"]["actor_id"] is None
     assert (await http.get("/api/v1/users/me", headers=hospital.headers)).status_code == 401
     credentials = {"email": hospital.email, "password": hospital.password}
     assert (await http.post("/api/v1/auth/login", json=credentials)).status_code == 403
     await _pass(app, _at(expires + timedelta(days=2)))
-    assert len(await _events(users_db, "organization.suspended", org_id)) == 1
+    assert len(await outbox_events(users_db, "organization.suspended", org_id=org_id)) == 1
 
     # Reinstating needs a renewed licence first (on that day's clock); the renewal's
     # warnings start afresh.
@@ -319,7 +306,9 @@ async def test_licence_job_warns_at_30_and_7_days_once_then_suspends(
     body = {"actor_id": str(uuid.uuid4())}
     renewed_until = _today() + timedelta(days=400)
     assert (await _verify(http, accounts, org_id, renewed_until)).status_code == 200
-    assert (await http.post(reinstate, headers=_key(accounts), json=body)).status_code == 200
+    assert (
+        await http.post(reinstate, headers=accounts.internal_headers, json=body)
+    ).status_code == 200
     assert (await http.post("/api/v1/auth/login", json=credentials)).status_code == 200
     await _pass(app, _at(renewed_until - timedelta(days=30)))
     assert await warnings() == [30, 7, 30]
@@ -339,7 +328,9 @@ async def test_concurrent_licence_passes_warn_once(
             *(_pass(a, _at(expires - timedelta(days=10))) for a in (app, other, app, other))
         )
     for org in orgs:
-        warned = await _events(users_db, "organization.license_expiring", org.organization["id"])
+        warned = await outbox_events(
+            users_db, "organization.license_expiring", org_id=org.organization["id"]
+        )
         assert [w["data"]["days_left"] for w in warned] == [10]
         async with users_db.connect() as conn:
             rows = await conn.scalar(

@@ -12,24 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flow_shared.auth import suspended_org_key
+from flow_shared.testing.outbox import outbox_events
 
 VENDORS = "/internal/organizations/vendors"
-
-
-def _key(accounts: Any) -> dict[str, str]:
-    return {"X-Service-Key": accounts.internal_key}
-
-
-async def _events(users_db: AsyncEngine, event_type: str, org_id: str) -> list[dict[str, Any]]:
-    async with users_db.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT payload FROM outbox WHERE event_type = :t "
-                "AND payload->'data'->>'org_id' = :o ORDER BY seq"
-            ),
-            {"t": event_type, "o": org_id},
-        )
-        return list(rows.scalars().all())
 
 
 async def test_internal_routes_need_a_trusted_service_key(
@@ -44,7 +29,7 @@ async def test_internal_routes_need_a_trusted_service_key(
     # A user's token is no service key either.
     hospital = await accounts.register(client)
     assert (await client.get(VENDORS, headers=hospital.headers)).status_code == 401
-    listed = await client.get(VENDORS, headers=_key(accounts))
+    listed = await client.get(VENDORS, headers=accounts.internal_headers)
     assert listed.status_code == 200
     # Internal routes are not part of the public OpenAPI.
     paths = (await client.get("/openapi.json")).json()["paths"]
@@ -59,7 +44,7 @@ async def test_list_vendors_awaiting_verification(client: httpx.AsyncClient, acc
     while True:
         response = await client.get(
             VENDORS,
-            headers=_key(accounts),
+            headers=accounts.internal_headers,
             params={"verified": "false", "page": page, "page_size": 100},
         )
         assert response.status_code == 200
@@ -76,7 +61,9 @@ async def test_list_vendors_awaiting_verification(client: httpx.AsyncClient, acc
     assert set(item) == {"id", "name", "license_number", "verified", "suspended", "created_at"}
     created = [i["created_at"] for i in items]
     assert created == sorted(created)  # oldest first
-    too_big = await client.get(VENDORS, headers=_key(accounts), params={"page_size": 101})
+    too_big = await client.get(
+        VENDORS, headers=accounts.internal_headers, params={"page_size": 101}
+    )
     assert too_big.status_code == 422
 
 
@@ -88,14 +75,14 @@ async def test_verify_vendor_once_and_idempotently(
     actor = str(uuid.uuid4())
     url = f"/internal/organizations/{org_id}/verify"
 
-    first = await client.post(url, headers=_key(accounts), json={"actor_id": actor})
+    first = await client.post(url, headers=accounts.internal_headers, json={"actor_id": actor})
     assert first.status_code == 200, first.text
     assert first.json()["verified"] is True
-    again = await client.post(url, headers=_key(accounts), json={"actor_id": actor})
+    again = await client.post(url, headers=accounts.internal_headers, json={"actor_id": actor})
     assert again.status_code == 200
     assert again.json() == first.json()
 
-    events = await _events(users_db, "organization.verified", org_id)
+    events = await outbox_events(users_db, "organization.verified", org_id=org_id)
     assert len(events) == 1
     assert events[0]["data"]["actor_id"] == actor
     assert events[0]["data"]["kind"] == "vendor"
@@ -104,7 +91,7 @@ async def test_verify_vendor_once_and_idempotently(
     org = await client.get(f"/api/v1/organizations/{org_id}", headers=vendor.headers)
     assert org.json()["verified"] is True
     verified_list = await client.get(
-        VENDORS, headers=_key(accounts), params={"verified": "true", "page_size": 100}
+        VENDORS, headers=accounts.internal_headers, params={"verified": "true", "page_size": 100}
     )
     assert all(i["verified"] for i in verified_list.json()["items"])
 
@@ -119,21 +106,23 @@ async def test_actions_take_hospitals_and_vendors_and_the_vendor_paths_only_vend
     for org_id in (str(uuid.uuid4()), str(platform_id) if platform_id else str(uuid.uuid4())):
         for action in ("verify", "suspend", "reinstate"):
             response = await client.post(
-                f"/internal/organizations/{org_id}/{action}", headers=_key(accounts), json=body
+                f"/internal/organizations/{org_id}/{action}",
+                headers=accounts.internal_headers,
+                json=body,
             )
             assert response.status_code == 404, (org_id, action)
     # admin-service's vendor paths ask for vendors only: a hospital is not one.
     for action in ("verify", "suspend"):
         response = await client.post(
             f"/internal/organizations/{hospital.organization['id']}/{action}",
-            headers=_key(accounts),
+            headers=accounts.internal_headers,
             params={"kind": "vendor"},
             json=body,
         )
         assert response.status_code == 404, action
     unknown_field = await client.post(
         f"/internal/organizations/{hospital.organization['id']}/verify",
-        headers=_key(accounts),
+        headers=accounts.internal_headers,
         json={**body, "verified": False},
     )
     assert unknown_field.status_code == 422
@@ -152,12 +141,12 @@ async def test_suspension_locks_the_org_out(
     url = f"/internal/organizations/{org_id}/suspend"
     body = {"actor_id": actor, "reason": "licence revoked"}
 
-    first = await client.post(url, headers=_key(accounts), json=body)
+    first = await client.post(url, headers=accounts.internal_headers, json=body)
     assert first.status_code == 200, first.text
     assert first.json()["suspended"] is True
-    assert (await client.post(url, headers=_key(accounts), json=body)).status_code == 200
+    assert (await client.post(url, headers=accounts.internal_headers, json=body)).status_code == 200
 
-    events = await _events(users_db, "organization.suspended", org_id)
+    events = await outbox_events(users_db, "organization.suspended", org_id=org_id)
     assert len(events) == 1
     assert events[0]["data"]["reason"] == "licence revoked"
     assert events[0]["data"]["actor_id"] == actor
@@ -192,7 +181,7 @@ async def test_suspension_marks_are_restored_at_start_up(
         org_id = vendor.organization["id"]
         suspended = await http.post(
             f"/internal/organizations/{org_id}/suspend",
-            headers=_key(accounts),
+            headers=accounts.internal_headers,
             json={"actor_id": str(uuid.uuid4())},
         )
         assert suspended.status_code == 200

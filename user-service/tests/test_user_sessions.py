@@ -93,7 +93,7 @@ async def test_a_suspension_ends_sessions_for_good_even_once_the_org_mark_is_gon
     org_id = vendor.organization["id"]
     suspended = await client.post(
         f"/internal/organizations/{org_id}/suspend",
-        headers={"X-Service-Key": accounts.internal_key},
+        headers=accounts.internal_headers,
         json={"actor_id": str(uuid.uuid4())},
     )
     assert suspended.status_code == 200

@@ -11,10 +11,11 @@ import uuid
 from typing import Annotated, Literal
 
 import httpx
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from admin_service.config import Settings
+from flow_shared.app_state import app_state
 from flow_shared.auth import PlatformAdmin
 from flow_shared.errors import ServiceUnavailable, UnprocessableEntity
 from flow_shared.http import ServiceClient
@@ -96,12 +97,9 @@ class OrderServiceClient:
         await self._http.aclose()
 
 
-async def _order_service(request: Request) -> OrderServiceClient:
-    client: OrderServiceClient = request.app.state.order_service
-    return client
-
-
-OrderService = Annotated[OrderServiceClient, Depends(_order_service)]
+OrderService = Annotated[
+    OrderServiceClient, Depends(app_state("order_service", OrderServiceClient))
+]
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 

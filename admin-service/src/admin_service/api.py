@@ -4,7 +4,6 @@ audit, health."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
@@ -25,6 +24,7 @@ from admin_service.schemas import (
     VerifyOrganizationRequest,
 )
 from flow_shared.auth import PlatformAdmin
+from flow_shared.clock import utcnow
 from flow_shared.pagination import Pagination
 from flow_shared.unit_of_work import DbSession
 from flow_shared.validation import Text
@@ -114,7 +114,7 @@ async def reinstate_organization(
 
 @router.get("/stats")
 async def platform_stats(_admin: PlatformAdmin, session: DbSession) -> PlatformStats:
-    return await service.platform_stats(session, now=datetime.now(UTC))
+    return await service.platform_stats(session, now=utcnow())
 
 
 @router.get("/audit")

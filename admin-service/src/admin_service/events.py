@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -249,78 +250,48 @@ async def _project_order(session: AsyncSession, envelope: EventEnvelope) -> None
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _OrgFlags:
+    """What an event says of an organisation's flags; `suspended` None: nothing about
+    suspension (a new row starts not suspended)."""
+
+    verified: bool
+    suspended: bool | None
+
+
+_ORGANIZATION_FLAGS: Mapping[str, _OrgFlags] = {
+    ORGANIZATION_VERIFIED: _OrgFlags(verified=True, suspended=None),
+    ORGANIZATION_SUSPENDED: _OrgFlags(verified=False, suspended=True),
+    ORGANIZATION_REINSTATED: _OrgFlags(verified=False, suspended=False),
+}
+
+
 async def _project_user_registered(session: AsyncSession, envelope: EventEnvelope) -> None:
     data = UserRegisteredData.model_validate(envelope.data)
-    await _upsert_org(
-        session,
-        envelope,
-        org_id=data.org_id,
-        kind=data.org_kind,
-        name=data.org_name,
-        verified=data.org_verified,
-        suspended=None,
-    )
+    organization = OrganizationEventData(org_id=data.org_id, kind=data.org_kind, name=data.org_name)
+    flags = _OrgFlags(verified=data.org_verified, suspended=None)
+    await _upsert_org(session, envelope, organization, flags)
 
 
-async def _project_organization_verified(session: AsyncSession, envelope: EventEnvelope) -> None:
-    data = OrganizationEventData.model_validate(envelope.data)
-    await _upsert_org(
-        session,
-        envelope,
-        org_id=data.org_id,
-        kind=data.kind,
-        name=data.name,
-        verified=True,
-        suspended=None,
-    )
-
-
-async def _project_organization_suspended(session: AsyncSession, envelope: EventEnvelope) -> None:
-    data = OrganizationEventData.model_validate(envelope.data)
-    await _upsert_org(
-        session,
-        envelope,
-        org_id=data.org_id,
-        kind=data.kind,
-        name=data.name,
-        verified=False,
-        suspended=True,
-    )
-
-
-async def _project_organization_reinstated(session: AsyncSession, envelope: EventEnvelope) -> None:
-    data = OrganizationEventData.model_validate(envelope.data)
-    await _upsert_org(
-        session,
-        envelope,
-        org_id=data.org_id,
-        kind=data.kind,
-        name=data.name,
-        verified=False,
-        suspended=False,
-    )
+async def _project_organization(session: AsyncSession, envelope: EventEnvelope) -> None:
+    organization = OrganizationEventData.model_validate(envelope.data)
+    await _upsert_org(session, envelope, organization, _ORGANIZATION_FLAGS[envelope.type])
 
 
 async def _upsert_org(
     session: AsyncSession,
     envelope: EventEnvelope,
-    *,
-    org_id: uuid.UUID,
-    kind: str,
-    name: str,
-    verified: bool,
-    suspended: bool | None,
+    organization: OrganizationEventData,
+    flags: _OrgFlags,
 ) -> None:
-    """`suspended` None: the event says nothing about suspension (a new row starts not
-    suspended)."""
     at = _utc(envelope.occurred_at)
     row = pg_insert(OrgFact).values(
-        org_id=org_id,
-        kind=kind,
-        name=name[:200],
-        verified=verified,
-        suspended=bool(suspended),
-        suspension_changed_at=at if suspended is not None else None,
+        org_id=organization.org_id,
+        kind=organization.kind,
+        name=organization.name[:200],
+        verified=flags.verified,
+        suspended=bool(flags.suspended),
+        suspension_changed_at=at if flags.suspended is not None else None,
         updated_at=at,
     )
     current, new = OrgFact.__table__.c, row.excluded
@@ -383,8 +354,6 @@ def _utc(at: datetime) -> datetime:
 _PROJECTORS: Mapping[str, Callable[[AsyncSession, EventEnvelope], Awaitable[None]]] = {
     **dict.fromkeys(ORDER_EVENT_TYPES, _project_order),
     USER_REGISTERED: _project_user_registered,
-    ORGANIZATION_VERIFIED: _project_organization_verified,
-    ORGANIZATION_SUSPENDED: _project_organization_suspended,
-    ORGANIZATION_REINSTATED: _project_organization_reinstated,
+    **dict.fromkeys(_ORGANIZATION_FLAGS, _project_organization),
     **dict.fromkeys((SOS_OPENED, *_SOS_CLOSING), _project_sos),
 }

@@ -43,16 +43,14 @@ def create_app(
             location_transport=location_transport,
             inventory_transport=inventory_transport,
         )
-        app.state.shortage_expiry = shortages.ShortageExpiry(app.state.database)
-        app.state.shortage_expiry_task = PeriodicTask(
-            "shortage-expiry",
-            settings.shortage_expiry_interval_seconds,
-            app.state.shortage_expiry.run_once,
+
+    def shortage_expiry(app: FastAPI) -> PeriodicTask:
+        expiry = shortages.ShortageExpiry(app.state.database)
+        return PeriodicTask(
+            "shortage-expiry", settings.shortage_expiry_interval_seconds, expiry.run_once
         )
-        await app.state.shortage_expiry_task.start()
 
     async def close_clients(app: FastAPI) -> None:
-        await app.state.shortage_expiry_task.stop()
         await app.state.area_members.aclose()
         await app.state.user_service.aclose()
         await app.state.order_service.aclose()
@@ -68,4 +66,5 @@ def create_app(
         jwks_fetcher=jwks_fetcher,
         on_startup=[open_clients],
         on_shutdown=[close_clients],
+        periodic=[shortage_expiry],
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from flow_shared.clock import utcnow
 from flow_shared.pagination import Page
 from flow_shared.validation import NoNul
 
@@ -59,7 +60,7 @@ class VerifyOrganizationRequest(BaseModel):
     @field_validator("license_expires_on")
     @classmethod
     def _in_the_future(cls, value: date) -> date:
-        if value <= datetime.now(UTC).date():
+        if value <= utcnow().date():
             raise ValueError("license_expires_on must be a date in the future")
         return value
 

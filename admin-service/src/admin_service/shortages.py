@@ -16,13 +16,13 @@ cover a point.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
 import structlog
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,13 +31,15 @@ from admin_service.config import Settings
 from admin_service.errors import ShortageAlreadyEnded, ShortageNotFound
 from admin_service.events import SHORTAGE_DECLARED, SHORTAGE_ENDED, record_own_event
 from admin_service.models import Shortage, idempotency_keys, outbox
+from flow_shared.app_state import app_state
 from flow_shared.auth import CurrentPrincipal, PlatformAdmin, Principal
+from flow_shared.clock import Clock, utcnow
 from flow_shared.db import Database
 from flow_shared.errors import DomainError, ServiceUnavailable
 from flow_shared.events.outbox import add_event
 from flow_shared.http import ServiceClient
 from flow_shared.idempotency import IdempotentAnswer, answer_once
-from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.json_codec import ORJSONResponse
 from flow_shared.pagination import Page, PageParams, Pagination, fetch_page
 from flow_shared.unit_of_work import DbSession, unit_of_work
 from flow_shared.upstream import parse_answer, unexpected_answer
@@ -52,10 +54,6 @@ ProductCategory = Literal["oxygen_cylinder", "liquid_oxygen", "concentrator", "r
 ShortageStatus = Literal["active", "ended"]
 
 log = structlog.get_logger("admin_service.shortages")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def rfc3339(at: datetime) -> str:
@@ -336,7 +334,7 @@ async def end_expired(session: AsyncSession, *, now: datetime, limit: int = 100)
 class ShortageExpiry:
     """The periodic job: one transaction per run, on the clock it is given."""
 
-    def __init__(self, database: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, database: Database, *, clock: Clock = utcnow) -> None:
         self.database = database
         self.clock = clock
 
@@ -385,12 +383,7 @@ async def active_covering(
 # --- HTTP --------------------------------------------------------------------------------
 
 
-async def _area_members(request: Request) -> AreaMembersClient:
-    client: AreaMembersClient = request.app.state.area_members
-    return client
-
-
-AreaMembers = Annotated[AreaMembersClient, Depends(_area_members)]
+AreaMembers = Annotated[AreaMembersClient, Depends(app_state("area_members", AreaMembersClient))]
 IdempotencyKey = Annotated[
     str | None,
     Header(

@@ -29,7 +29,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from api_gateway.config import API_PREFIX, Settings
 from api_gateway.proxy import UpstreamProxy
 from flow_shared.errors import NotFound, ServiceUnavailable
-from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.json_codec import ORJSONResponse
 
 log = structlog.get_logger("flow.gateway.docs")
 

@@ -29,7 +29,7 @@ from yarl import URL
 from api_gateway.config import Settings, UpstreamPolicy
 from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
 from flow_shared.http import UpstreamUnavailable
-from flow_shared.jsonutil import loads
+from flow_shared.json_codec import loads
 from flow_shared.metrics import business_histogram
 from flow_shared.networks import CLIENT_IP_HEADER
 from flow_shared.resilience import (

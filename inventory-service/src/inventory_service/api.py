@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal, PlatformAdmin
+from flow_shared.clock import utcnow
 from flow_shared.pagination import Page, Pagination
 from flow_shared.unit_of_work import DbSession
-from flow_shared.validation import MAX_UNITS, Text
+from flow_shared.validation import MAX_UNITS, Latitude, Longitude, Text
 from inventory_service.deps import (
     CatalogWriteSession,
     DatabaseDep,
@@ -107,8 +108,8 @@ async def nearby_page(
     redis: RedisDep,
     settings: SettingsDep,
     pagination: Pagination,
-    lat: Annotated[float, Query(ge=-90, le=90)],
-    lon: Annotated[float, Query(ge=-180, le=180)],
+    lat: Latitude,
+    lon: Longitude,
     radius_km: Annotated[float, Query(gt=0, le=MAX_RADIUS_KM)] = 25.0,
     product_id: uuid.UUID | None = None,
     category: ProductCategory | None = None,
@@ -120,7 +121,7 @@ async def nearby_page(
         redis,
         redis_prefix=settings.redis_key_prefix,
         cache_seconds=settings.nearby_cache_seconds,
-        stale_before=datetime.now(UTC) - timedelta(hours=settings.stale_stock_hours),
+        stale_before=utcnow() - timedelta(hours=settings.stale_stock_hours),
         query=catalog.NearbyQuery(
             lat=lat,
             lon=lon,

@@ -6,29 +6,19 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.app_state import app_state
 from flow_shared.auth import Principal, require_org_kind
 from flow_shared.db import Database, get_database
 from flow_shared.unit_of_work import RequestUnitOfWork
 from inventory_service.cache import bump_generation
 from inventory_service.config import Settings
 
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def _redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
-    return redis
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-RedisDep = Annotated[Redis, Depends(_redis)]
+SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
+RedisDep = Annotated[Redis, Depends(app_state("redis", Redis))]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 

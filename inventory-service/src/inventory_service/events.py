@@ -67,14 +67,9 @@ async def stock_changed(
         event_type=STOCK_CHANGED,
         producer=PRODUCER,
         data={
-            "depot_id": str(stock.depot_id),
-            "vendor_id": str(stock.vendor_id),
-            "product_id": str(stock.product_id),
-            "sku": stock.sku,
+            **_stock_data(stock),
             "on_hand": stock.on_hand,
             "reserved": stock.reserved,
-            "available": stock.available,
-            "low_stock_threshold": stock.low_stock_threshold,
             "reason": kind,
             "delta": delta,
             "reference": reference,
@@ -90,15 +85,20 @@ async def low_stock(session: AsyncSession, stock: StockSnapshot) -> None:
         outbox,
         event_type=LOW_STOCK,
         producer=PRODUCER,
-        data={
-            "depot_id": str(stock.depot_id),
-            "vendor_id": str(stock.vendor_id),
-            "product_id": str(stock.product_id),
-            "sku": stock.sku,
-            "available": stock.available,
-            "low_stock_threshold": stock.low_stock_threshold,
-        },
+        data=_stock_data(stock),
     )
+
+
+def _stock_data(stock: StockSnapshot) -> dict[str, Any]:
+    """What both stock events say of the stock row: which one, and how much is free."""
+    return {
+        "depot_id": str(stock.depot_id),
+        "vendor_id": str(stock.vendor_id),
+        "product_id": str(stock.product_id),
+        "sku": stock.sku,
+        "available": stock.available,
+        "low_stock_threshold": stock.low_stock_threshold,
+    }
 
 
 async def reservation_expired(

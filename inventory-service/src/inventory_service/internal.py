@@ -24,6 +24,7 @@ from flow_shared.auth import accepts_callers
 from flow_shared.errors import UnprocessableEntity
 from flow_shared.pagination import Page
 from flow_shared.unit_of_work import DbSession
+from flow_shared.validation import Latitude, Longitude, RadiusKm
 from inventory_service.api import NearbyPage
 from inventory_service.deps import CatalogWriteSession, SettingsDep
 from inventory_service.schemas import (
@@ -152,9 +153,9 @@ class ProductCategoriesOut(BaseModel):
 # Declared before /depots/{depot_id}, which would otherwise take "vendors-within" as an id.
 @router.get("/depots/vendors-within", dependencies=ADMIN)
 async def vendors_within(
-    lat: Annotated[float, Query(ge=-90, le=90)],
-    lon: Annotated[float, Query(ge=-180, le=180)],
-    radius_km: Annotated[float, Query(gt=0, le=2000)],
+    lat: Latitude,
+    lon: Longitude,
+    radius_km: RadiusKm,
     session: DbSession,
 ) -> VendorsWithinOut:
     """Vendor organisations with a depot within `radius_km` of the point."""

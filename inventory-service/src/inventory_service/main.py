@@ -39,33 +39,22 @@ def create_app(
 
         return handle
 
-    async def start_sweeper(app: FastAPI) -> None:
+    def reservation_sweeper(app: FastAPI) -> PeriodicTask:
         sweeper = ReservationSweeper(
             app.state.database,
             app.state.redis,
             redis_prefix=settings.redis_key_prefix,
             batch_size=settings.reservation_sweep_batch_size,
         )
-        task = PeriodicTask(
+        app.state.sweeper = sweeper
+        return PeriodicTask(
             "reservation-sweeper", settings.reservation_sweep_interval_seconds, sweeper.run_once
         )
-        app.state.sweeper = sweeper
-        app.state.sweeper_task = task
-        await task.start()
 
-    async def stop_sweeper(app: FastAPI) -> None:
-        await app.state.sweeper_task.stop()
-
-    async def start_gauges(app: FastAPI) -> None:
+    def inventory_gauges(app: FastAPI) -> PeriodicTask:
         gauges = InventoryGauges(app.state.database)
         app.state.inventory_gauges = gauges
-        app.state.inventory_gauges_task = PeriodicTask(
-            "inventory-gauges", GAUGE_REFRESH_INTERVAL_SECONDS, gauges.refresh
-        )
-        await app.state.inventory_gauges_task.start()
-
-    async def stop_gauges(app: FastAPI) -> None:
-        await app.state.inventory_gauges_task.stop()
+        return PeriodicTask("inventory-gauges", GAUGE_REFRESH_INTERVAL_SECONDS, gauges.refresh)
 
     app = create_service_app(
         settings,
@@ -80,7 +69,6 @@ def create_app(
             ),
         ),
         jwks_fetcher=jwks_fetcher,
-        on_startup=[start_sweeper, start_gauges],
-        on_shutdown=[stop_gauges, stop_sweeper],
+        periodic=[reservation_sweeper, inventory_gauges],
     )
     return app

@@ -5,26 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
 
+from flow_shared.app_state import app_state
 from location_service.config import Settings
 from location_service.geocoding import Geocoder
 from location_service.schemas import Priority
 from location_service.service import Coordinates
 
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def _geocoder(request: Request) -> Geocoder:
-    geocoder: Geocoder = request.app.state.geocoder
-    return geocoder
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-GeocoderDep = Annotated[Geocoder, Depends(_geocoder)]
+SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
+GeocoderDep = Annotated[Geocoder, Depends(app_state("geocoder", Geocoder))]
 
 LatitudeQuery = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)]
 LongitudeQuery = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)]

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from flow_shared.auth import accepts_callers
 from flow_shared.unit_of_work import DbSession
+from flow_shared.validation import Latitude, Longitude, RadiusKm
 from location_service import service
 from location_service.deps import RouteQueryDep, SettingsDep
 from location_service.schemas import (
@@ -37,9 +38,9 @@ class OrgsWithinOut(BaseModel):
 # Declared before /sites/{site_id}, which would otherwise take "orgs-within" as an id.
 @router.get("/sites/orgs-within", dependencies=[accepts_callers("admin-service")])
 async def orgs_within(
-    lat: Annotated[float, Query(ge=-90, le=90)],
-    lon: Annotated[float, Query(ge=-180, le=180)],
-    radius_km: Annotated[float, Query(gt=0, le=2000)],
+    lat: Latitude,
+    lon: Longitude,
+    radius_km: RadiusKm,
     session: DbSession,
 ) -> OrgsWithinOut:
     """Hospital organisations with a delivery site within `radius_km` of the point."""

@@ -26,6 +26,7 @@ from notification_service.deps import (
     OrgAdmin,
     SettingsDep,
     StreamLeasesDep,
+    TokenVerifierDep,
     WebhookSecretCipherDep,
 )
 from notification_service.schemas import (
@@ -91,6 +92,7 @@ async def stream_notifications(
     hub: HubDep,
     settings: SettingsDep,
     stream_leases: StreamLeasesDep,
+    token_verifier: TokenVerifierDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=100)] = None,
 ) -> StreamingResponse:
     lease = await stream_leases.acquire(principal.user_id)
@@ -103,7 +105,7 @@ async def stream_notifications(
             principal=principal,
             # Verified again every SSE_AUTH_RECHECK_SECONDS: revocation ends the stream.
             token=bearer_token(request) or "",
-            verifier=request.app.state.token_verifier,
+            verifier=token_verifier,
             lease=lease,
             last_event_id=parse_last_event_id(last_event_id),
         ),

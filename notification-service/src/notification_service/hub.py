@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from flow_shared.events.connection import Backoff, wait_for_event
-from flow_shared.jsonutil import dumps, loads
+from flow_shared.json_codec import dumps, loads
 from notification_service.audience import Reader
 
 log = structlog.get_logger("notifications.hub")

@@ -14,14 +14,14 @@ from email.utils import make_msgid
 from typing import Annotated, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from flow_shared.auth import accepts_callers
 from flow_shared.errors import ServiceUnavailable
-from notification_service.config import Settings
 from notification_service.delivery.email import EmailSender
 from notification_service.delivery.webhook import DeliveryFailed
+from notification_service.deps import SettingsDep
 
 router = APIRouter(
     prefix="/internal/invitations",
@@ -80,15 +80,8 @@ def invitation_message(sender: str, invitation: InvitationEmailRequest) -> Email
     return message
 
 
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 @router.post("/email", status_code=202)
-async def send_invitation_email(
-    body: InvitationEmailRequest, settings: Annotated[Settings, Depends(_settings)]
-) -> Response:
+async def send_invitation_email(body: InvitationEmailRequest, settings: SettingsDep) -> Response:
     if not settings.email_enabled:
         raise ServiceUnavailable("Invitation e-mails need SMTP (SMTP_HOST is not set).")
     try:

@@ -68,6 +68,7 @@ def create_app(
         jwks_fetcher=jwks_fetcher,
         on_startup=[start_notifications],
         on_shutdown=[stop_notifications],
+        periodic=[_delivery_task],
     )
 
 
@@ -96,7 +97,7 @@ async def _start_live_streams(
 
 
 async def _start_deliveries(app: FastAPI, settings: Settings) -> None:
-    """E-mail and webhook deliveries: the worker and the periodic task that runs it."""
+    """E-mail and webhook deliveries: the worker (`_delivery_task` runs it)."""
     http = webhook_http_client(settings.webhook_timeout_seconds)
     app.state.webhook_http = http
     key = settings.webhook_secrets_key
@@ -114,18 +115,20 @@ async def _start_deliveries(app: FastAPI, settings: Settings) -> None:
         secret_cipher=cipher,
     )
     app.state.delivery_worker = worker
-    task = PeriodicTask(
+
+
+def _delivery_task(app: FastAPI) -> PeriodicTask:
+    worker: DeliveryWorker = app.state.delivery_worker
+    return PeriodicTask(
         "notification-deliveries",
-        settings.delivery_poll_interval_seconds,
+        worker.settings.delivery_poll_interval_seconds,
         worker.run_once,
+        # A run in progress may take up to its lease to finish before it is cancelled.
         stop_timeout_seconds=worker.lease.total_seconds(),
     )
-    app.state.delivery_task = task
-    await task.start()
 
 
 async def _stop_deliveries(app: FastAPI) -> None:
-    await app.state.delivery_task.stop()
     await app.state.webhook_http.aclose()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.pagination import PageParams, fetch_page
 from notification_service.audience import PLATFORM_ADMIN_ROLE, Audience, Reader
 from notification_service.config import Settings
@@ -234,7 +235,7 @@ async def mark_read(
     if notification is None:
         raise NotificationNotFound("No such notification.")
     if notification.read_at is None:
-        notification.read_at = datetime.now(UTC)
+        notification.read_at = utcnow()
         await session.flush()
     return notification
 

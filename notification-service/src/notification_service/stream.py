@@ -19,15 +19,15 @@ import contextlib
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from datetime import UTC, datetime
 
 import anyio
 import structlog
 
 from flow_shared.auth import Principal, TokenVerifier
+from flow_shared.clock import utcnow
 from flow_shared.db import Database
 from flow_shared.errors import DomainError
-from flow_shared.jsonutil import dumps
+from flow_shared.json_codec import dumps
 from flow_shared.metrics import business_gauge
 from flow_shared.unit_of_work import unit_of_work
 from notification_service import service
@@ -173,7 +173,7 @@ async def _stream_messages(
             next_check = clock() + settings.sse_auth_recheck_seconds
             next_heartbeat = clock() + settings.sse_heartbeat_seconds
             while True:
-                remaining = (principal.expires_at - datetime.now(UTC)).total_seconds()
+                remaining = (principal.expires_at - utcnow()).total_seconds()
                 if remaining <= 0:
                     return  # the token expired: the client reconnects with a fresh one
                 if clock() >= next_check:

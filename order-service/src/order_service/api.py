@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal
 from flow_shared.idempotency import IdempotentAnswer
-from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.json_codec import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
 from flow_shared.unit_of_work import DbSession, RequestUnitOfWork
 from order_service import queries

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from flow_shared.http import ServiceClient
+from flow_shared.http import ServiceClient, UpstreamAnswer
 from flow_shared.upstream import (
     BadUpstreamResponse,
     parse_answer,
@@ -137,6 +137,17 @@ def _lines(items: Sequence[StockLine]) -> list[dict[str, Any]]:
     return [{"product_id": str(line.product_id), "quantity": line.quantity} for line in items]
 
 
+def _refuse_unknown_or_unavailable(
+    response: UpstreamAnswer, problem: dict[str, Any], *, not_found: str
+) -> None:
+    """The refusals reserving and pricing an order share: a depot or product the callee
+    does not know (404, its detail else `not_found`), a vendor that cannot take orders."""
+    if response.status_code == 404:
+        raise DepotOrProductNotFound(problem_detail(problem, not_found))
+    if response.status_code == 409 and problem_code(problem) == "vendor-unavailable":
+        raise VendorUnavailable("This vendor cannot take orders right now.")
+
+
 class LocationClient:
     def __init__(self, http: ServiceClient) -> None:
         self.http = http
@@ -202,18 +213,15 @@ class InventoryClient:
         if response.status_code in (200, 201):
             return parse_answer(INVENTORY_SERVICE, response, Reservation)
         problem = problem_of(response)
-        if response.status_code == 404:
-            raise DepotOrProductNotFound(
-                problem_detail(problem, "The depot or one of the products does not exist.")
+        if response.status_code == 409 and isinstance(problem.get("short_items"), list):
+            raise InsufficientStock(
+                "The depot does not have enough stock for this order.",
+                extra={"short_items": problem["short_items"]},
             )
+        _refuse_unknown_or_unavailable(
+            response, problem, not_found="The depot or one of the products does not exist."
+        )
         if response.status_code == 409:
-            if isinstance(problem.get("short_items"), list):
-                raise InsufficientStock(
-                    "The depot does not have enough stock for this order.",
-                    extra={"short_items": problem["short_items"]},
-                )
-            if problem_code(problem) == "vendor-unavailable":
-                raise VendorUnavailable("This vendor cannot take orders right now.")
             raise ReservationRefused(problem_detail(problem, "The stock could not be reserved."))
         raise unexpected_answer(INVENTORY_SERVICE, response)
 
@@ -337,15 +345,11 @@ class PricingClient:
         if response.status_code in (200, 201):
             return parse_answer(PRICING_SERVICE, response, Quote)
         problem = problem_of(response)
-        if response.status_code == 404:
-            raise DepotOrProductNotFound(
-                problem_detail(problem, "This vendor has no such depot or product.")
-            )
+        _refuse_unknown_or_unavailable(
+            response, problem, not_found="This vendor has no such depot or product."
+        )
         if response.status_code == 409:
-            code = problem_code(problem)
-            if code == "vendor-unavailable":
-                raise VendorUnavailable("This vendor cannot take orders right now.")
-            if code == "no-price":
+            if problem_code(problem) == "no-price":
                 raise PriceUnavailable(
                     problem_detail(problem, "The vendor has no price for every product."),
                     extra=problem_extensions(problem),

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header
 
+from flow_shared.app_state import app_state
 from flow_shared.auth import Principal, require_org_kind
 from order_service.clients import Upstreams
 from order_service.config import Settings
 
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def _upstreams(request: Request) -> Upstreams:
-    upstreams: Upstreams = request.app.state.upstreams
-    return upstreams
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-UpstreamsDep = Annotated[Upstreams, Depends(_upstreams)]
+SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
+UpstreamsDep = Annotated[Upstreams, Depends(app_state("upstreams", Upstreams))]
 HospitalUser = Annotated[Principal, Depends(require_org_kind("hospital"))]
 VendorUser = Annotated[Principal, Depends(require_org_kind("vendor"))]
 IdempotencyKey = Annotated[

@@ -30,39 +30,34 @@ def create_app(
 ) -> FastAPI:
     settings = settings or Settings()
 
-    async def start(app: FastAPI) -> None:
-        upstreams = Upstreams.create(
+    async def open_upstreams(app: FastAPI) -> None:
+        app.state.upstreams = Upstreams.create(
             settings,
             location_transport=location_transport,
             inventory_transport=inventory_transport,
             pricing_transport=pricing_transport,
             payment_transport=payment_transport,
         )
-        app.state.upstreams = upstreams
-        sweeper = OrderSweeper(app.state.database, upstreams.inventory, settings)
+
+    async def close_upstreams(app: FastAPI) -> None:
+        await app.state.upstreams.aclose()
+
+    def order_sweeper(app: FastAPI) -> PeriodicTask:
+        sweeper = OrderSweeper(app.state.database, app.state.upstreams.inventory, settings)
         app.state.order_sweeper = sweeper
-        app.state.order_sweep_task = PeriodicTask(
+        return PeriodicTask(
             "order-sweeper", settings.order_sweep_interval_seconds, sweeper.run_once
         )
-        await app.state.order_sweep_task.start()
-        sos_sweeper = SosSweeper(app.state.database, upstreams, settings)
-        app.state.sos_sweeper = sos_sweeper
-        app.state.sos_sweep_task = PeriodicTask(
-            "sos-sweeper", settings.sos_sweep_interval_seconds, sos_sweeper.run_once
-        )
-        await app.state.sos_sweep_task.start()
+
+    def sos_sweeper(app: FastAPI) -> PeriodicTask:
+        sweeper = SosSweeper(app.state.database, app.state.upstreams, settings)
+        app.state.sos_sweeper = sweeper
+        return PeriodicTask("sos-sweeper", settings.sos_sweep_interval_seconds, sweeper.run_once)
+
+    def open_order_gauges(app: FastAPI) -> PeriodicTask:
         gauges = OpenOrderGauges(app.state.database)
         app.state.open_order_gauges = gauges
-        app.state.open_order_gauges_task = PeriodicTask(
-            "open-order-gauges", GAUGE_REFRESH_INTERVAL_SECONDS, gauges.refresh
-        )
-        await app.state.open_order_gauges_task.start()
-
-    async def stop(app: FastAPI) -> None:
-        await app.state.open_order_gauges_task.stop()
-        await app.state.sos_sweep_task.stop()
-        await app.state.order_sweep_task.stop()
-        await app.state.upstreams.aclose()
+        return PeriodicTask("open-order-gauges", GAUGE_REFRESH_INTERVAL_SECONDS, gauges.refresh)
 
     return create_service_app(
         settings,
@@ -71,6 +66,7 @@ def create_app(
         internal_routers=[internal.router],
         events=EventsConfig(outbox=outbox, inbox=inbox, handlers=event_handlers()),
         jwks_fetcher=jwks_fetcher,
-        on_startup=[start],
-        on_shutdown=[stop],
+        on_startup=[open_upstreams],
+        on_shutdown=[close_upstreams],
+        periodic=[order_sweeper, sos_sweeper, open_order_gauges],
     )

@@ -9,22 +9,21 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
-from flow_shared.errors import Forbidden
 from flow_shared.pagination import Page, PageParams, fetch_page
+from flow_shared.visibility import scoped_to
 from order_service.errors import OrderNotFound
 from order_service.models import Order, OrderStatus
 from order_service.schemas import OrderOut
 
 
 def visible_orders(principal: Principal) -> Select[Any]:
-    statement = select(Order)
-    if principal.is_platform_admin:
-        return statement
-    if principal.org_kind == "hospital":
-        return statement.where(Order.hospital_org_id == principal.org_id)
-    if principal.org_kind == "vendor":
-        return statement.where(Order.vendor_id == principal.org_id)
-    raise Forbidden("Orders are for hospitals, vendors and platform admins.")
+    return scoped_to(
+        select(Order),
+        principal,
+        hospital=Order.hospital_org_id,
+        vendor=Order.vendor_id,
+        what="Orders",
+    )
 
 
 async def list_orders(

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from flow_shared.auth import CurrentPrincipal
 from flow_shared.errors import UnprocessableEntity
-from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.json_codec import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
 from flow_shared.unit_of_work import DbSession
 from payment_service import queries

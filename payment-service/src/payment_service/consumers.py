@@ -8,13 +8,13 @@ when the app is built, since handlers receive only the session and the envelope.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.clock import utcnow
 from flow_shared.events.consumer import EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 from payment_service.models import PaymentMethod
@@ -57,32 +57,29 @@ class OrderEventData(BaseModel):
         )
 
 
-def _now() -> datetime:
-    # The payment's own clock: an event retried after an outage is handled now, not then.
-    return datetime.now(UTC)
-
-
 def _order(envelope: EventEnvelope) -> lifecycle.OrderFacts:
     return OrderEventData.model_validate(envelope.data).facts()
 
 
 def event_handlers(provider: PaymentProvider, *, invoice_due_days: int) -> EventHandlers:
-    """What payment-service consumes: its orders' course, with the card provider bound."""
+    """What payment-service consumes: its orders' course, with the card provider bound.
+    Each is handled at the payment's own `utcnow()`: an event retried after an outage is
+    handled now, not then."""
 
     async def on_order_placed(session: AsyncSession, envelope: EventEnvelope) -> None:
-        await lifecycle.on_order_placed(session, provider, _order(envelope), at=_now())
+        await lifecycle.on_order_placed(session, provider, _order(envelope), at=utcnow())
 
     async def on_order_delivered(session: AsyncSession, envelope: EventEnvelope) -> None:
         await lifecycle.on_order_delivered(
             session,
             provider,
             _order(envelope),
-            at=_now(),
+            at=utcnow(),
             invoice_due_days=invoice_due_days,
         )
 
     async def on_order_ended(session: AsyncSession, envelope: EventEnvelope) -> None:
-        await lifecycle.on_order_ended(session, provider, _order(envelope), at=_now())
+        await lifecycle.on_order_ended(session, provider, _order(envelope), at=utcnow())
 
     return EventHandlers(
         {ORDER_PLACED: on_order_placed, ORDER_DELIVERED: on_order_delivered},

@@ -6,21 +6,19 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from flow_shared.app_state import app_state
 from payment_service.config import Settings
 from payment_service.provider import PaymentProvider
 
 
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def _provider(request: Request) -> PaymentProvider:
+    # Not app_state: the provider is whatever create_app was given, typed by a Protocol,
+    # so there is no class to check it against.
     provider: PaymentProvider = request.app.state.provider
     return provider
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
+SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
 ProviderDep = Annotated[PaymentProvider, Depends(_provider)]
 IdempotencyKey = Annotated[
     str | None,

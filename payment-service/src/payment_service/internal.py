@@ -4,11 +4,11 @@ order it is placing or of a card-paid SOS request it is opening."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response, status
 
 from flow_shared.auth import accepts_callers
+from flow_shared.clock import utcnow
 from flow_shared.unit_of_work import DbSession
 from payment_service.schemas import CardTokenHandover
 from payment_service.service import card_tokens
@@ -23,7 +23,7 @@ async def hand_over_card_token(
     order_id: uuid.UUID, body: CardTokenHandover, session: DbSession
 ) -> Response:
     """Held for the order's order.placed, which authorizes the card. Idempotent."""
-    await card_tokens.hold_card_token(session, order_id, body.card_token, at=datetime.now(UTC))
+    await card_tokens.hold_card_token(session, order_id, body.card_token, at=utcnow())
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -32,5 +32,5 @@ async def hand_over_sos_card_token(
     sos_id: uuid.UUID, body: CardTokenHandover, session: DbSession
 ) -> Response:
     """Held for the SOS order's order.placed (it carries the sos_id). Idempotent."""
-    await card_tokens.hold_card_token(session, sos_id, body.card_token, at=datetime.now(UTC))
+    await card_tokens.hold_card_token(session, sos_id, body.card_token, at=utcnow())
     return Response(status_code=status.HTTP_204_NO_CONTENT)

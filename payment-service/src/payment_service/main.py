@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 from fastapi import FastAPI
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
+from flow_shared.clock import utcnow
 from flow_shared.lifecycle import PeriodicTask, run_in_batches
 from payment_service import api, internal
 from payment_service.config import Settings
@@ -34,13 +35,13 @@ def create_app(
         sandbox = SandboxProvider.from_settings(settings)
         provider = sandbox
 
-    async def start_card_token_pruner(app: FastAPI) -> None:
+    def card_token_pruner(app: FastAPI) -> PeriodicTask:
         retention = timedelta(seconds=settings.card_token_retention_seconds)
 
         async def prune_once() -> int:
             batch = partial(
                 prune_card_tokens,
-                now=datetime.now(UTC),
+                now=utcnow(),
                 retention=retention,
                 batch_size=CARD_TOKEN_PRUNE_BATCH,
             )
@@ -48,13 +49,9 @@ def create_app(
                 app.state.database, batch, batch_size=CARD_TOKEN_PRUNE_BATCH
             )
 
-        app.state.card_token_prune_task = PeriodicTask(
+        return PeriodicTask(
             "card-token-pruner", settings.card_token_prune_interval_seconds, prune_once
         )
-        await app.state.card_token_prune_task.start()
-
-    async def stop_card_token_pruner(app: FastAPI) -> None:
-        await app.state.card_token_prune_task.stop()
 
     async def close_sandbox(app: FastAPI) -> None:
         if sandbox is None:
@@ -76,8 +73,8 @@ def create_app(
             handlers=event_handlers(provider, invoice_due_days=settings.invoice_due_days),
         ),
         jwks_fetcher=jwks_fetcher,
-        on_startup=[start_card_token_pruner],
-        on_shutdown=[stop_card_token_pruner, close_sandbox],
+        on_shutdown=[close_sandbox],
+        periodic=[card_token_pruner],
     )
     app.state.provider = provider
     return app

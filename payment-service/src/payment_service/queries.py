@@ -10,22 +10,21 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
-from flow_shared.errors import Forbidden
 from flow_shared.pagination import Page, PageParams, fetch_page
+from flow_shared.visibility import scoped_to
 from payment_service.errors import PaymentNotFound
 from payment_service.models import Invoice, InvoiceStatus, Payment
 from payment_service.schemas import InvoiceOut, PaymentOut
 
 
 def visible_payments(principal: Principal) -> Select[Any]:
-    statement = select(Payment)
-    if principal.is_platform_admin:
-        return statement
-    if principal.org_kind == "hospital":
-        return statement.where(Payment.hospital_org_id == principal.org_id)
-    if principal.org_kind == "vendor":
-        return statement.where(Payment.vendor_id == principal.org_id)
-    raise Forbidden("Payments are for hospitals, vendors and platform admins.")
+    return scoped_to(
+        select(Payment),
+        principal,
+        hospital=Payment.hospital_org_id,
+        vendor=Payment.vendor_id,
+        what="Payments",
+    )
 
 
 async def list_payments(
@@ -53,14 +52,13 @@ async def get_payment(
 
 
 def visible_invoices(principal: Principal) -> Select[Any]:
-    statement = select(Invoice)
-    if principal.is_platform_admin:
-        return statement
-    if principal.org_kind == "hospital":
-        return statement.where(Invoice.hospital_org_id == principal.org_id)
-    if principal.org_kind == "vendor":
-        return statement.where(Invoice.vendor_id == principal.org_id)
-    raise Forbidden("Invoices are for hospitals, vendors and platform admins.")
+    return scoped_to(
+        select(Invoice),
+        principal,
+        hospital=Invoice.hospital_org_id,
+        vendor=Invoice.vendor_id,
+        what="Invoices",
+    )
 
 
 async def list_invoices(

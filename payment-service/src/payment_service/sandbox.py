@@ -19,7 +19,6 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from flow_shared.clock import utcnow
 from flow_shared.db import Database, create_engine
 from flow_shared.unit_of_work import unit_of_work
 from payment_service.config import Settings
@@ -77,7 +77,7 @@ class SandboxProvider:
             if token in DECLINED_TOKENS or token not in APPROVED_TOKENS:
                 reason = DECLINED_TOKENS.get(token, "unknown token")
                 return asdict(Authorization(approved=False, failure_reason=reason)), None
-            now = datetime.now(UTC)
+            now = utcnow()
             ref = f"sbx_ch_{uuid.uuid4().hex}"
             session.add(
                 SandboxCharge(
@@ -113,7 +113,7 @@ class SandboxProvider:
                 return asdict(OperationResult(False, "amount exceeds authorization")), provider_ref
             charge.status = SandboxChargeStatus.CAPTURED
             charge.captured_amount = amount
-            charge.updated_at = datetime.now(UTC)
+            charge.updated_at = utcnow()
             return asdict(OperationResult(True)), provider_ref
 
         response, _ = await self._once(idempotency_key, "capture", perform)
@@ -127,7 +127,7 @@ class SandboxProvider:
             if charge is None or charge.status != SandboxChargeStatus.AUTHORIZED:
                 return _refused(charge, "void"), provider_ref
             charge.status = SandboxChargeStatus.VOIDED
-            charge.updated_at = datetime.now(UTC)
+            charge.updated_at = utcnow()
             return asdict(OperationResult(True)), provider_ref
 
         response, _ = await self._once(idempotency_key, "void", perform)
@@ -145,7 +145,7 @@ class SandboxProvider:
             charge.refunded_amount = charge.refunded_amount + amount
             if charge.refunded_amount == charge.captured_amount:
                 charge.status = SandboxChargeStatus.REFUNDED
-            charge.updated_at = datetime.now(UTC)
+            charge.updated_at = utcnow()
             return asdict(OperationResult(True)), provider_ref
 
         response, _ = await self._once(idempotency_key, "refund", perform)
@@ -178,7 +178,7 @@ class SandboxProvider:
                     operation=operation,
                     charge_ref=charge_ref,
                     response=response,
-                    created_at=datetime.now(UTC),
+                    created_at=utcnow(),
                 )
             )
         return response, True

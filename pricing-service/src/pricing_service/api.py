@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 from flow_shared.auth import CurrentPrincipal
 from flow_shared.pagination import Pagination
 from flow_shared.unit_of_work import DbSession
+from flow_shared.validation import Latitude, Longitude
 from pricing_service.deps import (
     AppSettings,
     HospitalUser,
@@ -70,8 +71,8 @@ async def compare(
     settings: AppSettings,
     product_id: uuid.UUID,
     quantity: Annotated[int, Query(ge=1, le=MAX_QUANTITY)],
-    lat: Annotated[float, Query(ge=-90, le=90)],
-    lon: Annotated[float, Query(ge=-180, le=180)],
+    lat: Latitude,
+    lon: Longitude,
     radius_km: Annotated[float, Query(gt=0, le=MAX_COMPARE_RADIUS_KM)] = 25.0,
     priority: Priority = "routine",
 ) -> Response:

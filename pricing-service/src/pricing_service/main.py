@@ -28,20 +28,19 @@ def create_app(
     async def open_clients(app: FastAPI) -> None:
         app.state.inventory = InventoryClient(settings, transport=inventory_transport)
         app.state.location = LocationClient(settings, transport=location_transport)
-        app.state.quote_pruner = QuotePruner(
+
+    async def close_clients(app: FastAPI) -> None:
+        await app.state.inventory.aclose()
+        await app.state.location.aclose()
+
+    def quote_pruner(app: FastAPI) -> PeriodicTask:
+        pruner = QuotePruner(
             app.state.database,
             retention=timedelta(seconds=settings.quote_retention_seconds),
             batch_size=settings.quote_prune_batch_size,
         )
-        app.state.quote_prune_task = PeriodicTask(
-            "quote-pruner", settings.quote_prune_interval_seconds, app.state.quote_pruner.run_once
-        )
-        await app.state.quote_prune_task.start()
-
-    async def close_clients(app: FastAPI) -> None:
-        await app.state.quote_prune_task.stop()
-        await app.state.inventory.aclose()
-        await app.state.location.aclose()
+        app.state.quote_pruner = pruner
+        return PeriodicTask("quote-pruner", settings.quote_prune_interval_seconds, pruner.run_once)
 
     return create_service_app(
         settings,
@@ -51,4 +50,5 @@ def create_app(
         jwks_fetcher=jwks_fetcher,
         on_startup=[open_clients],
         on_shutdown=[close_clients],
+        periodic=[quote_pruner],
     )

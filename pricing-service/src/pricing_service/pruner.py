@@ -6,21 +6,17 @@ nobody else has locked (SKIP LOCKED), in its own transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 
 import structlog
 
+from flow_shared.clock import Clock, utcnow
 from flow_shared.db import Database
 from flow_shared.lifecycle import run_in_batches
 from pricing_service.service.quotes import prune_expired_quotes
 
 log = structlog.get_logger("pricing_service.pruner")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class QuotePruner:
@@ -30,7 +26,7 @@ class QuotePruner:
         *,
         retention: timedelta,
         batch_size: int,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.database = database
         self.retention = retention

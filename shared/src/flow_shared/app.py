@@ -2,8 +2,9 @@
 
 Logging, correlation ids, problem+json errors, security headers, body limit,
 trusted hosts, CORS, metrics, health, JWT verification, service-key auth for
-`/internal`, the database, Redis, the outbox relay and event consumers, and a
-graceful shutdown that stops them in order. A service's `main.py` is a few lines.
+`/internal`, the database, Redis, the outbox relay and event consumers, the
+service's periodic jobs, and a graceful shutdown that stops them in order. A
+service's `main.py` is a few lines.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from flow_shared.errors import install_error_handlers, install_problem_docs
 from flow_shared.events.consumer import EventConsumer, EventHandlers
 from flow_shared.health import HealthRegistry
 from flow_shared.health import router as health_router
-from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.json_codec import ORJSONResponse
+from flow_shared.lifecycle import PeriodicTask
 from flow_shared.logging import configure_logging
 from flow_shared.metrics import MetricsMiddleware, metrics_endpoint
 from flow_shared.networks import MONITORING_PATHS, MonitoringNetworkMiddleware
@@ -44,6 +46,8 @@ from flow_shared.security import (
 )
 
 Hook = Callable[[FastAPI], Awaitable[None]]
+# Builds one of the service's periodic jobs once the app is up (it may use app.state).
+PeriodicFactory = Callable[[FastAPI], PeriodicTask]
 log = structlog.get_logger("flow.app")
 
 
@@ -80,8 +84,13 @@ def create_service_app(
     jwks_fetcher: JWKSFetcher | None = None,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    periodic: Sequence[PeriodicFactory] = (),
     version: str = "1.0.0",
 ) -> FastAPI:
+    """`periodic`: the service's periodic jobs, each built and started in turn after the
+    `on_startup` hooks (so it may use what they built) and kept in
+    `app.state.periodic_tasks` by name; on shutdown they stop first, last started first,
+    before the `on_shutdown` hooks close what they use."""
     configure_logging(settings.service_name, settings.log_level)
     events = events or EventsConfig()
     if events.inbox is not None and events.handlers:
@@ -95,13 +104,21 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _start(app, settings, events, jwks_fetcher)
+        started: list[PeriodicTask] = []
         try:
             for hook in on_startup:
                 await hook(app)
+            for build_task in periodic:
+                task = build_task(app)
+                app.state.periodic_tasks[task.name] = task
+                await task.start()
+                started.append(task)
             log.info("service_started")
             yield
         finally:
             # Uvicorn has stopped accepting and drained in-flight requests by now.
+            for task in reversed(started):
+                await task.stop()
             for hook in on_shutdown:
                 await hook(app)
             await _stop(app)
@@ -120,6 +137,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.events = events
     app.state.health = HealthRegistry()
+    periodic_tasks: dict[str, PeriodicTask] = {}
+    app.state.periodic_tasks = periodic_tasks
     install_error_handlers(app)
     install_problem_docs(app)
 

@@ -10,7 +10,9 @@ import re
 import uuid
 from contextvars import ContextVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from flow_shared.asgi import HttpMiddleware, request_header
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
@@ -38,22 +40,10 @@ def accept_correlation_id(candidate: str | None) -> str:
     return new_correlation_id()
 
 
-class CorrelationIdMiddleware:
-    """Pure ASGI middleware (no per-request task or body buffering)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = None
-        for name, value in scope.get("headers", ()):
-            if name == _HEADER_BYTES:
-                incoming = value.decode("latin-1")
-                break
-        request_id = accept_correlation_id(incoming)
+class CorrelationIdMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        incoming = request_header(scope, _HEADER_BYTES)
+        request_id = accept_correlation_id(incoming.decode("latin-1") if incoming else None)
         # Not reset afterwards on purpose: the 500 handler runs outside this middleware
         # and still needs the id. Each request runs in its own task, so nothing leaks.
         _correlation_id.set(request_id)

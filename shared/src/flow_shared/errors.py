@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
-from flow_shared.jsonutil import dumps
+from flow_shared.json_codec import dumps
 from flow_shared.security_headers import security_headers
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"

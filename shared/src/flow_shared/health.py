@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from flow_shared.errors import problem_response
-from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.json_codec import ORJSONResponse
 
 HealthCheck = Callable[[], Awaitable[object]]
 CHECK_TIMEOUT_SECONDS = 2.0

@@ -25,7 +25,7 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from flow_shared import jsonutil
+from flow_shared import json_codec
 from flow_shared.auth import SERVICE_KEY_HEADER
 from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
 from flow_shared.errors import ServiceUnavailable
@@ -81,7 +81,7 @@ class UpstreamAnswer:
 
     def json(self) -> Any:
         """The body as JSON; ValueError when it is not JSON."""
-        return jsonutil.loads(self.content)
+        return json_codec.loads(self.content)
 
 
 class CallerSettings(Protocol):
@@ -351,7 +351,7 @@ class ServiceClient:
             outgoing[REQUEST_ID_HEADER] = correlation_id
         body = None
         if json is not None:
-            body = jsonutil.dumps(json)
+            body = json_codec.dumps(json)
             outgoing["Content-Type"] = "application/json"
         query = _query(params)
         # A POST may have taken effect before the failure: never send it twice.

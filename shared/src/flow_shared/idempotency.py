@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.errors import UnprocessableEntity
-from flow_shared.jsonutil import dumps, loads
+from flow_shared.json_codec import dumps, loads
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_TABLE = "idempotency_keys"

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flow_shared.asgi import HttpMiddleware, request_header
 from flow_shared.errors import problem_response
 from flow_shared.security_headers import BASE_HEADERS, csp_for
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class SecurityHeadersMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         csp = csp_for(scope["path"])
 
         async def send_with_headers(message: Message) -> None:
@@ -58,11 +53,7 @@ class TrustedHostMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        host = ""
-        for name, value in scope.get("headers", ()):
-            if name == b"host":
-                host = value.decode("latin-1").lower()
-                break
+        host = (request_header(scope, b"host") or b"").decode("latin-1").lower()
         hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if self._allowed(hostname):
             await self.app(scope, receive, send)
@@ -79,27 +70,23 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     """413 for bodies over the limit: by Content-Length up front, else while streaming."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.max_bytes or declared < 0:
-                    await self._reject(scope, receive, send, declared < 0)
-                    return
-                break
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_length = request_header(scope, b"content-length")
+        if content_length is not None:
+            try:
+                declared = int(content_length)
+            except ValueError:
+                declared = -1
+            if declared > self.max_bytes or declared < 0:
+                await self._reject(scope, receive, send, declared < 0)
+                return
 
         received = 0
         too_large = False

@@ -10,6 +10,9 @@ pattern and pydantic's own length messages:
 
     Name = Annotated[str, StringConstraints(max_length=200), NoNul()]
     q: Annotated[Text | None, Query(max_length=100)] = None
+
+A point and an area in a query string have the same bounds everywhere: `Latitude`,
+`Longitude`, `RadiusKm`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
@@ -85,6 +89,15 @@ PositiveUnits = Annotated[int, Field(ge=1, le=MAX_UNITS)]
 UnitsDelta = Annotated[int, Field(ge=-MAX_UNITS, le=MAX_UNITS)]
 # Anything else that lands in an `integer` column (a count, a version, seconds).
 DbInteger = Annotated[int, Field(ge=-DB_INTEGER_MAX - 1, le=DB_INTEGER_MAX)]
+
+# --- a point and an area (query parameters) ------------------------------------------
+
+# The widest area the "who is within" queries answer for (a declared shortage's at most).
+MAX_AREA_RADIUS_KM = 2000
+
+Latitude = Annotated[float, Query(ge=-90, le=90)]
+Longitude = Annotated[float, Query(ge=-180, le=180)]
+RadiusKm = Annotated[float, Query(gt=0, le=MAX_AREA_RADIUS_KM)]
 
 # --- money -----------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from fastapi.security import OAuth2PasswordBearer
 from pydantic import ValidationError
 
 from flow_shared.auth import CurrentPrincipal
-from flow_shared.jsonutil import ORJSONResponse
+from flow_shared.clock import utcnow
+from flow_shared.json_codec import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
 from flow_shared.unit_of_work import DbSession, unit_of_work
 from user_service.deps import (
@@ -43,7 +44,6 @@ from user_service.schemas import (
 )
 from user_service.service import (
     authentication,
-    clock,
     members,
     organizations,
     profile,
@@ -355,7 +355,7 @@ def _invitation(invitation: Invitation) -> InvitationOut:
         id=invitation.id,
         email=invitation.email,
         role=invitation.role,
-        status=members.invitation_status(invitation, clock.utcnow()),
+        status=members.invitation_status(invitation, utcnow()),
         expires_at=invitation.expires_at,
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -10,6 +9,7 @@ from fastapi import FastAPI
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
+from flow_shared.clock import utcnow
 from flow_shared.lifecycle import PeriodicTask
 from user_service import api, bootstrap, internal
 from user_service.clients import NotificationClient
@@ -38,19 +38,13 @@ def create_app(
     async def close_clients(app: FastAPI) -> None:
         await app.state.notification_client.aclose()
 
-    async def start_license_job(app: FastAPI) -> None:
+    def license_check(app: FastAPI) -> PeriodicTask:
         async def run_once() -> licences.LicensePassResult:
             return await licences.run_license_pass(
-                app.state.database, app.state.redis, settings, now=datetime.now(UTC)
+                app.state.database, app.state.redis, settings, now=utcnow()
             )
 
-        app.state.license_task = PeriodicTask(
-            "license-check", settings.license_check_interval_seconds, run_once
-        )
-        await app.state.license_task.start()
-
-    async def stop_license_job(app: FastAPI) -> None:
-        await app.state.license_task.stop()
+        return PeriodicTask("license-check", settings.license_check_interval_seconds, run_once)
 
     app = create_service_app(
         settings,
@@ -59,8 +53,9 @@ def create_app(
         internal_routers=[internal.router],
         events=EventsConfig(outbox=outbox),
         jwks_fetcher=jwks_fetcher or own_jwks,
-        on_startup=[bootstrap.on_startup, start_license_job],
-        on_shutdown=[stop_license_job, bootstrap.on_shutdown, close_clients],
+        on_startup=[bootstrap.on_startup],
+        on_shutdown=[bootstrap.on_shutdown, close_clients],
+        periodic=[license_check],
     )
     app.state.signing_keys = keys
     app.state.passwords = Passwords.from_settings(settings)

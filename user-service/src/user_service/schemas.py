@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from flow_shared.clock import utcnow
 from flow_shared.validation import NoNul
 from user_service.models import MAX_OXYGEN_BEDS
 
@@ -230,4 +231,4 @@ class ReinstateRequest(Input):
 
 
 def utc_today() -> date:
-    return datetime.now(UTC).date()
+    return utcnow().date()

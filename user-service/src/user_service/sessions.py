@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import user_epoch_key
+from flow_shared.clock import utcnow
 from flow_shared.errors import ServiceUnavailable
 from user_service.config import Settings
 from user_service.models import RefreshToken, User
@@ -57,7 +58,7 @@ async def end_sessions(
     """Every refresh token and every access token issued so far to these users stops
     working. Called inside the caller's transaction, before it commits: should the commit
     fail, the users merely have to log in again. Returns the epoch."""
-    epoch = now or datetime.now(UTC)
+    epoch = now or utcnow()
     if not user_ids:
         return epoch
     await session.execute(
@@ -77,7 +78,7 @@ async def mark_epochs(
     """Publish epochs to Redis, each kept until the last token it refuses has expired."""
     if not epochs:
         return
-    now = datetime.now(UTC)
+    now = utcnow()
     lifetime = timedelta(seconds=settings.access_token_ttl_seconds + EPOCH_MARGIN_SECONDS)
     try:
         async with redis.pipeline(transaction=False) as pipe:
@@ -98,9 +99,7 @@ async def mark_epochs(
 async def restore_epoch_marks(session: AsyncSession, redis: Redis, settings: Settings) -> int:
     """The database is the truth; Redis may have lost its epochs (restart without
     persistence). Only epochs younger than an access token's life still matter."""
-    horizon = datetime.now(UTC) - timedelta(
-        seconds=settings.access_token_ttl_seconds + EPOCH_MARGIN_SECONDS
-    )
+    horizon = utcnow() - timedelta(seconds=settings.access_token_ttl_seconds + EPOCH_MARGIN_SECONDS)
     rows = (
         await session.execute(
             select(User.id, User.tokens_valid_after).where(User.tokens_valid_after > horizon)

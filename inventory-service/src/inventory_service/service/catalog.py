@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.db import Database
-from flow_shared.jsonutil import dumps, loads
+from flow_shared.json_codec import dumps, loads
 from flow_shared.pagination import Page, PageParams, fetch_page
 from flow_shared.unit_of_work import unit_of_work
 from inventory_service.cache import current_generation, nearby_key, read_cached, store_cached

@@ -14,14 +14,15 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import func, select, update
 
+from flow_shared.clock import utcnow
 from flow_shared.db import Database
-from flow_shared.jsonutil import dumps
+from flow_shared.json_codec import dumps
 from flow_shared.metrics import business_counter
 from flow_shared.unit_of_work import unit_of_work
 from notification_service.config import Settings
@@ -228,7 +229,7 @@ class DeliveryWorker:
             DELIVERIES.labels(item.channel, "failed").inc()
             return Outcome(DeliveryStatus.FAILED, str(failure))
         DELIVERIES.labels(item.channel, "retried").inc()
-        retry_at = datetime.now(UTC) + timedelta(seconds=self.backoff_seconds(item.attempts))
+        retry_at = utcnow() + timedelta(seconds=self.backoff_seconds(item.attempts))
         return Outcome(DeliveryStatus.PENDING, str(failure), retry_at)
 
     async def _send(self, item: ClaimedDelivery) -> None:

@@ -35,6 +35,7 @@ from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.clock import utcnow
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.metrics import business_counter
 from order_service.clients import Upstreams
@@ -43,7 +44,6 @@ from order_service.errors import AllocationCapExceeded
 from order_service.models import AllocationCap, AllocationUsage, HospitalStanding, Order
 from order_service.schemas import AllocationItem, AllocationOut, CapOverride, CapSource
 from order_service.service import shortages
-from order_service.service.holds import utcnow
 from order_service.service.shortages import NO_SHORTAGE, ShortageScope, shortage_cap
 
 ALLOCATION_REFUSALS = business_counter(

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.errors import ServiceUnavailable
 from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.unit_of_work import UnitOfWork
@@ -38,7 +39,6 @@ from order_service.errors import (
 from order_service.models import idempotency_keys
 from order_service.schemas import DirectOrderCreate, OrderOut, Selection
 from order_service.service import allocation, shortages
-from order_service.service.holds import utcnow
 from order_service.service.placement import (
     ORDERS_PLACED,
     Destination,

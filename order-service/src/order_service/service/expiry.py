@@ -17,6 +17,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import delete, or_, select, update
 
+from flow_shared.clock import utcnow
 from flow_shared.correlation import new_correlation_id, set_correlation_id
 from flow_shared.db import Database
 from flow_shared.errors import DomainError
@@ -28,7 +29,6 @@ from order_service.service.holds import (
     release_after_commit,
     release_and_record,
     release_hold,
-    utcnow,
 )
 from order_service.state import apply_transition
 

@@ -26,11 +26,12 @@ import structlog
 from sqlalchemy import select
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.unit_of_work import UnitOfWork
 from order_service.clients import InventoryClient
 from order_service.errors import HoldLost, OrderExpired, OrderNotFound
 from order_service.models import Order, OrderStatus, ReservationStatus
-from order_service.service.holds import release_after_commit, utcnow
+from order_service.service.holds import release_after_commit
 from order_service.state import apply_transition, ensure_can_move
 
 Side = Literal["hospital", "vendor"]

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import anyio
 import structlog
 from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 
+from flow_shared.clock import utcnow
 from flow_shared.db import Database
 from flow_shared.metrics import business_counter
 from flow_shared.unit_of_work import UnitOfWork, unit_of_work
@@ -33,10 +34,6 @@ HOLD_RELEASES = business_counter(
 )
 
 log = structlog.get_logger("order_service.holds")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 async def release_hold(

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.clock import utcnow
 from flow_shared.events.envelope import EventEnvelope
 from order_service.models import Order, OrderStatus
-from order_service.service.holds import utcnow
 from order_service.state import TRANSITIONS, apply_transition, current_status
 
 MAX_REASON_LENGTH = 500

@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.http import UpstreamUnavailable
 from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.metrics import business_counter
@@ -66,7 +67,6 @@ from order_service.service.holds import (
     give_back_later,
     release_hold,
     reserve_request,
-    utcnow,
 )
 from order_service.state import apply_transition
 

@@ -30,19 +30,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import ColumnElement, Select, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.correlation import new_correlation_id, set_correlation_id
 from flow_shared.db import Database
-from flow_shared.errors import Forbidden
 from flow_shared.http import UpstreamUnavailable
 from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.metrics import business_counter
 from flow_shared.pagination import Page, PageParams, fetch_page
 from flow_shared.resilience import CircuitOpen
 from flow_shared.unit_of_work import UnitOfWork, unit_of_work
+from flow_shared.visibility import scoped_to
 from order_service import events
 from order_service.clients import StockLine, Upstreams
 from order_service.config import Settings
@@ -59,7 +60,6 @@ from order_service.models import (
 from order_service.schemas import OrderOut, Priority, SosAccept, SosCreate, SosOut
 from order_service.service import allocation, shortages
 from order_service.service.direct import Candidate, find_candidates
-from order_service.service.holds import utcnow
 from order_service.service.placement import (
     ORDERS_PLACED,
     Destination,
@@ -554,16 +554,18 @@ class SosSweeper:
 
 
 def _visible(principal: Principal) -> Select[Any]:
-    statement = select(SosRequest)
-    if principal.is_platform_admin:
-        return statement
-    if principal.org_kind == "hospital":
-        return statement.where(SosRequest.hospital_org_id == principal.org_id)
-    if principal.org_kind == "vendor":
-        return statement.where(
-            exists().where(SosOffer.sos_id == SosRequest.id, SosOffer.vendor_id == principal.org_id)
-        )
-    raise Forbidden("SOS requests are for hospitals, vendors and platform admins.")
+    return scoped_to(
+        select(SosRequest),
+        principal,
+        hospital=SosRequest.hospital_org_id,
+        vendor=_offered_to,
+        what="SOS requests",
+    )
+
+
+def _offered_to(vendor_id: uuid.UUID) -> ColumnElement[bool]:
+    """A vendor sees the SOS requests that rang it (it holds an offer of them)."""
+    return exists().where(SosOffer.sos_id == SosRequest.id, SosOffer.vendor_id == vendor_id)
 
 
 def view(sos: SosRequest, principal: Principal) -> SosOut:

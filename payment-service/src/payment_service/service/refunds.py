@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.errors import Forbidden
 from flow_shared.idempotency import IdempotentAnswer, answer_once
 from flow_shared.metrics import business_counter
@@ -96,7 +96,7 @@ async def _refund(
         if not result.succeeded:
             REFUNDS.labels("refused").inc()
             raise RefundRefused(f"The provider refused the refund: {result.failure_reason}.")
-    at = datetime.now(UTC)
+    at = utcnow()
     apply(
         payment,
         PaymentEvent.REFUNDED,

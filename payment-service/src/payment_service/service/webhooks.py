@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.clock import utcnow
 from flow_shared.errors import UnprocessableEntity
 from flow_shared.metrics import business_counter
 from payment_service import events
@@ -78,7 +79,7 @@ def verify_signature(
 
 
 async def handle_sandbox_webhook(session: AsyncSession, event: SandboxWebhook) -> Outcome:
-    at = datetime.now(UTC)
+    at = utcnow()
     recorded = await session.scalar(
         pg_insert(WebhookEvent)
         .values(

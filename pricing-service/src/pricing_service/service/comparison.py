@@ -9,7 +9,6 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import structlog
@@ -17,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.clock import utcnow
 from flow_shared.metrics import business_counter
 from flow_shared.validation import AmountTooLarge
 from pricing_service.clients import InventoryClient, LocationClient
@@ -136,7 +136,7 @@ async def _compute_compare(
         quantity=query.quantity,
         priority=query.priority,
         radius_km=query.radius_km,
-        generated_at=datetime.now(UTC),
+        generated_at=utcnow(),
     )
 
 

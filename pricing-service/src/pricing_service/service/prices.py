@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.clock import utcnow
 from flow_shared.pagination import PageParams, fetch_page
 from pricing_service.models import Price, PriceHistory
 from pricing_service.schemas import PriceInput
@@ -36,7 +37,7 @@ async def set_price(
     actor_id: uuid.UUID,
 ) -> Price:
     """Create or change a vendor's price; every version is kept in price_history."""
-    now = datetime.now(UTC)
+    now = utcnow()
     values: dict[str, object] = {name: getattr(body, name) for name in _PRICE_FIELDS}
     first = await _insert_first_version(
         session,

@@ -8,12 +8,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.lifecycle import delete_older_than
 from flow_shared.metrics import business_counter
 from pricing_service.clients import InventoryClient, LocationClient
@@ -91,7 +92,7 @@ def build_quote(
         priority=priority,
         tax_rate=settings.tax_rate,
     )
-    now = datetime.now(UTC)
+    now = utcnow()
     return Quote(
         id=uuid.uuid4(),
         vendor_id=vendor_id,

@@ -43,7 +43,7 @@ from flow_shared.events.connection import (
     wait_for_event,
 )
 from flow_shared.events.topology import EventTopology, declare_topology, events_exchange
-from flow_shared.jsonutil import dumps
+from flow_shared.json_codec import dumps
 from flow_shared.metrics import business_counter, business_gauge
 from flow_shared.unit_of_work import unit_of_work
 

@@ -6,11 +6,16 @@ Argon2 cost, the same 401 and 423), so answers do not tell which accounts exist.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec
+
 import structlog
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.clock import utcnow
 from flow_shared.errors import DomainError
 from flow_shared.metrics import business_counter
 from user_service import lockout
@@ -19,7 +24,6 @@ from user_service.errors import AccountLocked, InvalidCredentials, OrganizationS
 from user_service.keys import SigningKeys
 from user_service.models import Organization, User
 from user_service.passwords import Passwords
-from user_service.service.clock import utcnow
 from user_service.service.tokens import Refused, TokenPair, issue_tokens
 
 LOGINS = business_counter(
@@ -29,34 +33,7 @@ LOGINS = business_counter(
 )
 
 log = structlog.get_logger("user_service")
-
-
-async def login(
-    session: AsyncSession,
-    *,
-    redis: Redis,
-    passwords: Passwords,
-    keys: SigningKeys,
-    settings: Settings,
-    email: str,
-    password: str,
-    client_ip: str,
-) -> TokenPair | Refused:
-    outcome = await _login(
-        session,
-        redis=redis,
-        passwords=passwords,
-        keys=keys,
-        settings=settings,
-        email=email,
-        password=password,
-        client_ip=client_ip,
-    )
-    if isinstance(outcome, Refused):
-        LOGINS.labels(_LOGIN_OUTCOMES.get(type(outcome.error), "error")).inc()
-    else:
-        LOGINS.labels("ok").inc()
-    return outcome
+P = ParamSpec("P")
 
 
 _LOGIN_OUTCOMES: dict[type[DomainError], str] = {
@@ -66,7 +43,25 @@ _LOGIN_OUTCOMES: dict[type[DomainError], str] = {
 }
 
 
-async def _login(
+def _counted(
+    attempt: Callable[P, Awaitable[TokenPair | Refused]],
+) -> Callable[P, Awaitable[TokenPair | Refused]]:
+    """`attempt`, each outcome counted in LOGINS."""
+
+    @functools.wraps(attempt)
+    async def counted(*args: P.args, **kwargs: P.kwargs) -> TokenPair | Refused:
+        outcome = await attempt(*args, **kwargs)
+        if isinstance(outcome, Refused):
+            LOGINS.labels(_LOGIN_OUTCOMES.get(type(outcome.error), "error")).inc()
+        else:
+            LOGINS.labels("ok").inc()
+        return outcome
+
+    return counted
+
+
+@_counted
+async def login(
     session: AsyncSession,
     *,
     redis: Redis,

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.pagination import PageParams, fetch_page
 from user_service import events, sessions
 from user_service.clients import InvitationEmail, NotificationClient
@@ -37,7 +38,6 @@ from user_service.errors import (
 )
 from user_service.models import Invitation, Organization, User
 from user_service.passwords import Passwords
-from user_service.service.clock import utcnow
 from user_service.service.organizations import get_organization
 from user_service.service.registration import create_user
 

@@ -15,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
+from flow_shared.clock import utcnow
 from flow_shared.pagination import PageParams, fetch_page
 from user_service import events
 from user_service.errors import OrganizationNotFound
 from user_service.models import Organization
-from user_service.service.clock import utcnow
 
 # The kinds a platform admin verifies, suspends and reinstates (never the platform itself).
 MANAGED_KINDS = ("hospital", "vendor")

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flow_shared.clock import utcnow
 from user_service import events
 from user_service.models import Organization, User
 from user_service.passwords import Passwords
-from user_service.service.clock import utcnow
 
 PLATFORM_ORG_NAME = "Flow Platform"
 

@@ -17,12 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import suspended_org_key
+from flow_shared.clock import utcnow
 from flow_shared.errors import ServiceUnavailable
 from user_service import events, sessions
 from user_service.config import Settings
 from user_service.errors import LicenseExpired
 from user_service.models import Organization, User
-from user_service.service.clock import utcnow
 from user_service.service.organizations import organization_for_update
 
 # The suspension reason the licence job gives.

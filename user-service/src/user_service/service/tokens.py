@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal, revoked_jti_key
+from flow_shared.clock import utcnow
 from flow_shared.errors import DomainError, ServiceUnavailable
 from flow_shared.metrics import business_counter
 from user_service import sessions
@@ -28,7 +29,6 @@ from user_service.config import Settings
 from user_service.errors import InvalidRefreshToken, OrganizationSuspended, RefreshTokenReused
 from user_service.keys import SigningKeys
 from user_service.models import Organization, RefreshToken, User
-from user_service.service.clock import utcnow
 
 REFRESH_REUSE = business_counter(
     "flow_user_refresh_token_reuse_total",

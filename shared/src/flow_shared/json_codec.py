@@ -1,4 +1,4 @@
-"""Fast JSON with the types Flow uses (Decimal as string, UUID, datetime)."""
+"""JSON on the wire with the types Flow uses (Decimal as string, UUID, datetime), on orjson."""
 
 from __future__ import annotations
 
