@@ -65,7 +65,46 @@ async def test_seeded_catalogue_has_stable_skus_in_every_category(
     assert cylinder["id"] == str(
         uuid.uuid5(uuid.UUID("6f1c0b52-3d4e-4c1a-9a57-2f0e7f3b8d11"), "O2-CYL-10L")
     )
-    assert set(cylinder) == {"id", "sku", "name", "category", "unit", "description"}
+    assert set(cylinder) == {"id", "sku", "name", "category", "unit", "description", "gas_liters"}
+
+
+async def test_every_seeded_oxygen_product_knows_its_gas_and_nothing_else_claims_any(
+    client: httpx.AsyncClient, inv: Any
+) -> None:
+    by_sku = {p["sku"]: p for p in await _all_products(client, inv.hospital_headers())}
+    # Water capacity x fill pressure for cylinders and their refills; ~700 L per kg of LOX.
+    assert by_sku["O2-CYL-10L"]["gas_liters"] == 1_500  # 10 L x 150 bar
+    assert by_sku["O2-CYL-1L"]["gas_liters"] == 200  # 1 L x 200 bar
+    assert by_sku["REFILL-46.7L"]["gas_liters"] == 7_000  # 46.7 L x 150 bar
+    assert by_sku["LOX-100KG"]["gas_liters"] == 70_000  # 100 kg x 700 L/kg
+    assert by_sku["LOX-5000KG"]["gas_liters"] == 3_500_000
+    seeded = [p for p in by_sku.values() if not p["sku"].startswith(("O2-CYL-TEST-", "X-"))]
+    for product in seeded:
+        stores_gas = product["category"] in {"oxygen_cylinder", "liquid_oxygen", "refill"}
+        assert (product["gas_liters"] is not None) == stores_gas, product["sku"]
+        if stores_gas:
+            assert product["gas_liters"] > 0
+
+
+async def test_gas_liters_must_fit_the_category(client: httpx.AsyncClient, inv: Any) -> None:
+    base = {"sku": "GAS-1", "name": "n", "unit": "cylinder"}
+    for bad in (
+        {**base, "category": "oxygen_cylinder"},  # a cylinder must say what it holds
+        {**base, "category": "liquid_oxygen", "gas_liters": 0},
+        {**base, "category": "refill", "gas_liters": -5},
+        {**base, "category": "oxygen_cylinder", "gas_liters": 1500.25},  # 0.1 L at most
+        {**base, "category": "accessory", "gas_liters": 10},  # holds none
+        {**base, "category": "concentrator", "gas_liters": 10},  # makes it, stores none
+    ):
+        response = await client.post(
+            "/api/v1/catalog/products", json=bad, headers=inv.admin_headers()
+        )
+        assert response.status_code == 422, bad
+        assert response.headers["content-type"].startswith("application/problem+json")
+    listed = await client.get(
+        "/api/v1/catalog/products", params={"q": "GAS-1"}, headers=inv.admin_headers()
+    )
+    assert listed.json()["total"] == 0
 
 
 async def test_products_filter_by_category_and_text(client: httpx.AsyncClient, inv: Any) -> None:
@@ -117,11 +156,13 @@ async def test_platform_admin_adds_a_product_and_a_taken_sku_is_409(
         "category": "oxygen_cylinder",
         "unit": "cylinder",
         "description": "3 L water capacity, 200 bar.",
+        "gas_liters": 600,
     }
     created = await client.post("/api/v1/catalog/products", json=body, headers=inv.admin_headers())
     assert created.status_code == 201, created.text
     product = created.json()
     assert product["sku"] == sku
+    assert product["gas_liters"] == 600
     assert uuid.UUID(product["id"])
 
     again = await client.post("/api/v1/catalog/products", json=body, headers=inv.admin_headers())

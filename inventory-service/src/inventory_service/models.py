@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     func,
@@ -86,6 +88,7 @@ class Product(Base):
     __tablename__ = "products"
     __table_args__ = (
         CheckConstraint(f"category IN ({_in(ProductCategory)})", name="category"),
+        CheckConstraint("gas_liters IS NULL OR gas_liters > 0", name="gas_liters"),
         Index("ix_products_category", "category"),
     )
 
@@ -95,6 +98,8 @@ class Product(Base):
     category: Mapped[str] = mapped_column(String(32))
     unit: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text, server_default="")
+    # Litres of gaseous oxygen one unit delivers; None for what stores none (the runway).
+    gas_liters: Mapped[Decimal | None] = mapped_column(Numeric(12, 1))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from flow_shared.validation import (
     DB_INTEGER_MAX,
@@ -19,6 +27,10 @@ from flow_shared.validation import (
 from inventory_service.models import ProductCategory, ReservationStatus
 
 MAX_QUANTITY = MAX_UNITS
+# The categories whose units hold oxygen, so carry gas_liters.
+GAS_CATEGORIES = frozenset(
+    {ProductCategory.OXYGEN_CYLINDER, ProductCategory.LIQUID_OXYGEN, ProductCategory.REFILL}
+)
 MAX_RESERVATION_LINES = 100
 
 Name = Annotated[
@@ -51,6 +63,20 @@ class ProductCreate(_Input):
     description: Annotated[
         str, StringConstraints(strip_whitespace=True, max_length=2000), NoNul()
     ] = ""
+    # Litres of gaseous oxygen one unit delivers: required for what stores oxygen,
+    # absent for concentrators (they make it) and accessories (they hold none).
+    gas_liters: (
+        Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=1, allow_inf_nan=False)] | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _gas_fits_the_category(self) -> ProductCreate:
+        stores_gas = self.category in GAS_CATEGORIES
+        if stores_gas and self.gas_liters is None:
+            raise ValueError(f"gas_liters is required for {self.category.value} products")
+        if not stores_gas and self.gas_liters is not None:
+            raise ValueError(f"{self.category.value} products hold no gas: omit gas_liters")
+        return self
 
 
 class ProductOut(BaseModel):
@@ -62,6 +88,9 @@ class ProductOut(BaseModel):
     category: ProductCategory
     unit: str
     description: str
+    gas_liters: float | None = Field(
+        description="Litres of gaseous oxygen one unit delivers; null when it stores none."
+    )
 
 
 # --- depots and stock -----------------------------------------------------------------

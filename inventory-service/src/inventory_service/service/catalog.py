@@ -58,6 +58,7 @@ async def create_product(session: AsyncSession, body: ProductCreate) -> Product:
             category=body.category.value,
             unit=body.unit,
             description=body.description,
+            gas_liters=body.gas_liters,
         )
         .on_conflict_do_nothing(index_elements=[Product.sku])
         .returning(Product.id)
