@@ -4,6 +4,7 @@ inventory-service and location-service stubbed at their HTTP boundary."""
 from __future__ import annotations
 
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class Depot:
 
 
 @dataclass
-class UpstreamStub:
+class UpstreamStub(ABC):
     """A service's /internal API at the HTTP boundary: records every request, fails as an
     unreachable service does while `failure` is set, and refuses a caller without
     pricing-service's key."""
@@ -78,9 +79,9 @@ class UpstreamStub:
             return _problem(401, "Unauthorized")
         return self.answer(request)
 
+    @abstractmethod
     def answer(self, request: httpx.Request) -> httpx.Response:
-        """The answer to a request of the trusted caller."""
-        raise NotImplementedError
+        """The answer to a request of the trusted caller: each stub gives its service's."""
 
 
 @dataclass
