@@ -1,14 +1,23 @@
 """Events order-service publishes (through its outbox, in the caller's transaction).
 
 `data` is the contract with consumers: add fields, never rename or remove them.
-Every order event has the same shape, whatever the status; money is a string.
+Every order event has the same shape, whatever the status; money is a string:
+
+    {order_id, hospital_org_id, vendor_id, depot_id, status, priority, payment_method,
+     total, currency, items: [{product_id, quantity, unit_price, line_total}],
+     actor_id (null: Flow itself), at,
+     site_id (null: delivered to a free `delivery` address, not to a site),
+     eta (RFC3339 UTC: when the order is expected at its destination, = the moment it
+          was confirmed + eta_minutes; set on confirmed, dispatched and delivered events of
+          an order with an ETA, null on every other event),
+     reason (rejected, cancelled, failed), eta_minutes (confirmed), sos_id (SOS orders)}
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +45,26 @@ def rfc3339(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
+# Statuses in which the order is on its way: its ETA still means something.
+ETA_STATUSES = frozenset({OrderStatus.CONFIRMED, OrderStatus.DISPATCHED, OrderStatus.DELIVERED})
+
+
+def confirmed_at(order: Order) -> datetime | None:
+    """When the order was confirmed, from its status history (state.apply_transition)."""
+    for change in reversed(order.status_history or []):
+        if change["status"] == OrderStatus.CONFIRMED:
+            return datetime.fromisoformat(change["at"])
+    return None
+
+
+def order_eta(order: Order) -> datetime | None:
+    """The moment the order is expected at its destination, if it is on its way."""
+    if order.eta_minutes is None or OrderStatus(order.status) not in ETA_STATUSES:
+        return None
+    confirmed = confirmed_at(order)
+    return confirmed + timedelta(minutes=order.eta_minutes) if confirmed is not None else None
+
+
 def order_event_data(order: Order, *, actor_id: uuid.UUID | None, at: datetime) -> dict[str, Any]:
     data: dict[str, Any] = {
         "order_id": str(order.id),
@@ -58,6 +87,8 @@ def order_event_data(order: Order, *, actor_id: uuid.UUID | None, at: datetime) 
         ],
         "actor_id": str(actor_id) if actor_id is not None else None,
         "at": rfc3339(at),
+        "site_id": str(order.site_id) if order.site_id is not None else None,
+        "eta": rfc3339(eta) if (eta := order_eta(order)) is not None else None,
     }
     if order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.FAILED):
         data["reason"] = order.reason
