@@ -32,6 +32,7 @@ def test_default_route_table_is_specs(monkeypatch: pytest.MonkeyPatch) -> None:
         "catalog": "inventory-service",
         "inventory": "inventory-service",
         "vendors": "inventory-service",
+        "supply": "inventory-service",
         "orders": "order-service",
         "allocation": "order-service",
         "sos": "order-service",

@@ -338,6 +338,30 @@ async def test_order_service_reads_a_site_of_the_hospital_it_names(
     }
 
 
+async def test_inventory_service_reads_a_site_and_other_services_may_not(
+    location_client: httpx.AsyncClient, hospital: dict[str, str], hospital_id: uuid.UUID
+) -> None:
+    """inventory-service checks a runway's site (and learns its name); pricing-service,
+    trusted for other routes, is refused this one."""
+    site = await _create(location_client, hospital, name="Main theatre", lat=6.6, lon=3.35)
+    params = {"org_id": str(hospital_id)}
+
+    inventory = await location_client.get(
+        f"/internal/sites/{site['id']}",
+        params=params,
+        headers={"X-Service-Key": caller_key("inventory-service")},
+    )
+    pricing = await location_client.get(
+        f"/internal/sites/{site['id']}",
+        params=params,
+        headers={"X-Service-Key": caller_key("pricing-service")},
+    )
+
+    assert inventory.status_code == 200, inventory.text
+    assert (inventory.json()["id"], inventory.json()["name"]) == (site["id"], "Main theatre")
+    assert pricing.status_code == 403
+
+
 async def test_the_internal_site_is_404_for_another_org_or_an_unknown_id(
     location_client: httpx.AsyncClient, hospital: dict[str, str], hospital_id: uuid.UUID
 ) -> None:

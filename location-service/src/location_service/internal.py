@@ -48,7 +48,10 @@ async def orgs_within(
     return OrgsWithinOut(org_ids=ids)
 
 
-@router.get("/sites/{site_id}", dependencies=[accepts_callers("order-service")])
+# inventory-service: whether a site is the hospital's, and its name (the oxygen runway).
+@router.get(
+    "/sites/{site_id}", dependencies=[accepts_callers("order-service", "inventory-service")]
+)
 async def get_site(
     site_id: uuid.UUID,
     org_id: Annotated[uuid.UUID, Query(description="the hospital that must own the site")],

@@ -101,7 +101,8 @@ class Order(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    placed_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # None: Flow itself placed it for the hospital (auto-reorder).
+    placed_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     vendor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     depot_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     site_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
@@ -286,7 +287,8 @@ class SosRequest(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    created_by: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    # None: Flow itself opened it for the hospital (auto-reorder).
+    created_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     product_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     quantity: Mapped[int] = mapped_column(Integer)
     site_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

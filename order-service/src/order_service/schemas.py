@@ -129,7 +129,8 @@ class OrderOut(BaseModel):
     id: uuid.UUID
     status: str
     hospital_org_id: uuid.UUID
-    placed_by: uuid.UUID
+    # null: Flow placed it for the hospital (auto-reorder on a low oxygen runway).
+    placed_by: uuid.UUID | None
     vendor_id: uuid.UUID
     depot_id: uuid.UUID
     site_id: uuid.UUID | None
@@ -387,3 +388,42 @@ class SosOut(BaseModel):
 class SosAcceptOut(BaseModel):
     sos: SosOut
     order: OrderOut
+
+
+# --- auto-reorder (inventory-service, on a site's oxygen runway) ----------------------------
+
+AutoNote = Annotated[str, StringConstraints(max_length=500), NoNul()]
+
+
+class AutoOrderCreate(BaseModel):
+    """POST /internal/auto-orders: the order a hospital configured for a site's low runway.
+    No depot: Flow picks the nearest by ETA that has the stock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hospital_org_id: uuid.UUID
+    site_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity: Quantity
+    priority: Priority
+    note: AutoNote | None = None
+
+
+class AutoSosCreate(BaseModel):
+    """POST /internal/sos: the SOS for a site's critical runway (SPEC defaults for the rest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hospital_org_id: uuid.UUID
+    site_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity: Quantity
+    note: AutoNote | None = None
+
+
+class AutoOrderOut(BaseModel):
+    order: OrderOut
+
+
+class AutoSosOut(BaseModel):
+    sos: SosOut

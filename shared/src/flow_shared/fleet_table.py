@@ -35,7 +35,7 @@ FLEET: Mapping[str, ServiceSpec] = {
         port=8003,
         package="location_service",
         schema="location",
-        callers=["admin-service", "order-service", "pricing-service"],
+        callers=["admin-service", "inventory-service", "order-service", "pricing-service"],
         routes=["locations"],
     ),
     "inventory-service": ServiceSpec(
@@ -44,14 +44,14 @@ FLEET: Mapping[str, ServiceSpec] = {
         package="inventory_service",
         schema="inventory",
         callers=["admin-service", "order-service", "pricing-service"],
-        routes=["catalog", "inventory", "vendors"],
+        routes=["catalog", "inventory", "vendors", "supply"],
     ),
     "order-service": ServiceSpec(
         name="order-service",
         port=8005,
         package="order_service",
         schema="orders",
-        callers=["admin-service"],
+        callers=["admin-service", "inventory-service"],
         routes=["orders", "allocation", "sos"],
     ),
     "pricing-service": ServiceSpec(

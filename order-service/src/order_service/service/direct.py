@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -36,12 +37,13 @@ from order_service.errors import (
     ReservationRefused,
     VendorUnavailable,
 )
-from order_service.models import idempotency_keys
-from order_service.schemas import DirectOrderCreate, OrderOut, Selection
+from order_service.models import Order, idempotency_keys
+from order_service.schemas import DeliveryPoint, DirectOrderCreate, OrderOut, Priority, Selection
 from order_service.service import allocation, shortages
 from order_service.service.placement import (
     ORDERS_PLACED,
     Destination,
+    Orderer,
     PlacementRequest,
     place,
     resolve_destination,
@@ -85,78 +87,40 @@ async def create_direct_order(
     *,
     idempotency_key: str | None,
 ) -> IdempotentAnswer:
+    async def nearest_then_cheapest(
+        destination: Destination, line: StockLine, candidates: list[Candidate]
+    ) -> AsyncIterator[Candidate]:
+        for _, group in itertools.groupby(candidates, key=lambda c: c.rank):
+            tied = list(group)
+            for candidate in await _by_price(upstreams, destination, body.priority, tied, line):
+                yield candidate
+
     async def produce() -> dict[str, Any]:
-        destination = await resolve_destination(
-            upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
-        )
-        shortage = await shortages.scope_for(
-            uow.session,
-            upstreams.inventory,
-            lat=destination.lat,
-            lon=destination.lon,
-            product_ids=[body.product_id],
-            now=utcnow(),
-        )
-        shortages.check_priority(shortage, body.priority)
-        # Emergencies are capped too; counted once, whichever candidate takes the order.
-        await allocation.take(
-            uow.session,
-            settings,
-            hospital.org_id,
-            {body.product_id: body.quantity},
-            shortage=shortage,
-        )
-        radius_km = body.max_distance_km or settings.direct_default_radius_km
-        candidates = await find_candidates(
-            upstreams,
-            destination,
+        wanted = OneProduct(
+            site_id=body.site_id,
+            delivery=body.delivery,
             product_id=body.product_id,
             quantity=body.quantity,
             priority=body.priority,
-            radius_km=radius_km,
-            limit=settings.direct_max_candidates,
+            payment_method=body.payment_method,
+            notes=body.notes,
+            radius_km=body.max_distance_km or settings.direct_default_radius_km,
         )
-        line = StockLine(product_id=body.product_id, quantity=body.quantity)
-        for _, group in itertools.groupby(candidates, key=lambda c: c.rank):
-            for candidate in await _by_price(upstreams, destination, body, list(group), line):
-                request = PlacementRequest(
-                    vendor_id=candidate.stock.vendor_id,
-                    depot_id=candidate.stock.depot_id,
-                    destination=destination,
-                    items=[line],
-                    priority=body.priority,
-                    payment_method=body.payment_method,
-                    notes=body.notes,
-                    in_shortage=shortage.applies,
-                )
-                try:
-                    order = await place(
-                        uow, upstreams, settings, hospital, request, quote=candidate.quote
-                    )
-                except _CANDIDATE_UNUSABLE as exc:
-                    log.info(
-                        "direct_candidate_skipped",
-                        depot_id=str(candidate.stock.depot_id),
-                        reason=exc.code,
-                    )
-                    continue
-                ORDERS_PLACED.labels(body.priority, "direct").inc()
-                selection = Selection(
-                    vendor_id=candidate.stock.vendor_id,
-                    depot_id=candidate.stock.depot_id,
-                    distance_km=candidate.distance_km,
-                    eta_min=candidate.eta_min,
-                    candidates_considered=len(candidates),
-                )
-                return {
-                    "order": OrderOut.of(order).model_dump(mode="json"),
-                    "selection": selection.model_dump(mode="json"),
-                }
-        raise NoSupplierInRange(
-            f"No verified vendor within {radius_km:g} km can deliver {body.quantity} of "
-            "this product now.",
-            extra={"candidates_considered": len(candidates)},
+        placed = await place_one_product(
+            uow, upstreams, settings, hospital, wanted, nearest_then_cheapest
         )
+        ORDERS_PLACED.labels(body.priority, "direct").inc()
+        selection = Selection(
+            vendor_id=placed.chosen.stock.vendor_id,
+            depot_id=placed.chosen.stock.depot_id,
+            distance_km=placed.chosen.distance_km,
+            eta_min=placed.chosen.eta_min,
+            candidates_considered=placed.candidates_considered,
+        )
+        return {
+            "order": OrderOut.of(placed.order).model_dump(mode="json"),
+            "selection": selection.model_dump(mode="json"),
+        }
 
     return await answer_once(
         uow.session,
@@ -167,6 +131,103 @@ async def create_direct_order(
         status_code=201,
         produce=produce,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OneProduct:
+    """An order of one product that names no depot: Flow picks one (direct orders,
+    auto-reorder)."""
+
+    site_id: uuid.UUID | None
+    delivery: DeliveryPoint | None
+    product_id: uuid.UUID
+    quantity: int
+    priority: Priority
+    payment_method: str
+    notes: str | None
+    radius_km: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedAtCandidate:
+    order: Order
+    chosen: Candidate
+    candidates_considered: int
+
+
+# The order in which candidates are tried, given the destination and the line.
+Arrangement = Callable[
+    [Destination, StockLine, list[Candidate]], Iterable[Candidate] | AsyncIterable[Candidate]
+]
+
+
+async def place_one_product(
+    uow: UnitOfWork,
+    upstreams: Upstreams,
+    settings: Settings,
+    hospital: Orderer,
+    wanted: OneProduct,
+    arrange: Arrangement,
+) -> PlacedAtCandidate:
+    """Place `wanted` at the first depot within its radius that can take it, in the order
+    `arrange` gives; every rule of a placement applies (the site is the hospital's, the
+    shortage pause, the cap, the emergency reserve). NoSupplierInRange when none can."""
+    destination = await resolve_destination(
+        upstreams.location, hospital.org_id, site_id=wanted.site_id, delivery=wanted.delivery
+    )
+    shortage = await shortages.scope_for(
+        uow.session,
+        upstreams.inventory,
+        lat=destination.lat,
+        lon=destination.lon,
+        product_ids=[wanted.product_id],
+        now=utcnow(),
+    )
+    shortages.check_priority(shortage, wanted.priority)
+    # Emergencies are capped too; counted once, whichever candidate takes the order, and
+    # over the cap nothing is held.
+    await allocation.take(
+        uow.session,
+        settings,
+        hospital.org_id,
+        {wanted.product_id: wanted.quantity},
+        shortage=shortage,
+    )
+    candidates = await find_candidates(
+        upstreams,
+        destination,
+        product_id=wanted.product_id,
+        quantity=wanted.quantity,
+        priority=wanted.priority,
+        radius_km=wanted.radius_km,
+        limit=settings.direct_max_candidates,
+    )
+    line = StockLine(product_id=wanted.product_id, quantity=wanted.quantity)
+    placed = await _place_with_first_able(
+        uow,
+        upstreams,
+        settings,
+        hospital,
+        arrange(destination, line, candidates),
+        lambda candidate: PlacementRequest(
+            vendor_id=candidate.stock.vendor_id,
+            depot_id=candidate.stock.depot_id,
+            destination=destination,
+            items=[line],
+            priority=wanted.priority,
+            payment_method=wanted.payment_method,
+            notes=wanted.notes,
+            in_shortage=shortage.applies,
+        ),
+    )
+    if placed is None:
+        raise NoSupplierInRange(
+            f"No verified vendor within {wanted.radius_km:g} km can deliver "
+            f"{wanted.quantity} of this product now.",
+            extra={"candidates_considered": len(candidates)},
+        )
+    order, chosen = placed
+    return PlacedAtCandidate(order, chosen, len(candidates))
 
 
 async def find_candidates(
@@ -216,10 +277,54 @@ async def find_candidates(
     return sorted(candidates, key=lambda c: c.rank)
 
 
+def by_eta(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Best ETA first (unknown ETAs last), then the shorter road: the order in which an
+    SOS rings vendors (service/sos.py) and auto-reorder tries depots (auto_reorder.py)."""
+    return sorted(candidates, key=lambda c: (c.eta_min is None, c.eta_min or 0, c.distance_km))
+
+
+async def _place_with_first_able(
+    uow: UnitOfWork,
+    upstreams: Upstreams,
+    settings: Settings,
+    hospital: Orderer,
+    candidates: Iterable[Candidate] | AsyncIterable[Candidate],
+    request_for: Callable[[Candidate], PlacementRequest],
+) -> tuple[Order, Candidate] | None:
+    """Place the order at the first candidate that can take it, in the given order: one
+    whose stock went to another order meanwhile (or that cannot quote) is skipped.
+    None when no candidate could."""
+    async for candidate in _each(candidates):
+        try:
+            order = await place(
+                uow, upstreams, settings, hospital, request_for(candidate), quote=candidate.quote
+            )
+        except _CANDIDATE_UNUSABLE as exc:
+            log.info(
+                "placement_candidate_skipped",
+                depot_id=str(candidate.stock.depot_id),
+                reason=exc.code,
+            )
+            continue
+        return order, candidate
+    return None
+
+
+async def _each(
+    candidates: Iterable[Candidate] | AsyncIterable[Candidate],
+) -> AsyncIterator[Candidate]:
+    if isinstance(candidates, AsyncIterable):
+        async for candidate in candidates:
+            yield candidate
+    else:
+        for candidate in candidates:
+            yield candidate
+
+
 async def _by_price(
     upstreams: Upstreams,
     destination: Destination,
-    body: DirectOrderCreate,
+    priority: str,
     tied: list[Candidate],
     line: StockLine,
 ) -> list[Candidate]:
@@ -234,7 +339,7 @@ async def _by_price(
                 items=[line],
                 lat=destination.lat,
                 lon=destination.lon,
-                priority=body.priority,
+                priority=priority,
             )
         except _CANDIDATE_UNUSABLE:
             candidate.quote = None

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -79,6 +79,26 @@ ORDERS_PLACED = business_counter(
 )
 
 log = structlog.get_logger("order_service.placement")
+
+
+class Orderer(Protocol):
+    """Who an order (or SOS) is for and by: a hospital user's Principal, or an
+    ActingHospital when nobody is there (`user_id` None: Flow itself, auto-reorder)."""
+
+    @property
+    def org_id(self) -> uuid.UUID: ...
+
+    @property
+    def user_id(self) -> uuid.UUID | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActingHospital:
+    """A hospital acted for without a request of its own: the user who opened an SOS when
+    a vendor accepts it, or nobody (None) when Flow places an order itself."""
+
+    org_id: uuid.UUID
+    user_id: uuid.UUID | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +201,7 @@ async def place(
     uow: UnitOfWork,
     upstreams: Upstreams,
     settings: Settings,
-    hospital: Principal,
+    hospital: Orderer,
     request: PlacementRequest,
     *,
     quote: Quote | None = None,
@@ -334,7 +354,7 @@ def _check_quote(quote: Quote, request: PlacementRequest) -> None:
 
 def _new_order(
     order_id: uuid.UUID,
-    hospital: Principal,
+    hospital: Orderer,
     request: PlacementRequest,
     reservation: Reservation,
     quote: Quote,

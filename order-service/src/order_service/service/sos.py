@@ -2,7 +2,8 @@
 
     open:     count the quantity against the hospital's cap (allocation.take) -> ring 1:
               the candidates of a direct order (direct.find_candidates), best ETA first,
-              one depot per vendor -> sos.opened + sos.request, in one transaction.
+              one depot per vendor -> sos.opened + sos.request, in one transaction
+              (`start`; auto-reorder opens its SOS through it too, with no user).
     accept:   one conditional UPDATE ... WHERE status = 'open' RETURNING decides the
               winner; in the same transaction the stock is reserved (emergency), the order
               placed and confirmed with the vendor's ETA (placement.place + apply_transition,
@@ -59,10 +60,12 @@ from order_service.models import (
 )
 from order_service.schemas import OrderOut, Priority, SosAccept, SosCreate, SosOut
 from order_service.service import allocation, shortages
-from order_service.service.direct import Candidate, find_candidates
+from order_service.service.direct import Candidate, by_eta, find_candidates
 from order_service.service.placement import (
     ORDERS_PLACED,
+    ActingHospital,
     Destination,
+    Orderer,
     PlacementRequest,
     place,
     resolve_destination,
@@ -111,10 +114,9 @@ async def _next_ring(
         radius_km=sos.max_distance_km,
         limit=settings.sos_max_candidates,
     )
-    by_eta = sorted(candidates, key=lambda c: (c.eta_min is None, c.eta_min or 0, c.distance_km))
     ring: list[Candidate] = []
     seen = set(offered)
-    for candidate in by_eta:
+    for candidate in by_eta(candidates):
         if candidate.stock.vendor_id in seen:
             continue
         seen.add(candidate.stock.vendor_id)
@@ -211,74 +213,9 @@ async def open_sos(
     idempotency_key: str | None,
 ) -> IdempotentAnswer:
     async def produce() -> dict[str, Any]:
-        session = uow.session
-        now = utcnow()
-        destination = await resolve_destination(
-            upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
+        return SosOut.of(await start(uow, upstreams, settings, hospital, body)).model_dump(
+            mode="json"
         )
-        shortage = await shortages.scope_for(
-            session,
-            upstreams.inventory,
-            lat=destination.lat,
-            lon=destination.lon,
-            product_ids=[body.product_id],
-            now=now,
-        )
-        # Counted while the SOS is open; over the cap nothing is created.
-        await allocation.take(
-            session, settings, hospital.org_id, {body.product_id: body.quantity}, shortage=shortage
-        )
-        sos = SosRequest(
-            id=uuid.uuid4(),
-            hospital_org_id=hospital.org_id,
-            created_by=hospital.user_id,
-            product_id=body.product_id,
-            quantity=body.quantity,
-            site_id=destination.site_id,
-            delivery_lat=destination.lat,
-            delivery_lon=destination.lon,
-            delivery_address=destination.address,
-            max_distance_km=body.max_distance_km,
-            ring_size=body.ring_size,
-            ring_timeout_seconds=body.ring_timeout_seconds,
-            payment_method=body.payment_method,
-            notes=body.notes,
-            status=SosStatus.OPEN,
-            current_ring=0,
-            created_at=now,
-            updated_at=now,
-            rings=[],
-            offers=[],
-        )
-        ring = await _next_ring(upstreams, settings, sos, destination, offered=set())
-        if not ring:
-            raise NoSupplierInRange(
-                f"No verified vendor within {body.max_distance_km:g} km can deliver "
-                f"{body.quantity} of this product now.",
-                extra={"candidates_considered": 0},
-            )
-        first = _add_ring(sos, 1, ring, now)
-        session.add(sos)
-        if body.card_token is not None:
-            # Before the COMMIT, as for a card order: payment-service down refuses it whole.
-            await upstreams.payment.hand_over_sos_card_token(sos.id, body.card_token)
-        await events.sos_event(
-            session,
-            "sos.opened",
-            {
-                "sos_id": str(sos.id),
-                "hospital_org_id": str(sos.hospital_org_id),
-                "product_id": str(sos.product_id),
-                "quantity": sos.quantity,
-                "delivery": events.sos_delivery(sos),
-                "ring_size": sos.ring_size,
-                "max_distance_km": sos.max_distance_km,
-                "created_at": events.rfc3339(now),
-            },
-        )
-        await _emit_request(session, sos, first)
-        log.info("sos_opened", sos_id=str(sos.id), ring_vendors=len(ring))
-        return SosOut.of(sos).model_dump(mode="json")
 
     return await answer_once(
         uow.session,
@@ -289,6 +226,84 @@ async def open_sos(
         status_code=201,
         produce=produce,
     )
+
+
+async def start(
+    uow: UnitOfWork,
+    upstreams: Upstreams,
+    settings: Settings,
+    hospital: Orderer,
+    body: SosCreate,
+) -> SosRequest:
+    """Open the SOS with its ring 1 (the caller's unit of work commits it)."""
+    session = uow.session
+    now = utcnow()
+    destination = await resolve_destination(
+        upstreams.location, hospital.org_id, site_id=body.site_id, delivery=body.delivery
+    )
+    shortage = await shortages.scope_for(
+        session,
+        upstreams.inventory,
+        lat=destination.lat,
+        lon=destination.lon,
+        product_ids=[body.product_id],
+        now=now,
+    )
+    # Counted while the SOS is open; over the cap nothing is created.
+    await allocation.take(
+        session, settings, hospital.org_id, {body.product_id: body.quantity}, shortage=shortage
+    )
+    sos = SosRequest(
+        id=uuid.uuid4(),
+        hospital_org_id=hospital.org_id,
+        created_by=hospital.user_id,
+        product_id=body.product_id,
+        quantity=body.quantity,
+        site_id=destination.site_id,
+        delivery_lat=destination.lat,
+        delivery_lon=destination.lon,
+        delivery_address=destination.address,
+        max_distance_km=body.max_distance_km,
+        ring_size=body.ring_size,
+        ring_timeout_seconds=body.ring_timeout_seconds,
+        payment_method=body.payment_method,
+        notes=body.notes,
+        status=SosStatus.OPEN,
+        current_ring=0,
+        created_at=now,
+        updated_at=now,
+        rings=[],
+        offers=[],
+    )
+    ring = await _next_ring(upstreams, settings, sos, destination, offered=set())
+    if not ring:
+        raise NoSupplierInRange(
+            f"No verified vendor within {body.max_distance_km:g} km can deliver "
+            f"{body.quantity} of this product now.",
+            extra={"candidates_considered": 0},
+        )
+    first = _add_ring(sos, 1, ring, now)
+    session.add(sos)
+    if body.card_token is not None:
+        # Before the COMMIT, as for a card order: payment-service down refuses it whole.
+        await upstreams.payment.hand_over_sos_card_token(sos.id, body.card_token)
+    await events.sos_event(
+        session,
+        "sos.opened",
+        {
+            "sos_id": str(sos.id),
+            "hospital_org_id": str(sos.hospital_org_id),
+            "product_id": str(sos.product_id),
+            "quantity": sos.quantity,
+            "delivery": events.sos_delivery(sos),
+            "ring_size": sos.ring_size,
+            "max_distance_km": sos.max_distance_km,
+            "created_at": events.rfc3339(now),
+        },
+    )
+    await _emit_request(session, sos, first)
+    log.info("sos_opened", sos_id=str(sos.id), ring_vendors=len(ring))
+    return sos
 
 
 async def _lock(
@@ -356,17 +371,9 @@ async def escalate(
     log.info("sos_escalated", sos_id=str(sos.id), to_ring=opened.number, reason=reason)
 
 
-def _hospital_of(sos: SosRequest) -> Principal:
-    """The hospital user who opened the SOS: the order is placed in its name."""
-    return Principal(
-        user_id=sos.created_by,
-        org_id=sos.hospital_org_id,
-        org_kind="hospital",
-        role="staff",
-        jti=f"sos:{sos.id}",
-        expires_at=sos.created_at,
-        issued_at=0.0,
-    )
+def _hospital_of(sos: SosRequest) -> ActingHospital:
+    """Who opened the SOS (a hospital user, or Flow itself): the order is placed in its name."""
+    return ActingHospital(org_id=sos.hospital_org_id, user_id=sos.created_by)
 
 
 async def accept(
