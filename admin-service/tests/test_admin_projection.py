@@ -67,6 +67,9 @@ def test_admin_service_consumes_every_event_of_the_spec_and_order_failed() -> No
         "sos.closed",
         "sos.unfilled",
         "sos.cancelled",
+        # Oxygen runway crossings (inventory-service): the audit.
+        "supply.runway_low",
+        "supply.runway_critical",
     }
 
 
@@ -284,6 +287,67 @@ async def test_the_consumer_projects_an_event_from_the_broker_and_ignores_its_re
     fact = await projection.order(order_id)
     assert fact is not None
     assert (fact.status, fact.total) == ("placed", Decimal("80.50"))
+
+
+async def test_oxygen_runway_crossings_from_the_broker_are_audited_once(
+    admin_app_for: AdminAppFactory, projection: Projection
+) -> None:
+    app = admin_app_for()
+    site_id, hospital = str(uuid.uuid4()), str(uuid.uuid4())
+    crossings = [
+        projection.other_event(
+            f"supply.runway_{level}",
+            "inventory-service",
+            at=datetime.now(UTC),
+            site_id=site_id,
+            hospital_org_id=hospital,
+            site_name="Main theatre",
+            level=level,
+            hours_left=hours,
+            runs_out_at="2026-12-08T14:30:00Z",
+            gas_liters=18838.0,
+            consumption_lpm=17.0,
+            alert_hours=24.0,
+            critical_hours=6.0,
+            as_of="2026-12-07T20:02:36Z",
+        )
+        for level, hours in (("low", 18.46), ("critical", 5.9))
+    ]
+
+    async with LifespanManager(app):
+        consumer = app.state.consumer
+
+        async def connected() -> bool:
+            return bool(consumer.is_connected)
+
+        await eventually(connected, "the consumer to connect to the broker")
+        for envelope in crossings:
+            await projection.publish(envelope)
+
+        async def audited() -> bool:
+            rows = [await projection.audit_row(envelope.id) for envelope in crossings]
+            return all(row is not None for row in rows)
+
+        await eventually(audited, "both runway crossings to reach the audit")
+
+        # Delivered again: the inbox makes it a no-op.
+        duplicates = consumed("supply.runway_low", "duplicate")
+        await projection.publish(crossings[0])
+
+        async def seen_again() -> bool:
+            return consumed("supply.runway_low", "duplicate") > duplicates
+
+        await eventually(seen_again, "the redelivered crossing to be consumed")
+
+    for envelope in crossings:
+        row = await projection.audit_row(envelope.id)
+        assert row is not None
+        assert (row.type, row.producer, row.data) == (
+            envelope.type,
+            "inventory-service",
+            envelope.data,
+        )
+        assert await projection.audit_count(envelope.id) == 1
 
 
 async def test_stats_from_broker_events_survive_a_restart(

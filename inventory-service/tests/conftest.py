@@ -28,7 +28,7 @@ from flow_shared.testing.service_app import (
 )
 from flow_shared.testing.tokens import TokenIssuer
 from inventory_service.config import Settings
-from inventory_service.events import event_handlers
+from inventory_service.consumers import event_handlers
 from inventory_service.main import create_app
 from inventory_service.models import Product
 

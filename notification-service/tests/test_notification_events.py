@@ -82,6 +82,8 @@ def test_the_consumer_listens_to_exactly_the_heard_events(flow: NotificationFlow
         "sos.unfilled",
         "shortage.declared",
         "shortage.ended",
+        "supply.runway_low",
+        "supply.runway_critical",
     }
     assert (
         set(flow.app.state.consumer.handlers)

@@ -1,9 +1,11 @@
-"""Shortage readiness (SPEC "Who hears what (added)"): SOS and shortage events notify
-exactly the organisations they name, each once, on every channel it chose; the licence
-warning reaches the org admins only; an unfilled SOS reaches the platform admins too.
+"""Shortage readiness (SPEC "Who hears what (added)"): SOS, shortage and oxygen runway
+events notify exactly the organisations they name, each once, on every channel it chose;
+the licence warning reaches the org admins only; an unfilled SOS reaches the platform
+admins too.
 
 Envelopes are built to the event contracts (order-service's sos.*, admin-service's
-shortage.*), as the other notification tests build theirs."""
+shortage.*, inventory-service's supply.runway_*), as the other notification tests build
+theirs."""
 
 from __future__ import annotations
 
@@ -310,6 +312,107 @@ async def test_shortage_declared_and_ended_reach_every_org_in_the_area_once(
         assert delivery.channel == "webhook"
     assert len(webhook_receiver.hooks(path)) == 2
     assert await flow.count_for_org(outside) == 0
+
+
+def runway(hospital: uuid.UUID, level: str, **extra: Any) -> dict[str, Any]:
+    """inventory-service's supply.runway_<level> data (its event contract)."""
+    data: dict[str, Any] = {
+        "site_id": str(uuid.uuid4()),
+        "hospital_org_id": str(hospital),
+        "site_name": "Main theatre",
+        "level": level,
+        "hours_left": 18.46,
+        "runs_out_at": _rfc3339(datetime(2026, 12, 8, 14, 30, 12, tzinfo=UTC)),
+        "gas_liters": 18838.0,
+        "consumption_lpm": 17.0,
+        "alert_hours": 24.0,
+        "critical_hours": 6.0,
+        "as_of": _rfc3339(datetime(2026, 12, 7, 20, 2, 36, tzinfo=UTC)),
+    }
+    data.update(extra)
+    return data
+
+
+async def test_runway_low_and_critical_reach_the_hospital_once_on_its_channels(
+    flow: NotificationFlow, smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver
+) -> None:
+    hospital, other_hospital = uuid.uuid4(), uuid.uuid4()
+    await flow.add_member(hospital, "biomed@st-mary.test")
+    await flow.add_member(other_hospital, "biomed@elsewhere.test")
+    path = webhook_receiver.new_path()
+    await flow.save_preferences(hospital, email=True, webhook_url=webhook_receiver.url + path)
+    low_data = runway(hospital, "low")
+    low = flow.events.envelope("supply.runway_low", low_data)
+    critical = flow.events.envelope(
+        "supply.runway_critical",
+        runway(
+            hospital,
+            "critical",
+            site_id=low_data["site_id"],
+            hours_left=4.2,
+            gas_liters=4284.0,
+            runs_out_at=_rfc3339(datetime(2026, 12, 8, 0, 14, tzinfo=UTC)),
+        ),
+    )
+
+    for event in (low, critical):
+        await handled_twice(flow, event)
+
+    [warned] = await flow.notifications_for_event(low.id)
+    [alarmed] = await flow.notifications_for_event(critical.id)
+    assert warned.org_id == alarmed.org_id == hospital
+    assert warned.audience_role is None  # every member of the hospital, as for SOS news
+    assert warned.title == (
+        "Oxygen low at Main theatre: about 18.5 hours left (runs out 2026-12-08 14:30 UTC)"
+    )
+    assert "18,838 L" in warned.body
+    assert "17 L/min" in warned.body
+    assert "alert level of 24 hours" in warned.body
+    assert alarmed.title == (
+        "Oxygen CRITICAL at Main theatre: about 4.2 hours left (runs out 2026-12-08 00:14 UTC)"
+    )
+    assert "critical level of 6 hours" in alarmed.body
+    assert "SOS" in alarmed.body
+    assert warned.data["site_id"] == low_data["site_id"]
+    assert warned.data["hours_left"] == 18.46
+    # Every channel the hospital chose, each once per notification.
+    for notification in (warned, alarmed):
+        deliveries = await flow.wait_deliveries_done(notification.id)
+        assert sorted(d.channel for d in deliveries) == ["email", "webhook"]
+        assert len(smtp_sink.for_notification(notification.id)) == 1
+    assert len(webhook_receiver.hooks(path)) == 2
+    titles = [item["title"] for item in await listed(flow, hospital, org_kind="hospital")]
+    assert titles == [alarmed.title, warned.title]
+    assert await flow.count_for_org(other_hospital) == 0
+
+
+async def test_runway_of_an_unnamed_site_under_an_hour_reads_in_minutes(
+    flow: NotificationFlow,
+) -> None:
+    hospital = uuid.uuid4()
+    # Decimals as strings, as flow_shared.json_codec writes them.
+    data = runway(
+        hospital,
+        "critical",
+        site_name=None,
+        hours_left="0.42",
+        gas_liters="428.4",
+        consumption_lpm="17.0",
+        alert_hours="24",
+        critical_hours="6",
+        runs_out_at=_rfc3339(datetime(2026, 12, 7, 20, 27, 48, tzinfo=UTC)),
+    )
+    event = flow.events.envelope("supply.runway_critical", data)
+
+    await flow.handle(event)
+
+    [alarmed] = await flow.notifications_for_event(event.id)
+    site = uuid.UUID(data["site_id"]).hex[:8]
+    assert alarmed.title == (
+        f"Oxygen CRITICAL at site {site}…: about 25 minutes left (runs out 2026-12-07 20:27 UTC)"
+    )
+    assert "about 428 L of oxygen on site, used at 17 L/min" in alarmed.body
+    assert "critical level of 6 hours" in alarmed.body
 
 
 async def test_licence_warning_is_for_the_org_admins_not_the_staff(

@@ -10,7 +10,9 @@ redelivered event is never counted twice:
   organization.license_expiring is audited only;
 - sos.opened / .fulfilled / .unfilled / .cancelled keep `sos_facts` (open_sos); the
   other sos.* events are audited only. admin-service's own shortage.* events are audited
-  as it writes them (shortages.py), not consumed.
+  as it writes them (shortages.py), not consumed;
+- supply.runway_low / .runway_critical (inventory-service's oxygen runway) are audited
+  only.
 
 Each producer owns its event's `data`; the models here read only the fields needed.
 """
@@ -50,6 +52,8 @@ SOS_FULFILLED = "sos.fulfilled"
 SOS_UNFILLED = "sos.unfilled"
 SOS_CANCELLED = "sos.cancelled"
 SOS_AUDITED_ONLY = ("sos.request", "sos.escalated", "sos.closed")
+# inventory-service's oxygen runway crossings: who ran low, and when, is the audit's.
+RUNWAY_AUDITED_ONLY = ("supply.runway_low", "supply.runway_critical")
 
 # How far along its life an order is. Every order follows one path of the order state
 # machine (placed -> confirmed -> dispatched -> delivered, or an end state on the way),
@@ -89,6 +93,7 @@ ALL_EVENT_TYPES: tuple[str, ...] = (
     SOS_UNFILLED,
     SOS_CANCELLED,
     *SOS_AUDITED_ONLY,
+    *RUNWAY_AUDITED_ONLY,
 )
 
 # Payment provider tokens can charge a card: the audit shows that one was sent, not it.

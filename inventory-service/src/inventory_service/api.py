@@ -10,15 +10,17 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal, PlatformAdmin
-from flow_shared.clock import utcnow
+from flow_shared.clock import Now, utcnow
 from flow_shared.pagination import Page, Pagination
 from flow_shared.unit_of_work import DbSession
 from flow_shared.validation import MAX_UNITS, Latitude, Longitude, Text
 from inventory_service.deps import (
     CatalogWriteSession,
     DatabaseDep,
+    HospitalUser,
     RedisDep,
     SettingsDep,
+    UpstreamsDep,
     VendorUser,
 )
 from inventory_service.errors import ProductNotFound
@@ -30,12 +32,14 @@ from inventory_service.schemas import (
     NearbyItem,
     ProductCreate,
     ProductOut,
+    RunwayOut,
     StockAdjust,
     StockOut,
     StockSet,
+    SupplyReport,
     VendorAvailability,
 )
-from inventory_service.service import catalog, stock
+from inventory_service.service import catalog, stock, supply
 from inventory_service.service.stock import StockView
 
 # Only for the docs' Authorize button; CurrentPrincipal does the verifying.
@@ -47,6 +51,7 @@ inventory_router = APIRouter(
     prefix="/api/v1/inventory", tags=["inventory"], dependencies=_authenticated
 )
 vendors_router = APIRouter(prefix="/api/v1/vendors", tags=["catalog"], dependencies=_authenticated)
+supply_router = APIRouter(prefix="/api/v1/supply", tags=["supply"], dependencies=_authenticated)
 
 MAX_RADIUS_KM = 500.0
 
@@ -230,4 +235,40 @@ async def list_movements(
     )
 
 
-routers = [catalog_router, inventory_router, vendors_router]
+# --- the oxygen runway (a hospital's sites) --------------------------------------------
+
+
+@supply_router.put("/sites/{site_id}")
+async def report_supply(
+    site_id: uuid.UUID,
+    body: SupplyReport,
+    hospital: HospitalUser,
+    upstreams: UpstreamsDep,
+    session: DbSession,
+    now: Now,
+) -> RunwayOut:
+    """Report a site's oxygen as counted now (it replaces the last report) and get its
+    runway. A crossing of alert_hours or critical_hours alerts the hospital once."""
+    site = await upstreams.location.get_site(site_id, org_id=hospital.org_id)
+    reported = await supply.report(session, hospital, site, body, now=now)
+    return await supply.runway_of(session, reported, now=now)
+
+
+@supply_router.get("/sites/{site_id}/runway")
+async def site_runway(
+    site_id: uuid.UUID, principal: CurrentPrincipal, session: DbSession, now: Now
+) -> RunwayOut:
+    """Hours of oxygen the site has left now, with and without its inbound orders."""
+    return await supply.get_runway(session, principal, site_id, now=now)
+
+
+@supply_router.get("/runway")
+async def list_runways(
+    principal: CurrentPrincipal, session: DbSession, pagination: Pagination, now: Now
+) -> Page[RunwayOut]:
+    """A hospital's sites, or for platform admins every site, soonest to run out first."""
+    runways, total = await supply.list_runways(session, principal, pagination, now=now)
+    return Page[RunwayOut].of(runways, pagination, total)
+
+
+routers = [catalog_router, inventory_router, vendors_router, supply_router]

@@ -1,5 +1,5 @@
-"""inventory-service configuration: the shared settings plus the nearby cache and
-the reservation sweeper."""
+"""inventory-service configuration: the shared settings plus the nearby cache, the
+reservation sweeper, the oxygen runway's alert job and the upstreams it calls."""
 
 from __future__ import annotations
 
@@ -28,3 +28,21 @@ class Settings(BaseServiceSettings):
     # EMERGENCY_RESERVE_PCT: the share of a depot's on_hand of each product that routine
     # reservations may not take (SPEC, fair allocation); urgent and emergency ones may.
     emergency_reserve_pct: int = Field(default=20, ge=0, le=100)
+
+    # The oxygen runway: a hospital's report names one of its sites (location-service says
+    # whose it is); auto-reorder places orders and opens SOS requests in order-service.
+    location_service_url: str = "http://127.0.0.1:8003"
+    order_service_url: str = "http://127.0.0.1:8005"
+    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=5.0, gt=0)
+    upstream_attempts: int = Field(default=3, ge=1, le=5)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
+    # RUNWAY_ALERT_INTERVAL_SECONDS / _BATCH_SIZE: how often the alert job looks for sites
+    # whose level has changed with time alone, and how many it evaluates per transaction.
+    # Reports and deliveries are evaluated at once; this catches the slow drain.
+    runway_alert_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    runway_alert_batch_size: int = Field(default=500, ge=1, le=5000)
+    # AUTO_REORDER_INTERVAL_SECONDS: how often auto-reorders written with an alert are sent
+    # to order-service (and ones it could not be reached for are tried again).
+    auto_reorder_interval_seconds: float = Field(default=5.0, gt=0, le=3600)

@@ -15,11 +15,13 @@ from flow_shared.auth import Principal, require_org_kind
 from flow_shared.db import Database, get_database
 from flow_shared.unit_of_work import RequestUnitOfWork
 from inventory_service.cache import bump_generation
+from inventory_service.clients import Upstreams
 from inventory_service.config import Settings
 
 SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
 RedisDep = Annotated[Redis, Depends(app_state("redis", Redis))]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+UpstreamsDep = Annotated[Upstreams, Depends(app_state("upstreams", Upstreams))]
 
 
 async def _catalog_write_session(
@@ -37,3 +39,5 @@ CatalogWriteSession = Annotated[AsyncSession, Depends(_catalog_write_session)]
 
 # Depots and stock are vendor business: hospitals and platform staff get 403.
 VendorUser = Annotated[Principal, Depends(require_org_kind("vendor"))]
+# A site's supply is reported by its hospital.
+HospitalUser = Annotated[Principal, Depends(require_org_kind("hospital"))]

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from flow_shared.errors import Conflict, NotFound
+from flow_shared.errors import Conflict, NotFound, UnprocessableEntity
 
 
 class ProductNotFound(NotFound):
@@ -23,6 +23,24 @@ class VendorNotFound(NotFound):
 
 class ReservationNotFound(NotFound):
     code, title = "reservation-not-found", "Reservation not found"
+
+
+class SiteNotFound(NotFound):
+    code, title = "site-not-found", "Site not found"
+
+
+class SupplyNotReported(NotFound):
+    """No report for the site yet, or the site is another hospital's: the same answer."""
+
+    code, title = "supply-not-reported", "No oxygen supply reported for this site"
+
+
+class UnknownProducts(UnprocessableEntity):
+    code, title = "unknown-products", "Unknown products"
+
+    def __init__(self, product_ids: Sequence[uuid.UUID]) -> None:
+        ids = sorted(str(product_id) for product_id in product_ids)
+        super().__init__("No product with these ids: " + ", ".join(ids), extra={"product_ids": ids})
 
 
 class DuplicateSku(Conflict):

@@ -1,5 +1,4 @@
-"""Events inventory-service publishes (through its outbox, in the caller's transaction)
-and the ones it consumes into the vendor projection.
+"""Events inventory-service publishes (through its outbox, in the caller's transaction).
 
 Published `data` is a contract with consumers: add fields, never rename or remove.
 - inventory.stock_changed {depot_id, vendor_id, product_id, sku, on_hand, reserved, available,
@@ -7,31 +6,33 @@ Published `data` is a contract with consumers: add fields, never rename or remov
   (reason is the movement kind: set, adjust, reserve, release, commit, expire)
 - inventory.low_stock {depot_id, vendor_id, product_id, sku, available, low_stock_threshold}
 - inventory.reservation_expired {reservation_id, order_id, depot_id, vendor_id, items}
+- supply.runway_low / supply.runway_critical {site_id, hospital_org_id, site_name, level,
+  hours_left, runs_out_at, gas_liters, consumption_lpm, alert_hours, critical_hours, as_of}
+  (a site's oxygen crossed its alert or critical hours: once per crossing; hours rounded
+  down to 0.01, litres to 0.1; moments RFC 3339 UTC)
+
+What it consumes is in consumers.py.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, case, func, or_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flow_shared.events.consumer import EventHandlers
-from flow_shared.events.envelope import EventEnvelope
 from flow_shared.events.outbox import add_event
-from inventory_service.models import Vendor, outbox
+from inventory_service.models import outbox
 
 PRODUCER = "inventory-service"
 STOCK_CHANGED = "inventory.stock_changed"
 LOW_STOCK = "inventory.low_stock"
 RESERVATION_EXPIRED = "inventory.reservation_expired"
-ORGANIZATION_VERIFIED = "organization.verified"
-ORGANIZATION_SUSPENDED = "organization.suspended"
-ORGANIZATION_REINSTATED = "organization.reinstated"
+RUNWAY_LOW = "supply.runway_low"
+RUNWAY_CRITICAL = "supply.runway_critical"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,87 +126,41 @@ async def reservation_expired(
     )
 
 
-# --- consumed -------------------------------------------------------------------------
+def _rfc3339(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
-class OrganizationEvent(BaseModel):
-    """The fields of user-service's organization.* data that the projection needs."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    org_id: uuid.UUID
-    name: str
-    kind: str
-
-
-async def _project_vendor(
+async def runway_alert(
     session: AsyncSession,
-    envelope: EventEnvelope,
     *,
-    verified: bool,
-    suspended: bool | None,
+    site_id: uuid.UUID,
+    hospital_org_id: uuid.UUID,
+    site_name: str | None,
+    level: str,
+    hours_left: Decimal,
+    runs_out_at: datetime | None,
+    gas_liters: Decimal,
+    consumption_lpm: Decimal,
+    alert_hours: Decimal,
+    critical_hours: Decimal,
+    as_of: datetime,
 ) -> None:
-    """`suspended` None: the event says nothing about suspension. Hospitals (and any
-    other kind) are not vendors: ignored."""
-    data = OrganizationEvent.model_validate(envelope.data)
-    if data.kind != "vendor":
-        return
-    at = envelope.occurred_at
-    row = pg_insert(Vendor).values(
-        vendor_id=data.org_id,
-        name=data.name[:200],
-        verified=verified,
-        suspended=bool(suspended),
-        verified_at=at if verified else None,
-        suspended_at=at if suspended is not None else None,
-        updated_at=at,
-    )
-    current, new = Vendor.__table__.c, row.excluded
-    newer = new.updated_at >= current.updated_at
-    # `verified` only ever turns on upstream: OR-ing converges whatever the delivery order.
-    # `suspended` turns off again on a reinstatement: the latest suspension or
-    # reinstatement (by suspended_at, when it happened) decides.
-    latest_suspension_news = and_(
-        new.suspended_at.is_not(None),
-        or_(current.suspended_at.is_(None), new.suspended_at >= current.suspended_at),
-    )
-    await session.execute(
-        row.on_conflict_do_update(
-            index_elements=[current.vendor_id],
-            set_={
-                "verified": current.verified | new.verified,
-                "suspended": case((latest_suspension_news, new.suspended), else_=current.suspended),
-                "verified_at": func.coalesce(current.verified_at, new.verified_at),
-                # GREATEST skips NULLs: the time of the latest suspension or reinstatement.
-                "suspended_at": func.greatest(current.suspended_at, new.suspended_at),
-                "name": case((newer, new.name), else_=current.name),
-                "updated_at": func.greatest(current.updated_at, new.updated_at),
-            },
-        )
-    )
-
-
-async def on_organization_verified(session: AsyncSession, envelope: EventEnvelope) -> None:
-    """A verified vendor's depots appear in the catalogue and can take reservations."""
-    await _project_vendor(session, envelope, verified=True, suspended=None)
-
-
-async def on_organization_suspended(session: AsyncSession, envelope: EventEnvelope) -> None:
-    """A suspended vendor disappears from the catalogue and cannot take reservations."""
-    await _project_vendor(session, envelope, verified=False, suspended=True)
-
-
-async def on_organization_reinstated(session: AsyncSession, envelope: EventEnvelope) -> None:
-    """A reinstated vendor is back in the catalogue if it is verified."""
-    await _project_vendor(session, envelope, verified=False, suspended=False)
-
-
-def event_handlers() -> EventHandlers:
-    """What inventory-service consumes: the verified-vendor projection's changes."""
-    return EventHandlers(
-        {
-            ORGANIZATION_VERIFIED: on_organization_verified,
-            ORGANIZATION_SUSPENDED: on_organization_suspended,
-            ORGANIZATION_REINSTATED: on_organization_reinstated,
-        }
+    await add_event(
+        session,
+        outbox,
+        event_type=RUNWAY_CRITICAL if level == "critical" else RUNWAY_LOW,
+        producer=PRODUCER,
+        data={
+            "site_id": str(site_id),
+            "hospital_org_id": str(hospital_org_id),
+            "site_name": site_name,
+            "level": level,
+            "hours_left": float(hours_left),
+            "runs_out_at": _rfc3339(runs_out_at) if runs_out_at is not None else None,
+            "gas_liters": float(gas_liters.quantize(Decimal("0.1"), rounding=ROUND_DOWN)),
+            "consumption_lpm": float(consumption_lpm),
+            "alert_hours": float(alert_hours),
+            "critical_hours": float(critical_hours),
+            "as_of": _rfc3339(as_of),
+        },
     )

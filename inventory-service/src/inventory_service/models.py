@@ -1,5 +1,6 @@
 """Tables of the "inventory" schema: products, depots, stock, its movements,
-reservations, the verified-vendor projection, and the outbox and inbox."""
+reservations, the verified-vendor projection, hospital sites' oxygen supply and the
+orders bound for them, and the outbox and inbox."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flow_shared.db import service_metadata
@@ -231,6 +233,180 @@ class ReservationItem(Base):
     )
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
+
+
+class RunwayLevel(StrEnum):
+    OK = "ok"
+    LOW = "low"
+    CRITICAL = "critical"
+
+
+class SupplyOrderStatus(StrEnum):
+    """The order statuses the supply projection tells apart (order-service's names)."""
+
+    PLACED = "placed"
+    CONFIRMED = "confirmed"
+    DISPATCHED = "dispatched"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class SiteSupply(Base):
+    """A hospital site's oxygen: `gas_liters` on site at `as_of`, used at
+    `consumption_lpm`. A report sets it; a delivery moves it on (service/runway.py).
+
+    `runs_out_at` and `next_check_at` follow from the state alone (the drain is linear),
+    so they are stored when the state changes: the admin list sorts on the first and the
+    alert job scans the second, each with an index, never computing per site per read.
+    `level` is the level last evaluated: alerts fire when a new one is more severe."""
+
+    __tablename__ = "site_supply"
+    __table_args__ = (
+        CheckConstraint("gas_liters >= 0 AND consumption_lpm >= 0", name="amounts"),
+        CheckConstraint("critical_hours >= 0 AND critical_hours < alert_hours", name="thresholds"),
+        CheckConstraint(f"level IN ({_in(RunwayLevel)})", name="level"),
+        CheckConstraint(
+            "(auto_reorder_product_id IS NULL) = (auto_reorder_quantity IS NULL)"
+            " AND (auto_reorder_product_id IS NULL) = (auto_reorder_priority IS NULL)"
+            " AND (auto_reorder_quantity IS NULL OR auto_reorder_quantity > 0)",
+            name="auto_reorder",
+        ),
+        # Soonest to run out first, for admins and for one hospital's sites: a btree's
+        # ascending order puts NULLs (a site that uses nothing) last, as the lists do.
+        Index("ix_site_supply_runs_out_at", "runs_out_at", "site_id"),
+        Index(
+            "ix_site_supply_hospital_runs_out_at",
+            "hospital_org_id",
+            "runs_out_at",
+            "site_id",
+        ),
+        # The alert job's scan: only sites whose level will change with time.
+        Index(
+            "ix_site_supply_next_check_at",
+            "next_check_at",
+            postgresql_where=text("next_check_at IS NOT NULL"),
+        ),
+    )
+
+    site_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    hospital_org_id: Mapped[uuid.UUID]
+    # location-service's name of the site when last reported, for alerts and lists.
+    site_name: Mapped[str | None] = mapped_column(String(200))
+    # Exact: a delivery adds to what has drained, and the drain has any precision.
+    gas_liters: Mapped[Decimal] = mapped_column(Numeric)
+    consumption_lpm: Mapped[Decimal] = mapped_column(Numeric)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The last report as it was given (`stock`, and `patients` when the rate came from
+    # them), who gave it and when: what the officer reported, kept apart from the state.
+    stock: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    patients: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reported_by: Mapped[uuid.UUID]
+    alert_hours: Mapped[Decimal] = mapped_column(Numeric(8, 2))
+    critical_hours: Mapped[Decimal] = mapped_column(Numeric(8, 2))
+    level: Mapped[str] = mapped_column(String(16), server_default=RunwayLevel.OK.value)
+    runs_out_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    auto_reorder_product_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("products.id"))
+    auto_reorder_quantity: Mapped[int | None] = mapped_column(Integer)
+    auto_reorder_priority: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SupplyOrder(Base):
+    """Projection of order-service's orders bound for a hospital site (order.* events
+    with a `site_id`): the open ones are the site's inbound; a delivered one adds its gas
+    to the site once (`delivered_at`). Events may arrive in any order: a status only
+    moves forward (service/supply.py, `STATUS_RANK`)."""
+
+    __tablename__ = "supply_orders"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(SupplyOrderStatus)})", name="status"),
+        Index(
+            "ix_supply_orders_open_site_id",
+            "site_id",
+            postgresql_where=text("status IN ('placed', 'confirmed', 'dispatched')"),
+        ),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    site_id: Mapped[uuid.UUID]
+    hospital_org_id: Mapped[uuid.UUID]
+    status: Mapped[str] = mapped_column(String(16))
+    # When the order is expected at the site; None until the vendor confirms with an ETA.
+    eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # [{product_id, quantity}], as the order's events list them.
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    # When the delivery was added to the site's gas (None: not delivered, or the site had
+    # no report to add it to, in which case its next report counts it).
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AutoReorderKind(StrEnum):
+    ORDER = "order"  # the configured order, on a low runway
+    SOS = "sos"  # an SOS for the same product and quantity, on a critical one
+
+
+class AutoReorderStatus(StrEnum):
+    PENDING = "pending"  # decided, not yet accepted by order-service
+    OPEN = "open"  # its order or SOS exists and has not ended
+    CLOSED = "closed"  # its order was delivered or ended, or its SOS ended unfilled
+    REFUSED = "refused"  # order-service said no (a cap, a shortage pause, no supplier)
+
+
+class AutoReorder(Base):
+    """An order or SOS Flow places for a site on its own (SPEC, oxygen runway).
+
+    Written in the transaction that raises the alert, and sent to order-service after it
+    with this row's id as the Idempotency-Key: a crash between the two, a lost answer or
+    a restart sends the same key again, which order-service answers with the first
+    result. The partial unique index holds "never a second while one is open", per kind,
+    whatever the concurrency."""
+
+    __tablename__ = "auto_reorders"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_in(AutoReorderKind)})", name="kind"),
+        CheckConstraint(f"status IN ({_in(AutoReorderStatus)})", name="status"),
+        CheckConstraint("quantity > 0", name="quantity"),
+        Index(
+            "uq_auto_reorders_open_site_id_kind",
+            "site_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'open')"),
+        ),
+        # The sender's scan: requests still to send, when they are next due.
+        Index(
+            "ix_auto_reorders_pending_next_attempt_at",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_auto_reorders_order_id", "order_id"),
+        Index("ix_auto_reorders_sos_id", "sos_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    site_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("site_supply.site_id", ondelete="CASCADE")
+    )
+    hospital_org_id: Mapped[uuid.UUID]
+    kind: Mapped[str] = mapped_column(String(16))
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), server_default=AutoReorderStatus.PENDING.value)
+    order_id: Mapped[uuid.UUID | None]
+    sos_id: Mapped[uuid.UUID | None]
+    # Why order-service refused it, or the last transient failure while pending.
+    reason: Mapped[str | None] = mapped_column(String(500))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 outbox = define_outbox_table(Base.metadata)

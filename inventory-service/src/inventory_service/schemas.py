@@ -265,3 +265,136 @@ class InternalDepotOut(BaseModel):
     service_radius_km: float
     # Verified and not suspended: only then can the depot take reservations.
     vendor_active: bool
+
+
+# --- oxygen runway --------------------------------------------------------------------
+
+MAX_SUPPLY_LINES = 100
+MAX_PATIENT_GROUPS = 100
+# Bounds a hospital can reach, kept far from what the arithmetic or the columns overflow:
+# a large hospital draws a few thousand L/min; high-flow therapy is 60-70 L/min a patient.
+MAX_CONSUMPTION_LPM = Decimal(100_000)
+MAX_PATIENT_FLOW_LPM = Decimal(100)
+MAX_PATIENTS_PER_GROUP = 100_000
+MAX_RUNWAY_HOURS = Decimal(30 * 24)
+OrderPriority = Literal["routine", "urgent", "emergency"]
+RunwayLevelName = Literal["ok", "low", "critical"]
+# The largest order line order-service takes: an auto-reorder it would refuse is refused here.
+MAX_ORDER_QUANTITY = 100_000
+
+LitresPerMinute = Annotated[
+    Decimal, Field(ge=0, le=MAX_CONSUMPTION_LPM, decimal_places=3, allow_inf_nan=False)
+]
+RunwayHours = Annotated[
+    Decimal, Field(ge=0, le=MAX_RUNWAY_HOURS, decimal_places=2, allow_inf_nan=False)
+]
+
+
+class SupplyStockLine(_Input):
+    product_id: uuid.UUID
+    full_units: Units
+
+
+class PatientGroupIn(_Input):
+    count: Annotated[int, Field(ge=0, le=MAX_PATIENTS_PER_GROUP)]
+    flow_lpm: Annotated[
+        Decimal, Field(ge=0, le=MAX_PATIENT_FLOW_LPM, decimal_places=3, allow_inf_nan=False)
+    ]
+
+
+class AutoReorder(_Input):
+    """The order Flow places for the site when its runway falls to `alert_hours`; at
+    `critical_hours` it opens an SOS for the same product and quantity."""
+
+    product_id: uuid.UUID
+    quantity: Annotated[int, Field(ge=1, le=MAX_ORDER_QUANTITY)]
+    priority: OrderPriority = "urgent"
+
+
+class SupplyReport(_Input):
+    """A site's oxygen as counted now: full units on hand, and how fast it is used,
+    either directly (`consumption_lpm`) or as patients on oxygen."""
+
+    stock: Annotated[list[SupplyStockLine], Field(max_length=MAX_SUPPLY_LINES)]
+    consumption_lpm: LitresPerMinute | None = None
+    patients: Annotated[list[PatientGroupIn], Field(max_length=MAX_PATIENT_GROUPS)] | None = None
+    alert_hours: RunwayHours = Field(default=Decimal(24), gt=0)
+    critical_hours: RunwayHours = Decimal(6)
+    auto_reorder: AutoReorder | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SupplyReport:
+        if (self.consumption_lpm is None) == (self.patients is None):
+            raise ValueError("give exactly one of consumption_lpm and patients")
+        if self.critical_hours >= self.alert_hours:
+            raise ValueError("critical_hours must be below alert_hours")
+        product_ids = [line.product_id for line in self.stock]
+        if len(set(product_ids)) != len(product_ids):
+            raise ValueError("each product may appear once in stock")
+        return self
+
+
+class InboundOut(BaseModel):
+    order_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity: int
+    status: str
+    eta: datetime | None = Field(
+        description="When the order is expected; null until the vendor confirms with an ETA "
+        "(such an order is listed but not counted in hours_left_with_inbound)."
+    )
+
+
+class AutoReorderOut(BaseModel):
+    product_id: uuid.UUID
+    quantity: int
+    priority: str
+
+
+class AutoReorderRequestOut(BaseModel):
+    """An order or SOS Flow placed (or is placing) for the site on its own."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    kind: Literal["order", "sos"]
+    status: Literal["pending", "open", "closed", "refused"] = Field(
+        description="pending: not yet accepted by order-service; open: its order or SOS is "
+        "under way; refused: order-service said no (reason says why)."
+    )
+    product_id: uuid.UUID
+    quantity: int
+    order_id: uuid.UUID | None
+    sos_id: uuid.UUID | None
+    reason: str | None
+    created_at: datetime
+
+
+class RunwayOut(BaseModel):
+    site_id: uuid.UUID
+    site_name: str | None
+    hospital_org_id: uuid.UUID
+    gas_liters: float = Field(description="Litres of gaseous oxygen on site at as_of.")
+    consumption_lpm: float
+    hours_left: float | None = Field(
+        description="Hours the gas on site lasts from as_of, rounded down to 0.01; null when "
+        "nothing is consumed."
+    )
+    runs_out_at: datetime | None = Field(
+        description="When the gas on site reaches 0 (in the past once it has); null when "
+        "nothing is consumed."
+    )
+    inbound: list[InboundOut]
+    hours_left_with_inbound: float | None = Field(
+        description="Hours until the gas first reaches 0 when the inbound orders with an ETA "
+        "arrive then; null when nothing is consumed."
+    )
+    level: RunwayLevelName
+    alert_hours: float
+    critical_hours: float
+    auto_reorder: AutoReorderOut | None
+    auto_reorders: list[AutoReorderRequestOut] = Field(
+        description="Auto-reorders under way, and those refused in the last 24 hours."
+    )
+    reported_at: datetime
+    as_of: datetime = Field(description="The moment these figures are for (now).")

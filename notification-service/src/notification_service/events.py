@@ -7,7 +7,8 @@ hears what (added)").
 | the org's org admins only (data.org_id)  | organization.license_expiring                   |
 | hospital org (data.hospital_org_id)      | order.confirmed, order.rejected, order.dispatched, |
 |                                          | order.delivered, order.expired, payment.failed, |
-|                                          | sos.escalated, sos.fulfilled, sos.unfilled      |
+|                                          | sos.escalated, sos.fulfilled, sos.unfilled,     |
+|                                          | supply.runway_low, supply.runway_critical       |
 | every vendor in data.offers              | sos.request (one per ring)                      |
 | every vendor in data.vendor_ids          | sos.closed                                      |
 | every org in data.recipient_org_ids      | shortage.declared, shortage.ended               |
@@ -201,6 +202,24 @@ class ShortageEvent(_EventData):
     ended_at: datetime | None = None
     ended_by: uuid.UUID | None = None
     recipient_org_ids: list[uuid.UUID] = Field(default_factory=list)
+
+
+class RunwayEvent(_EventData):
+    """supply.runway_low and supply.runway_critical (inventory-service's oxygen runway)."""
+
+    site_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    site_name: str | None = None
+    level: str
+    # Numbers may come as decimal strings (flow_shared.json_codec): read as floats.
+    hours_left: float
+    # Always set on a crossing (something is consumed); optional so that text never fails.
+    runs_out_at: datetime | None = None
+    gas_liters: float
+    consumption_lpm: float
+    alert_hours: float
+    critical_hours: float
+    as_of: datetime
 
 
 D = TypeVar("D", bound=_EventData)
@@ -508,6 +527,64 @@ def _sos_unfilled(e: SosUnfilledEvent) -> list[NotificationDraft]:
     ]
 
 
+# --- oxygen runway: read by a biomedical engineer deciding whether to order or open an SOS
+
+
+def _minute(at: datetime) -> str:
+    """`2026-12-08 14:30 UTC`."""
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _time_left(hours: float) -> str:
+    if hours <= 0:
+        return "none left"
+    if hours < 1:
+        return f"about {max(round(hours * 60), 1)} minutes left"
+    return f"about {hours:.1f} hours left"
+
+
+def _site(e: RunwayEvent) -> str:
+    return e.site_name or f"site {short_id(e.site_id)}"
+
+
+def _runway_title(e: RunwayEvent, alarm: str) -> str:
+    title = f"{alarm} at {_site(e)}: {_time_left(e.hours_left)}"
+    if e.runs_out_at is None:
+        return title
+    ran = "ran out" if e.hours_left <= 0 else "runs out"
+    return f"{title} ({ran} {_minute(e.runs_out_at)})"
+
+
+def _runway_stock(e: RunwayEvent) -> str:
+    stock = (
+        f"{_site(e)} has about {e.gas_liters:,.0f} L of oxygen on site, used at "
+        f"{e.consumption_lpm:g} L/min (as of {_minute(e.as_of)})"
+    )
+    if e.runs_out_at is None:
+        return f"{stock}."
+    ran = "it ran out" if e.hours_left <= 0 else "at that rate it runs out"
+    return f"{stock}: {ran} at {_minute(e.runs_out_at)}, not counting orders on their way."
+
+
+def _runway_low(e: RunwayEvent) -> NotificationDraft:
+    return NotificationDraft(
+        Audience(e.hospital_org_id),
+        _runway_title(e, "Oxygen low"),
+        f"{_runway_stock(e)} That is under your alert level of {e.alert_hours:g} hours. "
+        "Order oxygen now so it arrives in time.",
+    )
+
+
+def _runway_critical(e: RunwayEvent) -> NotificationDraft:
+    return NotificationDraft(
+        Audience(e.hospital_org_id),
+        _runway_title(e, "Oxygen CRITICAL"),
+        f"{_runway_stock(e)} That is under your critical level of {e.critical_hours:g} "
+        "hours. Unless a delivery is due before then, open an SOS now: the nearest vendors "
+        "with stock are asked at once.",
+    )
+
+
 def _shortage_data(e: ShortageEvent) -> dict[str, Any]:
     # Not the recipient list (who else is in the area) nor which admin acted.
     return {
@@ -577,6 +654,8 @@ RECIPES: Mapping[str, Recipe[Any]] = {
     "payment.failed": Recipe(PaymentFailedEvent, _payment_failed),
     "sos.escalated": Recipe(SosEscalatedEvent, _sos_escalated),
     "sos.fulfilled": Recipe(SosFulfilledEvent, _sos_fulfilled),
+    "supply.runway_low": Recipe(RunwayEvent, _runway_low),
+    "supply.runway_critical": Recipe(RunwayEvent, _runway_critical),
     # hospital org and the platform admins
     "sos.unfilled": Recipe(SosUnfilledEvent, _sos_unfilled),
     # every vendor named in the event

@@ -27,6 +27,7 @@ from flow_shared.auth import (
     http_jwks_fetcher,
     require_service_key,
 )
+from flow_shared.clock import Clock, utcnow
 from flow_shared.config import BaseServiceSettings
 from flow_shared.correlation import CorrelationIdMiddleware
 from flow_shared.db import Database, create_engine
@@ -85,9 +86,13 @@ def create_service_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     periodic: Sequence[PeriodicFactory] = (),
+    clock: Clock = utcnow,
     version: str = "1.0.0",
 ) -> FastAPI:
-    """`periodic`: the service's periodic jobs, each built and started in turn after the
+    """`clock`: what `flow_shared.clock.Now` reads in the app's routes (a test's own clock
+    moves time for time-based rules).
+
+    `periodic`: the service's periodic jobs, each built and started in turn after the
     `on_startup` hooks (so it may use what they built) and kept in
     `app.state.periodic_tasks` by name; on shutdown they stop first, last started first,
     before the `on_shutdown` hooks close what they use."""
@@ -135,6 +140,7 @@ def create_service_app(
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
+    app.state.clock = clock
     app.state.events = events
     app.state.health = HealthRegistry()
     periodic_tasks: dict[str, PeriodicTask] = {}

@@ -46,8 +46,13 @@ _ORGANIZATION_CHANGES = frozenset(
 _ORDER_ENDS = frozenset({"order.cancelled", "order.rejected", "order.expired", "order.failed"})
 
 FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
-    # The verified-vendor projection behind "nearby".
-    "inventory-service": _ORGANIZATION_CHANGES,
+    # The verified-vendor projection behind "nearby"; the orders bound for hospital sites
+    # (their inbound, the gas a delivery adds to a site's runway, auto-reorders' ends).
+    "inventory-service": _ORGANIZATION_CHANGES
+    | frozenset({"order.placed", "order.confirmed", "order.dispatched", "order.delivered"})
+    | _ORDER_ENDS
+    # An SOS that ends without an order closes the auto-reorder that opened it.
+    | frozenset({"sos.unfilled", "sos.cancelled"}),
     # payment.failed ends orders; which hospitals are verified sets their allocation caps;
     # the projection of active shortages pauses routine orders, tightens caps and holds.
     "order-service": frozenset({"payment.failed"})
@@ -80,6 +85,8 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
             "sos.unfilled",
             "shortage.declared",
             "shortage.ended",
+            "supply.runway_low",
+            "supply.runway_critical",
         }
     ),
     # Stats and audit: every event of the platform.
@@ -108,6 +115,9 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
             "sos.closed",
             "sos.unfilled",
             "sos.cancelled",
+            # Oxygen runway crossings (inventory_service), for the audit.
+            "supply.runway_low",
+            "supply.runway_critical",
         }
     )
     | _ORGANIZATION_CHANGES
@@ -121,7 +131,14 @@ FLEET_PUBLICATIONS: Mapping[str, frozenset[str]] = {
     "user-service": frozenset({"user.registered", "organization.license_expiring"})
     | _ORGANIZATION_CHANGES,
     "inventory-service": frozenset(
-        {"inventory.stock_changed", "inventory.low_stock", "inventory.reservation_expired"}
+        {
+            "inventory.stock_changed",
+            "inventory.low_stock",
+            "inventory.reservation_expired",
+            # Oxygen runway: a site crossed its alert or critical hours.
+            "supply.runway_low",
+            "supply.runway_critical",
+        }
     ),
     # order.<status> for every status an order can reach (order_service.events).
     "order-service": frozenset(
