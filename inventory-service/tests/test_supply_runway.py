@@ -325,6 +325,22 @@ async def test_consumption_from_patients_and_an_accessory_counts_no_gas(sup: Sup
     assert abs(_hours(data["runs_out_at"]) - 7500 / 70 / 60) < 1e-6
 
 
+async def test_a_report_tells_order_service_the_units_it_uses_a_day(sup: Supply) -> None:
+    """supply.reported: the ALLOCATION_DAYS floor of the hospital's caps, per product."""
+    hospital_id, headers = sup.hospital()
+    site_id = sup.location.add(hospital_id)
+    sup.clock.set(START)
+    await sup.report(site_id, headers, {"stock": [], "consumption_lpm": 50})
+    [envelope] = await outbox_events(sup.engine, "supply.reported", site_id=str(site_id))
+    data = envelope["data"]
+    assert (data["hospital_org_id"], data["consumption_lpm"]) == (str(hospital_id), 50.0)
+    daily = {line["product_id"]: line["units_per_day"] for line in data["daily_units"]}
+    # 50 L/min x 1,440 min = 72,000 L a day: 10.29 large or 48 medium cylinders.
+    assert abs(daily[str(sup.products[LARGE])] - 72_000 / 7_000) < 1e-9
+    assert daily[str(sup.products[MEDIUM])] == 48
+    assert str(sup.products["REG-CGA870"]) not in daily  # holds no gas
+
+
 async def test_nothing_consumed_means_no_runway_and_no_alert(sup: Supply) -> None:
     hospital_id, headers = sup.hospital()
     site_id = sup.location.add(hospital_id)

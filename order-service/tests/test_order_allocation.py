@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -351,3 +351,87 @@ async def test_orders_send_their_priority_to_inventory(world: World) -> None:
         json.loads(r.content) for r in world.fleet.inventory.calls("POST", "/internal/reservations")
     ]
     assert [body["priority"] for body in sent] == ["routine", "emergency"]
+
+
+def _supply_reported(
+    hospital: uuid.UUID, site_id: uuid.UUID, product: uuid.UUID, per_day: float, as_of: datetime
+) -> Any:
+    """inventory-service's supply.reported: `per_day` units of `product` a day at a site."""
+    return EventEnvelope.model_validate(
+        {
+            "id": str(uuid.uuid4()),
+            "type": "supply.reported",
+            "version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "producer": "inventory-service",
+            "correlation_id": "test",
+            "data": {
+                "site_id": str(site_id),
+                "hospital_org_id": str(hospital),
+                "consumption_lpm": 50.0,
+                "as_of": as_of.isoformat(),
+                "daily_units": [{"product_id": str(product), "units_per_day": per_day}],
+            },
+        }
+    )
+
+
+async def test_a_verified_cap_is_at_least_allocation_days_of_reported_use(world: World) -> None:
+    hospital, product = world.hospital.org_id, world.product
+    await _project(world.app, _event("organization.verified", hospital))
+    await world.placed(1)
+    now = datetime.now(UTC)
+    ward, theatre = uuid.uuid4(), uuid.uuid4()
+    await _project(
+        world.app,
+        _supply_reported(hospital, ward, product, 60.5, now),
+        _supply_reported(hospital, theatre, product, 20, now),
+    )
+    # ALLOCATION_DAYS (3) x (60.5 + 20) a day = 241.5: 242, above the verified 200.
+    assert await world.allocation() == [
+        {"product_id": str(product), "cap": 242, "open_units": 1, "source": "consumption"}
+    ]
+    await world.placed(241)
+    refused = await world.order(1)
+    assert refused.status_code == 409
+    assert refused.json()["cap"] == 242
+
+    # An older report of a site changes nothing; a newer one replaces it.
+    await _project(
+        world.app, _supply_reported(hospital, ward, product, 1000, now - timedelta(hours=1))
+    )
+    assert (await world.allocation())[0]["cap"] == 242
+    await _project(
+        world.app, _supply_reported(hospital, ward, product, 0, now + timedelta(seconds=1))
+    )
+    assert (await world.allocation())[0]["source"] == "default_verified"  # 3 x 20 < 200
+
+    # A report older than ALLOCATION_REPORT_MAX_AGE_HOURS (7 days) no longer counts.
+    old = uuid.uuid4()
+    await _project(
+        world.app, _supply_reported(hospital, old, product, 500, now - timedelta(days=8))
+    )
+    assert (await world.allocation())[0]["cap"] == CAP_VERIFIED
+
+    # An admin's override decides over everything.
+    await _project(
+        world.app, _supply_reported(hospital, ward, product, 100, now + timedelta(seconds=2))
+    )
+    assert (await world.set_caps([{"product_id": str(product), "units": 250}])).status_code == 200
+    assert (await world.allocation())[0] == {
+        "product_id": str(product),
+        "cap": 250,
+        "open_units": 242,
+        "source": "override",
+    }
+
+
+async def test_an_unverified_hospitals_reported_use_does_not_raise_its_cap(world: World) -> None:
+    await world.placed(1)
+    await _project(
+        world.app,
+        _supply_reported(
+            world.hospital.org_id, uuid.uuid4(), world.product, 500, datetime.now(UTC)
+        ),
+    )
+    assert (await world.allocation())[0]["cap"] == CAP_UNVERIFIED

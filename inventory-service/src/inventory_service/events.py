@@ -10,6 +10,10 @@ Published `data` is a contract with consumers: add fields, never rename or remov
   hours_left, runs_out_at, gas_liters, consumption_lpm, alert_hours, critical_hours, as_of}
   (a site's oxygen crossed its alert or critical hours: once per crossing; hours rounded
   down to 0.01, litres to 0.1; moments RFC 3339 UTC)
+- supply.reported {site_id, hospital_org_id, consumption_lpm, as_of,
+  daily_units: [{product_id, units_per_day}]} (a hospital reported a site's supply; the
+  units of each oxygen product its rate uses a day, for order-service's ALLOCATION_DAYS
+  cap floor)
 
 What it consumes is in consumers.py.
 """
@@ -31,6 +35,7 @@ PRODUCER = "inventory-service"
 STOCK_CHANGED = "inventory.stock_changed"
 LOW_STOCK = "inventory.low_stock"
 RESERVATION_EXPIRED = "inventory.reservation_expired"
+SUPPLY_REPORTED = "supply.reported"
 RUNWAY_LOW = "supply.runway_low"
 RUNWAY_CRITICAL = "supply.runway_critical"
 
@@ -128,6 +133,33 @@ async def reservation_expired(
 
 def _rfc3339(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
+
+
+async def supply_reported(
+    session: AsyncSession,
+    *,
+    site_id: uuid.UUID,
+    hospital_org_id: uuid.UUID,
+    consumption_lpm: Decimal,
+    as_of: datetime,
+    daily_units: dict[uuid.UUID, Decimal],
+) -> None:
+    await add_event(
+        session,
+        outbox,
+        event_type=SUPPLY_REPORTED,
+        producer=PRODUCER,
+        data={
+            "site_id": str(site_id),
+            "hospital_org_id": str(hospital_org_id),
+            "consumption_lpm": float(consumption_lpm),
+            "as_of": _rfc3339(as_of),
+            "daily_units": [
+                {"product_id": str(product_id), "units_per_day": float(units)}
+                for product_id, units in sorted(daily_units.items())
+            ],
+        },
+    )
 
 
 async def runway_alert(

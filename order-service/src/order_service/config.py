@@ -56,9 +56,12 @@ class Settings(BaseServiceSettings):
     # platform admins override per hospital and product.
     allocation_cap_unverified: int = Field(default=10, ge=0)
     allocation_cap_verified: int = Field(default=200, ge=0)
-    # ALLOCATION_DAYS: the verified cap is to be at least this many days of the hospital's
-    # reported consumption once runway reports exist (service/allocation.py, `cap_for`).
+    # ALLOCATION_DAYS: the verified cap is at least this many days of the hospital's
+    # reported consumption (its sites' runway reports; service/allocation.py, `caps_for`).
     allocation_days: float = Field(default=3, ge=0)
+    # ALLOCATION_REPORT_MAX_AGE_HOURS: a site's consumption report older than this no longer
+    # raises the cap.
+    allocation_report_max_age_hours: float = Field(default=7 * 24, gt=0)
 
     # Inside an active shortage for a product's category (the shortages projection):
     # SHORTAGE_CAP_FACTOR multiplies the caps (floor, at least 1 when the base cap is), and

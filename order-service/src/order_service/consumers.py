@@ -1,9 +1,10 @@
 """What order-service consumes, as one registry (its handlers live with their rules).
 
-payment.failed ends orders (service.payments); organization.* set the hospitals' caps
-(service.allocation); shortage.* feed the projection of active shortages
-(service.shortages). Not in events.py, which holds what order-service publishes: the
-rules import it (service.payments through state), so it cannot import them.
+payment.failed ends orders (service.payments); organization.* set the hospitals' caps and
+supply.reported their ALLOCATION_DAYS floor (service.allocation); shortage.* feed the
+projection of active shortages (service.shortages). Not in events.py, which holds what
+order-service publishes: the rules import it (service.payments through state), so it
+cannot import them.
 """
 
 from __future__ import annotations
@@ -22,5 +23,6 @@ def event_handlers() -> EventHandlers:
             "organization.reinstated": allocation.on_organization_reinstated,
             "shortage.declared": shortages.on_shortage_declared,
             "shortage.ended": shortages.on_shortage_ended,
+            "supply.reported": allocation.on_supply_reported,
         }
     )

@@ -214,6 +214,21 @@ class AllocationCap(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class SiteConsumption(Base):
+    """Projection of inventory-service's supply.reported: each hospital site's reported
+    oxygen use, as units of each oxygen product a day (`daily_units`, product id ->
+    units). The newest report of a site (by `as_of`) wins, whatever the delivery order.
+    A verified hospital's cap is at least ALLOCATION_DAYS of its sites' sum."""
+
+    __tablename__ = "site_consumption"
+    __table_args__ = (Index("ix_site_consumption_hospital_org_id", "hospital_org_id"),)
+
+    site_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    daily_units: Mapped[dict[str, float]] = mapped_column(JSONB)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class HospitalStanding(Base):
     """Projection of user-service's hospital organisations (organization.verified,
     .suspended, .reinstated): whether the verified or the unverified default cap applies.

@@ -216,7 +216,8 @@ class DirectOrderOut(BaseModel):
 
 # --- fair allocation ---------------------------------------------------------------------
 
-CapSource = Literal["default_unverified", "default_verified", "override"]
+# consumption: a verified hospital's default raised to ALLOCATION_DAYS of its reported use.
+CapSource = Literal["default_unverified", "default_verified", "consumption", "override"]
 CapUnits = Annotated[int, Field(strict=True, ge=0, le=1_000_000)]
 MAX_CAP_OVERRIDES = 100
 

@@ -78,6 +78,7 @@ STATUS_RANK: dict[str, int] = {status.value: rank for rank, status in enumerate(
     status.value: len(OPEN_STATUSES) for status in SupplyOrderStatus if status not in OPEN_STATUSES
 }
 HOURS_SHOWN = Decimal("0.01")
+MINUTES_PER_DAY = 24 * 60
 
 
 # --- the state of a site -----------------------------------------------------------------
@@ -229,8 +230,26 @@ async def report(
     for name, value in values.items():
         setattr(row, name, value)
     await _settle(session, row, now)
+    await events.supply_reported(
+        session,
+        site_id=site.id,
+        hospital_org_id=principal.org_id,
+        consumption_lpm=state.consumption_lpm,
+        as_of=now,
+        daily_units=await _daily_units(session, state.consumption_lpm),
+    )
     await session.flush()
     return row
+
+
+async def _daily_units(session: AsyncSession, consumption_lpm: Decimal) -> dict[uuid.UUID, Decimal]:
+    """Units of each oxygen product a day at this rate (what order-service's cap floor
+    needs, in its own unit: it knows products by id, not by their gas)."""
+    rows = await session.execute(
+        select(Product.id, Product.gas_liters).where(Product.gas_liters.is_not(None))
+    )
+    per_day = consumption_lpm * MINUTES_PER_DAY
+    return {row.id: per_day / row.gas_liters for row in rows}
 
 
 async def _locked_site(session: AsyncSession, site_id: uuid.UUID) -> SiteSupply | None:

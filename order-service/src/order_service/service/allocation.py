@@ -16,21 +16,24 @@ back through the same two functions). They are counted in `allocation_usage`, on
   state once, so its units come back once, whichever path ends it.
 
 Caps come from one function, `caps_for`: an admin's override, else the default for a
-verified or an unverified hospital; inside an active shortage for the product's category,
-times SHORTAGE_CAP_FACTOR. The consumption floor (ALLOCATION_DAYS of reported use) is to
-be applied there too.
+verified or an unverified hospital, a verified one's raised to ALLOCATION_DAYS of its
+reported use (the `site_consumption` projection of supply.reported, reports no older than
+ALLOCATION_REPORT_MAX_AGE_HOURS); inside an active shortage for the product's category,
+times SHORTAGE_CAP_FACTOR.
 """
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,10 +41,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from flow_shared.clock import utcnow
 from flow_shared.events.envelope import EventEnvelope
 from flow_shared.metrics import business_counter
+from flow_shared.validation import DB_INTEGER_MAX
 from order_service.clients import Upstreams
 from order_service.config import Settings
 from order_service.errors import AllocationCapExceeded
-from order_service.models import AllocationCap, AllocationUsage, HospitalStanding, Order
+from order_service.models import (
+    AllocationCap,
+    AllocationUsage,
+    HospitalStanding,
+    Order,
+    SiteConsumption,
+)
 from order_service.schemas import AllocationItem, AllocationOut, CapOverride, CapSource
 from order_service.service import shortages
 from order_service.service.shortages import NO_SHORTAGE, ShortageScope, shortage_cap
@@ -84,13 +94,12 @@ async def caps_for(
     *,
     shortage: ShortageScope = NO_SHORTAGE,
 ) -> dict[uuid.UUID, Cap]:
-    """The cap of each product for this hospital: its override, else the default; for the
+    """The cap of each product for this hospital: its override, else the default, for a
+    verified hospital at least ALLOCATION_DAYS of what its sites reported they use; for the
     products an active shortage covers at the delivery point (`shortage`, from
     shortages.scope_for), that times SHORTAGE_CAP_FACTOR (floor, at least 1).
 
-    The one place caps are computed. Still to come here: the verified default raised to
-    ALLOCATION_DAYS of the hospital's reported consumption (needs runway reports).
-    """
+    The one place caps are computed."""
     rows = await session.execute(
         select(AllocationCap.product_id, AllocationCap.units).where(
             AllocationCap.hospital_org_id == hospital_org_id,
@@ -98,18 +107,53 @@ async def caps_for(
         )
     )
     overrides: dict[uuid.UUID, int] = {row[0]: row[1] for row in rows}
-    if await is_verified(session, hospital_org_id):
+    verified = await is_verified(session, hospital_org_id)
+    if verified:
         default = Cap(settings.allocation_cap_verified, "default_verified")
+        floors = await _consumption_floors(session, settings, hospital_org_id, product_ids)
     else:
         default = Cap(settings.allocation_cap_unverified, "default_unverified")
-    caps = {
-        product_id: Cap(overrides[product_id], "override") if product_id in overrides else default
-        for product_id in product_ids
-    }
+        floors = {}
+    caps: dict[uuid.UUID, Cap] = {}
+    for product_id in product_ids:
+        floor = floors.get(product_id, 0)
+        if product_id in overrides:
+            caps[product_id] = Cap(overrides[product_id], "override")
+        elif floor > default.units:
+            caps[product_id] = Cap(floor, "consumption")
+        else:
+            caps[product_id] = default
     for product_id in shortage.products & caps.keys():
         cap = caps[product_id]
         caps[product_id] = Cap(shortage_cap(cap.units, settings.shortage_cap_factor), cap.source)
     return caps
+
+
+async def _consumption_floors(
+    session: AsyncSession,
+    settings: Settings,
+    hospital_org_id: uuid.UUID,
+    product_ids: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, int]:
+    """ALLOCATION_DAYS of the units a day the hospital's sites reported they use, per
+    product, rounded up; reports older than ALLOCATION_REPORT_MAX_AGE_HOURS do not count
+    (a rate nobody has confirmed for that long is not evidence of need)."""
+    cutoff = utcnow() - timedelta(hours=settings.allocation_report_max_age_hours)
+    reports = await session.scalars(
+        select(SiteConsumption.daily_units).where(
+            SiteConsumption.hospital_org_id == hospital_org_id, SiteConsumption.as_of >= cutoff
+        )
+    )
+    per_day: dict[uuid.UUID, float] = defaultdict(float)
+    wanted = {str(product_id): product_id for product_id in product_ids}
+    for daily_units in reports:
+        for product, units in daily_units.items():
+            if product in wanted:
+                per_day[wanted[product]] += units
+    return {
+        product_id: min(math.ceil(settings.allocation_days * units), DB_INTEGER_MAX)
+        for product_id, units in per_day.items()
+    }
 
 
 async def take(
@@ -292,6 +336,50 @@ async def set_caps(
         caps={str(c.product_id): c.units for c in caps},
     )
     return (await allocation_of(session, settings, hospital_org_id)).items
+
+
+# --- the consumption projection (supply.reported) -----------------------------------------
+
+
+class DailyUnits(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    product_id: uuid.UUID
+    units_per_day: float = Field(ge=0)
+
+
+class SupplyReported(BaseModel):
+    """The fields of inventory-service's supply.reported that the floor needs."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    site_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    as_of: datetime
+    daily_units: list[DailyUnits]
+
+
+async def on_supply_reported(session: AsyncSession, envelope: EventEnvelope) -> None:
+    """A site's newest report replaces its older one (by the report's own time)."""
+    data = SupplyReported.model_validate(envelope.data)
+    row = insert(SiteConsumption).values(
+        site_id=data.site_id,
+        hospital_org_id=data.hospital_org_id,
+        daily_units={str(line.product_id): line.units_per_day for line in data.daily_units},
+        as_of=data.as_of,
+    )
+    current, new = SiteConsumption.__table__.c, row.excluded
+    await session.execute(
+        row.on_conflict_do_update(
+            index_elements=[current.site_id],
+            set_={
+                "hospital_org_id": new.hospital_org_id,
+                "daily_units": new.daily_units,
+                "as_of": new.as_of,
+            },
+            where=new.as_of > current.as_of,
+        )
+    )
 
 
 # --- the hospitals projection (organization.verified / .suspended / .reinstated) ----------

@@ -57,7 +57,9 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
     # the projection of active shortages pauses routine orders, tightens caps and holds.
     "order-service": frozenset({"payment.failed"})
     | _ORGANIZATION_CHANGES
-    | frozenset({"shortage.declared", "shortage.ended"}),
+    | frozenset({"shortage.declared", "shortage.ended"})
+    # Hospitals' reported consumption: the ALLOCATION_DAYS floor of their caps.
+    | frozenset({"supply.reported"}),
     "payment-service": frozenset({"order.placed", "order.delivered"}) | _ORDER_ENDS,
     # Which orders a hospital may review.
     "review-service": frozenset({"order.placed", "order.delivered"}),
@@ -136,6 +138,7 @@ FLEET_PUBLICATIONS: Mapping[str, frozenset[str]] = {
             "inventory.low_stock",
             "inventory.reservation_expired",
             # Oxygen runway: a site crossed its alert or critical hours.
+            "supply.reported",
             "supply.runway_low",
             "supply.runway_critical",
         }
