@@ -9,7 +9,8 @@ and prices; a hospital with a delivery site), then checks, one line each:
   7 a direct order end to end (confirm, dispatch, deliver; stock committed)
   8 a shortage around the hospital: routine orders paused, urgent ones placed
   9 an SOS accepted by the vendor (a confirmed emergency order); the shortage ended
-Steps 8 and 9 follow README's walkthrough steps 7 and 8 (kept in step by hand; here around
+ 10 the site's oxygen runway: a low report, the SOS order inbound, the hospital told once
+Steps 8 to 10 follow README's walkthrough steps 7 to 9 (kept in step by hand; here around
 this script's own London points). Exits non-zero on the first failure. Usage:
   .venv/bin/python scripts/test-order-inventory-integration.py [--env-file F] [--port-offset N]
 """
@@ -286,7 +287,7 @@ def run(platform: Platform, fleet: Fleet) -> None:
     # The fleet is shared: the shortage must end even when a check fails, or later
     # tests' routine orders in this area would be paused.
     try:
-        check_shortage_and_sos(
+        sos_order_id = check_shortage_and_sos(
             http,
             admin=admin,
             hospital=hospital,
@@ -304,6 +305,12 @@ def run(platform: Platform, fleet: Fleet) -> None:
     active = expect_status(http.get("/api/v1/shortages", params=SITE, headers=hospital), 200)
     expect(shortage_id not in {s["id"] for s in active["items"]}, "no longer listed as active")
     print("ok 9 an SOS accepted by the vendor: a confirmed emergency order; shortage ended")
+
+    # 10 ----------------------------------------------------------------------------------
+    check_runway(
+        http, hospital=hospital, site_id=site["id"], product=product, sos_order_id=sos_order_id
+    )
+    print("ok 10 a low runway report: the SOS order inbound, the hospital told once")
 
 
 def poll(probe: Callable[[], T | None], what: str) -> T:
@@ -323,8 +330,9 @@ def check_shortage_and_sos(
     site_id: str,
     product_id: str,
     shortage_id: str,
-) -> None:
-    """Checks 8 and 9 up to the shortage's end (README walkthrough steps 7 and 8)."""
+) -> str:
+    """Checks 8 and 9 up to the shortage's end (README walkthrough steps 7 and 8); returns
+    the SOS's order's id."""
     # A verified hospital's cap is 200 (halved inside the shortage), not 10.
     licence_until = datetime.now(UTC).date() + timedelta(days=365)
     verified = expect_status(
@@ -415,6 +423,67 @@ def check_shortage_and_sos(
         f"the accepting vendor has a confirmed emergency order: {emergency}",
     )
     expect(accepted["sos"]["status"] == "fulfilled", f"the SOS is fulfilled: {accepted['sos']}")
+    return str(emergency["id"])
+
+
+def check_runway(
+    http: httpx.Client,
+    *,
+    hospital: dict[str, str],
+    site_id: str,
+    product: dict[str, Any],
+    sos_order_id: str,
+) -> None:
+    """Check 10 (README walkthrough step 9): 12 full 10 L cylinders (1,500 L of gas each)
+    at 15 L/min are 18,000 L, 20 hours: under the 24-hour alert level."""
+    expect(product["gas_liters"] == 1500, f"the README's 10 L cylinder: {product}")
+    reported = expect_status(
+        http.put(
+            f"/api/v1/supply/sites/{site_id}",
+            headers=hospital,
+            json={
+                "stock": [{"product_id": product["id"], "full_units": 12}],
+                "consumption_lpm": 15,
+            },
+        ),
+        200,
+    )
+    expect(
+        (reported["gas_liters"], reported["hours_left"], reported["level"]) == (18000, 20, "low"),
+        f"18,000 L, 20 hours, low: {reported}",
+    )
+
+    def sos_order_inbound() -> dict[str, Any] | None:
+        runway = expect_status(
+            http.get(f"/api/v1/supply/sites/{site_id}/runway", headers=hospital), 200
+        )
+        lines = [line for line in runway["inbound"] if line["order_id"] == sos_order_id]
+        return runway if lines and lines[0]["eta"] is not None else None
+
+    runway = poll(sos_order_inbound, "the SOS order inbound with its ETA")
+    # Its 2 cylinders (3,000 L) arrive in 30 minutes: 3,000 / 15 / 60 = 3.33 hours more
+    # (each figure rounded down to 0.01).
+    extra = runway["hours_left_with_inbound"] - runway["hours_left"]
+    expect(3.32 <= extra <= 3.34, f"the SOS order adds 3.33 hours: {runway}")
+
+    def told() -> list[dict[str, Any]] | None:
+        notices = expect_status(
+            http.get("/api/v1/notifications", params={"page_size": 100}, headers=hospital), 200
+        )["items"]
+        low = [
+            n
+            for n in notices
+            if n["type"] == "supply.runway_low" and n["data"].get("site_id") == site_id
+        ]
+        return low or None
+
+    notices = poll(told, "the hospital told its oxygen is low")
+    expect(len(notices) == 1, f"told once: {notices}")
+    expect(notices[0]["title"].startswith("Oxygen low at "), f"the notice: {notices[0]}")
+    listed = expect_status(http.get("/api/v1/supply/runway", headers=hospital), 200)
+    expect(
+        [r["site_id"] for r in listed["items"]] == [site_id], f"the hospital's runways: {listed}"
+    )
 
 
 def main() -> int:

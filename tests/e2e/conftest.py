@@ -152,15 +152,27 @@ class Accounts:
         return vendor
 
     async def stocked_depot(
-        self, *, name: str, lat: float, lon: float, category: str, on_hand: int
+        self,
+        *,
+        name: str,
+        lat: float,
+        lon: float,
+        category: str,
+        on_hand: int,
+        sku: str | None = None,
     ) -> StockedDepot:
         """A verified vendor with one depot holding `on_hand` of the category's first
-        product, priced: what an order through the gateway needs on the vendor's side."""
+        product (or the one with `sku`), priced: what an order through the gateway needs
+        on the vendor's side."""
         vendor = await self.verified_vendor()
         products = await self.gateway.get(
-            "/api/v1/catalog/products", params={"category": category}, headers=vendor.headers
+            "/api/v1/catalog/products",
+            params={"category": category, "page_size": 100},
+            headers=vendor.headers,
         )
-        product_id = str(products.json()["items"][0]["id"])
+        assert products.status_code == 200, products.text
+        items = products.json()["items"]
+        product_id = str(next(p for p in items if sku in (None, p["sku"]))["id"])
         depot = await self.gateway.post(
             "/api/v1/inventory/depots",
             headers=vendor.headers,

@@ -137,7 +137,8 @@ FLEET_PUBLICATIONS: Mapping[str, frozenset[str]] = {
             "inventory.stock_changed",
             "inventory.low_stock",
             "inventory.reservation_expired",
-            # Oxygen runway: a site crossed its alert or critical hours.
+            # Oxygen runway: a hospital reported a site's supply (order-service's cap
+            # floor), and a site crossed its alert or critical hours.
             "supply.reported",
             "supply.runway_low",
             "supply.runway_critical",
