@@ -10,12 +10,16 @@ stops the bench loudly.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from flow_bench.api import Account, FlowApi
 from flow_bench.loadgen import RunResult
 from flow_bench.seed import BENCH_SCHEMA
 
@@ -308,3 +312,88 @@ class OrderChecks:
             )
         )
         return invariants
+
+
+# --- the admin's runway list (scenario 7) ---------------------------------------------------
+
+# Consecutive pages read at each of these places in the list: its start, middle and end.
+RUNWAY_CHECK_PAGES_EACH = 3
+
+
+def soonest_first_breaks(items: Sequence[dict[str, Any]]) -> int:
+    """How many neighbouring runways are out of order (runs_out_at ascending, NULLs last,
+    then site_id)."""
+    breaks = 0
+    for before, after in itertools.pairwise(items):
+        a, b = before.get("runs_out_at"), after.get("runs_out_at")
+        if a is None and b is not None:
+            breaks += 1
+        elif a is not None and b is not None:
+            moment_a, moment_b = datetime.fromisoformat(a), datetime.fromisoformat(b)
+            if moment_a > moment_b or (
+                moment_a == moment_b and str(before["site_id"]) > str(after["site_id"])
+            ):
+                breaks += 1
+        elif a is None and b is None and str(before["site_id"]) > str(after["site_id"]):
+            breaks += 1
+    return breaks
+
+
+def runway_check_pages(pages: int) -> list[list[int]]:
+    """Runs of consecutive pages to read: the first, middle and last few (no page twice)."""
+    each = RUNWAY_CHECK_PAGES_EACH
+    starts = [1, max(1, pages // 2 - each // 2), max(1, pages - each + 1)]
+    seen: set[int] = set()
+    runs: list[list[int]] = []
+    for start in starts:
+        run = [p for p in range(start, min(pages, start + each - 1) + 1) if p not in seen]
+        seen.update(run)
+        if run:
+            runs.append(run)
+    return runs
+
+
+async def check_runway_list(
+    api: FlowApi, admin: Account, *, expected_total: int, seeded: int, page_size: int
+) -> CheckRecord:
+    """Through the gateway as the platform admin: the list's total is every site with a
+    runway, and a sample of consecutive pages (start, middle, end) reads soonest first,
+    full but for the last page."""
+    path = "/api/v1/supply/runway"
+    first = await api.call("GET", f"{path}?page=1&page_size={page_size}", account=admin)
+    total = int(first["total"])
+    pages = max(1, -(-total // page_size))
+    breaks = short_pages = read = 0
+    for run in runway_check_pages(pages):
+        items: list[dict[str, Any]] = []
+        for page in run:
+            answer = (
+                first
+                if page == 1
+                else await api.call(
+                    "GET", f"{path}?page={page}&page_size={page_size}", account=admin
+                )
+            )
+            got = list(answer["items"])
+            expected = page_size if page < pages else total - page_size * (pages - 1)
+            short_pages += len(got) != expected
+            items += got
+            read += 1
+        breaks += soonest_first_breaks(items)
+    invariants = [
+        Invariant.none_counted(
+            "the admin's runway list counts every site",
+            {
+                f"sites off (listed {total:,}, in site_supply {expected_total:,})": abs(
+                    total - expected_total
+                )
+            },
+            context=f"{seeded:,} seeded",
+        ),
+        Invariant.none_counted(
+            "the admin's runway list is soonest first, NULLs last",
+            {"neighbours out of order": breaks, "pages not full": short_pages},
+            context=f"{read} pages of {pages:,} read (start, middle, end)",
+        ),
+    ]
+    return CheckRecord(after="runway reads", orders=0, drain_seconds=0.0, invariants=invariants)

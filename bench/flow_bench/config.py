@@ -32,6 +32,9 @@ SOS_RING_SIZE = 3
 SOS_MAX_DISTANCE_KM = 50.0
 # The default ring time-out: acceptances come long before it, so no ring escalates.
 SOS_RING_TIMEOUT_S = 180
+# Issue 15: the platform admin's runway list, soonest first, fast at 100,000 sites.
+RUNWAY_LIST_GOAL_MS = 50.0
+RUNWAY_PAGE_SIZE = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,10 @@ class Profile:
     sos_rate: float
     sos_run_s: float
     sos_accept_delay_s: float
+    # Scenario 7: hospital sites seeded with a runway, and the fixed rate of the admin's
+    # runway reads (about scenario 2b's: half the nearby knee at 1,000 depots).
+    runway_sites: int
+    runway_rate: float
     # How long the events of a run may take to be consumed before the checks fail.
     drain_timeout_s: float
     port_offset: int
@@ -136,6 +143,8 @@ FULL = Profile(
     sos_rate=2.0,
     sos_run_s=30.0,
     sos_accept_delay_s=0.5,
+    runway_sites=100_000,
+    runway_rate=40.0,
     drain_timeout_s=300.0,
     port_offset=21000,
 )
@@ -168,6 +177,8 @@ SMOKE = replace(
     lag_run_s=1.0,
     sos_rate=1.0,
     sos_run_s=2.0,
+    runway_sites=300,
+    runway_rate=5.0,
     drain_timeout_s=90.0,
     port_offset=22000,
 )

@@ -29,7 +29,7 @@ START_LEAD_SECONDS = 0.02
 # Every timestamp: uvloop's loop.time() only has millisecond resolution (libuv's cached
 # clock), too coarse for sub-millisecond differences between configurations.
 clock = time.perf_counter
-PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 ABANDONED = "abandoned: not answered in time after the schedule"
 
 

@@ -32,7 +32,7 @@ from flow_bench.seed import choose_order_targets, grow_depots, seed_accounts
 from flow_shared.testing.fleet import IsolatedFleet
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
-ALL_SCENARIOS = ("gateway", "nearby", "orders", "lag", "mixed", "sos")
+ALL_SCENARIOS = ("gateway", "nearby", "orders", "lag", "mixed", "runway", "sos")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +89,15 @@ def _meta(
             f"{profile.concurrency}, timeout {profile.timeout_s:g} s, warm-up "
             f"{profile.warmup_s:g} s then {profile.runs} runs of {profile.run_s:g} s "
             f"(probes {profile.probe_s:g} s, at most {profile.max_probes} per knee search; "
-            f"SOS runs of {profile.sos_run_s:g} s at {profile.sos_rate:g}/s); "
+            f"SOS runs of {profile.sos_run_s:g} s at {profile.sos_rate:g}/s; runway reads at "
+            f"{profile.runway_rate:g}/s); "
             f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}"
         ),
         "data": (
             f"{profile.vendors} verified vendors, {profile.hospitals} hospitals x "
             f"{profile.sites_per_hospital} sites, depots {list(profile.scales)} spread over "
-            f"{profile.region.describe()}, {profile.products_per_depot} products per depot"
+            f"{profile.region.describe()}, {profile.products_per_depot} products per depot; "
+            f"{profile.runway_sites:,} hospital sites with an oxygen runway (scenario 7)"
         ),
         "note": options.note,
         "profile_settings": {k: v for k, v in asdict(profile).items() if k != "region"},
@@ -133,6 +135,8 @@ async def _run_scenarios(
             ("orders", scenarios.ORDERS, scenarios.orders_end_to_end),
             ("lag", scenarios.LAG, scenarios.event_lag),
             ("mixed", scenarios.MIXED, scenarios.mixed_day),
+            # Before the SOS: the last check record (the report's table) stays an order run's.
+            ("runway", scenarios.RUNWAY, scenarios.supply_runway),
             ("sos", scenarios.SOS, scenarios.sos_broadcast),
         ]
         service_urls = {s.name: fleet.url(s.name) for s in fleet.services}
@@ -226,6 +230,7 @@ def smoke_problems(report: Report) -> list[str]:
         scenarios.ORDERS,
         scenarios.LAG,
         scenarios.MIXED,
+        scenarios.RUNWAY,
         scenarios.SOS,
     ):
         if scenario not in report.scenarios:
@@ -241,7 +246,7 @@ def smoke_problems(report: Report) -> list[str]:
     if not report.checks:
         problems.append("no correctness check ran")
     problems += [f"check after {c['after']} failed" for c in report.checks if not c["ok"]]
-    if len(report.figures) < 12:
+    if len(report.figures) < 14:
         problems.append(f"only {len(report.figures)} figures in the report")
     return problems
 

@@ -1,5 +1,5 @@
-"""Issue 6's five scenarios and issue 13's SOS, each producing the figures the report must
-show."""
+"""Issue 6's five scenarios, issue 13's SOS and issue 15's supply runway, each producing the
+figures the report must show."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import asyncpg
 
 from flow_bench import config as goals
 from flow_bench.api import TOKEN_RENEW_AFTER_SECONDS, FlowApi
-from flow_bench.checks import OrderChecks
+from flow_bench.checks import OrderChecks, check_runway_list
 from flow_bench.config import ORDER_SLO, READ_SLO, Profile
 from flow_bench.cpu import top_consumers
 from flow_bench.loadgen import LatencyHistogram, RunResult
@@ -29,15 +29,22 @@ from flow_bench.seed import (
     check_sos_suppliers,
     choose_order_targets,
     grow_depots,
+    seed_runway_sites,
     seed_sos_depots,
 )
 from flow_bench.traffic import (
+    RUNWAY_DEEP_KIND,
+    RUNWAY_FIRST_KIND,
+    RUNWAY_FIRST_PAGES,
+    RUNWAY_SITE_KIND,
     MixedDay,
     OrderTraffic,
+    RunwayTraffic,
     SosTraffic,
     VendorTraffic,
     fixed_get,
     nearby_path,
+    runway_mix_text,
     scattered_nearby,
 )
 from flow_shared.testing.fleet import IsolatedFleet
@@ -48,6 +55,7 @@ ORDERS = "3. Orders end to end"
 MIXED = "4. Mixed day"
 LAG = "5. Event lag"
 SOS = "6. SOS"
+RUNWAY = "7. Supply runway"
 # Where nginx listens, relative to the fleet's port offset (free in services.toml).
 NGINX_PORT = 8090
 
@@ -594,20 +602,23 @@ def latency_figure(
     what: str,
     problems: str,
     limited_by: str,
+    scenario: str = SOS,
+    with_p95: bool = False,
 ) -> Figure:
     """A p99 latency against its goal, with p50, max and the count it was taken over;
     `problems` (failures that give no latency) fail the figure even when the p99 is met."""
     count = int(summary.get("count", 0))
     p99 = summary.get("p99_ms", 0.0)
+    p95 = f"p95 {summary.get('p95_ms', 0.0):.2f} ms, " if with_p95 else ""
     detail = (
-        f"p50 {summary.get('p50_ms', 0.0):.2f} ms, p99 {p99:.2f} ms, "
+        f"p50 {summary.get('p50_ms', 0.0):.2f} ms, {p95}p99 {p99:.2f} ms, "
         f"max {summary.get('max_ms', 0.0):.2f} ms over {count:,} {what}"
     )
     if problems:
         detail += f"; {problems}"
     return Figure(
         key=key,
-        scenario=SOS,
+        scenario=scenario,
         name=name,
         value=p99 if count else None,
         unit="ms",
@@ -761,5 +772,134 @@ async def sos_broadcast(bench: Bench) -> None:
             what=f"acceptances in {runs} runs",
             problems=(f"acceptance errors: {_errors_text(accept_errors)}" if accept_errors else ""),
             limited_by=f"an acceptance reserves, places and confirms an order in one call; {cpu}",
+        )
+    )
+
+
+# --- 7. supply runway ----------------------------------------------------------------------
+
+
+def kind_latency(results: Iterable[RunResult], kinds: Iterable[str]) -> LatencyHistogram:
+    """The latencies of requests of `kinds` over `results`, in one histogram."""
+    wanted = set(kinds)
+    merged = LatencyHistogram()
+    for result in results:
+        for kind, stats in result.kinds.items():
+            if kind in wanted:
+                merged.add(stats.latency)
+    return merged
+
+
+def kind_errors(results: Iterable[RunResult], kinds: Iterable[str]) -> Counter[str]:
+    wanted = set(kinds)
+    errors: Counter[str] = Counter()
+    for result in results:
+        for kind, stats in result.kinds.items():
+            if kind in wanted:
+                errors.update(stats.errors)
+    return errors
+
+
+def kind_rate(results: Iterable[RunResult], kinds: Iterable[str]) -> float:
+    """Successful answers of `kinds` per second of the runs' schedules (or longer walls)."""
+    wanted = set(kinds)
+    answered = seconds = 0.0
+    for result in results:
+        answered += sum(s.ok for k, s in result.kinds.items() if k in wanted)
+        seconds += max(result.duration_s, result.wall_s)
+    return answered / seconds if seconds else 0.0
+
+
+async def supply_runway(bench: Bench) -> None:
+    profile, fleet, world = bench.profile, bench.fleet, bench.world
+    seeded = await seed_runway_sites(fleet, world, profile)
+    print(
+        f"  [{RUNWAY}] seeded {seeded.seeded:,} sites ({seeded.total:,} in site_supply) and "
+        f"{seeded.open_orders:,} open orders to {seeded.sites_with_inbound:,} of them in "
+        f"{seeded.seconds:.1f} s; {seeded.spread}",
+        flush=True,
+    )
+    page_size = goals.RUNWAY_PAGE_SIZE
+    traffic = RunwayTraffic(
+        base_url=fleet.gateway,
+        admin=world.admin,
+        site_ids=seeded.site_ids,
+        sites=seeded.total,
+        page_size=page_size,
+        rng=random.Random("runway"),
+    )
+    rate = profile.runway_rate
+    (measurement,) = await bench.runner.measure(
+        RUNWAY, [Config("admin runway reads", traffic.source)], [rate]
+    )
+    record = await check_runway_list(
+        bench.api,
+        world.admin,
+        expected_total=seeded.total,
+        seeded=seeded.seeded,
+        page_size=page_size,
+    )
+    bench.checks.records.append(record)
+    results = measurement.results
+    list_kinds = (RUNWAY_FIRST_KIND, RUNWAY_DEEP_KIND)
+    listed = kind_latency(results, list_kinds)
+    first, deep = (kind_latency(results, [kind]) for kind in list_kinds)
+    single = kind_latency(results, [RUNWAY_SITE_KIND])
+    list_errors = kind_errors(results, list_kinds)
+    site_errors = kind_errors(results, [RUNWAY_SITE_KIND])
+    achieved = measurement.throughput
+    what = (
+        f"list reads in {len(results)} runs of {profile.run_s:g} s; {seeded.total:,} sites, "
+        f"page_size {page_size}, {rate:g} req/s offered ({achieved.text(1)} answered/s, "
+        f"{kind_rate(results, list_kinds):.1f}/s of them list pages); pages 1-"
+        f"{RUNWAY_FIRST_PAGES}: p99 {first.percentile_ms(99):.2f} ms over {first.count:,}, "
+        f"deeper: p99 {deep.percentile_ms(99):.2f} ms over {deep.count:,}"
+    )
+    bench.report.scenarios[RUNWAY] = {
+        "rate": rate,
+        "sites": seeded.total,
+        "seeded_sites": seeded.seeded,
+        "open_orders": seeded.open_orders,
+        "sites_with_inbound": seeded.sites_with_inbound,
+        "spread_at_seeding": seeded.spread,
+        "seed_seconds": seeded.seconds,
+        "page_size": page_size,
+        "mix": runway_mix_text(),
+        "list": listed.summary(),
+        "list_first_pages": first.summary(),
+        "list_deep_pages": deep.summary(),
+        "site": single.summary(),
+        "list_errors": dict(list_errors),
+        "site_errors": dict(site_errors),
+        "load": measurement.summary(),
+    }
+    cpu = f"CPU: {measurement.limits()}"
+    bench.report.add(
+        latency_figure(
+            "7a",
+            f"p99 GET /api/v1/supply/runway (platform admin, {seeded.total:,} sites) "
+            f"at {rate:g} req/s",
+            listed.summary(),
+            goals.RUNWAY_LIST_GOAL_MS,
+            what=what,
+            problems=(f"errors: {_errors_text(list_errors)}" if list_errors else ""),
+            limited_by=f"a page is an index-only OFFSET walk for its 20 ids, the 20 rows and "
+            f"three look-ups (inbound, gas, auto-reorders); {cpu}",
+            scenario=RUNWAY,
+            with_p95=True,
+        )
+    )
+    bench.report.add(
+        latency_figure(
+            "7b",
+            f"p99 GET /api/v1/supply/sites/{{id}}/runway (random site of {seeded.total:,}) "
+            f"at {rate:g} req/s",
+            single.summary(),
+            READ_SLO.p99_ms,
+            what=f"site reads in the same runs ({kind_rate(results, [RUNWAY_SITE_KIND]):.1f}/s)",
+            problems=(f"errors: {_errors_text(site_errors)}" if site_errors else ""),
+            limited_by=cpu,
+            scenario=RUNWAY,
+            with_p95=True,
         )
     )

@@ -478,3 +478,178 @@ async def choose_order_targets(fleet: IsolatedFleet, world: World, profile: Prof
                 ]
     finally:
         await connection.close()
+
+
+# --- hospital sites' oxygen runways (scenario 7) -------------------------------------------
+
+# The site's thresholds (SPEC's defaults), and one site in RUNWAY_IDLE_EVERY using no gas.
+RUNWAY_ALERT_HOURS = 24
+RUNWAY_CRITICAL_HOURS = 6
+RUNWAY_IDLE_EVERY = 20
+# One order on its way per this many sites (100,000 sites: 3,333 orders).
+RUNWAY_SITES_PER_OPEN_ORDER = 30
+
+# N sites in one statement, as a report would leave them (service/supply.py `report` and
+# `_settle`): `stock` as reported (full units of one oxygen product) and its gas, a rate of
+# 2 to 600 L/min (skewed low, like wards; every RUNWAY_IDLE_EVERY-th site 0), the units
+# enough for 16 h to 15 days at that rate (skewed short: a shortage), a report 0 to 24 h
+# old; so about 1.5% have run out, 2.5% are critical and 10% low. `level`, `runs_out_at`
+# and `next_check_at` follow from that state at $3 as the service computes them, so the
+# alert job finds nothing overdue. Random draws follow the session's setseed.
+_SEED_SITE_SUPPLY = f"""
+WITH gas AS (
+    SELECT array_agg(id ORDER BY id) AS ids, array_agg(gas_liters ORDER BY id) AS liters
+    FROM inventory.products WHERE gas_liters IS NOT NULL
+), drawn AS (
+    SELECT n,
+           md5('bench-runway:' || $1::text || ':' || n)::uuid AS site_id,
+           ($2::uuid[])[1 + n % cardinality($2::uuid[])] AS hospital_org_id,
+           1 + floor(random() * cardinality(g.ids))::int AS product_index,
+           CASE WHEN n % {RUNWAY_IDLE_EVERY} = 0 THEN 0::numeric
+                ELSE round((2 + 598 * random() ^ 2)::numeric, 1) END AS consumption_lpm,
+           (16 + 344 * random() ^ 1.5)::numeric AS hours_stocked,
+           $3::timestamptz - random() * interval '24 hours' AS as_of,
+           g.ids, g.liters
+    FROM generate_series(1, $4::int) AS n CROSS JOIN gas AS g
+), counted AS (
+    SELECT d.*, d.ids[d.product_index] AS product_id,
+           CASE WHEN d.consumption_lpm = 0 THEN 1 + floor(random() * 120)::int
+                ELSE greatest(1, ceil(
+                    d.hours_stocked * d.consumption_lpm * 60 / d.liters[d.product_index]
+                ))::int END AS full_units
+    FROM drawn AS d
+), stated AS (
+    SELECT c.*, c.full_units * c.liters[c.product_index] AS gas_liters,
+           CASE WHEN c.consumption_lpm > 0
+                THEN c.full_units * c.liters[c.product_index] / (c.consumption_lpm * 60)
+           END AS hours_of_gas
+    FROM counted AS c
+), leveled AS (
+    SELECT s.*,
+           CASE WHEN s.hours_of_gas IS NULL
+                  OR s.hours_of_gas - extract(epoch FROM $3::timestamptz - s.as_of) / 3600
+                     > {RUNWAY_ALERT_HOURS} THEN 'ok'
+                WHEN s.hours_of_gas - extract(epoch FROM $3::timestamptz - s.as_of) / 3600
+                     > {RUNWAY_CRITICAL_HOURS} THEN 'low'
+                ELSE 'critical' END AS level
+    FROM stated AS s
+)
+INSERT INTO inventory.site_supply (
+    site_id, hospital_org_id, site_name, gas_liters, consumption_lpm, as_of, stock, patients,
+    reported_at, reported_by, alert_hours, critical_hours, level, runs_out_at, next_check_at,
+    updated_at
+)
+SELECT site_id, hospital_org_id, 'Bench runway site ' || n, gas_liters, consumption_lpm, as_of,
+       jsonb_build_array(
+           jsonb_build_object('product_id', product_id::text, 'full_units', full_units)
+       ),
+       NULL, as_of, $5::uuid, {RUNWAY_ALERT_HOURS}, {RUNWAY_CRITICAL_HOURS}, level,
+       as_of + make_interval(secs => (hours_of_gas * 3600)::float8),
+       CASE WHEN hours_of_gas IS NULL OR level = 'critical' THEN NULL
+            WHEN level = 'ok' THEN as_of + make_interval(
+                secs => ((hours_of_gas - {RUNWAY_ALERT_HOURS}) * 3600)::float8)
+            ELSE as_of + make_interval(
+                secs => ((hours_of_gas - {RUNWAY_CRITICAL_HOURS}) * 3600)::float8)
+       END,
+       $3::timestamptz
+FROM leveled
+"""  # noqa: S608 - built from constants only
+
+# Orders on their way to some of those sites (the projection of order-service's events):
+# a third placed (no ETA yet), the rest confirmed or dispatched, due in 1 to 48 h, of
+# 1 to 20 units of the product the site reported.
+_SEED_SUPPLY_ORDERS = """
+INSERT INTO inventory.supply_orders (
+    order_id, site_id, hospital_org_id, status, eta, items, delivered_at, updated_at
+)
+SELECT md5('bench-runway-order:' || $1::text || ':' || k)::uuid, s.site_id, s.hospital_org_id,
+       (ARRAY['placed', 'confirmed', 'dispatched'])[1 + k % 3],
+       CASE WHEN k % 3 = 0 THEN NULL
+            ELSE $2::timestamptz + make_interval(secs => 3600 + random() * 47 * 3600) END,
+       jsonb_build_array(jsonb_build_object(
+           'product_id', s.stock -> 0 ->> 'product_id',
+           'quantity', 1 + floor(random() * 20)::int
+       )),
+       NULL, $2::timestamptz
+FROM generate_series(1, $3::int) AS k
+JOIN inventory.site_supply AS s
+  ON s.site_id = md5('bench-runway:' || $1::text || ':' || (1 + (k * 7919) % $4::int))::uuid
+"""
+
+
+_RUNWAY_SPREAD = """
+SELECT count(*) FILTER (WHERE level = 'ok') AS ok,
+       count(*) FILTER (WHERE level = 'low') AS low,
+       count(*) FILTER (WHERE level = 'critical') AS critical,
+       count(*) FILTER (WHERE runs_out_at IS NULL) AS using_nothing,
+       count(*) FILTER (WHERE runs_out_at <= $1) AS already_out,
+       count(*) FILTER (WHERE runs_out_at > $1 + interval '30 days') AS beyond_30_days
+FROM inventory.site_supply
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunwaySites:
+    """What seed_runway_sites wrote: the sites now in site_supply (seeded or not), the
+    ones seeded, and the sites and orders inbound among them."""
+
+    total: int
+    seeded: int
+    open_orders: int
+    sites_with_inbound: int
+    seconds: float
+    site_ids: list[str]
+    # Sites per level at seeding, and those using no gas (runs_out_at NULL) or already out.
+    spread: dict[str, int]
+
+
+async def seed_runway_sites(fleet: IsolatedFleet, world: World, profile: Profile) -> RunwaySites:
+    """`profile.runway_sites` hospital sites with a runway, and open orders to some, each
+    in one set-based statement as inventory-service's role (its CHECKs hold: amounts >= 0,
+    critical < alert hours, a known level, no auto-reorder configured), then VACUUM ANALYZE."""
+    started = time.monotonic()
+    hospitals = [uuid.UUID(h.account.org_id) for h in world.hospitals]
+    # Who reported: any user id will do for the column (it names no one elsewhere).
+    reporter = uuid.UUID(int=profile.seed)
+    orders = max(1, profile.runway_sites // RUNWAY_SITES_PER_OPEN_ORDER)
+    connection = await asyncpg.connect(fleet.database_url("inventory"))
+    try:
+        now = datetime.now(UTC)
+        async with connection.transaction():
+            await connection.execute("SELECT setseed(0.15)")
+            await connection.execute(
+                _SEED_SITE_SUPPLY, str(profile.seed), hospitals, now, profile.runway_sites, reporter
+            )
+            await connection.execute(
+                _SEED_SUPPLY_ORDERS, str(profile.seed), now, orders, profile.runway_sites
+            )
+        # As autovacuum would have left a live table: statistics, and a visibility map so the
+        # list's page of ids comes from the index alone. One statement each (VACUUM runs
+        # outside any transaction block).
+        for table in ("inventory.site_supply", "inventory.supply_orders"):
+            await connection.execute(f"VACUUM (ANALYZE) {table}")
+        total = int(await connection.fetchval("SELECT count(*) FROM inventory.site_supply"))
+        with_inbound = int(
+            await connection.fetchval(
+                "SELECT count(DISTINCT site_id) FROM inventory.supply_orders "
+                "WHERE status IN ('placed', 'confirmed', 'dispatched')"
+            )
+        )
+        spread_row = await connection.fetchrow(_RUNWAY_SPREAD, now)
+        site_ids = [
+            str(row["site_id"])
+            for row in await connection.fetch(
+                "SELECT site_id FROM inventory.site_supply WHERE site_name LIKE 'Bench runway %'"
+            )
+        ]
+    finally:
+        await connection.close()
+    return RunwaySites(
+        total=total,
+        seeded=profile.runway_sites,
+        open_orders=orders,
+        sites_with_inbound=with_inbound,
+        seconds=round(time.monotonic() - started, 2),
+        site_ids=site_ids,
+        spread={key: int(value) for key, value in spread_row.items()},
+    )

@@ -366,3 +366,72 @@ def check_confirmed(answer: dict[str, Any], sos_id: str) -> None:
     fulfilled = sos["status"] == "fulfilled" and str(sos["order_id"]) == str(order["id"])
     if str(sos["id"]) != sos_id or not fulfilled:
         raise ValueError(f"SOS {sos_id} is {sos['status']} after its acceptance")
+
+
+# --- the admin's runway list (scenario 7) --------------------------------------------------
+
+RUNWAY_LIST_PATH = "/api/v1/supply/runway"
+# The admin's reads: mostly the list, the rest one site's runway.
+RUNWAY_LIST_SHARE = 0.8
+# Pages of the list: this share from its first pages (where an admin looks first), the
+# rest from anywhere in it, so deep OFFSETs are measured too.
+RUNWAY_FIRST_PAGES = 10
+RUNWAY_FIRST_PAGE_SHARE = 0.5
+# The generator's kinds: list pages among the first, list pages deeper, single sites.
+RUNWAY_FIRST_KIND = "runway-list-first-pages"
+RUNWAY_DEEP_KIND = "runway-list-deep-pages"
+RUNWAY_SITE_KIND = "runway-site"
+
+
+def runway_pages(sites: int, page_size: int) -> int:
+    return max(1, -(-sites // page_size))
+
+
+def runway_page(rng: random.Random, pages: int) -> int:
+    """A page of a list of `pages` pages: one of the first RUNWAY_FIRST_PAGES in
+    RUNWAY_FIRST_PAGE_SHARE of draws, else any page, the last included."""
+    if rng.random() < RUNWAY_FIRST_PAGE_SHARE:
+        return rng.randint(1, min(pages, RUNWAY_FIRST_PAGES))
+    return rng.randint(1, pages)
+
+
+def runway_mix_text() -> str:
+    first = RUNWAY_FIRST_PAGE_SHARE * RUNWAY_LIST_SHARE * 100
+    return (
+        f"{RUNWAY_LIST_SHARE * 100:g}% GET {RUNWAY_LIST_PATH}?page=P&page_size=N "
+        f"({first:g}% of all reads on pages 1-{RUNWAY_FIRST_PAGES}, "
+        f"{RUNWAY_LIST_SHARE * 100 - first:g}% on any page uniformly, deep ones included), "
+        f"{100 - RUNWAY_LIST_SHARE * 100:g}% GET /api/v1/supply/sites/{{id}}/runway of a "
+        "random seeded site"
+    )
+
+
+@dataclass
+class RunwayTraffic:
+    """The platform admin reading runways through the gateway: list pages (among the
+    first RUNWAY_FIRST_PAGES or deeper, each its kind) and single sites."""
+
+    base_url: str
+    admin: Account
+    site_ids: list[str]
+    sites: int
+    page_size: int
+    rng: random.Random
+
+    def source(self, _index: int) -> PlannedRequest:
+        if self.rng.random() < RUNWAY_LIST_SHARE or not self.site_ids:
+            page = runway_page(self.rng, runway_pages(self.sites, self.page_size))
+            query = urllib.parse.urlencode({"page": page, "page_size": self.page_size})
+            return PlannedRequest(
+                "GET",
+                f"{self.base_url}{RUNWAY_LIST_PATH}?{query}",
+                self.admin.headers,
+                kind=RUNWAY_FIRST_KIND if page <= RUNWAY_FIRST_PAGES else RUNWAY_DEEP_KIND,
+            )
+        site_id = self.rng.choice(self.site_ids)
+        return PlannedRequest(
+            "GET",
+            f"{self.base_url}/api/v1/supply/sites/{site_id}/runway",
+            self.admin.headers,
+            kind=RUNWAY_SITE_KIND,
+        )

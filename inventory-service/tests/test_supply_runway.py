@@ -566,6 +566,9 @@ async def test_sites_are_their_hospitals_and_admins_see_all_soonest_first(sup: S
     admin = await sup.http.get(
         "/api/v1/supply/runway", params={"page_size": 100}, headers=sup.admin_headers()
     )
+    async with sup.engine.connect() as conn:
+        sites = await conn.scalar(text("SELECT count(*) FROM site_supply"))
+    assert admin.json()["total"] == sites  # the trigger-kept count
     listed = [item["runs_out_at"] for item in admin.json()["items"]]
     dated = [moment for moment in listed if moment is not None]
     assert dated == sorted(dated, key=datetime.fromisoformat)
@@ -631,6 +634,10 @@ async def test_two_first_reports_at_once_make_one_site(sup: Supply) -> None:
         ).all()
     assert len(rows) == 1
     assert rows[0].gas_liters in (7000, 14000)
+    async with sup.engine.connect() as conn:
+        counted = await conn.scalar(text("SELECT sites FROM site_supply_count"))
+        sites = await conn.scalar(text("SELECT count(*) FROM site_supply"))
+    assert counted == sites  # one insert counted, the other report's did nothing
 
 
 # --- auto-reorder ------------------------------------------------------------------------------

@@ -316,6 +316,20 @@ class SiteSupply(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class SiteSupplyCount(Base):
+    """How many rows site_supply has (one row), kept by a trigger on it (migration
+    20261207_0007): the admins' runway list reads its total here instead of counting."""
+
+    __tablename__ = "site_supply_count"
+    __table_args__ = (
+        CheckConstraint("single", name="single"),
+        CheckConstraint("sites >= 0", name="sites"),
+    )
+
+    single: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    sites: Mapped[int] = mapped_column(BigInteger)
+
+
 class SupplyOrder(Base):
     """Projection of order-service's orders bound for a hospital site (order.* events
     with a `site_id`): the open ones are the site's inbound; a delivered one adds its gas

@@ -39,7 +39,7 @@ from flow_shared.db import Database
 from flow_shared.errors import Forbidden
 from flow_shared.lifecycle import run_in_batches
 from flow_shared.metrics import business_counter
-from flow_shared.pagination import PageParams, fetch_page
+from flow_shared.pagination import PageParams
 from inventory_service import events
 from inventory_service.clients import Site
 from inventory_service.errors import SupplyNotReported, UnknownProducts
@@ -48,6 +48,7 @@ from inventory_service.models import (
     Product,
     RunwayLevel,
     SiteSupply,
+    SiteSupplyCount,
     SupplyOrder,
     SupplyOrderStatus,
 )
@@ -423,12 +424,27 @@ async def list_runways(
     session: AsyncSession, principal: Principal, pagination: PageParams, *, now: datetime
 ) -> tuple[list[RunwayOut], int]:
     """The sites `principal` may read, soonest to run out first (those already out
-    first of all, those that use nothing last)."""
-    statement = _visible(principal).order_by(
-        SiteSupply.runs_out_at.asc().nulls_last(), SiteSupply.site_id
-    )
-    sites, total = await fetch_page(session, statement, pagination)
-    return await _runways(session, sites, now=now), total
+    first of all, those that use nothing last).
+
+    The page's ids come from the index alone (an OFFSET that skips thousands of sites
+    reads no rows for them), then only those rows are read; an admin's total is the
+    count a trigger keeps (models.SiteSupplyCount)."""
+    visible_ids = _visible(principal).with_only_columns(SiteSupply.site_id)
+    page_ids = (
+        await session.scalars(
+            visible_ids.order_by(SiteSupply.runs_out_at.asc().nulls_last(), SiteSupply.site_id)
+            .limit(pagination.page_size)
+            .offset(pagination.offset)
+        )
+    ).all()
+    if principal.is_platform_admin:  # every site: the trigger-kept count, not a scan
+        total = await session.scalar(select(SiteSupplyCount.sites))
+    else:
+        total = await session.scalar(select(func.count()).select_from(visible_ids.subquery()))
+    rows = await session.scalars(select(SiteSupply).where(SiteSupply.site_id.in_(page_ids)))
+    by_id = {site.site_id: site for site in rows}
+    sites = [by_id[site_id] for site_id in page_ids if site_id in by_id]
+    return await _runways(session, sites, now=now), total or 0
 
 
 async def runway_of(session: AsyncSession, site: SiteSupply, *, now: datetime) -> RunwayOut:
