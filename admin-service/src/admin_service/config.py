@@ -4,25 +4,19 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from flow_shared.config import UpstreamCallerSettings
 from flow_shared.fleet_table import FLEET, FleetUrlSettings
 
 SERVICE_NAME = "admin-service"
 
 
-class Settings(FleetUrlSettings):
+class Settings(FleetUrlSettings, UpstreamCallerSettings):
     service_name: str = SERVICE_NAME
     db_schema: str | None = "admin"
 
     # USER_SERVICE_URL: admin actions on organisations go through user-service's /internal API;
     # unset, the user-service of this machine.
     user_service_url: str = FLEET["user-service"].local_url
-    # How every call to another service (user, order, location, inventory) waits and
-    # retries, and when its breaker opens (flow_shared.http.ServiceClient.from_settings).
-    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
-    upstream_read_timeout_seconds: float = Field(default=5.0, gt=0)
-    upstream_attempts: int = Field(default=3, ge=1)
-    breaker_failure_threshold: int = Field(default=5, ge=1)
-    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # Above a service's own 2 s readiness checks, so a slow check shows as "failing"
     # (with the check named) rather than as "unreachable".

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import structlog
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,7 +38,7 @@ from flow_shared.db import Database
 from flow_shared.errors import DomainError, ServiceUnavailable
 from flow_shared.events.outbox import add_event
 from flow_shared.http import ServiceClient
-from flow_shared.idempotency import IdempotentAnswer, answer_once
+from flow_shared.idempotency import IdempotencyKey, IdempotentAnswer, answer_once
 from flow_shared.json_codec import ORJSONResponse
 from flow_shared.pagination import Page, PageParams, Pagination, fetch_page
 from flow_shared.unit_of_work import DbSession, unit_of_work
@@ -384,13 +384,6 @@ async def active_covering(
 
 
 AreaMembers = Annotated[AreaMembersClient, Depends(app_state("area_members", AreaMembersClient))]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Same key and body replays the first answer; another body is 422.",
-    ),
-]
 
 admin_router = APIRouter(prefix="/api/v1/admin/shortages", tags=["admin"])
 # admin-service's other routes are for platform admins; this one is for every signed-in user.
@@ -414,11 +407,7 @@ async def declare_shortage(
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
     answer = await declare_once(session, members, admin, body, idempotency_key=idempotency_key)
-    # A replay answers as the first answer did: the same body, status and Location.
-    headers = {"Location": f"/api/v1/admin/shortages/{answer.body['id']}"}
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return ORJSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+    return answer.response(f"/api/v1/admin/shortages/{answer.body['id']}")
 
 
 @admin_router.post(

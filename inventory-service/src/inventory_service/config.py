@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from flow_shared.config import BaseServiceSettings
+from flow_shared.config import UpstreamCallerSettings
+from flow_shared.fleet_table import FLEET
 
 
-class Settings(BaseServiceSettings):
+class Settings(UpstreamCallerSettings):
     service_name: str = "inventory-service"
     db_schema: str | None = "inventory"
 
@@ -31,13 +32,8 @@ class Settings(BaseServiceSettings):
 
     # The oxygen runway: a hospital's report names one of its sites (location-service says
     # whose it is); auto-reorder places orders and opens SOS requests in order-service.
-    location_service_url: str = "http://127.0.0.1:8003"
-    order_service_url: str = "http://127.0.0.1:8005"
-    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
-    upstream_read_timeout_seconds: float = Field(default=5.0, gt=0)
-    upstream_attempts: int = Field(default=3, ge=1, le=5)
-    breaker_failure_threshold: int = Field(default=5, ge=1)
-    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
+    location_service_url: str = FLEET["location-service"].local_url
+    order_service_url: str = FLEET["order-service"].local_url
     # RUNWAY_ALERT_INTERVAL_SECONDS / _BATCH_SIZE: how often the alert job looks for sites
     # whose level has changed with time alone, and how many it evaluates per transaction.
     # Reports and deliveries are evaluated at once; this catches the slow drain.

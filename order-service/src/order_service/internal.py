@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends
 
 from flow_shared.auth import accepts_callers, require_service_key
-from flow_shared.idempotency import IdempotentAnswer
+from flow_shared.idempotency import RequiredIdempotencyKey
 from flow_shared.json_codec import ORJSONResponse
 from flow_shared.unit_of_work import DbSession, RequestUnitOfWork
 from order_service.deps import SettingsDep, UpstreamsDep
@@ -43,22 +43,6 @@ async def put_allocation(
 
 # The calling service, as accepts_callers established it (FastAPI runs it once per request).
 ServiceCaller = Annotated[str, Depends(require_service_key)]
-# Required here: a retry by the caller (after a restart, a lost answer) must never place twice.
-RequiredIdempotencyKey = Annotated[
-    str,
-    Header(
-        alias="Idempotency-Key",
-        description="Same key and body (per caller and hospital) replays the first answer;"
-        " another body is 422.",
-    ),
-]
-
-
-def _created(answer: IdempotentAnswer, location: str) -> ORJSONResponse:
-    headers = {"Location": location}
-    if answer.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return ORJSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 
 @router.post(
@@ -97,7 +81,7 @@ async def create_auto_order(
     answer = await auto_reorder.place_order(
         uow, upstreams, settings, body, caller=caller, idempotency_key=idempotency_key
     )
-    return _created(answer, f"/api/v1/orders/{answer.body['order']['id']}")
+    return answer.response(f"/api/v1/orders/{answer.body['order']['id']}")
 
 
 @router.post(
@@ -129,4 +113,4 @@ async def open_auto_sos(
     answer = await auto_reorder.open_sos(
         uow, upstreams, settings, body, caller=caller, idempotency_key=idempotency_key
     )
-    return _created(answer, f"/api/v1/sos/{answer.body['sos']['id']}")
+    return answer.response(f"/api/v1/sos/{answer.body['sos']['id']}")

@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from flow_shared.auth import CurrentPrincipal
 from flow_shared.errors import UnprocessableEntity
+from flow_shared.idempotency import IdempotencyKey
 from flow_shared.json_codec import ORJSONResponse
 from flow_shared.pagination import Page, Pagination
 from flow_shared.unit_of_work import DbSession
 from payment_service import queries
-from payment_service.deps import IdempotencyKey, ProviderDep, SettingsDep
+from payment_service.deps import ProviderDep, SettingsDep
 from payment_service.errors import UnknownWebhookProvider
 from payment_service.models import InvoiceStatus
 from payment_service.schemas import (
@@ -89,8 +90,7 @@ async def refund_payment(
     answer = await refunds.refund(
         session, provider, principal, payment_id, body, idempotency_key=idempotency_key
     )
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}
-    return ORJSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+    return answer.response()
 
 
 @webhook_router.post(

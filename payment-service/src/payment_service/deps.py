@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
 from flow_shared.app_state import app_state
 from payment_service.config import Settings
@@ -20,10 +20,3 @@ async def _provider(request: Request) -> PaymentProvider:
 
 SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
 ProviderDep = Annotated[PaymentProvider, Depends(_provider)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Same key and body replays the first answer; another body is 422.",
-    ),
-]

@@ -8,10 +8,11 @@ from decimal import Decimal
 
 from pydantic import Field, model_validator
 
-from flow_shared.config import BaseServiceSettings
+from flow_shared.config import UpstreamCallerSettings
+from flow_shared.fleet_table import FLEET
 
 
-class Settings(BaseServiceSettings):
+class Settings(UpstreamCallerSettings):
     service_name: str = "pricing-service"
     db_schema: str | None = "pricing"
 
@@ -34,13 +35,8 @@ class Settings(BaseServiceSettings):
     # Page size asked of inventory's nearby list (which allows at most 100).
     compare_nearby_page_size: int = Field(default=100, ge=1, le=100)
 
-    inventory_service_url: str = "http://127.0.0.1:8004"
-    location_service_url: str = "http://127.0.0.1:8003"
-    upstream_connect_timeout_seconds: float = 1.0
-    upstream_read_timeout_seconds: float = 5.0
-    upstream_attempts: int = Field(default=3, ge=1, le=5)
-    breaker_failure_threshold: int = Field(default=5, ge=1)
-    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
+    inventory_service_url: str = FLEET["inventory-service"].local_url
+    location_service_url: str = FLEET["location-service"].local_url
 
     @model_validator(mode="after")
     def _needs_database_and_key(self) -> Settings:

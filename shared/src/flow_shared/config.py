@@ -146,3 +146,22 @@ class BaseServiceSettings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment == PRODUCTION
+
+
+# How a service that calls others waits, retries and gives up (ServiceClient.from_settings).
+UpstreamSeconds = Annotated[float, Field(gt=0)]
+UpstreamAttempts = Annotated[int, Field(ge=1, le=5)]
+BreakerThreshold = Annotated[int, Field(ge=1)]
+
+
+class UpstreamCallerSettings(BaseServiceSettings):
+    """The settings of a service that calls other services: UPSTREAM_CONNECT_TIMEOUT_SECONDS,
+    UPSTREAM_READ_TIMEOUT_SECONDS, UPSTREAM_ATTEMPTS (tries of an idempotent call),
+    BREAKER_FAILURE_THRESHOLD and BREAKER_RESET_TIMEOUT_SECONDS (each upstream's breaker).
+    A service with other needs redeclares a field with its alias and its own default."""
+
+    upstream_connect_timeout_seconds: UpstreamSeconds = 1.0
+    upstream_read_timeout_seconds: UpstreamSeconds = 5.0
+    upstream_attempts: UpstreamAttempts = 3
+    breaker_failure_threshold: BreakerThreshold = 5
+    breaker_reset_timeout_seconds: UpstreamSeconds = 10.0

@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Header
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.errors import UnprocessableEntity
-from flow_shared.json_codec import dumps, loads
+from flow_shared.json_codec import ORJSONResponse, dumps, loads
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_TABLE = "idempotency_keys"
@@ -52,6 +53,26 @@ class IdempotentAnswer:
     status_code: int
     body: Any
     replayed: bool
+
+    def response(self, location: str | None = None) -> ORJSONResponse:
+        """The answer as the route sends it, a replay exactly as the first (with
+        `Location` when the route creates something)."""
+        headers = {"Location": location} if location is not None else {}
+        if self.replayed:
+            headers[REPLAYED_HEADER] = "true"
+        return ORJSONResponse(self.body, status_code=self.status_code, headers=headers)
+
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+_KEY_DESCRIPTION = "Same key and body replays the first answer; another body is 422."
+# The request header, optional (a client that sends none gets no replay protection) or
+# required (a caller whose retries must never act twice: a service, after a restart).
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", description=_KEY_DESCRIPTION)
+]
+RequiredIdempotencyKey = Annotated[
+    str, Header(alias="Idempotency-Key", description=_KEY_DESCRIPTION)
+]
 
 
 def define_idempotency_table(metadata: MetaData) -> Table:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
-from flow_shared.config import BaseServiceSettings
+from flow_shared.config import UpstreamAttempts, UpstreamCallerSettings, UpstreamSeconds
+from flow_shared.fleet_table import FLEET
 from user_service.schemas import EMAIL_PATTERN, MIN_PASSWORD_LENGTH
 
 
-class Settings(BaseServiceSettings):
+class Settings(UpstreamCallerSettings):
     service_name: str = "user-service"
     db_schema: str | None = "users"
 
@@ -36,14 +37,11 @@ class Settings(BaseServiceSettings):
 
     invitation_ttl_seconds: int = Field(default=72 * 3600, ge=300)
     # notification-service sends the invitation e-mails (/internal, with SERVICE_KEY).
-    notification_service_url: str = "http://127.0.0.1:8010"
+    notification_service_url: str = FLEET["notification-service"].local_url
     # How a call to notification-service waits and retries, and when its breaker opens
     # (flow_shared.http.ServiceClient.from_settings). The invitation is a POST: never resent.
-    upstream_connect_timeout_seconds: float = Field(default=1.0, gt=0)
-    upstream_read_timeout_seconds: float = Field(default=10.0, gt=0)
-    upstream_attempts: int = Field(default=1, ge=1)
-    breaker_failure_threshold: int = Field(default=5, ge=1)
-    breaker_reset_timeout_seconds: float = Field(default=10.0, gt=0)
+    upstream_read_timeout_seconds: UpstreamSeconds = 10.0
+    upstream_attempts: UpstreamAttempts = 1
 
     # argon2-cffi's RFC 9106 "low memory" profile; tests lower these to keep CI fast.
     argon2_time_cost: int = Field(default=3, ge=1)
