@@ -24,7 +24,7 @@ from admin_service.schemas import (
     VerifyOrganizationRequest,
 )
 from flow_shared.auth import PlatformAdmin
-from flow_shared.clock import utcnow
+from flow_shared.clock import Now
 from flow_shared.pagination import Pagination
 from flow_shared.unit_of_work import DbSession
 from flow_shared.validation import Text
@@ -113,8 +113,8 @@ async def reinstate_organization(
 
 
 @router.get("/stats")
-async def platform_stats(_admin: PlatformAdmin, session: DbSession) -> PlatformStats:
-    return await service.platform_stats(session, now=utcnow())
+async def platform_stats(_admin: PlatformAdmin, session: DbSession, now: Now) -> PlatformStats:
+    return await service.platform_stats(session, now=now)
 
 
 @router.get("/audit")

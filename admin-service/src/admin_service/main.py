@@ -13,6 +13,7 @@ from admin_service.events import event_handlers
 from admin_service.models import inbox, outbox
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
+from flow_shared.clock import Clock, utcnow
 from flow_shared.lifecycle import PeriodicTask
 
 
@@ -25,7 +26,9 @@ def create_app(
     order_service_transport: httpx.AsyncBaseTransport | None = None,
     location_transport: httpx.AsyncBaseTransport | None = None,
     inventory_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = utcnow,
 ) -> FastAPI:
+    """`clock`: the time the routes and the shortage expiry job read (tests move it)."""
     settings = settings or Settings()
 
     async def open_clients(app: FastAPI) -> None:
@@ -45,7 +48,7 @@ def create_app(
         )
 
     def shortage_expiry(app: FastAPI) -> PeriodicTask:
-        expiry = shortages.ShortageExpiry(app.state.database)
+        expiry = shortages.ShortageExpiry(app.state.database, clock=clock)
         return PeriodicTask(
             "shortage-expiry", settings.shortage_expiry_interval_seconds, expiry.run_once
         )
@@ -67,4 +70,5 @@ def create_app(
         on_startup=[open_clients],
         on_shutdown=[close_clients],
         periodic=[shortage_expiry],
+        clock=clock,
     )

@@ -33,7 +33,7 @@ from admin_service.events import SHORTAGE_DECLARED, SHORTAGE_ENDED, record_own_e
 from admin_service.models import Shortage, idempotency_keys, outbox
 from flow_shared.app_state import app_state
 from flow_shared.auth import CurrentPrincipal, PlatformAdmin, Principal
-from flow_shared.clock import Clock, utcnow
+from flow_shared.clock import Clock, Now, utcnow
 from flow_shared.db import Database
 from flow_shared.errors import DomainError, ServiceUnavailable
 from flow_shared.events.outbox import add_event
@@ -253,12 +253,13 @@ async def declare_once(
     body: ShortageCreate,
     *,
     idempotency_key: str | None,
+    now: datetime,
 ) -> IdempotentAnswer:
     """`declare`, once per Idempotency-Key of the admin's organisation: a retry replays the
     first answer (201, the shortage)."""
 
     async def produce() -> dict[str, Any]:
-        shortage = await declare(session, members, admin.user_id, body, now=utcnow())
+        shortage = await declare(session, members, admin.user_id, body, now=now)
         return shortage.model_dump(mode="json")
 
     return await answer_once(
@@ -404,9 +405,12 @@ async def declare_shortage(
     admin: PlatformAdmin,
     members: AreaMembers,
     session: DbSession,
+    now: Now,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    answer = await declare_once(session, members, admin, body, idempotency_key=idempotency_key)
+    answer = await declare_once(
+        session, members, admin, body, idempotency_key=idempotency_key, now=now
+    )
     return answer.response(f"/api/v1/admin/shortages/{answer.body['id']}")
 
 
@@ -415,9 +419,9 @@ async def declare_shortage(
     responses={404: {"description": "Unknown shortage"}, 409: {"description": "Already ended"}},
 )
 async def end_shortage(
-    shortage_id: uuid.UUID, admin: PlatformAdmin, session: DbSession
+    shortage_id: uuid.UUID, admin: PlatformAdmin, session: DbSession, now: Now
 ) -> ShortageOut:
-    return await end(session, shortage_id, admin.user_id, now=utcnow())
+    return await end(session, shortage_id, admin.user_id, now=now)
 
 
 @admin_router.get("")
@@ -434,10 +438,11 @@ async def list_declared_shortages(
 async def shortages_covering(
     _user: CurrentPrincipal,
     session: DbSession,
+    now: Now,
     lat: Annotated[float, Query(ge=-90, le=90)],
     lon: Annotated[float, Query(ge=-180, le=180)],
 ) -> ShortageList:
-    return ShortageList(items=await active_covering(session, lat=lat, lon=lon, now=utcnow()))
+    return ShortageList(items=await active_covering(session, lat=lat, lon=lon, now=now))
 
 
 ROUTERS: Sequence[APIRouter] = (admin_router, public_router)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
-from flow_shared.clock import utcnow
+from flow_shared.clock import Clock, utcnow
 from flow_shared.lifecycle import PeriodicTask
 from user_service import api, bootstrap, internal
 from user_service.clients import NotificationClient
@@ -25,7 +25,9 @@ def create_app(
     *,
     jwks_fetcher: JWKSFetcher | None = None,
     notification_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = utcnow,
 ) -> FastAPI:
+    """`clock`: the time the licence job and the app's `Now` read (tests move it)."""
     settings = settings or Settings()
     # Fails here, before serving anything, when no usable signing key is configured
     # (JWT_PRIVATE_KEYS, else the key folder).
@@ -41,7 +43,7 @@ def create_app(
     def license_check(app: FastAPI) -> PeriodicTask:
         async def run_once() -> licences.LicensePassResult:
             return await licences.run_license_pass(
-                app.state.database, app.state.redis, settings, now=utcnow()
+                app.state.database, app.state.redis, settings, now=clock()
             )
 
         return PeriodicTask("license-check", settings.license_check_interval_seconds, run_once)
@@ -56,6 +58,7 @@ def create_app(
         on_startup=[bootstrap.on_startup],
         on_shutdown=[bootstrap.on_shutdown, close_clients],
         periodic=[license_check],
+        clock=clock,
     )
     app.state.signing_keys = keys
     app.state.passwords = Passwords.from_settings(settings)

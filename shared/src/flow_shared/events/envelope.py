@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flow_shared.clock import utcnow
 from flow_shared.correlation import get_correlation_id
 
 
@@ -20,7 +21,8 @@ class EventEnvelope(BaseModel):
     id: uuid.UUID = Field(default_factory=uuid.uuid4)
     type: str = Field(min_length=1, max_length=100, pattern=r"^[a-z_]+\.[a-z_]+$")
     version: int = 1
-    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # When it was written (metadata; rules read their own clock's moment in `data`).
+    occurred_at: datetime = Field(default_factory=utcnow)
     producer: str
     correlation_id: str | None = Field(default_factory=get_correlation_id)
     data: dict[str, Any]
