@@ -245,13 +245,11 @@ class Fleet:
 
     def ensure_keys(self) -> None:
         """A local RS256 key pair on first run; production keys come from the key script."""
-        from flow_shared.signing_keys import write_new_signing_key
+        from flow_shared.signing_keys import ensure_signing_key
 
-        self.keys_dir.mkdir(parents=True, exist_ok=True)
-        if any(self.keys_dir.glob("*.pem")):
-            return
-        kid = write_new_signing_key(self.keys_dir)
-        print(f"generated JWT signing key {kid}")
+        kid = ensure_signing_key(self.keys_dir)
+        if kid is not None:
+            print(f"generated JWT signing key {kid}")
 
     # --- processes -----------------------------------------------------------------------
 

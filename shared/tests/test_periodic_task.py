@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 
 from flow_shared.app import create_service_app
@@ -110,3 +111,21 @@ async def test_the_service_app_runs_its_periodic_tasks_between_its_hooks(infra: 
         "stop first",
         "shutdown",
     ]
+
+
+async def test_two_periodic_tasks_of_one_name_refuse_to_start(infra: TestInfra) -> None:
+    log: list[str] = []
+    app = create_service_app(
+        BaseServiceSettings(**infra.settings_kwargs(SHOWCASE, service_name=SHOWCASE)),
+        title="periodic showcase",
+        jwks_fetcher=_no_signing_keys,
+        periodic=[
+            lambda app: _RecordedTask("sweep", log),
+            lambda app: _RecordedTask("sweep", log),
+        ],
+    )
+    with pytest.raises(ValueError, match="two periodic tasks are named 'sweep'"):
+        async with asgi_client(app):
+            pass
+    # The one that had started is stopped, not left running unnamed.
+    assert log == ["start sweep", "stop sweep"]

@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from flow_shared.signing_keys import ensure_signing_key
 from user_service.config import Settings
-from user_service.keys import SigningKeys, SigningKeysError, ensure_key, main
+from user_service.keys import SigningKeys, SigningKeysError, main
 from user_service.main import create_app
 
 
@@ -146,6 +147,6 @@ def test_ensure_writes_one_private_key_for_the_local_stack(
     assert _verify(keys.sign({"sub": "x"}), keys) == {"sub": "x"}
 
     # A second run (every `docker compose up`) keeps the key that tokens were signed with.
-    assert ensure_key(directory) is None
+    assert ensure_signing_key(directory) is None
     assert list(directory.glob("*.pem")) == [key_file]
     assert main(["generate"]) == 2

@@ -151,10 +151,6 @@ class NotificationHub:
                 if not subscribers:
                     del self._subscriptions[org_id]
 
-    @property
-    def open_streams(self) -> int:
-        return sum(len(s) for s in self._subscriptions.values())
-
     def close_all(self, reason: str) -> None:
         """End every stream (and refuse new ones): the process is going away."""
         self._closing = True

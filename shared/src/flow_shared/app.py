@@ -115,6 +115,10 @@ def create_service_app(
                 await hook(app)
             for build_task in periodic:
                 task = build_task(app)
+                # Tasks are found (and stopped) by name: a second one of a name would hide
+                # the first, which would then run on past shutdown.
+                if task.name in app.state.periodic_tasks:
+                    raise ValueError(f"two periodic tasks are named {task.name!r}")
                 app.state.periodic_tasks[task.name] = task
                 await task.start()
                 started.append(task)

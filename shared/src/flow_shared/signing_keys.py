@@ -59,3 +59,12 @@ def write_new_signing_key(directory: Path) -> str:
     kid = new_kid()
     _write_private_key(directory, kid, _generate_private_key())
     return kid
+
+
+def ensure_signing_key(directory: Path) -> str | None:
+    """A new signing key in `directory` when it holds none (a first run). Returns the new
+    kid, or None when a key was already there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.glob("*.pem")):
+        return None
+    return write_new_signing_key(directory)

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from flow_shared.signing_keys import write_new_signing_key
+from flow_shared.signing_keys import ensure_signing_key
 
 if TYPE_CHECKING:
     from user_service.config import Settings
@@ -142,22 +142,13 @@ def _jwks(private_keys: dict[str, rsa.RSAPrivateKey]) -> dict[str, Any]:
     return {"keys": keys}
 
 
-def ensure_key(directory: Path) -> str | None:
-    """Write a new signing key (flow_shared.signing_keys) into `directory` when it holds
-    none. Returns the new kid, or None when a key was already there."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if any(directory.glob("*.pem")):
-        return None
-    return write_new_signing_key(directory)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0] != "ensure":
         print("usage: python -m user_service.keys ensure DIR", file=sys.stderr)
         return 2
     directory = Path(args[1])
-    kid = ensure_key(directory)
+    kid = ensure_signing_key(directory)
     if kid is None:
         print(f"{directory} already holds a signing key")
     else:
