@@ -190,6 +190,53 @@ async def test_a_failing_action_is_logged_and_the_others_still_run(scratch: Scra
     ]
 
 
+async def test_an_action_registered_too_late_to_run_is_refused(scratch: Scratch) -> None:
+    ran: list[str] = []
+    refusals: list[str] = []
+
+    async def never() -> None:
+        raise AssertionError("registered too late, yet it ran")
+
+    def late(uow: UnitOfWork, *, then: str) -> Callable[[], Awaitable[None]]:
+        async def register_more() -> None:
+            for register in (uow.on_rollback, uow.after_commit):
+                try:
+                    register(never)
+                except RuntimeError as refused:
+                    refusals.append(str(refused))
+            # Still to come: it runs (a compensation leaving work for after the
+            # connection is back, as order-service's give_back_later does).
+            uow.after_transaction(recording(ran, then))
+
+        return register_more
+
+    def too_late(uow: UnitOfWork) -> Callable[[], Awaitable[None]]:
+        async def register_after_the_end() -> None:
+            try:
+                uow.after_transaction(never)
+            except RuntimeError as refused:
+                refusals.append(str(refused))
+
+        return register_after_the_end
+
+    async def committing(uow: UnitOfWork) -> None:
+        uow.after_commit(late(uow, then="after the commit"))
+        uow.after_transaction(too_late(uow))
+
+    async def failing(uow: UnitOfWork) -> None:
+        uow.on_rollback(late(uow, then="after the compensation"))
+        uow.after_transaction(too_late(uow))
+
+    await in_unit_of_work(scratch, committing)
+    with pytest.raises(RuntimeError, match="the handler failed"):
+        await in_unit_of_work(scratch, failing, then_fail=True)
+
+    assert ran == ["after the commit", "after the compensation"]
+    # Two refused in each phase's action, one in each after-transaction action.
+    assert len(refusals) == 6
+    assert all("has ended" in refusal for refusal in refusals)
+
+
 async def test_a_cancelled_unit_of_work_still_runs_its_compensations(scratch: Scratch) -> None:
     ran: list[str] = []
 

@@ -51,14 +51,25 @@ class UnitOfWork:
         self._after_commit: list[Action] = []
         self._after_transaction: list[Action] = []
         self._written_outboxes: set[Table] = set()
+        # Once the transaction has ended no compensation or after-commit action can be
+        # added (it would never run); after-transaction ones can until they start, so a
+        # compensation may leave work for after the connection is back (give_back_later).
+        self._ended = False
+        self._finishing = False
+
+    @staticmethod
+    def _register(actions: list[Action], action: Action, *, closed: bool) -> None:
+        if closed:
+            raise RuntimeError("this unit of work has ended: an action registered now never runs")
+        actions.append(action)
 
     def on_rollback(self, action: Action) -> None:
         """Run `action` if this unit of work does not commit (a compensation)."""
-        self._on_rollback.append(action)
+        self._register(self._on_rollback, action, closed=self._ended)
 
     def after_commit(self, action: Action) -> None:
         """Run `action` once this unit of work has committed."""
-        self._after_commit.append(action)
+        self._register(self._after_commit, action, closed=self._ended)
 
     def after_transaction(self, action: Action) -> None:
         """Run `action` once the transaction has ended, committed or not.
@@ -66,20 +77,26 @@ class UnitOfWork:
         For writes that must survive a rollback; they open their own session only after
         this one's connection went back to the pool (requests waiting on an idempotency
         key may hold every other connection)."""
-        self._after_transaction.append(action)
+        self._register(self._after_transaction, action, closed=self._finishing)
 
     def events_written(self, outbox: Table) -> None:
         """Events went into `outbox` in this transaction: wake its relays on commit."""
         self._written_outboxes.add(outbox)
 
     async def _committed(self) -> None:
+        self._ended = True
         for outbox in self._written_outboxes:
             self.database.wake_relays(outbox)
         await _run(self._after_commit, "after_commit")
-        await _run(self._after_transaction, "after_transaction")
+        await self._finish()
 
     async def _rolled_back(self) -> None:
+        self._ended = True
         await _run(list(reversed(self._on_rollback)), "rollback")
+        await self._finish()
+
+    async def _finish(self) -> None:
+        self._finishing = True
         await _run(self._after_transaction, "after_transaction")
 
 
