@@ -367,4 +367,13 @@ async def test_a_request_has_one_unit_of_work_ended_before_its_response(
         assert refused.status_code == 409
         assert ran == ["compensated refused", "response 409"]
 
+        # The handler succeeds but its COMMIT fails (the deferred unique constraint): the
+        # client is told of a failure, never of the success, and only after compensating.
+        ran.clear()
+        failed_commit = await client.post("/notes/kept")
+        assert failed_commit.status_code == 500
+        assert failed_commit.headers["content-type"].startswith("application/problem+json")
+        assert "notes_body_unique" not in failed_commit.text  # no internals leak
+        assert ran == ["compensated kept", "response 500"]
+
     assert await scratch.notes.stored() == ["kept"]
