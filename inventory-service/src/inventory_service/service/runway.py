@@ -189,7 +189,9 @@ def runs_out_at(state: SupplyState, now: datetime) -> datetime | None:
     """`now` + hours left; None when nothing is consumed."""
     if state.consumption_lpm == 0:
         return None
-    return _after(now, Fraction(remaining(state, now)) / (Fraction(state.consumption_lpm) * 60))
+    return _after(
+        now, Fraction(remaining(state, now)) / (Fraction(state.consumption_lpm) * MINUTES_PER_HOUR)
+    )
 
 
 def hours_left_with_inbound(
