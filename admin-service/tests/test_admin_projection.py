@@ -70,6 +70,9 @@ def test_admin_service_consumes_every_event_of_the_spec_and_order_failed() -> No
         # Oxygen runway crossings (inventory-service): the audit.
         "supply.runway_low",
         "supply.runway_critical",
+        # The cylinder ledger (inventory-service) and its deposits (payment-service).
+        "cylinder.returned",
+        "payment.deposit_credited",
     }
 
 

@@ -33,6 +33,7 @@ def test_default_route_table_is_specs(monkeypatch: pytest.MonkeyPatch) -> None:
         "inventory": "inventory-service",
         "vendors": "inventory-service",
         "supply": "inventory-service",
+        "cylinders": "inventory-service",
         "orders": "order-service",
         "allocation": "order-service",
         "sos": "order-service",

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
 
@@ -147,6 +147,23 @@ class FakeReservation:
         }
 
 
+@dataclass
+class FakeCylinder:
+    """One serial in inventory's cylinder ledger, as far as order-service's moves touch it."""
+
+    serial: str
+    vendor_id: uuid.UUID
+    product_id: uuid.UUID
+    depot_id: uuid.UUID
+    status: str = "full"
+    hydrotest_due: date = field(default_factory=lambda: date.today() + timedelta(days=365))
+    order_id: uuid.UUID | None = None
+    holder: uuid.UUID | None = None
+    deposit: Decimal = Decimal("0.00")
+    deposit_order_id: uuid.UUID | None = None
+    returned_order_id: uuid.UUID | None = None
+
+
 class FakeInventory(StubService):
     """inventory-service's /internal API over in-memory depots that enforce stock.
 
@@ -170,6 +187,22 @@ class FakeInventory(StubService):
         self.before_reserve: Callable[[FakeDepot], None] | None = None
         # GET /internal/products: each product's category (unknown ones are left out).
         self.categories: dict[uuid.UUID, str] = {}
+        # The cylinder ledger: (vendor, serial) -> cylinder; cylinder.returned events sent.
+        self.cylinders: dict[tuple[uuid.UUID, str], FakeCylinder] = {}
+        self.returned_events: list[dict[str, Any]] = []
+
+    def add_cylinder(
+        self,
+        vendor_id: uuid.UUID,
+        product_id: uuid.UUID,
+        depot_id: uuid.UUID,
+        serial: str,
+        **kw: Any,
+    ) -> FakeCylinder:
+        self.categories[product_id] = "oxygen_cylinder"
+        cylinder = FakeCylinder(serial, vendor_id, product_id, depot_id, **kw)
+        self.cylinders[(vendor_id, serial)] = cylinder
+        return cylinder
 
     def add_depot(
         self, vendor_id: uuid.UUID, lat: float, lon: float, stock: dict[uuid.UUID, int]
@@ -218,6 +251,10 @@ class FakeInventory(StubService):
             )
         if request.method == "GET" and path == "/internal/catalog/nearby":
             return self._nearby(request.url.params)
+        if request.method == "POST" and path == "/internal/cylinders/dispatch":
+            return self._dispatch_cylinders(json.loads(request.content))
+        if request.method == "POST" and path == "/internal/cylinders/deliver":
+            return self._deliver_cylinders(json.loads(request.content))
         if request.method == "GET" and path == "/internal/products":
             ids = [uuid.UUID(i) for i in request.url.params["ids"].split(",")]
             items = [
@@ -225,6 +262,107 @@ class FakeInventory(StubService):
             ]
             return httpx.Response(200, json={"items": items})
         return problem(404, "not-found", "No such route.")
+
+    def _dispatch_cylinders(self, body: dict[str, Any]) -> httpx.Response:
+        """POST /internal/cylinders/dispatch as the contract says: all named or nothing."""
+        order_id, vendor_id = uuid.UUID(body["order_id"]), uuid.UUID(body["vendor_id"])
+        depot_id = uuid.UUID(body["depot_id"])
+        wanted: dict[uuid.UUID, int] = {}
+        for line in body["lines"]:
+            product_id = uuid.UUID(line["product_id"])
+            if self.categories.get(product_id) == "oxygen_cylinder":
+                wanted[product_id] = wanted.get(product_id, 0) + int(line["quantity"])
+        refused, named, chosen = [], dict.fromkeys(wanted, 0), []
+        for serial in body["serials"]:
+            cylinder = self.cylinders.get((vendor_id, serial))
+            if cylinder is None or cylinder.status == "retired":
+                refused.append({"serial": serial, "reason": "unknown"})
+                continue
+            if cylinder.product_id not in wanted:
+                refused.append({"serial": serial, "reason": "not_on_order"})
+                continue
+            named[cylinder.product_id] += 1
+            ours = cylinder.status == "in_transit" and cylinder.order_id == order_id
+            if not ours and cylinder.status != "full":
+                refused.append({"serial": serial, "reason": "not_full"})
+            elif not ours and cylinder.depot_id != depot_id:
+                refused.append({"serial": serial, "reason": "wrong_depot"})
+            elif not ours and cylinder.hydrotest_due < date.today():
+                refused.append({"serial": serial, "reason": "hydrotest_overdue"})
+            else:
+                chosen.append(cylinder)
+        lines = [
+            {"product_id": str(p), "quantity": q, "named": named[p]}
+            for p, q in wanted.items()
+            if named[p] != q
+        ]
+        if refused or lines:
+            return problem(
+                409,
+                "cylinders-refused",
+                "Some cylinders cannot go.",
+                cylinders=refused,
+                lines=lines,
+            )
+        for cylinder in self.cylinders.values():
+            if cylinder.order_id == order_id and cylinder.status == "in_transit":
+                # Named earlier, not now: back on the depot's shelf.
+                cylinder.status, cylinder.order_id = "full", None
+        for cylinder in chosen:
+            cylinder.status, cylinder.order_id = "in_transit", order_id
+        out = [{"serial": c.serial, "product_id": str(c.product_id)} for c in chosen]
+        return httpx.Response(200, json={"order_id": str(order_id), "cylinders": out})
+
+    def _deliver_cylinders(self, body: dict[str, Any]) -> httpx.Response:
+        """POST /internal/cylinders/deliver as the contract says; a replay moves nothing."""
+        order_id, vendor_id = uuid.UUID(body["order_id"]), uuid.UUID(body["vendor_id"])
+        hospital = uuid.UUID(body["hospital_org_id"])
+        refused, returning = [], []
+        for serial in body["returned"]:
+            cylinder = self.cylinders.get((vendor_id, serial))
+            if cylinder is None or cylinder.status == "retired":
+                refused.append({"serial": serial, "reason": "unknown"})
+            elif cylinder.status == "empty" and cylinder.returned_order_id == order_id:
+                returning.append(cylinder)  # returned by this very delivery already
+            elif cylinder.status != "at_hospital" or cylinder.holder != hospital:
+                refused.append({"serial": serial, "reason": "not_held"})
+            else:
+                returning.append(cylinder)
+        if refused:
+            return problem(
+                409, "cylinders-refused", "Some returns are not held.", cylinders=refused
+            )
+        deposits = {
+            uuid.UUID(d["product_id"]): Decimal(d["deposit_per_unit"]) for d in body["deposits"]
+        }
+        for cylinder in self.cylinders.values():
+            if cylinder.order_id == order_id and cylinder.status == "in_transit":
+                cylinder.status, cylinder.holder = "at_hospital", hospital
+                cylinder.deposit = deposits.get(cylinder.product_id, Decimal("0.00"))
+                cylinder.deposit_order_id = order_id
+        for cylinder in returning:
+            if cylinder.status == "empty":
+                continue
+            self.returned_events.append(
+                {
+                    "serial": cylinder.serial,
+                    "deposit": str(cylinder.deposit),
+                    "deposit_order_id": cylinder.deposit_order_id,
+                    "returned_order_id": order_id,
+                }
+            )
+            cylinder.status, cylinder.holder = "empty", None
+            cylinder.depot_id = uuid.UUID(body["depot_id"])
+            cylinder.returned_order_id = order_id
+        delivered = [
+            {"serial": c.serial, "product_id": str(c.product_id)}
+            for c in self.cylinders.values()
+            if c.order_id == order_id and c.status == "at_hospital"
+        ]
+        returned = [{"serial": c.serial, "product_id": str(c.product_id)} for c in returning]
+        return httpx.Response(
+            200, json={"order_id": str(order_id), "delivered": delivered, "returned": returned}
+        )
 
     def _reserve(self, body: dict[str, Any]) -> httpx.Response:
         order_id = uuid.UUID(body["order_id"])
@@ -369,6 +507,10 @@ class FakePricing(StubService):
         # refuse to quote for these depots (the delivery point is beyond their range).
         self.expired_quotes_to_send = 0
         self.out_of_range_depots: set[uuid.UUID] = set()
+        # (vendor, product) -> deposit per cylinder; `sends_deposits` False answers as a
+        # pricing-service from before deposits did (no deposit fields at all).
+        self.deposits: dict[tuple[uuid.UUID, uuid.UUID], Decimal] = {}
+        self.sends_deposits = True
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.method == "POST" and request.url.path == "/internal/quotes":
@@ -437,6 +579,13 @@ class FakePricing(StubService):
             "created_at": datetime.now(UTC).isoformat(),
             "expires_at": expires_at.isoformat(),
         }
+        if self.sends_deposits:
+            deposit_total = Decimal("0.00")
+            for item in quote["items"]:
+                deposit = self.deposits.get((vendor_id, uuid.UUID(item["product_id"])), Decimal(0))
+                item["deposit_per_unit"] = str(deposit.quantize(CENT))
+                deposit_total += deposit.quantize(CENT) * item["quantity"]
+            quote["deposit_total"] = str(deposit_total)
         self.quotes[quote["quote_id"]] = quote
         return httpx.Response(201, json=quote)
 

@@ -53,12 +53,14 @@ async def test_order_is_reserved_quoted_and_placed_with_the_quote_prices(
             "quantity": 3,
             "unit_price": "100.00",
             "line_total": "300.00",
+            "deposit_per_unit": "0.00",
         },
         {
             "product_id": str(regulator),
             "quantity": 2,
             "unit_price": "12.50",
             "line_total": "25.00",
+            "deposit_per_unit": "0.00",
         },
     ]
     # 325.00 + 25.00 fee + 32.50 emergency surcharge, + 5 % tax: strings, exact to the cent.

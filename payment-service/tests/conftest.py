@@ -73,6 +73,8 @@ class Order:
     vendor_id: uuid.UUID = field(default_factory=uuid.uuid4)
     # An SOS order: its token was handed over for the SOS request when it opened.
     sos_id: uuid.UUID | None = None
+    # Its cylinder deposits, charged with the total (None: an event written before them).
+    deposit_total: str | None = None
 
     def event(self, status: str, *, reason: str | None = None) -> EventEnvelope:
         """An `order.<status>` event with every field order-service publishes."""
@@ -101,7 +103,36 @@ class Order:
             data["reason"] = reason or "changed plans"
         if self.sos_id is not None:
             data["sos_id"] = str(self.sos_id)
+        if self.deposit_total is not None:
+            data["deposit_total"] = self.deposit_total
         return EventEnvelope(type=f"order.{status}", producer="order-service", data=data)
+
+    def returned(
+        self,
+        *,
+        deposit: str = "12.50",
+        currency: str | None = None,
+        serial: str | None = None,
+        return_id: uuid.UUID | None = None,
+        hospital_org_id: uuid.UUID | None = None,
+    ) -> EventEnvelope:
+        """A `cylinder.returned` of a cylinder delivered (and its deposit charged) on this
+        order, with every field inventory-service publishes; taken back by a collection."""
+        data: dict[str, Any] = {
+            "return_id": str(return_id or uuid.uuid4()),
+            "cylinder_id": str(uuid.uuid4()),
+            "serial": serial or f"CYL-{uuid.uuid4().hex[:8]}",
+            "vendor_id": str(self.vendor_id),
+            "product_id": str(uuid.uuid4()),
+            "hospital_org_id": str(hospital_org_id or self.hospital_org_id),
+            "depot_id": str(uuid.uuid4()),
+            "deposit_order_id": str(self.order_id),
+            "returned_order_id": None,
+            "deposit": deposit,
+            "currency": currency or self.currency,
+            "returned_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        return EventEnvelope(type="cylinder.returned", producer="inventory-service", data=data)
 
 
 class Payments:
@@ -239,6 +270,29 @@ class Payments:
                 "SELECT count(*) FROM sandbox_requests r JOIN sandbox_charges c "
                 "ON c.ref = r.charge_ref WHERE r.idempotency_key = :k",
                 k=f"authorize:{order.order_id}",
+            )
+        )
+
+    async def deposit_credits(self, order: Order) -> list[dict[str, Any]]:
+        """The deposit credits of the order's returned cylinders, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT * FROM deposit_credits WHERE order_id = :o ORDER BY created_at, id"
+                    ),
+                    {"o": order.order_id},
+                )
+            ).all()
+        return [dict(row._mapping) for row in rows]
+
+    async def sandbox_refunds(self, idempotency_key: str) -> int:
+        """Refunds the sandbox provider performed under this key (its own books)."""
+        return int(
+            await self.scalar(
+                "SELECT count(*) FROM sandbox_requests "
+                "WHERE idempotency_key = :k AND operation = 'refund'",
+                k=idempotency_key,
             )
         )
 

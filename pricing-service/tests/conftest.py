@@ -89,6 +89,8 @@ class InventoryStub(UpstreamStub):
     """Answers like inventory-service's /internal API."""
 
     depots: dict[uuid.UUID, Depot] = field(default_factory=dict)
+    # GET /internal/products: each known product's category (unknown ones are left out).
+    categories: dict[uuid.UUID, str] = field(default_factory=dict)
 
     def add_depot(
         self,
@@ -126,6 +128,12 @@ class InventoryStub(UpstreamStub):
             return httpx.Response(200, json=self._depot_body(depot))
         if request.method == "GET" and path == "/internal/catalog/nearby":
             return self._nearby(request)
+        if request.method == "GET" and path == "/internal/products":
+            ids = [uuid.UUID(part) for part in request.url.params["ids"].split(",")]
+            items = [
+                {"id": str(i), "category": self.categories[i]} for i in ids if i in self.categories
+            ]
+            return httpx.Response(200, json={"items": items})
         return _problem(404, "Not found")
 
     @staticmethod
@@ -297,14 +305,18 @@ def price_body(
     per_km: str = "2.00",
     min_fee: str = "15.00",
     pct: str = "10",
+    deposit: str | None = None,
 ) -> dict[str, str]:
-    return {
+    body = {
         "unit_price": unit_price,
         "currency": currency,
         "delivery_fee_per_km": per_km,
         "min_delivery_fee": min_fee,
         "emergency_surcharge_pct": pct,
     }
+    if deposit is not None:
+        body["deposit_per_cylinder"] = deposit
+    return body
 
 
 PriceBody = Callable[..., dict[str, str]]

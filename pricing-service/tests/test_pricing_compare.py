@@ -60,7 +60,13 @@ async def test_vendors_are_ranked_by_total_and_those_without_a_price_are_skipped
     assert first["distance_km"] == 20.0  # the road distance, as the fee used
     assert first["available"] == 100
     assert first["quote"]["items"] == [
-        {"product_id": str(product), "quantity": 2, "unit_price": "50.00", "line_total": "100.00"}
+        {
+            "product_id": str(product),
+            "quantity": 2,
+            "unit_price": "50.00",
+            "line_total": "100.00",
+            "deposit_per_unit": "0.00",
+        }
     ]
     # inventory was asked only for depots holding the whole quantity.
     nearby_calls = [r for r in inventory.requests if r.url.path == "/internal/catalog/nearby"]

@@ -11,8 +11,9 @@ redelivered event is never counted twice:
 - sos.opened / .fulfilled / .unfilled / .cancelled keep `sos_facts` (open_sos); the
   other sos.* events are audited only. admin-service's own shortage.* events are audited
   as it writes them (shortages.py), not consumed;
-- supply.runway_low / .runway_critical (inventory-service's oxygen runway) are audited
-  only.
+- supply.runway_low / .runway_critical (inventory-service's oxygen runway),
+  cylinder.returned (its cylinder ledger) and payment.deposit_credited (the deposit a
+  return credits) are audited only.
 
 Each producer owns its event's `data`; the models here read only the fields needed.
 """
@@ -54,6 +55,8 @@ SOS_CANCELLED = "sos.cancelled"
 SOS_AUDITED_ONLY = ("sos.request", "sos.escalated", "sos.closed")
 # inventory-service's oxygen runway crossings: who ran low, and when, is the audit's.
 RUNWAY_AUDITED_ONLY = ("supply.runway_low", "supply.runway_critical")
+# The cylinder ledger: which empties came back, and the deposits that credited.
+CYLINDER_AUDITED_ONLY = ("cylinder.returned", "payment.deposit_credited")
 
 # How far along its life an order is. Every order follows one path of the order state
 # machine (placed -> confirmed -> dispatched -> delivered, or an end state on the way),
@@ -94,6 +97,7 @@ ALL_EVENT_TYPES: tuple[str, ...] = (
     SOS_CANCELLED,
     *SOS_AUDITED_ONLY,
     *RUNWAY_AUDITED_ONLY,
+    *CYLINDER_AUDITED_ONLY,
 )
 
 # Payment provider tokens can charge a card: the audit shows that one was sent, not it.

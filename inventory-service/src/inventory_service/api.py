@@ -1,19 +1,40 @@
-"""Public HTTP API (/api/v1): parse, authorise, call the service functions, shape the answer."""
+"""Public HTTP API (/api/v1): parse, authorise, call the service functions, shape the answer.
+
+The cylinder ledger (/api/v1/cylinders; vendors their own cylinders, hospitals /held):
+POST /cylinders                      -> 201 CylinderOut (registered full, or empty)
+POST /cylinders/bulk                 -> 201 {created, cylinders} (all or nothing)
+GET  /cylinders?status&holder_org_id&hydrotest_due_before&depot_id&product_id -> Page
+GET  /cylinders/held                 -> Page[HeldCylinderOut] (hospital; oldest first)
+GET  /cylinders/overdue              -> Page[OverdueCylinderOut] (held > CYLINDER_RETURN_DAYS)
+POST /cylinders/returns              -> {depot_id, returned} (a collection: held -> empty)
+GET  /cylinders/{serial}             -> CylinderDetailOut (with its moves, oldest first)
+POST /cylinders/{serial}/hydrotest   -> CylinderOut (passed: next due; failed: quarantined)
+POST /cylinders/{serial}/fill        -> CylinderOut (empty -> full)
+POST /cylinders/{serial}/retire      -> CylinderOut (at the depot -> retired)
+"""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
-from typing import Annotated
+from datetime import date, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.security import OAuth2PasswordBearer
 
-from flow_shared.auth import CurrentPrincipal, PlatformAdmin
+from flow_shared.auth import CurrentPrincipal, PlatformAdmin, Principal
 from flow_shared.clock import Now, utcnow
+from flow_shared.errors import UnprocessableEntity
 from flow_shared.pagination import Page, Pagination
 from flow_shared.unit_of_work import DbSession
-from flow_shared.validation import MAX_UNITS, Latitude, Longitude, Text
+from flow_shared.validation import (
+    CYLINDER_SERIAL_MAX_LENGTH,
+    CYLINDER_SERIAL_PATTERN,
+    MAX_UNITS,
+    Latitude,
+    Longitude,
+    Text,
+)
 from inventory_service.deps import (
     CatalogWriteSession,
     DatabaseDep,
@@ -24,12 +45,24 @@ from inventory_service.deps import (
     VendorUser,
 )
 from inventory_service.errors import ProductNotFound
-from inventory_service.models import Product, ProductCategory
+from inventory_service.models import CylinderStatus, Product, ProductCategory
 from inventory_service.schemas import (
+    CylinderBulkCreate,
+    CylinderBulkOut,
+    CylinderCollection,
+    CylinderCollectionOut,
+    CylinderCreate,
+    CylinderDetailOut,
+    CylinderMoveOut,
+    CylinderOut,
+    CylinderRetire,
     DepotCreate,
     DepotOut,
+    HeldCylinderOut,
+    HydrotestResult,
     MovementOut,
     NearbyItem,
+    OverdueCylinderOut,
     ProductCreate,
     ProductOut,
     RunwayOut,
@@ -39,7 +72,7 @@ from inventory_service.schemas import (
     SupplyReport,
     VendorAvailability,
 )
-from inventory_service.service import catalog, stock, supply
+from inventory_service.service import catalog, cylinders, stock, supply
 from inventory_service.service.stock import StockView
 
 # Only for the docs' Authorize button; CurrentPrincipal does the verifying.
@@ -53,6 +86,9 @@ inventory_router = APIRouter(
 vendors_router = APIRouter(prefix="/api/v1/vendors", tags=["catalog"], dependencies=_authenticated)
 supply_router = APIRouter(prefix="/api/v1/supply", tags=["supply"], dependencies=_authenticated)
 
+cylinders_router = APIRouter(
+    prefix="/api/v1/cylinders", tags=["cylinders"], dependencies=_authenticated
+)
 MAX_RADIUS_KM = 500.0
 
 
@@ -271,4 +307,208 @@ async def list_runways(
     return Page[RunwayOut].of(runways, pagination, total)
 
 
-routers = [catalog_router, inventory_router, vendors_router, supply_router]
+# --- the cylinder ledger ------------------------------------------------------------------
+
+SerialPath = Annotated[
+    str, Path(pattern=CYLINDER_SERIAL_PATTERN, max_length=CYLINDER_SERIAL_MAX_LENGTH)
+]
+_VENDOR_ONLY: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Not a vendor organisation's user"}
+}
+_NO_CYLINDER: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such serial of this vendor"}
+}
+
+
+def _actor(principal: Principal) -> cylinders.Actor:
+    return cylinders.Actor(principal.user_id, principal.org_id)
+
+
+@cylinders_router.post(
+    "",
+    status_code=201,
+    responses={
+        **_VENDOR_ONLY,
+        404: {"description": "Unknown product, or a depot that is not the vendor's"},
+        409: {"description": "serial-taken: the vendor already has this serial"},
+        422: {"description": "Bad input, or a product that is not an oxygen cylinder"},
+    },
+)
+async def register_cylinder(
+    body: CylinderCreate, vendor: VendorUser, session: DbSession, now: Now
+) -> CylinderOut:
+    registered = await cylinders.register(
+        session, vendor.org_id, [body], actor=_actor(vendor), now=now
+    )
+    return CylinderOut.model_validate(registered[0])
+
+
+@cylinders_router.post(
+    "/bulk",
+    status_code=201,
+    responses={
+        **_VENDOR_ONLY,
+        404: {"description": "Unknown product, or a depot that is not the vendor's"},
+        409: {"description": "serial-taken: some serials exist already (`serials`)"},
+        422: {"description": "Bad input, serials repeated in the body, or not a cylinder"},
+    },
+)
+async def register_cylinders(
+    body: CylinderBulkCreate, vendor: VendorUser, session: DbSession, now: Now
+) -> CylinderBulkOut:
+    """All or nothing."""
+    registered = await cylinders.register(
+        session, vendor.org_id, body.cylinders, actor=_actor(vendor), now=now
+    )
+    return CylinderBulkOut(
+        created=len(registered), cylinders=[CylinderOut.model_validate(c) for c in registered]
+    )
+
+
+@cylinders_router.get("", responses={**_VENDOR_ONLY})
+async def list_cylinders(
+    vendor: VendorUser,
+    session: DbSession,
+    pagination: Pagination,
+    status: CylinderStatus | None = None,
+    holder_org_id: uuid.UUID | None = None,
+    hydrotest_due_before: date | None = None,
+    depot_id: uuid.UUID | None = None,
+    product_id: uuid.UUID | None = None,
+) -> Page[CylinderOut]:
+    """The vendor's cylinders by serial; `hydrotest_due_before` finds those due a test."""
+    where = cylinders.CylinderFilter(
+        status=status,
+        holder_org_id=holder_org_id,
+        hydrotest_due_before=hydrotest_due_before,
+        depot_id=depot_id,
+        product_id=product_id,
+    )
+    rows, total = await cylinders.list_cylinders(session, vendor.org_id, where, pagination)
+    return Page[CylinderOut].of([CylinderOut.model_validate(c) for c in rows], pagination, total)
+
+
+@cylinders_router.get(
+    "/held", responses={403: {"description": "Not a hospital organisation's user"}}
+)
+async def held_cylinders(
+    hospital: HospitalUser,
+    session: DbSession,
+    settings: SettingsDep,
+    pagination: Pagination,
+    now: Now,
+) -> Page[HeldCylinderOut]:
+    """The cylinders the hospital holds, oldest first; overdue past CYLINDER_RETURN_DAYS."""
+    items, total = await cylinders.held(
+        session, hospital.org_id, pagination, return_days=settings.cylinder_return_days, now=now
+    )
+    return Page[HeldCylinderOut].of(items, pagination, total)
+
+
+@cylinders_router.get("/overdue", responses={**_VENDOR_ONLY})
+async def overdue_cylinders(
+    vendor: VendorUser,
+    session: DbSession,
+    settings: SettingsDep,
+    pagination: Pagination,
+    now: Now,
+) -> Page[OverdueCylinderOut]:
+    """The vendor's cylinders held longer than CYLINDER_RETURN_DAYS, oldest first."""
+    items, total = await cylinders.overdue(
+        session, vendor.org_id, pagination, return_days=settings.cylinder_return_days, now=now
+    )
+    return Page[OverdueCylinderOut].of(items, pagination, total)
+
+
+@cylinders_router.post(
+    "/returns",
+    responses={
+        **_VENDOR_ONLY,
+        404: {"description": "A depot that is not the vendor's"},
+        409: {"description": "cylinders-refused: serials unknown or not held (`cylinders`)"},
+    },
+)
+async def collect_cylinders(
+    body: CylinderCollection, vendor: VendorUser, session: DbSession, now: Now
+) -> CylinderCollectionOut:
+    """Empties collected from hospitals without a delivery: all or nothing."""
+    returned = await cylinders.collect(
+        session, vendor.org_id, body.depot_id, body.serials, actor=_actor(vendor), now=now
+    )
+    return CylinderCollectionOut(
+        depot_id=body.depot_id, returned=[CylinderOut.model_validate(c) for c in returned]
+    )
+
+
+@cylinders_router.get("/{serial}", responses={**_VENDOR_ONLY, **_NO_CYLINDER})
+async def get_cylinder(
+    serial: SerialPath, vendor: VendorUser, session: DbSession
+) -> CylinderDetailOut:
+    cylinder = await cylinders.get_cylinder(session, vendor.org_id, serial)
+    moves = await cylinders.moves_of(session, cylinder.id)
+    return CylinderDetailOut.model_validate(
+        {
+            **CylinderOut.model_validate(cylinder).model_dump(),
+            "moves": [CylinderMoveOut.model_validate(m) for m in moves],
+        }
+    )
+
+
+@cylinders_router.post(
+    "/{serial}/hydrotest",
+    responses={
+        **_VENDOR_ONLY,
+        **_NO_CYLINDER,
+        409: {"description": "cylinder-not-at-depot"},
+        422: {"description": "Bad input, or a next_due that is not after today"},
+    },
+)
+async def hydrotest_cylinder(
+    serial: SerialPath, body: HydrotestResult, vendor: VendorUser, session: DbSession, now: Now
+) -> CylinderOut:
+    if body.passed and body.next_due is not None and body.next_due <= now.date():
+        raise UnprocessableEntity("next_due must be after today.")
+    cylinder = await cylinders.hydrotest(
+        session,
+        vendor.org_id,
+        serial,
+        passed=body.passed,
+        next_due=body.next_due,
+        actor=_actor(vendor),
+        now=now,
+    )
+    return CylinderOut.model_validate(cylinder)
+
+
+@cylinders_router.post(
+    "/{serial}/fill",
+    responses={
+        **_VENDOR_ONLY,
+        **_NO_CYLINDER,
+        409: {
+            "description": "cylinder-not-at-depot, or cylinder-not-fillable (not empty,"
+            " quarantined, or hydrotest overdue)"
+        },
+    },
+)
+async def fill_cylinder(
+    serial: SerialPath, vendor: VendorUser, session: DbSession, now: Now
+) -> CylinderOut:
+    cylinder = await cylinders.fill(session, vendor.org_id, serial, actor=_actor(vendor), now=now)
+    return CylinderOut.model_validate(cylinder)
+
+
+@cylinders_router.post(
+    "/{serial}/retire",
+    responses={**_VENDOR_ONLY, **_NO_CYLINDER, 409: {"description": "cylinder-not-at-depot"}},
+)
+async def retire_cylinder(
+    serial: SerialPath, body: CylinderRetire, vendor: VendorUser, session: DbSession, now: Now
+) -> CylinderOut:
+    cylinder = await cylinders.retire(
+        session, vendor.org_id, serial, reason=body.reason, actor=_actor(vendor), now=now
+    )
+    return CylinderOut.model_validate(cylinder)
+
+
+routers = [catalog_router, inventory_router, vendors_router, supply_router, cylinders_router]

@@ -42,3 +42,7 @@ class Settings(UpstreamCallerSettings):
     # AUTO_REORDER_INTERVAL_SECONDS: how often auto-reorders written with an alert are sent
     # to order-service (and ones it could not be reached for are tried again).
     auto_reorder_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+
+    # CYLINDER_RETURN_DAYS: a cylinder held by a hospital longer than this is overdue
+    # for return (the hospital's held list flags it; the vendor's overdue list shows it).
+    cylinder_return_days: int = Field(default=30, ge=1, le=3650)

@@ -1,6 +1,8 @@
 """Events inventory-service consumes: organization.* into the verified-vendor
 projection behind "nearby", and order.* into the supply projection (the orders bound for
-hospital sites: their inbound, and the gas a delivery adds; service/supply.py).
+hospital sites: their inbound, and the gas a delivery adds; service/supply.py). An
+order that ends undelivered also gives its cylinders in transit back to their depot
+(service/cylinders.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from flow_shared.clock import Clock, utcnow
 from flow_shared.events.consumer import EventHandlers
 from flow_shared.events.envelope import EventEnvelope
 from inventory_service.models import SupplyOrderStatus, Vendor
-from inventory_service.service import auto_reorder, supply
+from inventory_service.service import auto_reorder, cylinders, supply
 
 ORGANIZATION_VERIFIED = "organization.verified"
 ORGANIZATION_SUSPENDED = "organization.suspended"
@@ -26,6 +28,15 @@ ORGANIZATION_REINSTATED = "organization.reinstated"
 ORDER_EVENTS = frozenset(f"order.{status.value}" for status in SupplyOrderStatus)
 # An SOS that ends without an order closes the auto-reorder that opened it.
 SOS_ENDS = frozenset({"sos.unfilled", "sos.cancelled"})
+# The ends of an order that was never delivered: its cylinders in transit go home.
+UNDELIVERED_ENDS = frozenset(
+    {
+        SupplyOrderStatus.CANCELLED,
+        SupplyOrderStatus.REJECTED,
+        SupplyOrderStatus.EXPIRED,
+        SupplyOrderStatus.FAILED,
+    }
+)
 
 
 class SosEnded(BaseModel):
@@ -123,9 +134,10 @@ def supply_handlers(clock: Clock) -> EventHandlers:
 
     async def on_order_event(session: AsyncSession, envelope: EventEnvelope) -> None:
         data = supply.OrderEventData.model_validate(envelope.data)
-        await supply.project_order_event(
-            session, data, occurred_at=envelope.occurred_at, now=clock()
-        )
+        now = clock()
+        await supply.project_order_event(session, data, occurred_at=envelope.occurred_at, now=now)
+        if data.status in UNDELIVERED_ENDS:
+            await cylinders.order_ended(session, data.order_id, now=now)
 
     async def on_sos_ended(session: AsyncSession, envelope: EventEnvelope) -> None:
         data = SosEnded.model_validate(envelope.data)

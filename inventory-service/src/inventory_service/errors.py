@@ -101,3 +101,78 @@ class InsufficientStock(Conflict):
                 ]
             },
         )
+
+
+class CylinderNotFound(NotFound):
+    """No such serial of this vendor: another vendor's serial is the same answer."""
+
+    code, title = "cylinder-not-found", "Cylinder not found"
+
+
+class NotACylinderProduct(UnprocessableEntity):
+    code, title = "not-a-cylinder-product", "The product is not an oxygen cylinder"
+
+
+class SerialTaken(Conflict):
+    code, title = "serial-taken", "The vendor already has a cylinder with this serial"
+
+    def __init__(self, serials: Sequence[str]) -> None:
+        taken = sorted(serials)
+        super().__init__(
+            "Serials already registered: " + ", ".join(taken), extra={"serials": taken}
+        )
+
+
+class CylinderNotAtDepot(Conflict):
+    code, title = "cylinder-not-at-depot", "The cylinder is not at its depot"
+
+
+class CylinderNotFillable(Conflict):
+    """Only an empty cylinder at its depot, in hydrotest date, is filled."""
+
+    code, title = "cylinder-not-fillable", "The cylinder cannot be filled"
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedCylinder:
+    serial: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MiscountedLine:
+    product_id: uuid.UUID
+    quantity: int
+    named: int
+
+
+class CylindersRefused(Conflict):
+    """Named serials that may not move (each with why), and for a dispatch the cylinder
+    lines whose named count is not their quantity. Nothing has moved."""
+
+    code, title = "cylinders-refused", "Some cylinders cannot move"
+
+    def __init__(
+        self,
+        cylinders: Sequence[RefusedCylinder],
+        lines: Sequence[MiscountedLine] = (),
+    ) -> None:
+        self.cylinders = sorted(cylinders, key=lambda c: c.serial)
+        self.lines = list(lines)
+        parts = [f"{c.serial} ({c.reason})" for c in self.cylinders] + [
+            f"{line.product_id}: {line.named} named of {line.quantity}" for line in self.lines
+        ]
+        super().__init__(
+            "Refused: " + ", ".join(parts),
+            extra={
+                "cylinders": [{"serial": c.serial, "reason": c.reason} for c in self.cylinders],
+                "lines": [
+                    {
+                        "product_id": str(line.product_id),
+                        "quantity": line.quantity,
+                        "named": line.named,
+                    }
+                    for line in self.lines
+                ],
+            },
+        )

@@ -14,6 +14,11 @@ Published `data` is a contract with consumers: add fields, never rename or remov
   daily_units: [{product_id, units_per_day}]} (a hospital reported a site's supply; the
   units of each oxygen product its rate uses a day, for order-service's ALLOCATION_DAYS
   cap floor)
+- cylinder.returned {return_id, cylinder_id, serial, vendor_id, product_id,
+  hospital_org_id, depot_id, deposit_order_id, returned_order_id, deposit, currency,
+  returned_at} (a hospital gave a cylinder back: on a delivery, returned_order_id is
+  that order, on a collection null; deposit is what deposit_order_id charged for it,
+  a decimal string, "0.00" when none; payment-service credits it once per return_id)
 
 What it consumes is in consumers.py.
 """
@@ -38,6 +43,7 @@ RESERVATION_EXPIRED = "inventory.reservation_expired"
 SUPPLY_REPORTED = "supply.reported"
 RUNWAY_LOW = "supply.runway_low"
 RUNWAY_CRITICAL = "supply.runway_critical"
+CYLINDER_RETURNED = "cylinder.returned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +202,43 @@ async def runway_alert(
             "as_of": _rfc3339(as_of),
         },
     )
+
+
+async def cylinder_returned(
+    session: AsyncSession,
+    *,
+    cylinder_id: uuid.UUID,
+    serial: str,
+    vendor_id: uuid.UUID,
+    product_id: uuid.UUID,
+    hospital_org_id: uuid.UUID,
+    depot_id: uuid.UUID,
+    deposit_order_id: uuid.UUID | None,
+    returned_order_id: uuid.UUID | None,
+    deposit: Decimal,
+    currency: str | None,
+    returned_at: datetime,
+) -> uuid.UUID:
+    """Returns the return's id (what payment-service credits the deposit once by)."""
+    return_id = uuid.uuid4()
+    await add_event(
+        session,
+        outbox,
+        event_type=CYLINDER_RETURNED,
+        producer=PRODUCER,
+        data={
+            "return_id": str(return_id),
+            "cylinder_id": str(cylinder_id),
+            "serial": serial,
+            "vendor_id": str(vendor_id),
+            "product_id": str(product_id),
+            "hospital_org_id": str(hospital_org_id),
+            "depot_id": str(depot_id),
+            "deposit_order_id": str(deposit_order_id) if deposit_order_id else None,
+            "returned_order_id": str(returned_order_id) if returned_order_id else None,
+            "deposit": str(deposit.quantize(Decimal("0.01"))),
+            "currency": currency,
+            "returned_at": _rfc3339(returned_at),
+        },
+    )
+    return return_id

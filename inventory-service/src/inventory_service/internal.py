@@ -8,19 +8,25 @@ POST /internal/reservations/{id}/commit           -> {reservation_id, status: "c
 POST /internal/reservations/{id}/release          -> {reservation_id, status: "released"|"expired"}
 GET  /internal/depots/vendors-within?lat&lon&radius_km -> {vendor_ids} (admin-service)
 GET  /internal/depots/{depot_id}                  -> InternalDepotOut
-GET  /internal/products?ids=a,b                   -> {items: [{id, category}]} (order-service)
+GET  /internal/products?ids=a,b                   -> {items: [{id, category}]} (order-service,
+                                                     and pricing-service for deposits)
 GET  /internal/catalog/nearby?...                 -> the public nearby page
+POST /internal/cylinders/dispatch                 -> {order_id, cylinders} (order-service;
+                                                     named full serials -> in transit)
+POST /internal/cylinders/deliver                  -> {order_id, delivered, returned}
+                                                     (order-service; idempotent per order)
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from flow_shared.auth import accepts_callers
+from flow_shared.clock import Now
 from flow_shared.errors import UnprocessableEntity
 from flow_shared.pagination import Page
 from flow_shared.unit_of_work import DbSession
@@ -28,6 +34,10 @@ from flow_shared.validation import Latitude, Longitude, RadiusKm
 from inventory_service.api import NearbyPage
 from inventory_service.deps import CatalogWriteSession, SettingsDep
 from inventory_service.schemas import (
+    CylinderDeliver,
+    CylinderDispatch,
+    DeliverOut,
+    DispatchOut,
     InternalDepotOut,
     NearbyItem,
     ReservationCreate,
@@ -35,8 +45,9 @@ from inventory_service.schemas import (
     ReservationItemOut,
     ReservationOut,
     ReservationStatusOut,
+    SerialProduct,
 )
-from inventory_service.service import area, reservations, stock
+from inventory_service.service import area, cylinders, reservations, stock
 from inventory_service.service.reservations import ReservationView
 
 router = APIRouter(prefix="/internal", tags=["internal"])
@@ -163,7 +174,8 @@ async def vendors_within(
     return VendorsWithinOut(vendor_ids=ids)
 
 
-@router.get("/products", dependencies=ORDERS)
+# pricing-service: a cylinder deposit may only be set on an oxygen cylinder.
+@router.get("/products", dependencies=SEARCHERS)
 async def product_categories(
     ids: Annotated[str, Query(max_length=3700, description="product ids, comma-separated")],
     session: DbSession,
@@ -190,3 +202,44 @@ async def get_depot(depot_id: uuid.UUID, session: DbSession) -> InternalDepotOut
 @router.get("/catalog/nearby", response_model=Page[NearbyItem], dependencies=SEARCHERS)
 async def nearby(page: NearbyPage) -> Response:
     return page
+
+
+# --- the cylinder ledger: an order's cylinders (order-service's dispatch and delivery) ----
+
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "cylinders-refused: serials that may not move (`cylinders`, each"
+        " with its reason) and, for a dispatch, miscounted cylinder lines (`lines`)"
+    }
+}
+
+
+@router.post("/cylinders/dispatch", dependencies=ORDERS, responses=_REFUSED)
+async def dispatch_cylinders(body: CylinderDispatch, session: DbSession, now: Now) -> DispatchOut:
+    """The named full serials go in transit on the order, exactly `quantity` of each
+    cylinder line; a repeat keeps those named again and returns the others."""
+    moved = await cylinders.dispatch(
+        session, body, actor=cylinders.Actor(body.actor_id, body.vendor_id), now=now
+    )
+    return DispatchOut(
+        order_id=body.order_id,
+        cylinders=[SerialProduct(serial=c.serial, product_id=c.product_id) for c in moved],
+    )
+
+
+@router.post(
+    "/cylinders/deliver",
+    dependencies=ORDERS,
+    responses={**_REFUSED, 404: {"description": "Returns to a depot that is not the vendor's"}},
+)
+async def deliver_cylinders(body: CylinderDeliver, session: DbSession, now: Now) -> DeliverOut:
+    """The order's cylinders in transit go to the hospital (charged their product's
+    deposit); `returned` empties go back to the depot, one cylinder.returned each."""
+    delivery = await cylinders.deliver(
+        session, body, actor=cylinders.Actor(body.actor_id, body.vendor_id), now=now
+    )
+    return DeliverOut(
+        order_id=body.order_id,
+        delivered=[SerialProduct(serial=s, product_id=p) for s, p in delivery.delivered],
+        returned=[SerialProduct(serial=s, product_id=p) for s, p in delivery.returned],
+    )

@@ -1,11 +1,11 @@
 """Tables of the "inventory" schema: products, depots, stock, its movements,
 reservations, the verified-vendor projection, hospital sites' oxygen supply and the
-orders bound for them, and the outbox and inbox."""
+orders bound for them, the cylinder ledger, and the outbox and inbox."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     FetchedValue,
     Float,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -425,3 +427,75 @@ class AutoReorder(Base):
 
 outbox = define_outbox_table(Base.metadata)
 inbox = define_inbox_table(Base.metadata)
+
+
+class CylinderStatus(StrEnum):
+    FULL = "full"
+    EMPTY = "empty"
+    IN_TRANSIT = "in_transit"
+    AT_HOSPITAL = "at_hospital"
+    QUARANTINED = "quarantined"
+    RETIRED = "retired"
+
+
+class Cylinder(Base):
+    """One serial-tracked oxygen cylinder of a vendor (SPEC, cylinder ledger).
+
+    `depot_id` is the depot it belongs to and returns to; `holder_org_id` the hospital
+    holding it (only at_hospital); `order_id` the order it is in transit on or was
+    delivered with. The CHECKs hold the status and its place together whatever the code
+    does; every change writes one `CylinderMove` in the same transaction."""
+
+    __tablename__ = "cylinders"
+    __table_args__ = (
+        UniqueConstraint("vendor_id", "serial"),
+        CheckConstraint(f"status IN ({_in(CylinderStatus)})", name="status"),
+        CheckConstraint("(status = 'at_hospital') = (holder_org_id IS NOT NULL)", name="holder"),
+        CheckConstraint("(status = 'at_hospital') = (held_since IS NOT NULL)", name="held_since"),
+        CheckConstraint("status <> 'in_transit' OR order_id IS NOT NULL", name="in_transit"),
+        CheckConstraint("deposit >= 0", name="deposit"),
+        Index("ix_cylinders_vendor_id_status", "vendor_id", "status"),
+        Index("ix_cylinders_holder_org_id_held_since", "holder_org_id", "held_since"),
+        Index("ix_cylinders_vendor_id_hydrotest_due", "vendor_id", "hydrotest_due"),
+        Index("ix_cylinders_order_id", "order_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    vendor_id: Mapped[uuid.UUID]
+    serial: Mapped[str] = mapped_column(String(40))
+    product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    depot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("depots.id"))
+    holder_org_id: Mapped[uuid.UUID | None]
+    order_id: Mapped[uuid.UUID | None]
+    held_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deposit: Mapped[Decimal] = mapped_column(Numeric(14, 2), server_default=text("0"))
+    deposit_currency: Mapped[str | None] = mapped_column(String(3))
+    hydrotest_due: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CylinderMove(Base):
+    """Every change of a cylinder, append-only: who, when, from where to where. The
+    first move of a cylinder (its registration) has no `from`."""
+
+    __tablename__ = "cylinder_moves"
+    __table_args__ = (
+        Index("ix_cylinder_moves_cylinder_id_id", "cylinder_id", "id"),
+        Index("ix_cylinder_moves_order_id", "order_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    cylinder_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cylinders.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The user who made it; None for the system (an order that ended).
+    actor_id: Mapped[uuid.UUID | None]
+    actor_org_id: Mapped[uuid.UUID | None]
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    # "depot:<uuid>", "order:<uuid>" or "hospital:<uuid>".
+    from_place: Mapped[str | None] = mapped_column(String(60))
+    to_place: Mapped[str] = mapped_column(String(60))
+    order_id: Mapped[uuid.UUID | None]
+    reason: Mapped[str] = mapped_column(String(500))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -18,11 +18,15 @@ from pydantic import (
 
 from flow_shared.validation import (
     DB_INTEGER_MAX,
+    MAX_CYLINDERS_PER_MOVE,
     MAX_UNITS,
+    CylinderSerial,
+    CylinderSerials,
     NoNul,
     PositiveUnits,
     Units,
     UnitsDelta,
+    refuse_repeated_serials,
 )
 from inventory_service.models import ProductCategory, ReservationStatus
 
@@ -398,3 +402,171 @@ class RunwayOut(BaseModel):
     )
     reported_at: datetime
     as_of: datetime = Field(description="The moment these figures are for (now).")
+
+
+# --- the cylinder ledger ----------------------------------------------------------------
+
+# A date Flow can store and compare (years 1..9999 are Python's, PostgreSQL's are wider).
+HydrotestDate = Annotated[date, Field(ge=date(2000, 1, 1), le=date(9999, 12, 30))]
+
+
+class CylinderCreate(_Input):
+    serial: CylinderSerial
+    product_id: uuid.UUID
+    depot_id: uuid.UUID
+    hydrotest_due: HydrotestDate
+    # A cylinder is registered full unless the vendor says it arrives empty.
+    status: Literal["full", "empty"] = "full"
+
+
+class CylinderBulkCreate(_Input):
+    cylinders: Annotated[
+        list[CylinderCreate], Field(min_length=1, max_length=MAX_CYLINDERS_PER_MOVE)
+    ]
+
+    @field_validator("cylinders")
+    @classmethod
+    def _serials_unique(cls, cylinders: list[CylinderCreate]) -> list[CylinderCreate]:
+        refuse_repeated_serials([c.serial for c in cylinders])
+        return cylinders
+
+
+class CylinderOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    vendor_id: uuid.UUID
+    serial: str
+    product_id: uuid.UUID
+    status: str
+    depot_id: uuid.UUID
+    holder_org_id: uuid.UUID | None
+    order_id: uuid.UUID | None
+    held_since: datetime | None
+    deposit: Decimal
+    deposit_currency: str | None
+    hydrotest_due: date
+    created_at: datetime
+    updated_at: datetime
+
+
+class CylinderBulkOut(BaseModel):
+    created: int
+    cylinders: list[CylinderOut]
+
+
+class CylinderMoveOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor_id: uuid.UUID | None
+    actor_org_id: uuid.UUID | None
+    from_status: str | None
+    to_status: str
+    from_place: str | None
+    to_place: str
+    order_id: uuid.UUID | None
+    reason: str
+
+
+class CylinderDetailOut(CylinderOut):
+    moves: list[CylinderMoveOut]
+
+
+class HeldCylinderOut(BaseModel):
+    serial: str
+    product_id: uuid.UUID
+    vendor_id: uuid.UUID
+    order_id: uuid.UUID | None
+    since: datetime
+    deposit: Decimal
+    currency: str | None
+    return_due: datetime
+    overdue: bool
+
+
+class OverdueCylinderOut(BaseModel):
+    serial: str
+    product_id: uuid.UUID
+    depot_id: uuid.UUID
+    holder_org_id: uuid.UUID
+    order_id: uuid.UUID | None
+    since: datetime
+    days_held: int
+    deposit: Decimal
+    currency: str | None
+
+
+class HydrotestResult(_Input):
+    passed: bool
+    next_due: HydrotestDate | None = None
+
+    @model_validator(mode="after")
+    def _next_due_when_passed(self) -> HydrotestResult:
+        if self.passed and self.next_due is None:
+            raise ValueError("a passed hydrotest needs next_due")
+        return self
+
+
+class CylinderRetire(_Input):
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=400), NoNul()
+    ]
+
+
+class CylinderCollection(_Input):
+    depot_id: uuid.UUID
+    serials: Annotated[CylinderSerials, Field(min_length=1)]
+
+
+class CylinderCollectionOut(BaseModel):
+    depot_id: uuid.UUID
+    returned: list[CylinderOut]
+
+
+class CylinderLine(_Input):
+    product_id: uuid.UUID
+    quantity: Annotated[int, Field(ge=1, le=MAX_UNITS)]
+
+
+class CylinderDispatch(_Input):
+    order_id: uuid.UUID
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    lines: Annotated[list[CylinderLine], Field(max_length=MAX_RESERVATION_LINES)]
+    serials: CylinderSerials
+    actor_id: uuid.UUID | None = None
+
+
+class CylinderDeposit(_Input):
+    product_id: uuid.UUID
+    deposit_per_unit: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class CylinderDeliver(_Input):
+    order_id: uuid.UUID
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    returned: CylinderSerials = []
+    deposits: Annotated[list[CylinderDeposit], Field(max_length=MAX_RESERVATION_LINES)] = []
+    actor_id: uuid.UUID | None = None
+
+
+class SerialProduct(BaseModel):
+    serial: str
+    product_id: uuid.UUID
+
+
+class DispatchOut(BaseModel):
+    order_id: uuid.UUID
+    cylinders: list[SerialProduct]
+
+
+class DeliverOut(BaseModel):
+    order_id: uuid.UUID
+    delivered: list[SerialProduct]
+    returned: list[SerialProduct]

@@ -26,8 +26,10 @@ from order_service.schemas import (
     AllocationOut,
     CancelRequest,
     ConfirmRequest,
+    DeliverRequest,
     DirectOrderCreate,
     DirectOrderOut,
+    DispatchRequest,
     OrderCreate,
     OrderOut,
     RejectRequest,
@@ -170,18 +172,73 @@ async def reject_order(
     return OrderOut.of(order)
 
 
-@router.post("/{order_id}/dispatch", responses=_MOVE_ERRORS)
+_CYLINDER_ERRORS: dict[int | str, dict[str, str]] = {
+    422: {"description": "Invalid body (a serial off the pattern, named twice, over 1000)"},
+    502: {"description": "inventory-service answered outside its contract; order unchanged"},
+    503: {"description": "inventory-service is down; the order is unchanged"},
+}
+
+
+@router.post(
+    "/{order_id}/dispatch",
+    responses={
+        **_MOVE_ERRORS,
+        **_CYLINDER_ERRORS,
+        409: {
+            "description": "Illegal transition; `.../cylinders-required` (the order took"
+            " deposits: name its serials); or `.../cylinders-refused` with `cylinders:"
+            " [{serial, reason}]` and `lines: [{product_id, quantity, named}]`"
+        },
+    },
+)
 async def dispatch_order(
-    order_id: uuid.UUID, vendor: VendorUser, uow: RequestUnitOfWork
+    order_id: uuid.UUID,
+    vendor: VendorUser,
+    uow: RequestUnitOfWork,
+    upstreams: UpstreamsDep,
+    body: Annotated[DispatchRequest | None, Body()] = None,
 ) -> OrderOut:
-    return OrderOut.of(await fulfilment.dispatch(uow, vendor, order_id))
+    """Dispatch; `cylinders` names the serials of its oxygen-cylinder lines (required when
+    the order took deposits), tracked from here by inventory-service."""
+    order = await fulfilment.dispatch(
+        uow,
+        upstreams.inventory,
+        vendor,
+        order_id,
+        cylinders=body.cylinders if body is not None else None,
+    )
+    return OrderOut.of(order)
 
 
-@router.post("/{order_id}/deliver", responses=_MOVE_ERRORS)
+@router.post(
+    "/{order_id}/deliver",
+    responses={
+        **_MOVE_ERRORS,
+        **_CYLINDER_ERRORS,
+        409: {
+            "description": "Illegal transition, the stock hold is no longer held, or"
+            " `.../cylinders-refused` with `cylinders: [{serial, reason}]` (a returned serial"
+            " unknown or not held by this hospital)"
+        },
+    },
+)
 async def deliver_order(
-    order_id: uuid.UUID, vendor: VendorUser, uow: RequestUnitOfWork, upstreams: UpstreamsDep
+    order_id: uuid.UUID,
+    vendor: VendorUser,
+    uow: RequestUnitOfWork,
+    upstreams: UpstreamsDep,
+    body: Annotated[DeliverRequest | None, Body()] = None,
 ) -> OrderOut:
-    return OrderOut.of(await fulfilment.deliver(uow, upstreams.inventory, vendor, order_id))
+    """Deliver; `returned_cylinders` names the empties the hospital hands back (their
+    deposits are credited)."""
+    order = await fulfilment.deliver(
+        uow,
+        upstreams.inventory,
+        vendor,
+        order_id,
+        returned_cylinders=body.returned_cylinders if body is not None else None,
+    )
+    return OrderOut.of(order)
 
 
 allocation_router = APIRouter(

@@ -33,6 +33,7 @@ from flow_shared.upstream import (
 from flow_shared.validation import AmountTooLarge
 from order_service.config import Settings
 from order_service.errors import (
+    CylindersRefused,
     DepotOrProductNotFound,
     HoldLost,
     InsufficientStock,
@@ -48,6 +49,7 @@ LOCATION_SERVICE = "location-service"
 INVENTORY_SERVICE = "inventory-service"
 PRICING_SERVICE = "pricing-service"
 PAYMENT_SERVICE = "payment-service"
+CENT = Decimal("0.01")
 
 
 # What order-service reads from the answers (unknown fields are ignored, so callees may add).
@@ -107,6 +109,8 @@ class QuoteLine(BaseModel):
     quantity: int
     unit_price: Decimal
     line_total: Decimal
+    # Absent from a pricing-service that predates cylinder deposits: none.
+    deposit_per_unit: Decimal = Decimal("0.00")
 
 
 class Quote(BaseModel):
@@ -121,8 +125,52 @@ class Quote(BaseModel):
     surcharge: Decimal
     tax: Decimal
     total: Decimal
+    deposit_total: Decimal = Decimal("0.00")
     currency: str
     expires_at: datetime
+
+
+class TrackedCylinder(BaseModel):
+    serial: str
+    product_id: uuid.UUID
+
+
+class DispatchedCylinders(BaseModel):
+    order_id: uuid.UUID
+    cylinders: list[TrackedCylinder]
+
+
+class DeliveredCylinders(BaseModel):
+    order_id: uuid.UUID
+    delivered: list[TrackedCylinder]
+    returned: list[TrackedCylinder]
+
+
+@dataclass(frozen=True, slots=True)
+class CylinderMove:
+    """Who and where a cylinder move at inventory-service is about (one order)."""
+
+    order_id: uuid.UUID
+    vendor_id: uuid.UUID
+    depot_id: uuid.UUID
+    hospital_org_id: uuid.UUID
+    actor_id: uuid.UUID | None
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "order_id": str(self.order_id),
+            "vendor_id": str(self.vendor_id),
+            "depot_id": str(self.depot_id),
+            "hospital_org_id": str(self.hospital_org_id),
+            "actor_id": str(self.actor_id) if self.actor_id is not None else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LineDeposit:
+    product_id: uuid.UUID
+    deposit_per_unit: Decimal
+    currency: str
 
 
 class ReleaseOutcome(StrEnum):
@@ -135,6 +183,20 @@ class ReleaseOutcome(StrEnum):
 
 def _lines(items: Sequence[StockLine]) -> list[dict[str, Any]]:
     return [{"product_id": str(line.product_id), "quantity": line.quantity} for line in items]
+
+
+def _cylinders_refused(response: UpstreamAnswer) -> CylindersRefused | None:
+    """inventory's refusal of named serials, its offending serials and lines kept as sent:
+    the vendor must see which ones to fix."""
+    problem = problem_of(response)
+    if response.status_code != 409 or problem_code(problem) != CylindersRefused.code:
+        return None
+    extra = {"cylinders": problem.get("cylinders", [])}
+    if "lines" in problem:
+        extra["lines"] = problem["lines"]
+    return CylindersRefused(
+        problem_detail(problem, "inventory-service refused these cylinders."), extra=extra
+    )
 
 
 def _refuse_unknown_or_unavailable(
@@ -303,6 +365,53 @@ class InventoryClient:
             raise unexpected_answer(INVENTORY_SERVICE, response)
         page = parse_answer(INVENTORY_SERVICE, response, _ProductCategories)
         return {item.id: item.category for item in page.items}
+
+    async def dispatch_cylinders(
+        self, move: CylinderMove, *, lines: Sequence[StockLine], serials: Sequence[str]
+    ) -> DispatchedCylinders:
+        """Put the named serials in transit on the order. Idempotent per order at
+        inventory-service (a repeat with other serials sends the dropped ones back)."""
+        response = await self.http.post(
+            "/internal/cylinders/dispatch",
+            json={**move.body(), "lines": _lines(lines), "serials": list(serials)},
+        )
+        if response.status_code == 200:
+            return parse_answer(INVENTORY_SERVICE, response, DispatchedCylinders)
+        refused = _cylinders_refused(response)
+        if refused is not None:
+            raise refused
+        raise unexpected_answer(INVENTORY_SERVICE, response)
+
+    async def deliver_cylinders(
+        self,
+        move: CylinderMove,
+        *,
+        returned: Sequence[str],
+        deposits: Sequence[LineDeposit],
+    ) -> DeliveredCylinders:
+        """The order's cylinders in transit go to the hospital, the named empties back to
+        the depot. Idempotent per order at inventory-service (a replay moves nothing)."""
+        response = await self.http.post(
+            "/internal/cylinders/deliver",
+            json={
+                **move.body(),
+                "returned": list(returned),
+                "deposits": [
+                    {
+                        "product_id": str(d.product_id),
+                        "deposit_per_unit": str(d.deposit_per_unit.quantize(CENT)),
+                        "currency": d.currency,
+                    }
+                    for d in deposits
+                ],
+            },
+        )
+        if response.status_code == 200:
+            return parse_answer(INVENTORY_SERVICE, response, DeliveredCylinders)
+        refused = _cylinders_refused(response)
+        if refused is not None:
+            raise refused
+        raise unexpected_answer(INVENTORY_SERVICE, response)
 
 
 class _ProductCategory(BaseModel):

@@ -112,3 +112,19 @@ class SosRingClosed(Conflict):
 
     code = "sos-ring-closed"
     title = "SOS ring closed"
+
+
+class CylindersRequired(Conflict):
+    """The order took cylinder deposits: dispatching it must name the serials, so every
+    deposit can be traced to a cylinder (and refunded when it comes back)."""
+
+    code = "cylinders-required"
+    title = "Cylinder serials required"
+
+
+class CylindersRefused(Conflict):
+    """inventory-service refused the named serials; carries its `cylinders: [{serial,
+    reason}]` and (dispatch) `lines: [{product_id, quantity, named}]` unchanged."""
+
+    code = "cylinders-refused"
+    title = "Cylinders refused"

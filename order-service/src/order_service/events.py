@@ -4,7 +4,9 @@
 Every order event has the same shape, whatever the status; money is a string:
 
     {order_id, hospital_org_id, vendor_id, depot_id, status, priority, payment_method,
-     total, currency, items: [{product_id, quantity, unit_price, line_total}],
+     total, deposit_total (refundable cylinder deposits charged next to total; "0.00"
+     when none), currency,
+     items: [{product_id, quantity, unit_price, line_total, deposit_per_unit}],
      actor_id (null: Flow itself), at,
      site_id (null: delivered to a free `delivery` address, not to a site),
      eta (RFC3339 UTC: when the order is expected at its destination, = the moment it
@@ -75,6 +77,7 @@ def order_event_data(order: Order, *, actor_id: uuid.UUID | None, at: datetime) 
         "priority": order.priority,
         "payment_method": order.payment_method,
         "total": str(order.total),
+        "deposit_total": str(order.deposit_total),
         "currency": order.currency,
         "items": [
             {
@@ -82,6 +85,7 @@ def order_event_data(order: Order, *, actor_id: uuid.UUID | None, at: datetime) 
                 "quantity": item.quantity,
                 "unit_price": str(item.unit_price),
                 "line_total": str(item.line_total),
+                "deposit_per_unit": str(item.deposit_per_unit),
             }
             for item in order.items
         ],

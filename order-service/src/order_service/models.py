@@ -83,6 +83,7 @@ class Order(Base):
             "subtotal >= 0 AND delivery_fee >= 0 AND surcharge >= 0 AND tax >= 0",
             name="amounts_non_negative",
         ),
+        CheckConstraint("deposit_total >= 0", name="deposit_non_negative"),
         Index("ix_orders_hospital_org_id_created_at", "hospital_org_id", "created_at"),
         Index("ix_orders_vendor_id_created_at", "vendor_id", "created_at"),
         Index("ix_orders_created_at", "created_at"),
@@ -126,6 +127,10 @@ class Order(Base):
     surcharge: Mapped[Decimal] = mapped_column(Amount)
     tax: Mapped[Decimal] = mapped_column(Amount)
     total: Mapped[Decimal] = mapped_column(Amount)
+    # Refundable cylinder deposits, charged next to `total` (amount due = total + this).
+    deposit_total: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
+    # Its cylinders were named by serial at dispatch: delivery moves them at inventory too.
+    cylinders_tracked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     distance_km: Mapped[float | None] = mapped_column(Double)
 
     notes: Mapped[str | None] = mapped_column(Text)
@@ -150,6 +155,7 @@ class OrderItem(Base):
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("unit_price >= 0 AND line_total >= 0", name="prices_non_negative"),
+        CheckConstraint("deposit_per_unit >= 0", name="deposit_non_negative"),
     )
 
     order_id: Mapped[uuid.UUID] = mapped_column(
@@ -160,6 +166,8 @@ class OrderItem(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Numeric)
     line_total: Mapped[Decimal] = mapped_column(Amount)
+    # Refundable, per unit, from the quote; never part of line_total.
+    deposit_per_unit: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
 
 
 class AbandonedHold(Base):

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from flow_shared.validation import NoNul
+from flow_shared.validation import CylinderSerials, NoNul
 from order_service.models import Order, SosRequest
 
 Priority = Literal["routine", "urgent", "emergency"]
@@ -29,6 +29,7 @@ Notes = Annotated[str, StringConstraints(max_length=1000), NoNul()]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), NoNul()]
 
 MAX_ORDER_LINES = 20
+# A cylinder's serial (unique per vendor at inventory-service), and how many one move names.
 
 
 class DeliveryPoint(BaseModel):
@@ -105,6 +106,21 @@ class CancelRequest(BaseModel):
     reason: Reason | None = None
 
 
+class DispatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # The serials of the order's oxygen-cylinder lines, each line's quantity of them;
+    # required when the order took deposits.
+    cylinders: CylinderSerials | None = None
+
+
+class DeliverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Empty cylinders the hospital hands back on this delivery (its deposits are credited).
+    returned_cylinders: CylinderSerials | None = None
+
+
 class StatusChange(BaseModel):
     status: str
     at: datetime
@@ -123,6 +139,8 @@ class OrderItemOut(BaseModel):
     quantity: int
     unit_price: Money
     line_total: Money
+    # Refundable deposit per unit (0: none); not part of line_total.
+    deposit_per_unit: Money
 
 
 class OrderOut(BaseModel):
@@ -143,6 +161,12 @@ class OrderOut(BaseModel):
     surcharge: Money
     tax: Money
     total: Money
+    # Refundable cylinder deposits, charged next to `total`.
+    deposit_total: Money
+    # What the hospital is charged: total + deposit_total.
+    amount_due: Money
+    # The cylinders were named by serial at dispatch (inventory-service tracks them).
+    cylinders_tracked: bool
     currency: str
     quote_id: uuid.UUID
     reservation_id: uuid.UUID
@@ -176,6 +200,7 @@ class OrderOut(BaseModel):
                     quantity=item.quantity,
                     unit_price=item.unit_price,
                     line_total=item.line_total,
+                    deposit_per_unit=item.deposit_per_unit,
                 )
                 for item in order.items
             ],
@@ -184,6 +209,9 @@ class OrderOut(BaseModel):
             surcharge=order.surcharge,
             tax=order.tax,
             total=order.total,
+            deposit_total=order.deposit_total,
+            amount_due=order.total + order.deposit_total,
+            cylinders_tracked=order.cylinders_tracked,
             currency=order.currency,
             quote_id=order.quote_id,
             reservation_id=order.reservation_id,

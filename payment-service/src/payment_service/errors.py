@@ -32,6 +32,11 @@ class RefundExceedsCaptured(Conflict):
     title = "Refund exceeds what was captured"
 
 
+class DepositExceedsCreditable(Conflict):
+    code = "deposit-exceeds-creditable"
+    title = "Deposit credit exceeds what may still be credited"
+
+
 class CardTokenConflict(Conflict):
     code = "card-token-conflict"
     title = "Another card token was handed over for this order"

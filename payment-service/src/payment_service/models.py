@@ -3,6 +3,9 @@
 - `payments`: one per order (UNIQUE order_id: a redelivered order.placed can never open a
   second one), its state, the money captured and refunded, and its `events` history.
 - `invoices`: one per `invoice` payment, issued on delivery.
+- `deposit_credits`: one per returned cylinder (UNIQUE return_id: a redelivered or
+  concurrently handled cylinder.returned never credits twice), the deposit given back to
+  the payment its order was charged on, pending until that payment is settled.
 - `pending_card_tokens`: a card order's token, handed over by order-service over an
   authenticated internal call before the order (or its SOS request) is committed, until its
   order.placed takes it.
@@ -68,6 +71,17 @@ class InvoiceStatus(StrEnum):
     VOID = "void"
 
 
+class DepositCreditStatus(StrEnum):
+    PENDING = "pending"
+    CREDITED = "credited"
+    VOID = "void"
+
+
+class DepositCreditKind(StrEnum):
+    REFUND = "refund"
+    INVOICE_CREDIT = "invoice_credit"
+
+
 class SandboxChargeStatus(StrEnum):
     AUTHORIZED = "authorized"
     CAPTURED = "captured"
@@ -101,6 +115,14 @@ class Payment(Base):
             "refunded_amount >= 0 AND refunded_amount <= captured_amount",
             name="refunded_within_captured",
         ),
+        # The cylinder deposits are part of the amount charged; never more given back.
+        CheckConstraint(
+            "deposit_amount >= 0 AND deposit_amount <= amount", name="deposit_within_amount"
+        ),
+        CheckConstraint(
+            "deposit_credited >= 0 AND deposit_credited <= deposit_amount",
+            name="deposit_credited_within_deposit",
+        ),
         CheckConstraint(
             f"provider_token IS NULL OR provider_token ~ '{TOKEN_PATTERN}'", name="token"
         ),
@@ -128,6 +150,9 @@ class Payment(Base):
     currency: Mapped[str] = mapped_column(String(3))
     captured_amount: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
     refunded_amount: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
+    # Of `amount`, the order's cylinder deposits, and how much of them was given back.
+    deposit_amount: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
+    deposit_credited: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
     provider: Mapped[str | None] = mapped_column(String(30))
     provider_token: Mapped[str | None] = mapped_column(String(100))
     provider_ref: Mapped[str | None] = mapped_column(String(100))
@@ -140,6 +165,9 @@ class Payment(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     invoice: Mapped[Invoice | None] = relationship(lazy="selectin", uselist=False)
+    deposit_credits: Mapped[list[DepositCredit]] = relationship(
+        lazy="selectin", order_by="(DepositCredit.created_at, DepositCredit.id)"
+    )
 
 
 class PendingCardToken(Base):
@@ -170,6 +198,9 @@ class Invoice(Base):
     __table_args__ = (
         CheckConstraint(_in("status", tuple(InvoiceStatus)), name="status"),
         CheckConstraint("amount >= 0", name="amount_non_negative"),
+        CheckConstraint(
+            "credited_amount >= 0 AND credited_amount <= amount", name="credited_within_amount"
+        ),
         CheckConstraint("due_at > issued_at", name="due_after_issue"),
         Index("ix_invoices_hospital_org_id_issued_at", "hospital_org_id", "issued_at"),
         Index("ix_invoices_vendor_id_issued_at", "vendor_id", "issued_at"),
@@ -184,10 +215,59 @@ class Invoice(Base):
     hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     vendor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     amount: Mapped[Decimal] = mapped_column(Amount)
+    # Returned cylinders' deposits credited against it (what is owed is amount minus this).
+    credited_amount: Mapped[Decimal] = mapped_column(Amount, server_default=text("0"))
     currency: Mapped[str] = mapped_column(String(3))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(10))
+
+
+class DepositCredit(Base):
+    """A returned cylinder's deposit, credited once to the payment of the order it was
+    charged on: a refund (card, cash on delivery) or a credit on the order's invoice.
+
+    `pending` while that payment is not settled (or not opened: events out of order);
+    `void` when nothing can be credited (the payment was voided or failed, another
+    currency or organisation, nothing left of its deposits)."""
+
+    __tablename__ = "deposit_credits"
+    __table_args__ = (
+        CheckConstraint(_in("status", tuple(DepositCreditStatus)), name="status"),
+        CheckConstraint(f"kind IS NULL OR {_in('kind', tuple(DepositCreditKind))}", name="kind"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "status <> 'credited' OR "
+            "(kind IS NOT NULL AND payment_id IS NOT NULL AND credited_at IS NOT NULL)",
+            name="credited_complete",
+        ),
+        # The pending credits of an order, read when its payment is opened or settled.
+        Index(
+            "ix_deposit_credits_pending_order_id",
+            "order_id",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_deposit_credits_payment_id", "payment_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    return_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    # Null until the order's payment is opened.
+    payment_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("payments.id", ondelete="CASCADE")
+    )
+    # The order the cylinder was delivered and its deposit charged on.
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    hospital_org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    vendor_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    serial: Mapped[str] = mapped_column(String(40))
+    # The return's deposit; once credited, what was given back (less when little was left).
+    amount: Mapped[Decimal] = mapped_column(Amount)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    kind: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    credited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class WebhookEvent(Base):

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from flow_shared.validation import MAX_AMOUNT, DbInteger, NoNul
-from payment_service.models import TOKEN_PATTERN, Invoice, Payment
+from payment_service.models import TOKEN_PATTERN, DepositCredit, Invoice, Payment
 
 CENT = Decimal("0.01")
 
@@ -68,6 +68,8 @@ class InvoiceOut(BaseModel):
     hospital_org_id: uuid.UUID
     vendor_id: uuid.UUID
     amount: Money
+    # Returned cylinders' deposits credited on it: what is owed is amount minus this.
+    credited_amount: Money
     currency: str
     issued_at: datetime
     due_at: datetime
@@ -83,10 +85,41 @@ class InvoiceOut(BaseModel):
             hospital_org_id=invoice.hospital_org_id,
             vendor_id=invoice.vendor_id,
             amount=invoice.amount,
+            credited_amount=invoice.credited_amount,
             currency=invoice.currency,
             issued_at=invoice.issued_at,
             due_at=invoice.due_at,
             status=invoice.status,
+        )
+
+
+class DepositCreditOut(BaseModel):
+    """A returned cylinder's deposit given back to this payment (or waiting to be)."""
+
+    id: uuid.UUID
+    return_id: uuid.UUID
+    serial: str
+    # The return's deposit; once credited, what was given back.
+    amount: Money
+    currency: str | None
+    kind: Literal["refund", "invoice_credit"] | None
+    # pending: the payment is not settled yet; void: nothing was credited.
+    status: Literal["pending", "credited", "void"]
+    created_at: datetime
+    credited_at: datetime | None
+
+    @classmethod
+    def of(cls, credit: DepositCredit) -> DepositCreditOut:
+        return cls(
+            id=credit.id,
+            return_id=credit.return_id,
+            serial=credit.serial,
+            amount=credit.amount,
+            currency=credit.currency,
+            kind=credit.kind,
+            status=credit.status,
+            created_at=credit.created_at,
+            credited_at=credit.credited_at,
         )
 
 
@@ -101,6 +134,10 @@ class PaymentOut(BaseModel):
     currency: str
     captured_amount: Money
     refunded_amount: Money
+    # Of `amount`, the order's cylinder deposits, and what returned cylinders got back.
+    deposit_amount: Money
+    deposit_credited: Money
+    deposit_credits: list[DepositCreditOut]
     # The card's last four digits; the card number itself is never stored.
     last4: str | None
     failure_reason: str | None
@@ -122,6 +159,9 @@ class PaymentOut(BaseModel):
             currency=payment.currency,
             captured_amount=payment.captured_amount,
             refunded_amount=payment.refunded_amount,
+            deposit_amount=payment.deposit_amount,
+            deposit_credited=payment.deposit_credited,
+            deposit_credits=[DepositCreditOut.of(credit) for credit in payment.deposit_credits],
             last4=payment.last4,
             failure_reason=payment.failure_reason,
             invoice=InvoiceOut.of(payment.invoice) if payment.invoice is not None else None,

@@ -5,6 +5,11 @@
     authorized -> voided
     captured -> captured (a partial refund) | refunded (once everything is refunded)
 
+A returned cylinder's deposit is given back as a refund of a captured payment
+(`deposit_refunded`, a refund like any other) or as a credit on an issued invoice
+(`deposit_invoice_credited`, the payment staying pending); both count in
+`deposit_credited`, never beyond `deposit_amount`.
+
 `apply` is the only code that changes a payment's status or its money columns: it checks
 the move, updates `captured_amount` / `refunded_amount`, and appends to `events`. Anything
 else is `IllegalPaymentTransition` (409). Outbox events are written by the caller, which
@@ -21,7 +26,11 @@ from enum import StrEnum
 from typing import Any
 
 from flow_shared.metrics import business_counter
-from payment_service.errors import IllegalPaymentTransition, RefundExceedsCaptured
+from payment_service.errors import (
+    DepositExceedsCreditable,
+    IllegalPaymentTransition,
+    RefundExceedsCaptured,
+)
 from payment_service.models import Payment, PaymentStatus
 
 
@@ -33,6 +42,8 @@ class PaymentEvent(StrEnum):
     VOIDED = "voided"
     REFUNDED = "refunded"
     INVOICE_ISSUED = "invoice_issued"
+    DEPOSIT_REFUNDED = "deposit_refunded"
+    DEPOSIT_INVOICE_CREDITED = "deposit_invoice_credited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,10 @@ MOVES: Mapping[PaymentEvent, Move] = {
         frozenset({PaymentStatus.CAPTURED}), PaymentStatus.REFUNDED, only_when_settled=True
     ),
     PaymentEvent.INVOICE_ISSUED: Move(frozenset({PaymentStatus.PENDING}), None),
+    PaymentEvent.DEPOSIT_REFUNDED: Move(
+        frozenset({PaymentStatus.CAPTURED}), PaymentStatus.REFUNDED, only_when_settled=True
+    ),
+    PaymentEvent.DEPOSIT_INVOICE_CREDITED: Move(frozenset({PaymentStatus.PENDING}), None),
 }
 
 PAYMENT_EVENTS = business_counter(
@@ -77,6 +92,15 @@ def refundable(payment: Payment) -> Decimal:
     return payment.captured_amount - payment.refunded_amount
 
 
+def deposit_creditable(payment: Payment) -> Decimal:
+    """What may still be given back of the payment's deposits: never more than they were,
+    nor than is left to refund (card, cash) or to credit on its invoice."""
+    left = payment.deposit_amount - payment.deposit_credited
+    if payment.invoice is not None:
+        return min(left, payment.invoice.amount - payment.invoice.credited_amount)
+    return min(left, refundable(payment))
+
+
 def rfc3339(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
@@ -93,7 +117,9 @@ def apply(
     """Apply `event` to `payment` (whose row the caller holds locked, or has just created).
 
     CAPTURED sets `captured_amount` to `amount`; REFUNDED adds `amount` to
-    `refunded_amount`, never beyond what was captured.
+    `refunded_amount`, never beyond what was captured; DEPOSIT_REFUNDED does the same and
+    adds it to `deposit_credited`; DEPOSIT_INVOICE_CREDITED adds it to `deposit_credited`
+    and to the invoice's `credited_amount`, never beyond what may still be credited.
     """
     move = MOVES[event]
     status = current_status(payment)
@@ -110,6 +136,21 @@ def apply(
                 extra={"refundable": str(refundable(payment))},
             )
         payment.refunded_amount = payment.refunded_amount + amount
+    elif event in (PaymentEvent.DEPOSIT_REFUNDED, PaymentEvent.DEPOSIT_INVOICE_CREDITED):
+        assert amount is not None
+        invoiced = event is PaymentEvent.DEPOSIT_INVOICE_CREDITED
+        if invoiced != (payment.invoice is not None):
+            raise IllegalPaymentTransition(f"A payment cannot be {event} this way.")
+        if amount <= 0 or amount > deposit_creditable(payment):
+            raise DepositExceedsCreditable(
+                f"At most {deposit_creditable(payment)} {payment.currency} of the deposits "
+                "can still be credited."
+            )
+        payment.deposit_credited = payment.deposit_credited + amount
+        if payment.invoice is not None:
+            payment.invoice.credited_amount = payment.invoice.credited_amount + amount
+        else:
+            payment.refunded_amount = payment.refunded_amount + amount
     if move.target is not None and (
         not move.only_when_settled or payment.refunded_amount == payment.captured_amount
     ):

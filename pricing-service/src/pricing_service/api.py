@@ -36,17 +36,36 @@ router = APIRouter(prefix="/api/v1/pricing", tags=["pricing"])
 MAX_COMPARE_RADIUS_KM = 200.0
 
 
-@router.put("/prices/{product_id}")
+@router.put(
+    "/prices/{product_id}",
+    responses={
+        403: {"description": "Not a vendor"},
+        422: {
+            "description": "Invalid body, or a deposit_per_cylinder > 0 on a product that is"
+            " not an oxygen_cylinder (`.../deposit-not-allowed`)"
+        },
+        502: {"description": "inventory-service answered outside its contract"},
+        503: {"description": "A deposit was asked for and inventory-service is down"},
+    },
+)
 async def set_price(
-    product_id: uuid.UUID, body: PriceInput, vendor: VendorUser, session: DbSession
+    product_id: uuid.UUID,
+    body: PriceInput,
+    vendor: VendorUser,
+    session: DbSession,
+    inventory: Inventory,
 ) -> PriceOut:
-    """Set the calling vendor's price for a product. Existing quotes keep their prices."""
+    """Set the calling vendor's price for a product. Existing quotes keep their prices.
+
+    `deposit_per_cylinder` (default 0) is the refundable deposit per cylinder delivered;
+    only an oxygen_cylinder product may carry one."""
     price = await prices.set_price(
         session,
         vendor_id=vendor.org_id,
         product_id=product_id,
         body=body,
         actor_id=vendor.user_id,
+        inventory=inventory,
     )
     return PriceOut.model_validate(price, from_attributes=True)
 

@@ -23,6 +23,7 @@ from pricing_service.schemas import (
     UpstreamBatchRoutes,
     UpstreamDepot,
     UpstreamNearbyPage,
+    UpstreamProductCategories,
     UpstreamRoute,
 )
 
@@ -85,6 +86,14 @@ class InventoryClient:
             upstream=INVENTORY_SERVICE,
             not_found=ProductNotFound(f"Product {product_id} does not exist."),
         )
+
+    async def product_category(self, product_id: uuid.UUID) -> str | None:
+        """The product's category; None when inventory-service does not know it."""
+        response = await self._http.get("/internal/products", params={"ids": str(product_id)})
+        if response.status_code != 200:
+            raise unexpected_answer(INVENTORY_SERVICE, response)
+        answer = parse_answer(INVENTORY_SERVICE, response, UpstreamProductCategories)
+        return next((item.category for item in answer.items if item.id == product_id), None)
 
     async def aclose(self) -> None:
         await self._http.aclose()

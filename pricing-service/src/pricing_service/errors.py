@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flow_shared.errors import Conflict, NotFound
+from flow_shared.errors import Conflict, NotFound, UnprocessableEntity
 
 
 class DepotNotFound(NotFound):
@@ -47,3 +47,11 @@ class OutOfDeliveryRange(Conflict):
 class ProductNotFound(NotFound):
     code = "product-not-found"
     title = "Product not found"
+
+
+class DepositNotAllowed(UnprocessableEntity):
+    """A deposit on a product that is not a serial-tracked oxygen cylinder: nothing could
+    ever trace (or refund) it."""
+
+    code = "deposit-not-allowed"
+    title = "Deposit not allowed"

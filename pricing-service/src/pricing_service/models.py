@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -50,6 +51,7 @@ class Price(Base):
             name="emergency_surcharge_pct_range",
         ),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        CheckConstraint("deposit_per_cylinder >= 0", name="deposit_per_cylinder_non_negative"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -60,6 +62,8 @@ class Price(Base):
     delivery_fee_per_km: Mapped[Decimal] = mapped_column(Money)
     min_delivery_fee: Mapped[Decimal] = mapped_column(Money)
     emergency_surcharge_pct: Mapped[Decimal] = mapped_column(Percent)
+    # Refundable deposit per serial-tracked cylinder (0 for every other product).
+    deposit_per_cylinder: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
     # Bumped on every change; history rows carry the version they describe.
     version: Mapped[int] = mapped_column(Integer, default=1)
     valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -88,6 +92,7 @@ class PriceHistory(Base):
     delivery_fee_per_km: Mapped[Decimal] = mapped_column(Money)
     min_delivery_fee: Mapped[Decimal] = mapped_column(Money)
     emergency_surcharge_pct: Mapped[Decimal] = mapped_column(Percent)
+    deposit_per_cylinder: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
     valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # NULL while this version is the current one.
     valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -103,6 +108,7 @@ class Quote(Base):
         CheckConstraint(
             "total = subtotal + delivery_fee + surcharge + tax", name="total_is_sum_of_parts"
         ),
+        CheckConstraint("deposit_total >= 0", name="deposit_total_non_negative"),
         Index("ix_quotes_vendor_id_created_at", "vendor_id", "created_at"),
         Index("ix_quotes_expires_at", "expires_at"),
     )
@@ -120,6 +126,8 @@ class Quote(Base):
     tax_rate: Mapped[Decimal] = mapped_column(Numeric(6, 4))
     tax: Mapped[Decimal] = mapped_column(Money)
     total: Mapped[Decimal] = mapped_column(Money)
+    # sum of quantity * deposit_per_unit: refundable, charged next to `total`, never part of it.
+    deposit_total: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
     currency: Mapped[str] = mapped_column(String(3))
     # "api" (a user) or "internal" (a service); "compare" on rows written before compare
     # stopped storing quotes (pruned like any other).
@@ -144,6 +152,7 @@ class QuoteItem(Base):
     __table_args__ = (
         UniqueConstraint("quote_id", "line_no"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("deposit_per_unit >= 0", name="deposit_per_unit_non_negative"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -153,6 +162,8 @@ class QuoteItem(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Money)
     line_total: Mapped[Decimal] = mapped_column(Money)
+    # The price's deposit_per_cylinder, copied like unit_price.
+    deposit_per_unit: Mapped[Decimal] = mapped_column(Money, server_default=text("0"))
     # Which price version was used, for audit.
     price_history_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("price_history.id", ondelete="SET NULL")

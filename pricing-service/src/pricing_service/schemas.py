@@ -60,6 +60,8 @@ class PriceInput(BaseModel):
     delivery_fee_per_km: MoneyIn
     min_delivery_fee: MoneyIn
     emergency_surcharge_pct: PercentIn
+    # Refundable, per cylinder delivered; only an oxygen_cylinder product may carry one.
+    deposit_per_cylinder: MoneyIn = Decimal("0.00")
 
 
 class PriceOut(BaseModel):
@@ -70,6 +72,7 @@ class PriceOut(BaseModel):
     delivery_fee_per_km: MoneyOut
     min_delivery_fee: MoneyOut
     emergency_surcharge_pct: MoneyOut
+    deposit_per_cylinder: MoneyOut
     # Increases on every change; `valid_from` is when this version took effect.
     version: int
     valid_from: datetime
@@ -113,6 +116,8 @@ class QuoteItemOut(BaseModel):
     quantity: int
     unit_price: MoneyOut
     line_total: MoneyOut
+    # The price's deposit_per_cylinder (refundable; not in line_total).
+    deposit_per_unit: MoneyOut
 
 
 class QuoteFigures(BaseModel):
@@ -132,6 +137,8 @@ class QuoteFigures(BaseModel):
     tax_rate: Annotated[Decimal, PlainSerializer(_plain_decimal, return_type=str)]
     tax: MoneyOut
     total: MoneyOut
+    # sum of quantity * deposit_per_unit, charged next to `total` and refunded on return.
+    deposit_total: MoneyOut
     currency: str
 
 
@@ -153,6 +160,8 @@ class CompareItem(BaseModel):
     depot_name: str
     distance_km: float
     available: int
+    # The vendor's refundable deposit per cylinder of this product (0: none).
+    deposit_per_cylinder: MoneyOut
     stale: bool = Field(
         description="The vendor's stock was not updated for STALE_STOCK_HOURS (inventory): "
         "ranked after every fresh offer."
@@ -211,6 +220,15 @@ class UpstreamNearbyItem(BaseModel):
     distance_km: float
     lat: float
     lon: float
+
+
+class UpstreamProductCategory(BaseModel):
+    id: uuid.UUID
+    category: str
+
+
+class UpstreamProductCategories(BaseModel):
+    items: list[UpstreamProductCategory]
 
 
 class UpstreamNearbyPage(BaseModel):

@@ -44,7 +44,7 @@ FLEET: Mapping[str, ServiceSpec] = {
         package="inventory_service",
         schema="inventory",
         callers=["admin-service", "order-service", "pricing-service"],
-        routes=["catalog", "inventory", "vendors", "supply"],
+        routes=["catalog", "inventory", "vendors", "supply", "cylinders"],
     ),
     "order-service": ServiceSpec(
         name="order-service",

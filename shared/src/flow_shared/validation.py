@@ -22,7 +22,14 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
@@ -127,3 +134,30 @@ def ensure_amount_fits(value: Decimal, *, what: str) -> Decimal:
             f"The {what} would exceed {MAX_AMOUNT}, the largest amount Flow holds."
         )
     return value
+
+
+# A cylinder's serial as vendors stamp it (unique per vendor at inventory-service's
+# ledger). It appears in paths and in problems, so no slashes, spaces or other marks.
+CYLINDER_SERIAL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+CYLINDER_SERIAL_MAX_LENGTH = 40
+CylinderSerial = Annotated[
+    str, StringConstraints(pattern=CYLINDER_SERIAL_PATTERN, max_length=CYLINDER_SERIAL_MAX_LENGTH)
+]
+# The most serials one move (a dispatch, a delivery's returns, a collection) names.
+MAX_CYLINDERS_PER_MOVE = 1000
+
+
+def refuse_repeated_serials(serials: list[str]) -> list[str]:
+    """A serial named twice in one move is a mistake, never two cylinders."""
+    repeated = sorted({serial for serial in serials if serials.count(serial) > 1})
+    if repeated:
+        raise ValueError("serials must be unique: " + ", ".join(repeated))
+    return serials
+
+
+# The serials one move names: each once, at most MAX_CYLINDERS_PER_MOVE.
+CylinderSerials = Annotated[
+    list[CylinderSerial],
+    Field(max_length=MAX_CYLINDERS_PER_MOVE),
+    AfterValidator(refuse_repeated_serials),
+]

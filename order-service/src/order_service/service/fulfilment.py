@@ -15,11 +15,27 @@ Stock holds and the order of operations:
 - deliver commits the hold at inventory-service first, then records `delivered`.
   If recording fails the order stays `dispatched` and the vendor's retry finds
   the hold already committed (commit is idempotent).
+
+Cylinders (serial-tracked at inventory-service's ledger):
+- dispatch names the serials of the order's cylinder lines. They are sent to
+  inventory-service (POST /internal/cylinders/dispatch) under the row lock, after the
+  move is known legal and before `dispatched` is recorded; an order that took deposits
+  must name them (409 cylinders-required). A refusal (409 cylinders-refused, with the
+  offending serials) or inventory being down (503) leaves the order as it was.
+- deliver, for an order whose cylinders are tracked or that names returned empties,
+  tells inventory-service (POST /internal/cylinders/deliver) next to the hold commit,
+  before `delivered` is recorded.
+- Both calls are idempotent per order at inventory-service: if recording then fails,
+  or the answer is lost, the vendor's retry converges on the same state (a repeated
+  dispatch with other serials sends the dropped ones back to `full`; a repeated
+  delivery moves and credits nothing twice).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Literal
 
 import structlog
@@ -28,8 +44,8 @@ from sqlalchemy import select
 from flow_shared.auth import Principal
 from flow_shared.clock import utcnow
 from flow_shared.unit_of_work import UnitOfWork
-from order_service.clients import InventoryClient
-from order_service.errors import HoldLost, OrderExpired, OrderNotFound
+from order_service.clients import CylinderMove, InventoryClient, LineDeposit, StockLine
+from order_service.errors import CylindersRequired, HoldLost, OrderExpired, OrderNotFound
 from order_service.models import Order, OrderStatus, ReservationStatus
 from order_service.service.holds import release_after_commit
 from order_service.state import apply_transition, ensure_can_move
@@ -131,8 +147,39 @@ async def reject(
     return order
 
 
-async def dispatch(uow: UnitOfWork, vendor: Principal, order_id: uuid.UUID) -> Order:
+def _cylinder_move(order: Order, actor: Principal) -> CylinderMove:
+    return CylinderMove(
+        order_id=order.id,
+        vendor_id=order.vendor_id,
+        depot_id=order.depot_id,
+        hospital_org_id=order.hospital_org_id,
+        actor_id=actor.user_id,
+    )
+
+
+async def dispatch(
+    uow: UnitOfWork,
+    inventory: InventoryClient,
+    vendor: Principal,
+    order_id: uuid.UUID,
+    *,
+    cylinders: Sequence[str] | None,
+) -> Order:
     order = await lock_order(uow, vendor, order_id, "vendor")
+    # Refuse an illegal move before touching the cylinders.
+    ensure_can_move(order, OrderStatus.DISPATCHED)
+    if cylinders is None and order.deposit_total > Decimal(0):
+        raise CylindersRequired(
+            "This order took cylinder deposits: name the serials of its cylinders "
+            "(`cylinders`) to dispatch it."
+        )
+    if cylinders is not None:
+        lines = [StockLine(product_id=i.product_id, quantity=i.quantity) for i in order.items]
+        sent = await inventory.dispatch_cylinders(
+            _cylinder_move(order, vendor), lines=lines, serials=cylinders
+        )
+        order.cylinders_tracked = True
+        log.info("cylinders_dispatched", order_id=str(order.id), count=len(sent.cylinders))
     await apply_transition(
         uow.session, order, OrderStatus.DISPATCHED, actor_id=vendor.user_id, at=utcnow()
     )
@@ -140,14 +187,46 @@ async def dispatch(uow: UnitOfWork, vendor: Principal, order_id: uuid.UUID) -> O
 
 
 async def deliver(
-    uow: UnitOfWork, inventory: InventoryClient, vendor: Principal, order_id: uuid.UUID
+    uow: UnitOfWork,
+    inventory: InventoryClient,
+    vendor: Principal,
+    order_id: uuid.UUID,
+    *,
+    returned_cylinders: Sequence[str] | None = None,
 ) -> Order:
     order = await lock_order(uow, vendor, order_id, "vendor")
     # Refuse an illegal move before touching the stock.
     ensure_can_move(order, OrderStatus.DELIVERED)
     if order.reservation_status != ReservationStatus.COMMITTED:
         await inventory.commit(order.reservation_id)
+    if order.cylinders_tracked or returned_cylinders:
+        moved = await inventory.deliver_cylinders(
+            _cylinder_move(order, vendor),
+            returned=returned_cylinders or [],
+            deposits=_deposits(order),
+        )
+        log.info(
+            "cylinders_delivered",
+            order_id=str(order.id),
+            delivered=len(moved.delivered),
+            returned=len(moved.returned),
+        )
     await apply_transition(
         uow.session, order, OrderStatus.DELIVERED, actor_id=vendor.user_id, at=utcnow()
     )
     return order
+
+
+def _deposits(order: Order) -> list[LineDeposit]:
+    """Each product's deposit per unit, as the order was charged it (one per product)."""
+    by_product: dict[uuid.UUID, LineDeposit] = {}
+    for item in order.items:
+        by_product.setdefault(
+            item.product_id,
+            LineDeposit(
+                product_id=item.product_id,
+                deposit_per_unit=item.deposit_per_unit,
+                currency=order.currency,
+            ),
+        )
+    return list(by_product.values())

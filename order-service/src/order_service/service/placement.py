@@ -343,6 +343,10 @@ def _check_quote(quote: Quote, request: PlacementRequest) -> None:
         and all(_is_cents(line.line_total) and line.unit_price >= 0 for line in quote.items)
         and quote.subtotal == sum((line.line_total for line in quote.items), Decimal(0))
         and quote.total == quote.subtotal + quote.delivery_fee + quote.surcharge + quote.tax
+        and _is_cents(quote.deposit_total)
+        and all(_is_cents(line.deposit_per_unit) for line in quote.items)
+        and quote.deposit_total
+        == sum((line.deposit_per_unit * line.quantity for line in quote.items), Decimal(0))
         and len(quote.currency) == 3
         and quote.currency.isalpha()
         and quote.currency.isupper()
@@ -384,6 +388,8 @@ def _new_order(
         surcharge=quote.surcharge,
         tax=quote.tax,
         total=quote.total,
+        deposit_total=quote.deposit_total,
+        cylinders_tracked=False,
         distance_km=quote.distance_km,
         notes=request.notes,
         sos_id=request.sos_id,
@@ -397,6 +403,7 @@ def _new_order(
                 quantity=line.quantity,
                 unit_price=line.unit_price,
                 line_total=line.line_total,
+                deposit_per_unit=line.deposit_per_unit,
             )
             for number, line in enumerate(quote.items, start=1)
         ],

@@ -11,11 +11,17 @@
   a captured one refunded in full (`payment.refunded`); one that is already voided,
   refunded or failed is left alone. An order that ends before its payment was opened
   gets a voided payment, so that a late order.placed can never authorize it.
+- cylinder.returned: the deposit the cylinder was charged on its order is credited back
+  (`service.deposits`), now or once that order's events settle its payment.
+
+A payment's amount is its order's total plus its cylinder deposits (`deposit_total`).
 
 Every step is guarded by the payment's status under a row lock, so an event whose effect
-already happened is a no-op. A provider timeout propagates: the consumer rolls back and
-retries the event, and the provider's idempotency key (derived from the order) makes the
-repeated call return the first answer.
+already happened is a no-op. The row lock is taken after the order's own lock (an advisory
+transaction lock), which a return also takes when the order has no payment yet: a return
+and the payment's opening are never handled past each other. A provider timeout
+propagates: the consumer rolls back and retries the event, and the provider's idempotency
+key (derived from the order) makes the repeated call return the first answer.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment_service import events
 from payment_service.errors import PaymentNotOpened, ProviderRefusedOperation
 from payment_service.models import (
+    DepositCredit,
     Invoice,
     InvoiceStatus,
     Payment,
@@ -41,13 +48,16 @@ from payment_service.models import (
     invoice_number_seq,
 )
 from payment_service.provider import PaymentProvider, ProviderError
-from payment_service.service import card_tokens
+from payment_service.service import card_tokens, deposits
 from payment_service.state import PaymentEvent, apply, can_apply, refundable
 
 log = structlog.get_logger("payment_service.lifecycle")
 
 # A failure reason (not a secret).
 MISSING_TOKEN = "missing card token"  # noqa: S105
+# The class of payment-service's order locks (two-key advisory locks never meet the
+# sandbox's one-key ones).
+ORDER_LOCK_CLASS = 0x7061
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +72,18 @@ class OrderFacts:
     currency: str
     order_status: str
     reason: str | None = None
+    # Of `amount`, the order's cylinder deposits.
+    deposit_amount: Decimal = Decimal("0.00")
     # The SOS request an SOS order fulfils: its card token was handed over for the SOS.
     sos_id: uuid.UUID | None = None
 
 
 async def payment_for_update(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
+    """The order's payment under its row lock, taken after the order's lock (held until
+    the transaction ends, and taken even when there is no payment yet)."""
+    await session.execute(
+        select(func.pg_advisory_xact_lock(ORDER_LOCK_CLASS, func.hashtext(str(order_id))))
+    )
     payment: Payment | None = await session.scalar(
         select(Payment)
         .where(Payment.order_id == order_id)
@@ -102,6 +119,8 @@ def _new_payment(order: OrderFacts, *, at: datetime) -> Payment:
         currency=order.currency,
         captured_amount=Decimal("0.00"),
         refunded_amount=Decimal("0.00"),
+        deposit_amount=order.deposit_amount,
+        deposit_credited=Decimal("0.00"),
         events=[],
         invoice=None,
         created_at=at,
@@ -130,6 +149,8 @@ async def on_order_placed(
         return None
     if order.method is PaymentMethod.CARD:
         await _authorize_card(session, provider, payment, token, at=at)
+    # Returns that came first: now they know their payment (void if it failed).
+    await deposits.settle_pending(session, provider, payment, at=at)
     return payment
 
 
@@ -189,18 +210,33 @@ async def on_order_delivered(
     at: datetime,
     invoice_due_days: int,
 ) -> Payment:
-    """Capture a card or cash on delivery; issue an invoice."""
+    """Capture a card or cash on delivery; issue an invoice. Then credit the deposits of
+    cylinders returned before the payment was settled."""
     payment = await payment_for_update(session, order.order_id)
     if payment is None:
         raise PaymentNotOpened(f"order {order.order_id} has no payment yet")
+    await _settle_on_delivery(session, provider, payment, at=at, invoice_due_days=invoice_due_days)
+    # Also when it was settled before (a card captured by the provider's webhook).
+    await deposits.settle_pending(session, provider, payment, at=at)
+    return payment
+
+
+async def _settle_on_delivery(
+    session: AsyncSession,
+    provider: PaymentProvider,
+    payment: Payment,
+    *,
+    at: datetime,
+    invoice_due_days: int,
+) -> None:
     method = PaymentMethod(payment.method)
     if method is PaymentMethod.INVOICE:
         if payment.invoice is None and can_apply(payment, PaymentEvent.INVOICE_ISSUED):
             await _issue_invoice(session, payment, at=at, due_days=invoice_due_days)
-        return payment
+        return
     if method is PaymentMethod.CARD:
         if payment.status != PaymentStatus.AUTHORIZED:
-            return payment
+            return
         assert payment.provider_ref is not None
         result = await provider.capture(
             provider_ref=payment.provider_ref,
@@ -212,13 +248,12 @@ async def on_order_delivered(
         detail = f"captured by {provider.name} on delivery"
     else:
         if payment.status != PaymentStatus.PENDING:
-            return payment
+            return
         detail = "cash collected on delivery"
     apply(payment, PaymentEvent.CAPTURED, at=at, amount=payment.amount, detail=detail)
     await events.publish_payment_event(
         session, events.PAYMENT_CAPTURED, payment, amount=payment.amount, at=at
     )
-    return payment
 
 
 async def _issue_invoice(
@@ -233,6 +268,7 @@ async def _issue_invoice(
         hospital_org_id=payment.hospital_org_id,
         vendor_id=payment.vendor_id,
         amount=payment.amount,
+        credited_amount=Decimal("0.00"),
         currency=payment.currency,
         issued_at=at,
         due_at=at + timedelta(days=due_days),
@@ -261,6 +297,7 @@ async def on_order_ended(
         tombstone = _new_payment(order, at=at)
         apply(tombstone, PaymentEvent.VOIDED, at=at, detail=f"{why} before payment was opened")
         if await _insert_payment(session, tombstone):
+            await deposits.settle_pending(session, provider, tombstone, at=at)
             return tombstone
         # Opened meanwhile by a concurrent order.placed: end that one instead.
         payment = await payment_for_update(session, order.order_id)
@@ -292,4 +329,25 @@ async def on_order_ended(
         )
     else:
         log.info("order_end_without_payment_effect", order_id=str(order.order_id), status=status)
+    # A voided payment never took the deposits: returns waiting for it are void.
+    await deposits.settle_pending(session, provider, payment, at=at)
     return payment
+
+
+async def on_cylinder_returned(
+    session: AsyncSession,
+    provider: PaymentProvider,
+    returned: deposits.CylinderReturn,
+    *,
+    at: datetime,
+) -> DepositCredit | None:
+    """Credit the deposit of a returned cylinder to its order's payment, once per return.
+    None when there is nothing to credit or the return was recorded before."""
+    if returned.deposit <= 0 or returned.deposit_order_id is None:
+        return None
+    # The order's lock first, even without a payment: its opening waits for this return.
+    payment = await payment_for_update(session, returned.deposit_order_id)
+    credit = await deposits.record_return(session, returned, payment, at=at)
+    if credit is not None and payment is not None:
+        await deposits.settle(session, provider, payment, credit, at=at)
+    return credit

@@ -206,6 +206,7 @@ def _priced_offers(
                 distance_km=float(distance),
                 available=depot.available,
                 stale=depot.stale,
+                deposit_per_cylinder=quote.items[0].deposit_per_unit,
                 quote=quote_figures(quote),
             )
         )

@@ -36,6 +36,8 @@ class LinePrice:
     delivery_fee_per_km: Decimal
     min_delivery_fee: Decimal
     emergency_surcharge_pct: Decimal
+    # Refundable, per unit; kept out of every figure that adds up to `total`.
+    deposit_per_unit: Decimal = Decimal("0.00")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class QuoteAmounts:
     surcharge: Decimal
     tax: Decimal
     total: Decimal
+    deposit_total: Decimal = Decimal("0.00")
 
 
 def compute_quote(
@@ -80,6 +83,11 @@ def compute_quote(
     tax = to_cents((subtotal + delivery_fee + surcharge) * tax_rate)
     # Every part is at most the total: one check keeps each of them inside Numeric(14, 2).
     total = ensure_amount_fits(subtotal + delivery_fee + surcharge + tax, what="quote total")
+    deposit_total = to_cents(
+        sum((line.deposit_per_unit * line.quantity for line in lines), Decimal(0))
+    )
+    # The hospital is charged total + deposit_total: that sum must fit an amount too.
+    ensure_amount_fits(total + deposit_total, what="quote total with deposits")
     return QuoteAmounts(
         line_totals=line_totals,
         subtotal=subtotal,
@@ -87,4 +95,5 @@ def compute_quote(
         surcharge=surcharge,
         tax=tax,
         total=total,
+        deposit_total=deposit_total,
     )

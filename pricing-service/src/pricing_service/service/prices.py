@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -13,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.clock import utcnow
 from flow_shared.pagination import PageParams, fetch_page
+from pricing_service.clients import InventoryClient
+from pricing_service.errors import DepositNotAllowed
 from pricing_service.models import Price, PriceHistory
 from pricing_service.schemas import PriceInput
 
@@ -22,7 +25,11 @@ _PRICE_FIELDS = (
     "delivery_fee_per_km",
     "min_delivery_fee",
     "emergency_surcharge_pct",
+    "deposit_per_cylinder",
 )
+
+# Only serial-tracked products take a deposit: a returned serial is what refunds it.
+CYLINDER_CATEGORY = "oxygen_cylinder"
 
 # (vendor, product) → (price row, id of its current history version).
 CurrentPrices = dict[tuple[uuid.UUID, uuid.UUID], tuple[Price, uuid.UUID]]
@@ -35,8 +42,14 @@ async def set_price(
     product_id: uuid.UUID,
     body: PriceInput,
     actor_id: uuid.UUID,
+    inventory: InventoryClient,
 ) -> Price:
-    """Create or change a vendor's price; every version is kept in price_history."""
+    """Create or change a vendor's price; every version is kept in price_history.
+
+    A deposit is refused (422) unless the product is an oxygen cylinder; inventory-service
+    is only asked when a deposit is set, so a plain price never depends on it being up."""
+    if body.deposit_per_cylinder > Decimal(0):
+        await _ensure_cylinder(inventory, product_id)
     now = utcnow()
     values: dict[str, object] = {name: getattr(body, name) for name in _PRICE_FIELDS}
     first = await _insert_first_version(
@@ -57,6 +70,16 @@ async def set_price(
         actor_id=actor_id,
         now=now,
     )
+
+
+async def _ensure_cylinder(inventory: InventoryClient, product_id: uuid.UUID) -> None:
+    category = await inventory.product_category(product_id)
+    if category != CYLINDER_CATEGORY:
+        raise DepositNotAllowed(
+            f"Product {product_id} is not a serial-tracked {CYLINDER_CATEGORY}; "
+            "only those carry a deposit.",
+            extra={"product_id": str(product_id), "category": category},
+        )
 
 
 async def _insert_first_version(
@@ -140,6 +163,7 @@ def _history_row(price: Price, *, changed_by: uuid.UUID) -> PriceHistory:
         delivery_fee_per_km=price.delivery_fee_per_km,
         min_delivery_fee=price.min_delivery_fee,
         emergency_surcharge_pct=price.emergency_surcharge_pct,
+        deposit_per_cylinder=price.deposit_per_cylinder,
         valid_from=price.valid_from,
         valid_to=None,
         changed_by=changed_by,

@@ -85,6 +85,7 @@ def build_quote(
                 delivery_fee_per_km=price.delivery_fee_per_km,
                 min_delivery_fee=price.min_delivery_fee,
                 emergency_surcharge_pct=price.emergency_surcharge_pct,
+                deposit_per_unit=price.deposit_per_cylinder,
             )
             for item, (price, _) in zip(items, rows, strict=True)
         ],
@@ -107,6 +108,7 @@ def build_quote(
         tax_rate=settings.tax_rate,
         tax=amounts.tax,
         total=amounts.total,
+        deposit_total=amounts.deposit_total,
         currency=currency,
         source=source.kind,
         requested_by=source.user_id,
@@ -153,6 +155,7 @@ def _quote_items(
             # Copied, not referenced: a later price change never alters this quote.
             unit_price=price.unit_price,
             line_total=line_total,
+            deposit_per_unit=price.deposit_per_cylinder,
             price_history_id=history_id,
         )
         for line_no, (item, (price, history_id), line_total) in enumerate(
@@ -295,6 +298,7 @@ def _figures(quote: Quote) -> dict[str, object]:
                 "quantity": item.quantity,
                 "unit_price": item.unit_price,
                 "line_total": item.line_total,
+                "deposit_per_unit": item.deposit_per_unit,
             }
             for item in quote.items
         ],
@@ -304,5 +308,6 @@ def _figures(quote: Quote) -> dict[str, object]:
         "tax_rate": quote.tax_rate,
         "tax": quote.tax,
         "total": quote.total,
+        "deposit_total": quote.deposit_total,
         "currency": quote.currency,
     }

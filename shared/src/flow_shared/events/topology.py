@@ -60,7 +60,9 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
     | frozenset({"shortage.declared", "shortage.ended"})
     # Hospitals' reported consumption: the ALLOCATION_DAYS floor of their caps.
     | frozenset({"supply.reported"}),
-    "payment-service": frozenset({"order.placed", "order.delivered"}) | _ORDER_ENDS,
+    # cylinder.returned: an empty back at its depot credits the deposit it was charged.
+    "payment-service": frozenset({"order.placed", "order.delivered", "cylinder.returned"})
+    | _ORDER_ENDS,
     # Which orders a hospital may review.
     "review-service": frozenset({"order.placed", "order.delivered"}),
     # SPEC's "who hears what", and user.registered for the recipients' addresses.
@@ -120,6 +122,9 @@ FLEET_SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
             # Oxygen runway crossings (inventory_service), for the audit.
             "supply.runway_low",
             "supply.runway_critical",
+            # The cylinder ledger: returns and the deposits they credit, for the audit.
+            "cylinder.returned",
+            "payment.deposit_credited",
         }
     )
     | _ORGANIZATION_CHANGES
@@ -142,6 +147,8 @@ FLEET_PUBLICATIONS: Mapping[str, frozenset[str]] = {
             "supply.reported",
             "supply.runway_low",
             "supply.runway_critical",
+            # The cylinder ledger: an empty came back from a hospital (its deposit to credit).
+            "cylinder.returned",
         }
     ),
     # order.<status> for every status an order can reach (order_service.events).
@@ -162,7 +169,13 @@ FLEET_PUBLICATIONS: Mapping[str, frozenset[str]] = {
         }
     ),
     "payment-service": frozenset(
-        {"payment.authorized", "payment.failed", "payment.captured", "payment.refunded"}
+        {
+            "payment.authorized",
+            "payment.failed",
+            "payment.captured",
+            "payment.refunded",
+            "payment.deposit_credited",
+        }
     ),
     "review-service": frozenset({"review.created"}),
     # Shortage declarations (admin_service.shortages).
