@@ -288,6 +288,76 @@ async def test_a_report_gives_hand_computed_hours_that_drain_with_time(sup: Supp
     assert empty["runs_out_at"] == body["runs_out_at"]
 
 
+async def test_a_product_whose_gas_is_unknown_is_refused_until_an_admin_sets_it(
+    sup: Supply,
+) -> None:
+    """A cylinder created before products carried gas_liters (the migration's NOT VALID
+    CHECK leaves such rows alone) is not counted as empty: the report is refused, naming
+    it, until a platform admin sets its gas."""
+    product_id = uuid.uuid4()
+    async with sup.engine.begin() as conn:
+        # The state such a product is in: made before the CHECK that refuses it now.
+        await conn.execute(
+            text("ALTER TABLE products DROP CONSTRAINT ck_products_gas_liters_known")
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO products (id, sku, name, category, unit)"
+                " VALUES (:id, :sku, 'Old 3 L cylinder', 'oxygen_cylinder', 'cylinder')"
+            ),
+            {"id": product_id, "sku": f"OLD-{product_id.hex[:8].upper()}"},
+        )
+        await conn.execute(
+            text(
+                "ALTER TABLE products ADD CONSTRAINT ck_products_gas_liters_known CHECK"
+                " (gas_liters IS NOT NULL"
+                " OR category NOT IN ('oxygen_cylinder', 'liquid_oxygen', 'refill')) NOT VALID"
+            )
+        )
+    try:
+        hospital_id, headers = sup.hospital()
+        site_id = sup.location.add(hospital_id)
+        sup.clock.set(START)
+        body = {
+            "stock": [{"product_id": str(product_id), "full_units": 10}],
+            "consumption_lpm": 10,
+        }
+        refused = await sup.report(site_id, headers, body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["type"].endswith("/gas-unknown")
+        assert refused.json()["product_ids"] == [str(product_id)]
+
+        path = f"/api/v1/catalog/products/{product_id}"
+        # Only a platform admin corrects the catalogue, and only with a gas that fits.
+        assert (
+            await sup.http.patch(path, json={"gas_liters": 600}, headers=headers)
+        ).status_code == 403
+        for bad in ({"gas_liters": None}, {"gas_liters": 0}, {"name": None}):
+            answer = await sup.http.patch(path, json=bad, headers=sup.admin_headers())
+            assert answer.status_code == 422, (bad, answer.text)
+        unknown = f"/api/v1/catalog/products/{uuid.uuid4()}"
+        assert (
+            await sup.http.patch(unknown, json={}, headers=sup.admin_headers())
+        ).status_code == 404
+        set_gas = await sup.http.patch(path, json={"gas_liters": 600}, headers=sup.admin_headers())
+        assert set_gas.status_code == 200, set_gas.text
+        assert (set_gas.json()["gas_liters"], set_gas.json()["name"]) == (600, "Old 3 L cylinder")
+
+        # 10 x 600 L at 10 L/min: 600 minutes, 10 hours.
+        counted = await sup.report(site_id, headers, body)
+        assert counted.status_code == 200, counted.text
+        assert (counted.json()["gas_liters"], counted.json()["hours_left"]) == (6000, 10)
+        # An accessory never holds gas, so a correction cannot give it any.
+        accessory = f"/api/v1/catalog/products/{sup.products['REG-CGA870']}"
+        answer = await sup.http.patch(
+            accessory, json={"gas_liters": 10}, headers=sup.admin_headers()
+        )
+        assert answer.status_code == 422, answer.text
+    finally:
+        async with sup.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM products WHERE id = :id"), {"id": product_id})
+
+
 async def test_consumption_from_patients_and_an_accessory_counts_no_gas(sup: Supply) -> None:
     hospital_id, headers = sup.hospital()
     site_id = sup.location.add(hospital_id)

@@ -65,6 +65,7 @@ from inventory_service.schemas import (
     OverdueCylinderOut,
     ProductCreate,
     ProductOut,
+    ProductUpdate,
     RunwayOut,
     StockAdjust,
     StockOut,
@@ -85,7 +86,6 @@ inventory_router = APIRouter(
 )
 vendors_router = APIRouter(prefix="/api/v1/vendors", tags=["catalog"], dependencies=_authenticated)
 supply_router = APIRouter(prefix="/api/v1/supply", tags=["supply"], dependencies=_authenticated)
-
 cylinders_router = APIRouter(
     prefix="/api/v1/cylinders", tags=["cylinders"], dependencies=_authenticated
 )
@@ -132,6 +132,25 @@ async def create_product(
     body: ProductCreate, _admin: PlatformAdmin, session: DbSession
 ) -> ProductOut:
     return _product(await catalog.create_product(session, body))
+
+
+@catalog_router.patch(
+    "/products/{product_id}",
+    description=(
+        "Correct a product's name, description or `gas_liters` (platform admins). A product"
+        " that stores oxygen must say how much: a runway report counting one without it is"
+        " refused (422 `gas-unknown`) rather than counted as empty."
+    ),
+    responses={
+        403: {"description": "Not a platform admin"},
+        404: {"description": "Unknown product"},
+        422: {"description": "Invalid body, or gas_liters that does not fit the category"},
+    },
+)
+async def update_product(
+    product_id: uuid.UUID, body: ProductUpdate, _admin: PlatformAdmin, session: CatalogWriteSession
+) -> ProductOut:
+    return _product(await catalog.update_product(session, product_id, body))
 
 
 @catalog_router.get("/products/{product_id}")

@@ -43,6 +43,22 @@ class UnknownProducts(UnprocessableEntity):
         super().__init__("No product with these ids: " + ", ".join(ids), extra={"product_ids": ids})
 
 
+class GasUnknown(UnprocessableEntity):
+    """A report counts the oxygen of a product whose gas per unit Flow does not know (one
+    created before products carried it): counting it as none would raise false alarms."""
+
+    code, title = "gas-unknown", "The gas these products hold is not known"
+
+    def __init__(self, product_ids: Sequence[uuid.UUID]) -> None:
+        ids = sorted(str(product_id) for product_id in product_ids)
+        super().__init__(
+            "These products hold oxygen but their gas per unit is not set: "
+            + ", ".join(ids)
+            + ". A platform admin sets it (PATCH /api/v1/catalog/products/{id}, gas_liters).",
+            extra={"product_ids": ids},
+        )
+
+
 class DuplicateSku(Conflict):
     code, title = "duplicate-sku", "A product with this SKU exists"
 

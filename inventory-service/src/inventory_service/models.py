@@ -93,6 +93,13 @@ class Product(Base):
     __table_args__ = (
         CheckConstraint(f"category IN ({_in(ProductCategory)})", name="category"),
         CheckConstraint("gas_liters IS NULL OR gas_liters > 0", name="gas_liters"),
+        # What stores oxygen says how much (NOT VALID in its migration: products created
+        # before it may lack it until an admin sets it).
+        CheckConstraint(
+            "gas_liters IS NOT NULL"
+            " OR category NOT IN ('oxygen_cylinder', 'liquid_oxygen', 'refill')",
+            name="gas_liters_known",
+        ),
         Index("ix_products_category", "category"),
     )
 

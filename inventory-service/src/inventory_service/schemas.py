@@ -51,6 +51,20 @@ class _Input(BaseModel):
 # --- products -------------------------------------------------------------------------
 
 
+GasLiters = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=1, allow_inf_nan=False)]
+
+
+def gas_refusal(category: ProductCategory, gas_liters: Decimal | None) -> str | None:
+    """Why `gas_liters` does not fit a product of `category`, if it does not: required for
+    what stores oxygen, absent for concentrators (they make it) and accessories."""
+    stores_gas = category in GAS_CATEGORIES
+    if stores_gas and gas_liters is None:
+        return f"gas_liters is required for {category.value} products"
+    if not stores_gas and gas_liters is not None:
+        return f"{category.value} products hold no gas: omit gas_liters"
+    return None
+
+
 class ProductCreate(_Input):
     # Upper-case letters, digits, dots and dashes: SKUs appear in URLs, logs and invoices.
     sku: Annotated[
@@ -69,18 +83,25 @@ class ProductCreate(_Input):
     ] = ""
     # Litres of gaseous oxygen one unit delivers: required for what stores oxygen,
     # absent for concentrators (they make it) and accessories (they hold none).
-    gas_liters: (
-        Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=1, allow_inf_nan=False)] | None
-    ) = None
+    gas_liters: GasLiters | None = None
 
     @model_validator(mode="after")
     def _gas_fits_the_category(self) -> ProductCreate:
-        stores_gas = self.category in GAS_CATEGORIES
-        if stores_gas and self.gas_liters is None:
-            raise ValueError(f"gas_liters is required for {self.category.value} products")
-        if not stores_gas and self.gas_liters is not None:
-            raise ValueError(f"{self.category.value} products hold no gas: omit gas_liters")
+        refusal = gas_refusal(self.category, self.gas_liters)
+        if refusal is not None:
+            raise ValueError(refusal)
         return self
+
+
+class ProductUpdate(_Input):
+    """A platform admin's correction of a product: its name, description, or the gas one
+    unit holds (a product created before Flow knew it has none, so counts no oxygen)."""
+
+    name: Name | None = None
+    description: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), NoNul()] | None
+    ) = None
+    gas_liters: GasLiters | None = None
 
 
 class ProductOut(BaseModel):

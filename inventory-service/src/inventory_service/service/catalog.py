@@ -14,13 +14,20 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.db import Database
+from flow_shared.errors import UnprocessableEntity
 from flow_shared.json_codec import dumps, loads
 from flow_shared.pagination import Page, PageParams, fetch_page
 from flow_shared.unit_of_work import unit_of_work
 from inventory_service.cache import current_generation, nearby_key, read_cached, store_cached
-from inventory_service.errors import DuplicateSku, VendorNotFound
+from inventory_service.errors import DuplicateSku, ProductNotFound, VendorNotFound
 from inventory_service.models import Product, ProductCategory
-from inventory_service.schemas import NearbyItem, ProductCreate, VendorAvailability
+from inventory_service.schemas import (
+    NearbyItem,
+    ProductCreate,
+    ProductUpdate,
+    VendorAvailability,
+    gas_refusal,
+)
 
 # --- products -------------------------------------------------------------------------
 
@@ -67,6 +74,26 @@ async def create_product(session: AsyncSession, body: ProductCreate) -> Product:
         raise DuplicateSku(f"The SKU {body.sku} is taken.")
     product = await session.get(Product, product_id)
     assert product is not None
+    return product
+
+
+async def update_product(
+    session: AsyncSession, product_id: uuid.UUID, body: ProductUpdate
+) -> Product:
+    """Change the fields `body` names; the product's gas must still fit its category."""
+    product = await session.get(Product, product_id, with_for_update=True)
+    if product is None:
+        raise ProductNotFound()
+    changes = body.model_dump(exclude_unset=True)
+    if "gas_liters" in changes:
+        refusal = gas_refusal(ProductCategory(product.category), body.gas_liters)
+        if refusal is not None:
+            raise UnprocessableEntity(refusal)
+    for field, value in changes.items():
+        if value is None and field != "gas_liters":
+            raise UnprocessableEntity(f"{field} cannot be removed, only changed.")
+        setattr(product, field, value)
+    await session.flush()
     return product
 
 

@@ -42,7 +42,7 @@ from flow_shared.metrics import business_counter
 from flow_shared.pagination import PageParams
 from inventory_service import events
 from inventory_service.clients import Site
-from inventory_service.errors import SupplyNotReported, UnknownProducts
+from inventory_service.errors import GasUnknown, SupplyNotReported, UnknownProducts
 from inventory_service.models import (
     AutoReorder,
     Product,
@@ -53,6 +53,7 @@ from inventory_service.models import (
     SupplyOrderStatus,
 )
 from inventory_service.schemas import (
+    GAS_CATEGORIES,
     AutoReorderOut,
     AutoReorderRequestOut,
     InboundOut,
@@ -153,18 +154,24 @@ async def _gas_per_unit(
     session: AsyncSession, product_ids: Iterable[uuid.UUID], *, known: bool
 ) -> dict[uuid.UUID, Decimal | None]:
     """Litres of gas per unit of each product (None: it holds none). `known`: every id
-    must be a product (a report's), else UnknownProducts; otherwise an unknown one holds
-    no gas (an order's line the catalogue no longer has)."""
+    must be a product (a report's), else UnknownProducts, and one that holds oxygen must
+    say how much, else GasUnknown; otherwise an unknown one holds no gas (an order's line
+    the catalogue no longer has)."""
     wanted = set(product_ids)
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(Product.id, Product.gas_liters).where(Product.id.in_(wanted))
-    )
+    rows = (
+        await session.execute(
+            select(Product.id, Product.gas_liters, Product.category).where(Product.id.in_(wanted))
+        )
+    ).all()
     gas: dict[uuid.UUID, Decimal | None] = {row.id: row.gas_liters for row in rows}
     missing = wanted - gas.keys()
     if known and missing:
         raise UnknownProducts(sorted(missing))
+    unset = [row.id for row in rows if row.gas_liters is None and row.category in GAS_CATEGORIES]
+    if known and unset:
+        raise GasUnknown(unset)
     return gas | dict.fromkeys(missing)
 
 
