@@ -10,7 +10,8 @@ and prices; a hospital with a delivery site), then checks, one line each:
   8 a shortage around the hospital: routine orders paused, urgent ones placed
   9 an SOS accepted by the vendor (a confirmed emergency order); the shortage ended
  10 the site's oxygen runway: a low report, the SOS order inbound, the hospital told once
-Steps 8 to 10 follow README's walkthrough steps 7 to 9 (kept in step by hand; here around
+ 11 a cylinder round trip: serials dispatched and delivered, one returned, its deposit credited
+Steps 8 to 11 follow README's walkthrough steps 7 to 10 (kept in step by hand; here around
 this script's own London points). Exits non-zero on the first failure. Usage:
   .venv/bin/python scripts/test-order-inventory-integration.py [--env-file F] [--port-offset N]
 """
@@ -24,6 +25,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -312,6 +314,18 @@ def run(platform: Platform, fleet: Fleet) -> None:
     )
     print("ok 10 a low runway report: the SOS order inbound, the hospital told once")
 
+    # 11 ----------------------------------------------------------------------------------
+    check_cylinder_round_trip(
+        http,
+        vendor=vendor,
+        vendor_id=vendor_id,
+        hospital=hospital,
+        depot_id=depot_id,
+        site_id=site["id"],
+        product_id=other_product["id"],
+    )
+    print("ok 11 a cylinder round trip: serials delivered, one returned, its deposit credited")
+
 
 def poll(probe: Callable[[], T | None], what: str) -> T:
     """flow_shared's `eventually`, from this synchronous script."""
@@ -483,6 +497,109 @@ def check_runway(
     listed = expect_status(http.get("/api/v1/supply/runway", headers=hospital), 200)
     expect(
         [r["site_id"] for r in listed["items"]] == [site_id], f"the hospital's runways: {listed}"
+    )
+
+
+def check_cylinder_round_trip(
+    http: httpx.Client,
+    *,
+    vendor: dict[str, str],
+    vendor_id: str,
+    hospital: dict[str, str],
+    depot_id: str,
+    site_id: str,
+    product_id: str,
+) -> None:
+    """Check 11 (README walkthrough step 10): a deposit of 40.00 a cylinder; an order of two
+    dispatched by serial and delivered; the next delivery takes one back empty, and its
+    deposit is credited on the first order's invoice."""
+    expect_status(
+        http.put(
+            f"/api/v1/pricing/prices/{product_id}",
+            headers=vendor,
+            json={
+                "unit_price": "120.00",
+                "currency": "GBP",
+                "delivery_fee_per_km": "1.50",
+                "min_delivery_fee": "15.00",
+                "emergency_surcharge_pct": "10",
+                "deposit_per_cylinder": "40.00",
+            },
+        ),
+        200,
+    )
+    due = (datetime.now(UTC).date() + timedelta(days=365)).isoformat()
+    serials = ["INT-0001", "INT-0002", "INT-0003"]
+    registered = expect_status(
+        http.post(
+            "/api/v1/cylinders/bulk",
+            headers=vendor,
+            json={
+                "cylinders": [
+                    {
+                        "serial": serial,
+                        "product_id": product_id,
+                        "depot_id": depot_id,
+                        "hydrotest_due": due,
+                    }
+                    for serial in serials
+                ]
+            },
+        ),
+        201,
+    )
+    expect(registered["created"] == 3, f"three cylinders registered: {registered}")
+
+    def delivered_order(quantity: int, dispatched: list[str], returned: list[str]) -> str:
+        order = expect_status(
+            http.post(
+                "/api/v1/orders",
+                headers=hospital,
+                json={
+                    "vendor_id": vendor_id,
+                    "depot_id": depot_id,
+                    "site_id": site_id,
+                    "items": [{"product_id": product_id, "quantity": quantity}],
+                    "priority": "urgent",
+                    "payment_method": "invoice",
+                },
+            ),
+            201,
+        )
+        expect(Decimal(order["deposit_total"]) == 40 * quantity, f"the order's deposits: {order}")
+        path = f"/api/v1/orders/{order['id']}"
+        expect_status(http.post(f"{path}/confirm", headers=vendor, json={"eta_minutes": 30}), 200)
+        expect_status(
+            http.post(f"{path}/dispatch", headers=vendor, json={"cylinders": dispatched}), 200
+        )
+        expect_status(
+            http.post(f"{path}/deliver", headers=vendor, json={"returned_cylinders": returned}), 200
+        )
+        return str(order["id"])
+
+    first = delivered_order(2, serials[:2], [])
+    held = expect_status(http.get("/api/v1/cylinders/held", headers=hospital), 200)["items"]
+    expect(sorted(row["serial"] for row in held) == serials[:2], f"the hospital holds two: {held}")
+    delivered_order(1, serials[2:], serials[:1])
+    back = expect_status(http.get(f"/api/v1/cylinders/{serials[0]}", headers=vendor), 200)
+    expect(
+        [move["to_status"] for move in back["moves"]]
+        == ["full", "in_transit", "at_hospital", "empty"],
+        f"every move kept: {back['moves']}",
+    )
+
+    def credited() -> dict[str, Any] | None:
+        payments = expect_status(
+            http.get("/api/v1/payments", params={"order_id": first}, headers=hospital), 200
+        )["items"]
+        credited = [p for p in payments if Decimal(p["deposit_credited"]) == 40]
+        return credited[0] if credited else None
+
+    payment = poll(credited, "the returned cylinder's deposit credited")
+    [credit] = payment["deposit_credits"]
+    expect(
+        (credit["serial"], credit["kind"]) == (serials[0], "invoice_credit"),
+        f"credited on the invoice: {credit}",
     )
 
 

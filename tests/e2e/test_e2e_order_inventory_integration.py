@@ -34,4 +34,4 @@ def test_order_inventory_integration_script_passes(fleet: Any) -> None:
     print(result.stdout, result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
     passed = [line for line in result.stdout.splitlines() if line.startswith("ok ")]
-    assert [line.split()[1] for line in passed] == [str(n) for n in range(1, 11)]
+    assert [line.split()[1] for line in passed] == [str(n) for n in range(1, 12)]
