@@ -185,6 +185,7 @@ async def test_a_readable_answer_is_its_model_and_unknown_fields_are_ignored() -
     assert parse_answer(UPSTREAM, answer, Reservation) == Reservation(
         reservation_id="r-1", quantity=3
     )
+    assert parse_answer(UPSTREAM, answer, Reservation, expect=200).quantity == 3
 
 
 async def test_an_answer_outside_the_contract_is_a_502_naming_the_upstream() -> None:
@@ -200,6 +201,9 @@ async def test_an_answer_outside_the_contract_is_a_502_naming_the_upstream() -> 
     error = unexpected_answer(UPSTREAM, refused)
     assert (error.status, error.code) == (502, "bad-upstream-response")
     assert error.detail == f"{UPSTREAM} answered 409."
+    # Expecting a status: any other is outside the contract, before the body is read.
+    with pytest.raises(BadUpstreamResponse, match=f"{UPSTREAM} answered 409"):
+        parse_answer(UPSTREAM, refused, Reservation, expect=200)
 
 
 async def test_bad_upstream_response_reaches_our_client_as_a_502_problem() -> None:

@@ -19,7 +19,7 @@ from flow_shared.app_state import app_state
 from flow_shared.auth import PlatformAdmin
 from flow_shared.errors import ServiceUnavailable, UnprocessableEntity
 from flow_shared.http import ServiceClient
-from flow_shared.upstream import parse_answer, unexpected_answer
+from flow_shared.upstream import parse_answer
 
 ORDER_SERVICE = "order-service"
 
@@ -88,9 +88,7 @@ class OrderServiceClient:
         )
         if response.status_code == 422:
             raise UnprocessableEntity("order-service refused these caps.")
-        if response.status_code != 200:
-            raise unexpected_answer(ORDER_SERVICE, response)
-        items = parse_answer(ORDER_SERVICE, response, _CapsAnswer).items
+        items = parse_answer(ORDER_SERVICE, response, _CapsAnswer, expect=200).items
         return AllocationOut(org_id=org_id, items=items)
 
     async def aclose(self) -> None:

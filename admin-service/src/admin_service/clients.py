@@ -24,7 +24,7 @@ from admin_service.schemas import (
 from flow_shared.correlation import REQUEST_ID_HEADER, get_correlation_id
 from flow_shared.http import ServiceClient, UpstreamAnswer
 from flow_shared.pagination import PageParams
-from flow_shared.upstream import parse_answer, problem_detail, problem_of, unexpected_answer
+from flow_shared.upstream import parse_answer, problem_detail, problem_of
 
 USER_SERVICE = "user-service"
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -182,6 +182,4 @@ def _parse(
         # user-service's own explanation (e.g. renew the licence first); no internals in it.
         detail = problem_detail(problem_of(answer), "user-service refused the change.")
         raise OrganizationConflict(detail[:500])
-    if answer.status_code != 200:
-        raise unexpected_answer(USER_SERVICE, answer)
-    return parse_answer(USER_SERVICE, answer, model)
+    return parse_answer(USER_SERVICE, answer, model, expect=200)

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import structlog
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,8 +42,8 @@ from flow_shared.idempotency import IdempotencyKey, IdempotentAnswer, answer_onc
 from flow_shared.json_codec import ORJSONResponse
 from flow_shared.pagination import Page, PageParams, Pagination, fetch_page
 from flow_shared.unit_of_work import DbSession, unit_of_work
-from flow_shared.upstream import parse_answer, unexpected_answer
-from flow_shared.validation import NoNul
+from flow_shared.upstream import parse_answer
+from flow_shared.validation import Latitude, LatitudeValue, Longitude, LongitudeValue, NoNul
 
 PRODUCER = "admin-service"
 LOCATION_SERVICE = "location-service"
@@ -66,8 +66,8 @@ def rfc3339(at: datetime) -> str:
 class Area(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: LatitudeValue
+    lon: LongitudeValue
     radius_km: float = Field(gt=0, le=2000)
 
 
@@ -166,13 +166,9 @@ class AreaMembersClient:
                 raise ServiceUnavailable(f"{name} is not configured; no shortage was declared.")
         params = {"lat": area.lat, "lon": area.lon, "radius_km": area.radius_km}
         sites = await self._location.get("/internal/sites/orgs-within", params=params)
-        if sites.status_code != 200:
-            raise unexpected_answer(LOCATION_SERVICE, sites)
-        hospitals = parse_answer(LOCATION_SERVICE, sites, _OrgIds).org_ids
+        hospitals = parse_answer(LOCATION_SERVICE, sites, _OrgIds, expect=200).org_ids
         depots = await self._inventory.get("/internal/depots/vendors-within", params=params)
-        if depots.status_code != 200:
-            raise unexpected_answer(INVENTORY_SERVICE, depots)
-        vendors = parse_answer(INVENTORY_SERVICE, depots, _VendorIds).vendor_ids
+        vendors = parse_answer(INVENTORY_SERVICE, depots, _VendorIds, expect=200).vendor_ids
         return sorted(set(hospitals) | set(vendors))
 
     async def aclose(self) -> None:
@@ -439,8 +435,8 @@ async def shortages_covering(
     _user: CurrentPrincipal,
     session: DbSession,
     now: Now,
-    lat: Annotated[float, Query(ge=-90, le=90)],
-    lon: Annotated[float, Query(ge=-180, le=180)],
+    lat: Latitude,
+    lon: Longitude,
 ) -> ShortageList:
     return ShortageList(items=await active_covering(session, lat=lat, lon=lon, now=now))
 

@@ -45,9 +45,7 @@ class LocationClient:
         response = await self.http.get(f"/internal/sites/{site_id}", params={"org_id": str(org_id)})
         if response.status_code == 404:
             raise SiteNotFound("Your organisation has no delivery site with this id.")
-        if response.status_code != 200:
-            raise unexpected_answer(LOCATION_SERVICE, response)
-        return parse_answer(LOCATION_SERVICE, response, Site)
+        return parse_answer(LOCATION_SERVICE, response, Site, expect=200)
 
 
 class Refused(Exception):

@@ -22,6 +22,8 @@ from flow_shared.validation import (
     MAX_UNITS,
     CylinderSerial,
     CylinderSerials,
+    LatitudeValue,
+    LongitudeValue,
     NoNul,
     PositiveUnits,
     Units,
@@ -40,8 +42,6 @@ MAX_RESERVATION_LINES = 100
 Name = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul()
 ]
-Latitude = Annotated[float, Field(ge=-90, le=90)]
-Longitude = Annotated[float, Field(ge=-180, le=180)]
 
 
 class _Input(BaseModel):
@@ -123,8 +123,8 @@ class ProductOut(BaseModel):
 
 class DepotCreate(_Input):
     name: Name
-    lat: Latitude
-    lon: Longitude
+    lat: LatitudeValue
+    lon: LongitudeValue
     address: (
         Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), NoNul()] | None
     ) = None

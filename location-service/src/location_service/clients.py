@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import httpx
 import structlog
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from flow_shared.errors import ServiceUnavailable
 from flow_shared.http import ServiceClient
+from flow_shared.validation import LatitudeValue, LongitudeValue
 from location_service.config import Settings
 from location_service.geocoding import ExternalGeocoderFailed, Place
 
@@ -25,8 +24,8 @@ class _NominatimAddress(BaseModel):
 
 class _NominatimPlace(BaseModel):
     # Nominatim sends coordinates as strings; lax parsing turns them into floats.
-    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
-    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+    lat: LatitudeValue
+    lon: LongitudeValue
     display_name: str
     name: str | None = None
     address: _NominatimAddress | None = None

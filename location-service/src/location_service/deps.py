@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends
 
 from flow_shared.app_state import app_state
+from flow_shared.validation import Latitude, Longitude
 from location_service.config import Settings
 from location_service.geocoding import Geocoder
 from location_service.schemas import Priority
@@ -15,9 +16,6 @@ from location_service.service import Coordinates
 
 SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
 GeocoderDep = Annotated[Geocoder, Depends(app_state("geocoder", Geocoder))]
-
-LatitudeQuery = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)]
-LongitudeQuery = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +26,10 @@ class RouteQuery:
 
 
 async def _route_query(
-    from_lat: LatitudeQuery,
-    from_lon: LongitudeQuery,
-    to_lat: LatitudeQuery,
-    to_lon: LongitudeQuery,
+    from_lat: Latitude,
+    from_lon: Longitude,
+    to_lat: Latitude,
+    to_lon: Longitude,
     priority: Priority = "routine",
 ) -> RouteQuery:
     return RouteQuery(Coordinates(from_lat, from_lon), Coordinates(to_lat, to_lon), priority)

@@ -8,11 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from flow_shared.validation import NoNul
+from flow_shared.validation import LatitudeValue, LongitudeValue, NoNul
 
 Priority = Literal["routine", "urgent", "emergency"]
-Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 SiteName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoNul()
 ]
@@ -57,14 +55,14 @@ class RouteEstimate(BaseModel):
 
 
 class Point(Input):
-    lat: Latitude
-    lon: Longitude
+    lat: LatitudeValue
+    lon: LongitudeValue
 
 
 class RouteOrigin(Input):
     id: Annotated[str, StringConstraints(min_length=1, max_length=200), NoNul()]
-    lat: Latitude
-    lon: Longitude
+    lat: LatitudeValue
+    lon: LongitudeValue
 
 
 class BatchRouteRequest(Input):
@@ -90,8 +88,8 @@ class BatchRouteResponse(BaseModel):
 class SiteCreate(Input):
     name: SiteName
     address: Address | None = None
-    lat: Latitude | None = None
-    lon: Longitude | None = None
+    lat: LatitudeValue | None = None
+    lon: LongitudeValue | None = None
 
     @model_validator(mode="after")
     def _coordinates_or_address(self) -> SiteCreate:

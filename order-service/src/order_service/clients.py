@@ -218,9 +218,7 @@ class LocationClient:
         response = await self.http.get(f"/internal/sites/{site_id}", params={"org_id": str(org_id)})
         if response.status_code == 404:
             raise SiteNotFound("Your organisation has no delivery site with this id.")
-        if response.status_code != 200:
-            raise unexpected_answer(LOCATION_SERVICE, response)
-        return parse_answer(LOCATION_SERVICE, response, Site)
+        return parse_answer(LOCATION_SERVICE, response, Site, expect=200)
 
     async def route_batch(
         self,
@@ -236,9 +234,7 @@ class LocationClient:
             "priority": priority,
         }
         response = await self.http.post("/internal/routes/batch", json=body)
-        if response.status_code != 200:
-            raise unexpected_answer(LOCATION_SERVICE, response)
-        routes = parse_answer(LOCATION_SERVICE, response, RouteBatch).routes
+        routes = parse_answer(LOCATION_SERVICE, response, RouteBatch, expect=200).routes
         if [route.id for route in routes] != [origin[0] for origin in origins]:
             raise BadUpstreamResponse(f"{LOCATION_SERVICE} answered routes for other origins.")
         return routes
@@ -352,18 +348,14 @@ class InventoryClient:
                 "page_size": page_size,
             },
         )
-        if response.status_code != 200:
-            raise unexpected_answer(INVENTORY_SERVICE, response)
-        return parse_answer(INVENTORY_SERVICE, response, NearbyPage).items
+        return parse_answer(INVENTORY_SERVICE, response, NearbyPage, expect=200).items
 
     async def product_categories(self, product_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
         """Each product's category (products are platform-wide; unknown ids are left out)."""
         response = await self.http.get(
             "/internal/products", params={"ids": ",".join(str(p) for p in sorted(product_ids))}
         )
-        if response.status_code != 200:
-            raise unexpected_answer(INVENTORY_SERVICE, response)
-        page = parse_answer(INVENTORY_SERVICE, response, _ProductCategories)
+        page = parse_answer(INVENTORY_SERVICE, response, _ProductCategories, expect=200)
         return {item.id: item.category for item in page.items}
 
     async def dispatch_cylinders(

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from flow_shared.validation import CylinderSerials, NoNul
+from flow_shared.validation import CylinderSerials, LatitudeValue, LongitudeValue, NoNul
 from order_service.models import Order, SosRequest
 
 Priority = Literal["routine", "urgent", "emergency"]
@@ -35,8 +35,8 @@ MAX_ORDER_LINES = 20
 class DeliveryPoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
-    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    lat: LatitudeValue
+    lon: LongitudeValue
     address: Address | None = None
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from flow_shared.errors import DomainError
 from flow_shared.http import ServiceClient, UpstreamAnswer
-from flow_shared.upstream import parse_answer, unexpected_answer
+from flow_shared.upstream import parse_answer
 from pricing_service.config import Settings
 from pricing_service.errors import DepotNotFound, ProductNotFound, RouteNotFound
 from pricing_service.schemas import (
@@ -37,9 +37,7 @@ def _parse(
 ) -> _Model:
     if response.status_code == 404:
         raise not_found
-    if response.status_code != 200:
-        raise unexpected_answer(upstream, response)
-    return parse_answer(upstream, response, model)
+    return parse_answer(upstream, response, model, expect=200)
 
 
 class InventoryClient:
@@ -90,9 +88,7 @@ class InventoryClient:
     async def product_category(self, product_id: uuid.UUID) -> str | None:
         """The product's category; None when inventory-service does not know it."""
         response = await self._http.get("/internal/products", params={"ids": str(product_id)})
-        if response.status_code != 200:
-            raise unexpected_answer(INVENTORY_SERVICE, response)
-        answer = parse_answer(INVENTORY_SERVICE, response, UpstreamProductCategories)
+        answer = parse_answer(INVENTORY_SERVICE, response, UpstreamProductCategories, expect=200)
         return next((item.category for item in answer.items if item.id == product_id), None)
 
     async def aclose(self) -> None:

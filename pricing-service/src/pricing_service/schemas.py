@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from flow_shared.pagination import Page
-from flow_shared.validation import Amount, refuse_float
+from flow_shared.validation import Amount, LatitudeValue, LongitudeValue, refuse_float
 
 CENT = Decimal("0.01")
 Priority = Literal["routine", "urgent", "emergency"]
@@ -45,8 +45,6 @@ PercentIn = Annotated[
     Field(ge=0, le=100, decimal_places=2, allow_inf_nan=False),
 ]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Latitude = Annotated[float, Field(ge=-90, le=90)]
-Longitude = Annotated[float, Field(ge=-180, le=180)]
 
 
 # ----- prices -----
@@ -95,8 +93,8 @@ class QuoteItemInput(BaseModel):
 class DeliveryPoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lat: Latitude
-    lon: Longitude
+    lat: LatitudeValue
+    lon: LongitudeValue
 
 
 class QuoteRequest(BaseModel):

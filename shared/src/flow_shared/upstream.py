@@ -71,9 +71,14 @@ def unexpected_answer(upstream: str, answer: UpstreamAnswer) -> BadUpstreamRespo
     return BadUpstreamResponse(f"{upstream} answered {answer.status_code}.")
 
 
-def parse_answer(upstream: str, answer: UpstreamAnswer, model: type[_Model]) -> _Model:
+def parse_answer(
+    upstream: str, answer: UpstreamAnswer, model: type[_Model], *, expect: int | None = None
+) -> _Model:
     """The answer's body as `model` (unknown fields ignored as the model says); a body that
-    does not fit is `BadUpstreamResponse`."""
+    does not fit is `BadUpstreamResponse`. With `expect`, any other status is too
+    (`unexpected_answer`): the caller has dealt with the statuses it knows before."""
+    if expect is not None and answer.status_code != expect:
+        raise unexpected_answer(upstream, answer)
     try:
         return model.model_validate_json(answer.content)
     except ValidationError:

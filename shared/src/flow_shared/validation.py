@@ -97,14 +97,18 @@ UnitsDelta = Annotated[int, Field(ge=-MAX_UNITS, le=MAX_UNITS)]
 # Anything else that lands in an `integer` column (a count, a version, seconds).
 DbInteger = Annotated[int, Field(ge=-DB_INTEGER_MAX - 1, le=DB_INTEGER_MAX)]
 
-# --- a point and an area (query parameters) ------------------------------------------
+# --- a point and an area ----------------------------------------------------------------
 
 # The widest area the "who is within" queries answer for (a declared shortage's at most).
 MAX_AREA_RADIUS_KM = 2000
 
-Latitude = Annotated[float, Query(ge=-90, le=90)]
-Longitude = Annotated[float, Query(ge=-180, le=180)]
+# In a query string.
+Latitude = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)]
 RadiusKm = Annotated[float, Query(gt=0, le=MAX_AREA_RADIUS_KM)]
+# In a body.
+LatitudeValue = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+LongitudeValue = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 # --- money -----------------------------------------------------------------------------
 
