@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flow_shared.clock import Clock, utcnow
 from flow_shared.testing.infra import TestInfra, asgi_client
 from flow_shared.testing.service_app import schema_engine_fixture, settings_factory
 from flow_shared.testing.tokens import TokenIssuer
@@ -805,12 +806,14 @@ OrderAppFactory = Callable[..., AbstractAsyncContextManager[OrderApp]]
 
 @pytest.fixture
 def order_app_for(infra: TestInfra, token_issuer: TokenIssuer, fleet: Fleet) -> OrderAppFactory:
-    """Opens order-service in-process; keyword arguments override its settings."""
+    """Opens order-service in-process (on `clock`, the wall clock unless given); other
+    keyword arguments override its settings."""
 
     @asynccontextmanager
-    async def open_app(**overrides: Any) -> AsyncIterator[OrderApp]:
+    async def open_app(clock: Clock = utcnow, **overrides: Any) -> AsyncIterator[OrderApp]:
         app = create_app(
             order_settings(infra, **overrides),
+            clock=clock,
             jwks_fetcher=token_issuer.fetch_jwks,
             location_transport=fleet.location.transport(),
             inventory_transport=fleet.inventory.transport(),

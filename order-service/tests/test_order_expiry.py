@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+
+from flow_shared.testing.clock import MovableClock
 
 if TYPE_CHECKING:
     from conftest import Fleet, OrderAppFactory, OrdersDb
@@ -106,3 +109,29 @@ async def test_an_expiry_with_inventory_down_is_recorded_and_released_later(
         "order.placed",
         "order.expired",
     ]
+
+
+async def test_the_sweeper_reads_the_apps_clock(
+    order_app_for: OrderAppFactory, fleet: Fleet
+) -> None:
+    hospital, vendor, product, depot = fleet.stocked_depot(10)
+    clock = MovableClock(datetime.now(UTC))
+    async with order_app_for(clock=clock) as opened:
+        placed = await opened.client.post(
+            "/api/v1/orders",
+            json=fleet.order_body(vendor, depot, [(product, 2)], priority="urgent"),
+            headers=hospital.headers,
+        )
+        assert placed.status_code == 201, placed.text
+        path = f"/api/v1/orders/{placed.json()['id']}"
+        # Within the urgent confirm window (an hour): nothing to expire.
+        await opened.sweep()
+        before = await opened.client.get(path, headers=hospital.headers)
+        # Two hours on, by the app's clock alone: overdue, and expired without waiting.
+        clock.advance(hours=2)
+        await opened.sweep()
+        after = await opened.client.get(path, headers=hospital.headers)
+
+    assert before.json()["status"] == "placed"
+    assert after.json()["status"] == "expired"
+    assert depot.available(product) == 10

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from flow_shared.app import EventsConfig, create_service_app
 from flow_shared.auth import JWKSFetcher
+from flow_shared.clock import Clock, utcnow
 from flow_shared.lifecycle import PeriodicTask
 from order_service import internal
 from order_service.api import allocation_router, router, sos_router
@@ -27,7 +28,9 @@ def create_app(
     pricing_transport: httpx.AsyncBaseTransport | None = None,
     location_transport: httpx.AsyncBaseTransport | None = None,
     payment_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock = utcnow,
 ) -> FastAPI:
+    """`clock`: the time the order and SOS sweepers and the app's `Now` read."""
     settings = settings or Settings()
 
     async def open_upstreams(app: FastAPI) -> None:
@@ -43,14 +46,16 @@ def create_app(
         await app.state.upstreams.aclose()
 
     def order_sweeper(app: FastAPI) -> PeriodicTask:
-        sweeper = OrderSweeper(app.state.database, app.state.upstreams.inventory, settings)
+        sweeper = OrderSweeper(
+            app.state.database, app.state.upstreams.inventory, settings, clock=clock
+        )
         app.state.order_sweeper = sweeper
         return PeriodicTask(
             "order-sweeper", settings.order_sweep_interval_seconds, sweeper.run_once
         )
 
     def sos_sweeper(app: FastAPI) -> PeriodicTask:
-        sweeper = SosSweeper(app.state.database, app.state.upstreams, settings)
+        sweeper = SosSweeper(app.state.database, app.state.upstreams, settings, clock=clock)
         app.state.sos_sweeper = sweeper
         return PeriodicTask("sos-sweeper", settings.sos_sweep_interval_seconds, sweeper.run_once)
 
@@ -69,4 +74,5 @@ def create_app(
         on_startup=[open_upstreams],
         on_shutdown=[close_upstreams],
         periodic=[order_sweeper, sos_sweeper, open_order_gauges],
+        clock=clock,
     )

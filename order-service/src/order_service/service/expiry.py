@@ -17,7 +17,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import delete, or_, select, update
 
-from flow_shared.clock import utcnow
+from flow_shared.clock import Clock, utcnow
 from flow_shared.correlation import new_correlation_id, set_correlation_id
 from flow_shared.db import Database
 from flow_shared.errors import DomainError
@@ -46,9 +46,18 @@ class SweepResult:
 
 
 class OrderSweeper:
-    def __init__(self, database: Database, inventory: InventoryClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        database: Database,
+        inventory: InventoryClient,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
         self.database = database
         self.inventory = inventory
+        # What "overdue" is measured against (tests move it).
+        self.clock = clock
         self.batch_size = settings.order_sweep_batch_size
         self.retry_after = timedelta(seconds=settings.release_retry_after_seconds)
 
@@ -81,7 +90,7 @@ class OrderSweeper:
     async def expire_overdue(self) -> int:
         """One batch: placed orders past `expires_at` become expired; their holds go back."""
         async with unit_of_work(self.database) as uow:
-            now = utcnow()
+            now = self.clock()
             overdue = (
                 await uow.session.scalars(
                     select(Order)
@@ -101,7 +110,7 @@ class OrderSweeper:
     async def retry_pending_releases(self) -> int:
         """One batch of releases that failed before; each is leased so one process tries it."""
         async with unit_of_work(self.database) as uow:
-            now = utcnow()
+            now = self.clock()
             due = (
                 select(Order.id)
                 .where(
@@ -133,7 +142,7 @@ class OrderSweeper:
     async def retry_abandoned_holds(self) -> int:
         """One batch of holds failed placements left behind; released, then forgotten."""
         async with unit_of_work(self.database) as uow:
-            now = utcnow()
+            now = self.clock()
             due = (
                 select(AbandonedHold.order_id)
                 .where(AbandonedHold.attempted_at <= now - self.retry_after)
@@ -151,7 +160,7 @@ class OrderSweeper:
                 )
             ).all()
         for hold in leased:
-            if hold.hold_expires_at <= utcnow() or await self._give_back(hold):
+            if hold.hold_expires_at <= self.clock() or await self._give_back(hold):
                 async with unit_of_work(self.database) as uow:
                     await uow.session.execute(
                         delete(AbandonedHold).where(AbandonedHold.order_id == hold.order_id)

@@ -35,7 +35,7 @@ from sqlalchemy import ColumnElement, Select, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flow_shared.auth import Principal
-from flow_shared.clock import utcnow
+from flow_shared.clock import Clock, utcnow
 from flow_shared.correlation import new_correlation_id, set_correlation_id
 from flow_shared.db import Database
 from flow_shared.http import UpstreamUnavailable
@@ -522,15 +522,23 @@ async def cancel(uow: UnitOfWork, hospital: Principal, sos_id: uuid.UUID) -> Sos
 class SosSweeper:
     """Escalates rings past their `expires_at`; runs in every order-service process."""
 
-    def __init__(self, database: Database, upstreams: Upstreams, settings: Settings) -> None:
+    def __init__(
+        self,
+        database: Database,
+        upstreams: Upstreams,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
         self.database = database
         self.upstreams = upstreams
         self.settings = settings
+        self.clock = clock
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """One sweep at `now` (the caller's clock; the wall clock by default)."""
+        """One sweep at `now` (a test's moment), else at the sweeper's clock."""
         set_correlation_id(new_correlation_id())
-        at = now or utcnow()
+        at = now or self.clock()
         escalated = 0
         for _ in range(self.settings.sos_sweep_batch_size):
             async with unit_of_work(self.database) as uow:
