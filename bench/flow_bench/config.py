@@ -19,6 +19,8 @@ NEARBY_KNEE_SCALE = 10_000
 NEARBY_GROWTH_GOAL = 2.0
 ORDER_KNEE_GOAL = 500.0
 PGBENCH_RATIO_GOAL = 0.1
+# Issue 16: what the work of an order needs in machine CPU, all processes together.
+ORDER_CPU_MS_GOAL = 8.0
 MIXED_DRIFT_GOAL = 1.5
 # "Memory flat": the last window's RSS at most this much above the first window's.
 MEMORY_GROWTH_GOAL = 0.10

@@ -68,6 +68,17 @@ class Config:
     source: RequestSource
 
 
+@dataclass(frozen=True, slots=True)
+class CpuPerRequest:
+    machine_ms: float
+    groups_ms: dict[str, float]
+
+    def top(self, count: int = 6) -> str:
+        """'order-service 13.8, inventory-service 13.6, ...' in ms a request."""
+        ranked = sorted(self.groups_ms.items(), key=lambda item: item[1], reverse=True)[:count]
+        return ", ".join(f"{group} {ms:.1f}" for group, ms in ranked)
+
+
 @dataclass
 class Measurement:
     label: str
@@ -104,6 +115,27 @@ class Measurement:
             return "not measured"
         ordered = sorted(self.runs, key=lambda r: r.result.p99_ms)
         return top_consumers(ordered[len(ordered) // 2].cores)
+
+    def cpu_ms_per_request(self) -> CpuPerRequest | None:
+        """Milliseconds of CPU each completed request cost, the whole machine's and each
+        group's, in the median run by machine CPU per request (None when no run completed
+        any or the machine's CPU was not read). Work a request leaves for later (events,
+        relays) counts where it falls inside a run, as it does in steady state."""
+        costs = [
+            CpuPerRequest(
+                machine_ms=run.cores["machine busy"] / run.result.throughput * 1000.0,
+                groups_ms={
+                    group: cores / run.result.throughput * 1000.0
+                    for group, cores in run.cores.items()
+                    if group != "machine busy"
+                },
+            )
+            for run in self.runs
+            if run.result.throughput > 0 and "machine busy" in run.cores
+        ]
+        if not costs:
+            return None
+        return sorted(costs, key=lambda cost: cost.machine_ms)[len(costs) // 2]
 
     def summary(self) -> dict[str, Any]:
         return {
