@@ -47,6 +47,15 @@ SHORTAGE_RADIUS_KM = 5
 OVER_ANY_CAP = 100_000
 
 
+# The vendor's price of both products (check 11 adds a cylinder deposit to one).
+PRICE = {
+    "unit_price": "120.00",
+    "currency": "GBP",
+    "delivery_fee_per_km": "1.50",
+    "min_delivery_fee": "15.00",
+    "emergency_surcharge_pct": "10",
+}
+
 T = TypeVar("T")
 
 
@@ -141,13 +150,7 @@ def run(platform: Platform, fleet: Fleet) -> None:
             http.put(
                 f"/api/v1/pricing/prices/{item['id']}",
                 headers=vendor,
-                json={
-                    "unit_price": "120.00",
-                    "currency": "GBP",
-                    "delivery_fee_per_km": "1.50",
-                    "min_delivery_fee": "15.00",
-                    "emergency_surcharge_pct": "10",
-                },
+                json=PRICE,
             ),
             200,
         )
@@ -517,14 +520,7 @@ def check_cylinder_round_trip(
         http.put(
             f"/api/v1/pricing/prices/{product_id}",
             headers=vendor,
-            json={
-                "unit_price": "120.00",
-                "currency": "GBP",
-                "delivery_fee_per_km": "1.50",
-                "min_delivery_fee": "15.00",
-                "emergency_surcharge_pct": "10",
-                "deposit_per_cylinder": "40.00",
-            },
+            json={**PRICE, "deposit_per_cylinder": "40.00"},
         ),
         200,
     )

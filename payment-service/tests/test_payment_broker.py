@@ -1,7 +1,8 @@
 """The real path through RabbitMQ (SPEC "Events"): an order.placed published to
 `flow.events` is consumed from payment-service's durable queue once, however often it is
 delivered, and its payment.authorized leaves through the outbox relay to the exchange; a
-provider timeout is retried by the consumer and still authorizes once."""
+provider timeout is retried by the consumer and still authorizes once; a cylinder.returned
+delivered twice credits its deposit once and payment.deposit_credited is relayed."""
 
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ if TYPE_CHECKING:
 WAIT_SECONDS = 30.0
 
 
-def _consumed(outcome: str) -> float:
+def _consumed(outcome: str, event_type: str = "order.placed") -> float:
     value = REGISTRY.get_sample_value(
         "flow_events_consumed_total",
-        {"service": "payment-service", "event_type": "order.placed", "outcome": outcome},
+        {"service": "payment-service", "event_type": event_type, "outcome": outcome},
     )
     return value or 0.0
 
@@ -47,13 +48,18 @@ async def channel(infra: TestInfra, app: FastAPI) -> AsyncIterator[AbstractChann
         yield await connection.channel(publisher_confirms=True)
 
 
-async def _publish(channel: AbstractChannel, app: FastAPI, envelope: EventEnvelope) -> None:
-    """Publish exactly as order-service's outbox relay does."""
+async def _publish(
+    channel: AbstractChannel,
+    app: FastAPI,
+    envelope: EventEnvelope,
+    producer: str = "order-service",
+) -> None:
+    """Publish exactly as the producer's outbox relay does."""
     exchange = await channel.declare_exchange(
         app.state.settings.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )
     message = build_event_message(
-        envelope.id, envelope.type, envelope.model_dump(mode="json"), "order-service"
+        envelope.id, envelope.type, envelope.model_dump(mode="json"), producer
     )
     await exchange.publish(message, routing_key=envelope.type)
 
@@ -129,3 +135,28 @@ async def test_a_provider_timeout_is_retried_by_the_consumer_and_authorizes_once
     assert _consumed("retried") > retried_before
     assert await pay.sandbox_authorizations(order) == 1
     assert len(await pay.outbox_events("payment.authorized", order)) == 1
+
+
+async def test_a_return_from_the_broker_is_credited_once_and_relayed(
+    pay: Payments, app: FastAPI, channel: AbstractChannel
+) -> None:
+    order = pay.order(deposit_total="12.50")
+    await pay.place(order)
+    await pay.handle(order.event("delivered"))
+    returned = order.returned(deposit="12.50")
+    tap = await _tap(channel, app, "payment.deposit_credited")
+    duplicates_before = _consumed("duplicate", "cylinder.returned")
+
+    for _ in range(2):  # delivered twice, as at-least-once allows
+        await _publish(channel, app, returned, "inventory-service")
+
+    async def handled_twice() -> bool:
+        return _consumed("duplicate", "cylinder.returned") > duplicates_before
+
+    relayed = await _next_for_order(tap, str(order.order_id))
+    await eventually(handled_twice, "the second delivery was taken off the queue")
+    assert relayed["type"] == "payment.deposit_credited"
+    payment = await pay.payment_of(order)
+    assert [c["status"] for c in payment["deposit_credits"]] == ["credited"]
+    assert payment["refunded_amount"] == "12.50"
+    assert len(await pay.outbox_events("payment.deposit_credited", order)) == 1

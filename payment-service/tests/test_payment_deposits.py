@@ -8,23 +8,14 @@ and never exceeds the deposits charged, however often or concurrently it is deli
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel
-from fastapi import FastAPI
-from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from flow_shared.events.relay import build_event_message
-from flow_shared.testing.infra import TestInfra
-from flow_shared.testing.polling import eventually
 from payment_service.consumers import event_handlers
 from payment_service.provider import OperationResult, PaymentProvider, ProviderTimeout
 
@@ -416,60 +407,3 @@ async def test_an_order_event_without_deposits_charges_its_total(pay: Payments) 
 
     assert (payment["amount"], payment["deposit_amount"]) == ("310.00", "0.00")
     assert payment["deposit_credits"] == []
-
-
-def _consumed_returns(outcome: str) -> float:
-    value = REGISTRY.get_sample_value(
-        "flow_events_consumed_total",
-        {"service": "payment-service", "event_type": "cylinder.returned", "outcome": outcome},
-    )
-    return value or 0.0
-
-
-@pytest.fixture
-async def channel(infra: TestInfra, app: FastAPI) -> AsyncIterator[AbstractChannel]:
-    async def consumer_connected() -> bool:
-        return bool(app.state.consumer.is_connected)
-
-    await eventually(consumer_connected, "payment-service's consumer connected")
-    connection = await aio_pika.connect(infra.amqp_url)
-    async with connection:
-        yield await connection.channel(publisher_confirms=True)
-
-
-async def test_a_return_from_the_broker_is_credited_once_and_relayed(
-    pay: Payments, app: FastAPI, channel: AbstractChannel
-) -> None:
-    order, _ = await _delivered(pay, deposit_total="12.50")
-    returned = order.returned(deposit="12.50")
-    exchange_name = app.state.settings.events_exchange
-    exchange = await channel.declare_exchange(
-        exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    tap = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await tap.bind(exchange_name, routing_key="payment.deposit_credited")
-
-    duplicates_before = _consumed_returns("duplicate")
-
-    for _ in range(2):  # delivered twice, as at-least-once allows
-        message = build_event_message(
-            returned.id, returned.type, returned.model_dump(mode="json"), "inventory-service"
-        )
-        await exchange.publish(message, routing_key=returned.type)
-
-    async def relayed() -> bool:
-        message = await tap.get(fail=False)
-        if message is None:
-            return False
-        await message.ack()
-        return bool(json.loads(message.body)["data"]["order_id"] == str(order.order_id))
-
-    async def handled_twice() -> bool:
-        return _consumed_returns("duplicate") > duplicates_before
-
-    await eventually(relayed, "payment.deposit_credited relayed to the exchange")
-    await eventually(handled_twice, "the second delivery was taken off the queue")
-    payment = await pay.payment_of(order)
-    assert [c["status"] for c in payment["deposit_credits"]] == ["credited"]
-    assert payment["refunded_amount"] == "12.50"
-    assert len(await pay.outbox_events("payment.deposit_credited", order)) == 1
